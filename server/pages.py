@@ -1,0 +1,51 @@
+"""The clinician search page: the HTML twin of /api/search, rendered from the same view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
+
+from indexer.citations import CITATION_RE
+
+from server.deps import AppSettings, get_service
+from server.errors import ApiError
+from server.present import search_out
+from server.queries import validate
+from server.schemas import CAUTION
+
+router = APIRouter()
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def cite(text: str, anchor: str) -> Markup:
+    """Escape passage text and link each citation bracket to the reference list below it."""
+    escaped = str(escape(text))
+    linked = CITATION_RE.sub(lambda m: f'<a class="cite" href="#{anchor}-refs">{m.group(0)}</a>', escaped)
+    return Markup(linked.replace("\n", "<br>"))
+
+
+templates.env.filters["cite"] = cite
+
+
+@router.get("/", response_class=HTMLResponse)
+def search_page(
+    request: Request,
+    settings: AppSettings,
+    q: Annotated[str | None, Query()] = None,
+    k: Annotated[int | None, Query()] = None,
+) -> HTMLResponse:
+    context = {"q": q or "", "result": None, "error": None, "caution": CAUTION, "max_chars": settings.max_query_chars}
+    status = 200
+    if q is not None and q.strip():
+        try:
+            search = validate(settings, q, k)
+            context["result"] = search_out(get_service(request).search(search.q, search.k, search.filters), search.k)
+        except ApiError as exc:
+            context["error"] = exc.message
+            status = exc.status
+    return templates.TemplateResponse(request, "search.html", context, status_code=status)
