@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 from indexer.articles import PART_KINDS, Article, Block, Citation, Section
+from indexer.citations import CITATION_RE
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -23,7 +24,6 @@ _ABBREVIATIONS = {
     "wk", "mo", "yr", "resp", "ref", "refs", "b.i.d", "t.i.d", "q.i.d", "p.o", "i.v", "u.s",
 }
 _BOUNDARY = re.compile(r"[.!?]+[\"')\]]*\s+")
-_CITATION_START = re.compile(r"\s*\[\s*\d")
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,16 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         word = word_match.group(1).lower() if word_match else ""
         if word in _ABBREVIATIONS or (len(word) == 1 and text[m.start()] == "."):
             continue
-        nxt = text[m.end() : m.end() + 1]
-        if nxt and (nxt.islower() or _CITATION_START.match(text, m.end())):
+        split_at = m.end()
+        trailing = CITATION_RE.match(text, split_at)
+        if trailing:  # "... end. [3] Next": the citation belongs to the sentence before it
+            split_at = trailing.end()
+            split_at += len(text[split_at:]) - len(text[split_at:].lstrip())
+        nxt = text[split_at : split_at + 1]
+        if nxt.islower() or split_at >= len(text):
             continue
-        spans.append((start, m.end()))
-        start = m.end()
+        spans.append((start, split_at))
+        start = split_at
     if start < len(text):
         spans.append((start, len(text)))
     return [(s, e) for s, e in spans if text[s:e].strip()]

@@ -286,7 +286,8 @@ def _last_paragraph(blocks: list[Paragraph | BulletList]) -> Paragraph | None:
 
 
 def _cite_first(blocks: list[Paragraph | BulletList], number: int) -> None:
-    """Cite the document-level reference once per section: at the end of its first paragraph (or item)."""
-    first = blocks[0]
-    target = first.items[0] if isinstance(first, BulletList) else first
+    """Cite the document-level reference once per section: at the end of its first sentence-like
+    paragraph or list item (not a label such as "Key Points"), else of its first block."""
+    flat = [p for block in blocks for p in (block.items if isinstance(block, BulletList) else [block])]
+    target = next((p for p in flat if len(p.text.split()) >= 4 and re.search(r"[.!?][\"')]*$", p.text)), flat[0])
     target.cites = tuple(sorted(set(target.cites) | {number}))

@@ -195,7 +195,7 @@ def _last_updated(header: list[_Line], display: str, report: ReportBuilder) -> d
 def _body(lines: list[_Line], display: str, report: ReportBuilder) -> tuple[list[Section], dict[int, int]]:
     """Sections of the parts, and every cited number with the line it is first cited on."""
     sections: list[Section] = []
-    cited: dict[int, int] = {}
+    reader = _TextReader(display, report)
     runs = _runs(lines)
     for index, run in enumerate(runs):
         first = run[0]
@@ -207,9 +207,8 @@ def _body(lines: list[_Line], display: str, report: ReportBuilder) -> tuple[list
         if len(run) == 1 and _looks_like_heading(first.text) and index + 1 < len(runs):
             sections.append(Section(heading=first.text, level=3))
             continue
-        for block in _blocks(run, cited):
-            sections[-1].blocks.append(block)
-    return sections, cited
+        sections[-1].blocks.extend(reader.blocks(run))
+    return sections, reader.cited
 
 
 def _runs(lines: list[_Line]) -> list[list[_Line]]:
@@ -235,59 +234,85 @@ def _looks_like_heading(text: str) -> bool:
         return False
     if re.search(r"[.!?:;,]$", text):
         return False
-    _, numbers = _split_citation(text)
-    return not numbers
+    _, numbers, maybe = _split_citation(text)
+    return not numbers and not maybe
 
 
-def _blocks(run: list[_Line], cited: dict[int, int]) -> list[Paragraph | BulletList]:
-    blocks: list[Paragraph | BulletList] = []
-    paragraph: list[_Line] = []
+class _TextReader:
+    """Turns runs of page lines into paragraphs and bullet lists, collecting cited numbers."""
 
-    def flush() -> None:
-        if paragraph:
-            blocks.append(_paragraph(" ".join(line.text for line in paragraph), paragraph[0].number, cited))
-            paragraph.clear()
+    def __init__(self, display: str, report: ReportBuilder) -> None:
+        self.display = display
+        self.report = report
+        self.cited: dict[int, int] = {}
 
-    for line in run:
-        bullet = BULLET_RE.match(line.text)
-        if bullet:
-            flush()
-            item = _paragraph(bullet.group(1), line.number, cited)
-            if blocks and isinstance(blocks[-1], BulletList):
-                blocks[-1].items.append(item)
+    def blocks(self, run: list[_Line]) -> list[Paragraph | BulletList]:
+        blocks: list[Paragraph | BulletList] = []
+        paragraph: list[_Line] = []
+
+        def flush() -> None:
+            if paragraph:
+                blocks.append(self.paragraph(" ".join(line.text for line in paragraph), paragraph[0].number))
+                paragraph.clear()
+
+        for line in run:
+            bullet = BULLET_RE.match(line.text)
+            if bullet:
+                flush()
+                item = self.paragraph(bullet.group(1), line.number)
+                if blocks and isinstance(blocks[-1], BulletList):
+                    blocks[-1].items.append(item)
+                else:
+                    blocks.append(BulletList([item]))
             else:
-                blocks.append(BulletList([item]))
-        else:
-            paragraph.append(line)
-    flush()
-    return blocks
+                paragraph.append(line)
+        flush()
+        return blocks
+
+    def paragraph(self, text: str, line_number: int) -> Paragraph:
+        split = [_split_citation(s) for s in SENTENCE_SPLIT_RE.split(" ".join(text.split()))]
+        # "... at an early stage 1." may be a stage or a citation: it is read as a citation
+        # only when the paragraph's other sentences cite the same way, and a warning says so.
+        cites_elsewhere = any(numbers for _, numbers, _ in split)
+        sentences: list[tuple[str, tuple[int, ...]]] = []
+        for original, (stripped, numbers, maybe) in zip(SENTENCE_SPLIT_RE.split(" ".join(text.split())), split):
+            if maybe is not None and cites_elsewhere:
+                stripped, numbers = maybe
+                self.report.warn(
+                    self.display,
+                    f"line {line_number}",
+                    f"read the number ending {original[-40:]!r} as citation {list(numbers)}; check it is not a quantity",
+                )
+            for number in numbers:
+                self.cited.setdefault(number, line_number)
+            sentences.append((stripped, numbers))
+        return Paragraph.from_sentences(sentences)
 
 
-def _paragraph(text: str, line_number: int, cited: dict[int, int]) -> Paragraph:
-    sentences: list[tuple[str, tuple[int, ...]]] = []
-    for sentence in SENTENCE_SPLIT_RE.split(" ".join(text.split())):
-        stripped, numbers = _split_citation(sentence)
-        for number in numbers:
-            cited.setdefault(number, line_number)
-        sentences.append((stripped, numbers))
-    return Paragraph.from_sentences(sentences)
+def _split_citation(sentence: str) -> tuple[str, tuple[int, ...], tuple[str, tuple[int, ...]] | None]:
+    """A sentence without its citation, the cited numbers, and a doubtful reading if any.
 
-
-def _split_citation(sentence: str) -> tuple[str, tuple[int, ...]]:
-    """("... precursors 1." ) -> ("... precursors.", (1,)); ("..., as stated in 2 and 3") -> ("...", (2, 3))."""
+    "... precursors 1." -> ("... precursors.", (1,), None);
+    "..., as stated in 2 and 3" -> ("...", (2, 3), None);
+    "... at an early stage 1." -> (unchanged, (), ("... at an early stage.", (1,))).
+    """
     match = re.search(r"[.!?]+$", sentence)
     core, punct = (sentence[: match.start()], match.group()) if match else (sentence, "")
     prose = PROSE_CITE_RE.search(core)
     if prose:
-        return core[: prose.start()].rstrip() + punct, _numbers(prose.group("nums"))
+        return core[: prose.start()].rstrip() + punct, _numbers(prose.group("nums")), None
     trailing = TRAILING_CITE_RE.search(core)
     if trailing:
         word = trailing.group("word")
-        bare = word.strip("\"'()[]").lower()
+        reading = (core[: trailing.start("nums")].rstrip() + punct, _numbers(trailing.group("nums")))
+        if word.isdigit():
+            # "type 2 1.": two bare numbers; the last is the citation.
+            return reading[0], reading[1], None
         if word[-1].isalpha() or word[-1] == ")":
-            if bare not in NUMBER_WORDS:
-                return core[: trailing.start("nums")].rstrip() + punct, _numbers(trailing.group("nums"))
-    return sentence, ()
+            if word.strip("\"'()[]").lower() in NUMBER_WORDS:
+                return sentence, (), reading
+            return reading[0], reading[1], None
+    return sentence, (), None
 
 
 def _numbers(numlist: str) -> tuple[int, ...]:

@@ -1,0 +1,45 @@
+# Two commands do all the set-up on a fresh machine:
+#   make serve   create .venv, install, build the index from corpus/ if missing or stale, serve
+#   make test    same set-up, then the whole pytest suite (browser tests included)
+
+PYTHON ?= python3
+VENV   ?= .venv
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+INDEX_DIR ?= var/index
+CORPUS ?= corpus
+
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.medkb-installed
+
+.PHONY: serve test index install browser clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build this machine has on disk: an unpinned
+# torch (asked for by sentence-transformers) would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+index: $(STAMP)
+	$(BIN)/medkb index --if-stale --index-dir $(INDEX_DIR) $(CORPUS)
+
+serve: index
+	$(BIN)/medkb serve --host $(HOST) --port $(PORT) --index-dir $(INDEX_DIR)
+
+# Debian's Chromium and its driver, for the page's browser tests.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,137 @@
+"""The JSON API and the page through the ASGI app in-process, on a tiny corpus and a fake model."""
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fakes import FakeEmbedder
+from indexer.build import build_index
+from indexer.index_store import load_index
+from medkb.settings import Settings
+from server.app import create_app
+from server.search import SearchService
+
+
+@pytest.fixture
+def app(tiny_corpus, tmp_path):
+    root = tmp_path / "index"
+    build_index([tiny_corpus], root, FakeEmbedder())
+    settings = Settings(index_dir=root, max_query_chars=100, max_k=20)
+    return create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_search_returns_ranked_cited_passages(client):
+    r = client.get("/api/search", params={"q": "lead poisoning sideroblastic anaemia", "k": 3})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["query"] == "lead poisoning sideroblastic anaemia" and body["k"] == 3
+    top = body["results"][0]
+    assert top["article_id"] == "microcytosis"
+    assert top["section_path"] == ["From the Guidelines", "Causes of Chronic Microcytosis"]
+    assert "Lead poisoning" in top["text"]
+    assert [c["number"] for c in top["citations"]] == [1, 2]
+    assert top["citations"][1] == {"number": 2, "kind": "research", "title": "A review", "source": "A journal", "year": 2019,
+                                   "authors": [], "identifiers": {"pmid": "12345", "doi": None, "url": None}}
+    assert top["review_status"] == "under_review" and top["review_status_label"] == "Under review"
+    assert top["caution"] and top["last_updated"] == "2025-04-05"
+    scores = [p["score"] for p in body["results"]]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 3
+    assert [p["rank"] for p in body["results"]] == [1, 2, 3]
+
+
+def test_results_are_deterministic(client):
+    runs = [client.get("/api/search", params={"q": "iron", "k": 10}).json()["results"] for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_filters(client):
+    r = client.get("/api/search", params={"q": "iron", "status": "submitted", "k": 20}).json()
+    assert r["results"] and {p["article_id"] for p in r["results"]} == {"iron-treatment"}
+    r = client.get("/api/search", params={"q": "iron", "kind": "guideline", "k": 20}).json()
+    assert r["results"] and all("guideline" in p["evidence_kinds"] for p in r["results"])
+    r = client.get("/api/search", params={"q": "iron", "updated_since": "2030-01-01"}).json()
+    assert r["results"] == []
+
+
+def test_health(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["articles"] == 2
+
+
+@pytest.mark.parametrize("method,url,params,status", [
+    ("get", "/api/search", {}, 422),
+    ("get", "/api/search", {"q": ""}, 422),
+    ("get", "/api/search", {"q": "   "}, 422),
+    ("get", "/api/search", {"q": "x" * 101}, 422),
+    ("get", "/api/search", {"q": "iron", "k": 0}, 422),
+    ("get", "/api/search", {"q": "iron", "k": 21}, 422),
+    ("get", "/api/search", {"q": "iron", "k": "ten"}, 422),
+    ("get", "/api/search", {"q": "iron", "status": "final"}, 422),
+    ("get", "/api/search", {"q": "iron", "updated_since": "last week"}, 422),
+    ("post", "/api/search", {"q": "iron"}, 405),
+    ("get", "/api/nothing-here", {}, 404),
+])
+def test_bad_requests_get_one_json_error_shape(client, method, url, params, status):
+    r = getattr(client, method)(url, params=params)
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("application/json")
+    error = r.json()["error"]
+    assert set(error) == {"status", "code", "message", "details"}
+    assert error["status"] == status and error["code"] and error["message"]
+    assert "Traceback" not in r.text
+
+
+def test_error_message_names_the_parameter(client):
+    assert client.get("/api/search", params={"q": "iron", "k": 0}).json()["error"]["message"].startswith("k:")
+    assert "limit is 100" in client.get("/api/search", params={"q": "x" * 101}).json()["error"]["message"]
+
+
+def test_unexpected_errors_never_leak_a_stack_trace(app):
+    class Broken:
+        def search(self, *args, **kwargs):
+            raise RuntimeError("secret internal detail")
+
+    from server.deps import get_service
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        app.dependency_overrides[get_service] = lambda: Broken()
+        r = client.get("/api/search", params={"q": "iron"})
+    assert r.status_code == 500
+    assert r.json()["error"]["code"] == "internal_error"
+    assert "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_page_shows_passages_citations_badges_and_caution(client):
+    r = client.get("/", params={"q": "lead poisoning sideroblastic anaemia"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert 'class="badge status-under_review"' in html and "Under review" in html
+    assert 'id="caution"' in html and "Pending clinical review" in html
+    assert "From the Guidelines › Causes of Chronic Microcytosis" in html
+    assert 'class="cite" href="#r1-refs">[1, 2]</a>' in html
+    assert "A review. <em>A journal</em>, 2019." in html and "PMID 12345" in html
+
+
+def test_page_escapes_the_query_and_reports_bad_input(client):
+    r = client.get("/", params={"q": "<script>alert(1)</script>"})
+    assert "<script>alert(1)</script>" not in r.text and "&lt;script&gt;" in r.text
+    r = client.get("/", params={"q": "x" * 101})
+    assert r.status_code == 422 and "limit is 100" in r.text
+    r = client.get("/")
+    assert r.status_code == 200 and 'name="q"' in r.text
+
+
+def test_importing_the_server_loads_no_model():
+    import subprocess
+    import sys
+
+    code = "import server.app, server.search, indexer.build, sys; print('sentence_transformers' in sys.modules, 'torch' in sys.modules, 'faiss' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
+    assert out.stdout.split() == ["False", "False", "False"]
