@@ -6,8 +6,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
-INDEX_DIR ?= var/index
-CORPUS ?= corpus
 
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.medkb-installed
@@ -26,10 +24,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 index: $(STAMP)
-	$(BIN)/medkb index --if-stale --index-dir $(INDEX_DIR) $(CORPUS)
+	$(BIN)/medkb index --if-stale
 
 serve: index
-	$(BIN)/medkb serve --host $(HOST) --port $(PORT) --index-dir $(INDEX_DIR)
+	$(BIN)/medkb serve --host $(HOST) --port $(PORT)
 
 # Debian's Chromium and its driver, for the page's browser tests.
 browser:

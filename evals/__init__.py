@@ -1,0 +1,1 @@
+"""Offline evaluation and benchmarks over the same search service the server uses."""

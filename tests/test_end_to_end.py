@@ -1,0 +1,137 @@
+"""End to end on the real parts: the packaged model, the default corpus, uvicorn, and Chromium."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+MEDKB = [sys.executable, "-m", "medkb.cli"]
+QUERY = "causes of chronic microcytosis"
+
+
+@pytest.fixture(scope="session")
+def real_index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real") / "index"
+    out = subprocess.run([*MEDKB, "index", str(REPO / "corpus"), "--index-dir", str(root), "--strict"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    return root, out.stdout
+
+
+@pytest.mark.model
+def test_index_command_reports_counts(real_index):
+    _, stdout = real_index
+    assert "articles indexed" in stdout and "chunks" in stdout and "citations resolved" in stdout
+    assert "articles skipped    0" in stdout
+
+
+@pytest.mark.model
+def test_microcytosis_question_ranks_the_microcytosis_article_first(real_index):
+    from medkb.settings import Settings
+    from server.app import load_service
+
+    service = load_service(Settings(index_dir=real_index[0]))
+    top = service.search(QUERY, k=5).results[0].chunk
+    assert top.article_id == "chronic-microcytosis-causes"
+    assert top.references, "the top passage cites its references"
+    assert all(r["title"] and r["source"] and r["kind"] in ("guideline", "research") for r in top.references)
+    assert top.review_status in ("submitted", "under_review")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(real_index):
+    port = _free_port()
+    proc = subprocess.Popen([*MEDKB, "serve", "--index-dir", str(real_index[0]), "--port", str(port), "--log-level", "warning"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.time() < deadline, "server did not come up in 90 s"
+        time.sleep(0.3)
+    yield base
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.mark.model
+def test_http_api_under_uvicorn(live_server):
+    r = httpx.get(f"{live_server}/api/search", params={"q": QUERY})
+    assert r.status_code == 200
+    top = r.json()["results"][0]
+    assert top["article_id"] == "chronic-microcytosis-causes"
+    assert top["citations"] and top["review_status_label"] in ("Submitted", "Under review") and top["caution"]
+    bad = httpx.get(f"{live_server}/api/search", params={"q": ""})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+
+def test_serve_refuses_without_an_index(tmp_path):
+    out = subprocess.run([*MEDKB, "serve", "--index-dir", str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 2 and "medkb index" in out.stderr
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        reason = "Debian's chromium and chromium-driver are not installed (`make test` installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    os.environ["SE_OFFLINE"] = "true"  # selenium must never try to download a driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1200,1600",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(flag)
+    drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    yield drv
+    drv.quit()
+
+
+@pytest.mark.model
+@pytest.mark.browser
+def test_search_page_in_a_real_browser(live_server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(live_server + "/")
+    box = browser.find_element(By.NAME, "q")
+    box.send_keys(QUERY)
+    box.submit()
+    WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, "li.passage")))
+    first = browser.find_elements(By.CSS_SELECTOR, "li.passage")[0]
+    assert first.get_attribute("data-article") == "chronic-microcytosis-causes"
+    badge = first.find_element(By.CSS_SELECTOR, ".badge")
+    assert badge.is_displayed() and badge.text.lower() in ("submitted", "under review")
+    caution = browser.find_element(By.ID, "caution")
+    assert caution.is_displayed() and "not been approved" in caution.text
+    refs = first.find_elements(By.CSS_SELECTOR, "ol.refs li.ref")
+    cites = first.find_elements(By.CSS_SELECTOR, "a.cite")
+    assert refs and cites and all(r.is_displayed() and r.text for r in refs)
+    assert first.find_element(By.CSS_SELECTOR, ".section").text.startswith("From the")
+    browser.save_screenshot(str(tmp_path / "search.png"))
+    if os.environ.get("MEDKB_SCREENSHOT"):
+        browser.save_screenshot(os.environ["MEDKB_SCREENSHOT"])
