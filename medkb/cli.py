@@ -119,6 +119,83 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from indexer.importers import FORMATS, ImporterError, run_import
+
+    try:
+        report = run_import(args.format, args.source, args.out, status=args.status, progress=not args.quiet)
+    except ImporterError as exc:
+        print(f"medkb import: {exc}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(f"  error: {problem}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"  warning: {warning}", file=sys.stderr)
+    print(f"imported {report.written} article(s) from {args.source} ({args.format}) into {args.out}")
+    for reason, count in sorted(report.skipped.items()):
+        print(f"  skipped {count}: {reason}")
+    if report.problems:
+        print(f"  {len(report.problems)} record(s) could not be read (listed above)")
+    return 1 if report.problems and args.strict else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from evals.datasets import EvalSetError, load_beir, load_gold
+    from evals.pipeline import cached_index, evaluate_set, import_beir_corpus
+    from indexer.embedding import load_embedder
+    from indexer.index_store import load_index
+    from server.search import SearchService
+
+    settings = _settings(args)
+    cache = args.cache_dir
+    try:
+        if args.dataset:
+            evalset = load_beir(args.dataset, args.queries, args.qrels, args.split)
+            corpus_dirs = [import_beir_corpus(args.dataset, cache, log=_log)]
+        else:
+            corpus_dirs = [Path(d) for d in args.corpus] or list(settings.corpus_dirs)
+            evalset = load_gold(args.gold, corpus_dirs)
+            if args.level == "article":
+                evalset = evalset.at_article_level()
+    except EvalSetError as exc:
+        print(f"medkb eval: {exc}", file=sys.stderr)
+        return 2
+    evalset = evalset.limit(args.limit)
+    print(f"{evalset.name}: {len(evalset.judged_queries())} judged queries, {evalset.level}-level judgments", file=sys.stderr)
+    embedder = load_embedder(settings.model_dir)
+    root = cached_index(corpus_dirs, cache, embedder, progress=_progress_bar, log=_log)
+    service = SearchService(load_index(root), embedder, cache_size=settings.query_cache_size)
+
+    def search(query: str, context: list[str], k: int):
+        return service.search(query, k).results, query
+
+    out_dir = args.out or Path("runs") / f"{evalset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = evaluate_set(evalset, search, out_dir, {"retriever": "dense"}, service.manifest, depth=args.depth,
+                          threshold=args.threshold, compare_dir=args.compare, progress=_query_bar)
+    print(f"{'metric':<12} value")
+    for name, value in result.means.items():
+        print(f"{name:<12} {value:.4f}")
+    print(f"wrote {out_dir}/run.trec, metrics.json, per_query.jsonl, settings.json, report.md, report.html")
+    return 0
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _query_bar(label: str, total: int) -> Callable[[int], None]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, unit="query", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+    def tick(n: int) -> None:
+        bar.update(n)
+        if bar.n >= bar.total:
+            bar.close()
+
+    return tick
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     for env, default, help_text in describe():
         print(f"{env:<24} {default:<14} {help_text}")
@@ -154,6 +231,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-dir", type=Path)
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("import", help="convert another format into corpus articles", description="Write articles in the corpus format (markdown + front matter) from another format, for review and indexing. Importing the same source twice gives byte-identical files. Unreadable records are reported with file and position; the rest still import.")
+    p.add_argument("format", choices=["seed-page", "medquad", "beir", "pubmed"], help="seed-page: a published article page as text; medquad: MedQuAD XML; beir: a BEIR corpus.jsonl; pubmed: PubMed/MEDLINE XML")
+    p.add_argument("source", type=Path, help="file or directory to import")
+    p.add_argument("--out", type=Path, required=True, help="directory to write the articles into")
+    p.add_argument("--status", default="submitted", choices=["submitted", "under_review", "approved"], help="review status given to every imported article (default: submitted)")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any record could not be read")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("eval", help="measure retrieval quality offline", description="Run judged queries through the search service and write a TREC run, metrics (nDCG@10, MAP@10, MRR@10, Recall@5/10/100 via pytrec_eval), per-query results and markdown/HTML reports. Without --dataset, runs the project's gold questions (evals/gold) over the corpus.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dataset", type=Path, help="a BEIR-layout folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
+    src.add_argument("--gold", type=Path, default=Path(__file__).resolve().parent.parent / "evals" / "gold", help="gold question folder (default: evals/gold)")
+    p.add_argument("--queries", type=Path, help="queries file instead of the dataset's queries.jsonl")
+    p.add_argument("--qrels", type=Path, help="judgments file instead of the dataset's qrels/<split>.tsv")
+    p.add_argument("--split", default="test", help="qrels split (default: test)")
+    p.add_argument("--corpus", nargs="*", default=[], help="corpus directories for the gold set (default: MEDKB_CORPUS or ./corpus)")
+    p.add_argument("--level", choices=["section", "article"], default="section", help="unit judged for the gold set (BEIR datasets judge documents)")
+    p.add_argument("--out", type=Path, help="output directory (default: runs/<dataset>-<time>)")
+    p.add_argument("--compare", type=Path, help="a previous eval output directory to compare against, query by query")
+    p.add_argument("--depth", type=int, default=100, help="judged units ranked per query (default 100)")
+    p.add_argument("--threshold", type=int, default=1, help="lowest grade counted as relevant by the binary metrics (default 1)")
+    p.add_argument("--limit", type=int, help="only the first N judged queries (by id)")
+    p.add_argument("--cache-dir", type=Path, default=Path("var/eval-cache"), help="where imported corpora and their indexes are cached")
+    p.add_argument("--model-dir", type=Path)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("settings", help="list every setting with its environment variable and default")
     p.set_defaults(func=cmd_settings)

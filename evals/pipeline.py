@@ -1,0 +1,136 @@
+"""`medkb eval`: prepare (or reuse) an index, run the queries through the search service,
+score them, and write the run, the metrics, per-query results and reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import medkb
+from evals import metrics as metrics_mod
+from evals.datasets import EvalSet
+from evals.report import compare, write_reports
+from evals.runner import SearchFn, read_trec, run_queries, write_trec
+from indexer.build import build_index, is_up_to_date
+from indexer.chunking import ChunkerSettings
+from indexer.embedding import Embedder
+
+REPO = Path(__file__).resolve().parent.parent
+Progress = Callable[[str, int], Callable[[int], None]]
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_index(corpus_dirs: list[Path], cache_root: Path, embedder: Embedder, chunker: ChunkerSettings = ChunkerSettings(),
+                 progress: Progress | None = None, log: Callable[[str], None] = print) -> Path:
+    """An index of `corpus_dirs` under `cache_root`, built only when no build of the same
+    corpus, chunker and model exists: a second run does not re-embed."""
+    key = hashlib.sha256("\0".join(str(Path(d).resolve()) for d in corpus_dirs).encode()).hexdigest()[:12]
+    root = cache_root / f"index-{key}"
+    if is_up_to_date(root, corpus_dirs, chunker, embedder.checksum):
+        log(f"reusing the cached index {root} (same corpus, chunker and model)")
+        return root
+    log(f"building the index {root} ...")
+    report = build_index(corpus_dirs, root, embedder, chunker, progress=progress)
+    log(f"indexed {report.articles} articles as {report.chunks} chunks in {report.seconds:.1f}s; skipped {len(report.skipped)}")
+    return root
+
+
+def import_beir_corpus(dataset: Path, cache_root: Path, log: Callable[[str], None] = print) -> Path:
+    """The dataset's corpus.jsonl imported as articles, once per corpus content."""
+    from indexer.importers import run_import
+
+    digest = file_digest(dataset / "corpus.jsonl")[:16]
+    out = cache_root / f"{dataset.name}-{digest}" / "corpus"
+    marker = out.parent / "imported.json"
+    if marker.exists():
+        log(f"reusing the imported corpus {out}")
+        return out
+    log(f"importing {dataset / 'corpus.jsonl'} ...")
+    report = run_import("beir", dataset / "corpus.jsonl", out, status="submitted")
+    for problem in report.problems:
+        log(f"  skipped: {problem}")
+    marker.write_text(json.dumps({"written": report.written, "problems": len(report.problems)}) + "\n")
+    log(f"imported {report.written} documents")
+    return out
+
+
+def git_state() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip())
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown", "dirty": None}
+
+
+def machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+
+
+@dataclass
+class EvalOutput:
+    out_dir: Path
+    means: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+
+
+def evaluate_set(evalset: EvalSet, search: SearchFn, out_dir: Path, run_settings: dict[str, Any], manifest: dict[str, Any],
+                 depth: int = 100, threshold: int = 1, compare_dir: Path | None = None, progress: Progress | None = None,
+                 tag: str = "medkb") -> EvalOutput:
+    """Run, score and report one evaluation set; every output lands in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tick = progress("queries", len(evalset.judged_queries())) if progress else None
+    ranking = run_queries(search, evalset, depth=depth, progress=tick)
+    write_trec(ranking, out_dir / "run.trec", tag)
+    per_query = metrics_mod.evaluate(evalset.qrels, ranking.units, threshold)
+    mean = metrics_mod.means(per_query)
+    comparison = None
+    if compare_dir:
+        baseline_run = read_trec(Path(compare_dir) / "run.trec")
+        comparison = compare(per_query, metrics_mod.evaluate(evalset.qrels, baseline_run.units, threshold), Path(compare_dir).name)
+    with open(out_dir / "per_query.jsonl", "w", encoding="utf-8") as fh:
+        for q in sorted(per_query):
+            fh.write(json.dumps({"id": q, "query": evalset.queries[q], "resolved": ranking.resolved.get(q), "tags": evalset.tags.get(q, []),
+                                 "latency_ms": round(ranking.latency_ms[q], 3), "top": [u for u, _ in ranking.units[q][:10]],
+                                 "relevant": evalset.qrels[q], **per_query[q]}) + "\n")
+    settings = {
+        "dataset": evalset.name,
+        "source": evalset.source,
+        "level": evalset.level,
+        "queries": len(per_query),
+        "depth": depth,
+        "relevance_threshold": threshold,
+        "metrics": list(metrics_mod.METRICS),
+        "metrics_library": "pytrec_eval",
+        "search": run_settings,
+        "index_manifest": manifest,
+        "git": git_state(),
+        "medkb_version": medkb.__version__,
+        "machine": machine(),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "compare": str(compare_dir) if compare_dir else None,
+    }
+    (out_dir / "settings.json").write_text(json.dumps(settings, indent=2, sort_keys=True, default=str) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps({"means": mean, "queries": len(per_query), "headline": metrics_mod.HEADLINE}, indent=2) + "\n")
+    info = {"dataset": evalset.name, "level": evalset.level, "queries": len(per_query), "relevance threshold (binary metrics)": threshold,
+            "search": json.dumps(run_settings, sort_keys=True), "index": manifest.get("corpus", {}).get("fingerprint", "")[:16],
+            "chunks": manifest.get("counts", {}).get("chunks"), "model": manifest.get("model", {}).get("name"),
+            "git": f"{settings['git']['commit'][:12]}{' (dirty)' if settings['git']['dirty'] else ''}", "finished": settings["finished_at"]}
+    write_reports(out_dir, f"medkb eval: {evalset.name}", info, mean, per_query, evalset.queries, evalset.tags, ranking.resolved,
+                  ranking.latency_ms, comparison)
+    return EvalOutput(out_dir, mean, per_query)
