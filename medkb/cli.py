@@ -196,6 +196,27 @@ def _query_bar(label: str, total: int) -> Callable[[int], None]:
     return tick
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from evals.bench import format_table, run_bench
+    from indexer.embedding import load_embedder
+
+    settings = _settings(args)
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    embedder = load_embedder(settings.model_dir)
+    with tempfile.TemporaryDirectory(prefix="medkb-bench-") as tmp:
+        results = run_bench(sizes, embedder, _log, corpus_dirs=[Path(d) for d in args.corpus] or list(settings.corpus_dirs),
+                            medquad_index=args.medquad_index, medquad_corpus=args.medquad_corpus, medquad_data=args.medquad_data,
+                            queries=args.queries, http_requests=args.http_requests, vectors=args.vectors, build_sample=args.build_sample,
+                            http=not args.no_http, workdir=Path(tmp))
+    print(format_table(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     for env, default, help_text in describe():
         print(f"{env:<24} {default:<14} {help_text}")
@@ -258,6 +279,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=Path("var/eval-cache"), help="where imported corpora and their indexes are cached")
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="measure build throughput, search latency and memory", description="Benchmarks printed as a table and written as JSON: build throughput (and its ratio to the raw model encode rate), search latency in-process and over HTTP with 1, 8 and 32 clients, server RSS and index bytes per chunk, for the default corpus, a MedQuAD index, and 1M synthetic vectors.")
+    p.add_argument("--sizes", default="default,medquad,synthetic", help="comma-separated: default, medquad, synthetic")
+    p.add_argument("--corpus", nargs="*", default=[], help="corpus directories for the default size")
+    p.add_argument("--medquad-index", type=Path, default=Path("var/medquad-index"), help="an index of imported MedQuAD (medkb import medquad ... && medkb index ... --index-dir this)")
+    p.add_argument("--medquad-corpus", type=Path, default=Path("var/medquad-corpus"), help="the imported MedQuAD articles, for the build-throughput sample")
+    p.add_argument("--medquad-data", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "medquad", help="MedQuAD XML, for realistic queries")
+    p.add_argument("--queries", type=int, default=200, help="queries per latency measurement")
+    p.add_argument("--http-requests", type=int, default=300, help="requests per concurrency level")
+    p.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors for the vector-search-only size")
+    p.add_argument("--build-sample", type=int, default=300, help="MedQuAD articles built in this run to measure throughput")
+    p.add_argument("--no-http", action="store_true", help="skip the HTTP measurements")
+    p.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON output (default runs/bench.json)")
+    p.add_argument("--model-dir", type=Path)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("settings", help="list every setting with its environment variable and default")
     p.set_defaults(func=cmd_settings)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import yaml
+
 from indexer.importers import beir, medquad, pubmed, seed_page
 from indexer.importers.corpus_writer import REVIEW_STATUSES, ImportedArticle, render_article, write_article
 from indexer.importers.report import ImportReport, Problem, ReportBuilder
@@ -88,15 +90,21 @@ def run_import(
         position = article.origin_position
         if article.id in ids:
             report.problem(origin, position, f"duplicate article id {article.id!r} (first from {ids[article.id]}); this one is not written")
-            report.skip("duplicate article id")
+            report.skip("article: duplicate id")
             continue
         name_key = article.file_name.casefold()
         if name_key in files:
             report.problem(origin, position, f"article {article.id!r} would overwrite {article.file_name} of article {files[name_key]!r}; not written")
-            report.skip("file name clash")
+            report.skip("article: file name clash")
+            continue
+        try:
+            text = render_article(article, status)
+        except (ValueError, TypeError, yaml.YAMLError) as exc:  # e.g. metadata YAML cannot represent
+            report.problem(origin, position, f"article {article.id!r} cannot be written: {exc}")
+            report.skip("article: cannot be written")
             continue
         ids[article.id] = f"{origin} {position}".strip()
         files[name_key] = article.id
-        write_article(render_article(article, status), out_dir / article.file_name)
+        write_article(text, out_dir / article.file_name)
         written += 1
     return report.build(written)

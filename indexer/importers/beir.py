@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-from indexer.importers.corpus_writer import ImportedArticle, Paragraph, Section, clean_text, safe_file_stem
+from indexer.importers.corpus_writer import ImportedArticle, Paragraph, QuotedStr, Section, clean_text, safe_file_stem
 from indexer.importers.report import ReportBuilder
 
 TITLE_WORDS = 12
@@ -56,7 +56,7 @@ def _record(raw: bytes, number: int, display: str, report: ReportBuilder) -> Imp
         report.skip("record: not UTF-8")
         return None
     try:
-        record = json.loads(line)
+        record = json.loads(line.rstrip("\r\n"))
     except json.JSONDecodeError as exc:
         report.problem(display, f"line {number}, column {exc.colno}", f"invalid JSON ({exc.msg}); a truncated or broken line")
         report.skip("record: invalid JSON")
@@ -75,6 +75,9 @@ def _record(raw: bytes, number: int, display: str, report: ReportBuilder) -> Imp
         report.skip("record: no _id")
         return None
 
+    if doc_id != doc_id.strip():
+        report.warn(display, where, f"_id {doc_id!r} has spaces at its ends; kept exactly, but easy to mistype")
+
     text = record.get("text")
     title = record.get("title")
     if text is not None and not isinstance(text, str):
@@ -89,7 +92,7 @@ def _record(raw: bytes, number: int, display: str, report: ReportBuilder) -> Imp
         return None
     title = clean_text(title) if isinstance(title, str) else ""
 
-    metadata: dict[str, Any] = {"source_format": "beir", "source_file": display, "original_id": doc_id}
+    metadata: dict[str, Any] = {"source_format": "beir", "source_file": display, "original_id": QuotedStr(doc_id)}
     if not title:
         words = paragraphs[0].split()
         title = " ".join(words[:TITLE_WORDS]) + (" ..." if len(words) > TITLE_WORDS else "")
@@ -99,7 +102,7 @@ def _record(raw: bytes, number: int, display: str, report: ReportBuilder) -> Imp
         metadata["beir_metadata"] = extra
 
     return ImportedArticle(
-        id=doc_id,
+        id=QuotedStr(doc_id),
         file_stem=safe_file_stem(doc_id),
         title=title,
         last_updated=None,

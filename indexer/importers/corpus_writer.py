@@ -21,6 +21,19 @@ import yaml
 from indexer.citations import format_citation
 
 UNKNOWN_DATE = "unknown"
+
+
+class QuotedStr(str):
+    """A string always written single-quoted in YAML: identifiers copied verbatim from a source."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper (the pure-Python one, so output is the same with or without libyaml)."""
+
+
+_Dumper.add_representer(
+    QuotedStr, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style="'")
+)
 REVIEW_STATUSES = ("submitted", "under_review", "approved")
 
 
@@ -117,13 +130,16 @@ def slugify(text: str, max_length: int = 80) -> str:
 
 
 SAFE_STEM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+# Names a corpus loader or a file system treats specially.
+RESERVED_STEMS = {"readme", "con", "prn", "aux", "nul", "com1", "lpt1"}
 
 
 def safe_file_stem(identifier: str) -> str:
     """A file-name stem for any identifier: itself when already safe everywhere (lower-case
     letters, digits, '-', '_'; so no clash on case-insensitive file systems), else a slug
-    plus a short hash of the exact identifier, so distinct ids never share a file."""
-    if SAFE_STEM_RE.match(identifier):
+    plus a short hash of the exact identifier, so distinct ids never share a file (e.g.
+    "MED-10" -> "med-10-<hash>", since "med-10" may be another document's id)."""
+    if SAFE_STEM_RE.match(identifier) and identifier not in RESERVED_STEMS:
         return identifier
     digest = hashlib.sha256(identifier.encode("utf-8")).hexdigest()[:10]
     slug = slugify(identifier, max_length=60)
@@ -133,18 +149,20 @@ def safe_file_stem(identifier: str) -> str:
 # ---------------------------------------------------------------- text -> markdown
 
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\ufeff]")
+# Lone surrogates (e.g. from a JSON "\\ud800" escape) cannot be written as UTF-8.
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 # Characters that markdown would read as syntax anywhere in a line.
 _INLINE_SPECIAL_RE = re.compile(r"([\\`*_\[\]<])")
 _ENTITY_RE = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
 # Line starts that would open a heading, quote, list, rule, fence or setext underline.
 _LEADING_MARK_RE = re.compile(r"^([#>+\-=~|])")
 _LEADING_ORDERED_RE = re.compile(r"^(\d{1,9})([.)])")
-_FINAL_PUNCT_RE = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)]*$")
+_FINAL_PUNCT_RE = re.compile(r"[.!?:;\u2026]+[\"'\u201d\u2019)]*$")
 
 
 def clean_text(text: str) -> str:
     """Source text as one line: control characters dropped, runs of whitespace made one space."""
-    return " ".join(_CONTROL_RE.sub("", text).split())
+    return " ".join(_SURROGATE_RE.sub("\ufffd", _CONTROL_RE.sub("", text)).split())
 
 
 def escape_markdown(text: str, heading: bool = False) -> str:
@@ -170,7 +188,7 @@ def render_inline(paragraph: Paragraph) -> str:
     cite = format_citation(paragraph.cites)
     match = _FINAL_PUNCT_RE.search(text)
     if match and match.start() > 0:
-        return f"{text[: match.start()]} {cite}{text[match.start():]}"
+        return f"{text[: match.start()].rstrip()} {cite}{text[match.start():]}"
     return f"{text} {cite}" if text else cite
 
 
@@ -216,14 +234,15 @@ def render_article(article: ImportedArticle, review_status: str) -> str:
     """The article file's full text. Same article and status in, same text out."""
     if review_status not in REVIEW_STATUSES:
         raise ValueError(f"unknown review status {review_status!r}; expected one of {', '.join(REVIEW_STATUSES)}")
-    fm = yaml.safe_dump(
+    fm = yaml.dump(
         front_matter(article, review_status),
+        Dumper=_Dumper,
         sort_keys=False,
         allow_unicode=True,
         width=1_000_000,
         default_flow_style=False,
     )
-    return f"---\n{fm}---\n\n{render_body(article.sections)}"
+    return _SURROGATE_RE.sub("\ufffd", f"---\n{fm}---\n\n{render_body(article.sections)}")
 
 
 def write_article(text: str, path: Path) -> None:

@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterator
 
-from indexer.importers.corpus_writer import BulletList, ImportedArticle, Paragraph, Reference, Section, slugify
+from indexer.importers.corpus_writer import BulletList, ImportedArticle, Paragraph, QuotedStr, Reference, Section, slugify
 from indexer.importers.report import ReportBuilder
 
 LICENSE = "CC BY 4.0 (MedQuAD, Ben Abacha and Demner-Fushman, BMC Bioinformatics 2019)"
@@ -174,8 +174,9 @@ def _read_file(path: Path, report: ReportBuilder) -> ImportedArticle | None:
         report.skip(reason)
         report.warn(display, f"QAPair pid {pid}", "empty answer; question skipped")
 
-    if not focus:
-        focus = sections[0].heading
+    title = focus
+    if not title:
+        title = sections[0].heading
         report.warn(display, "", "no <Focus>; title taken from the first question")
     if not url:
         report.warn(display, "line 1", "document has no url attribute; reference 1 has no link")
@@ -184,10 +185,11 @@ def _read_file(path: Path, report: ReportBuilder) -> ImportedArticle | None:
     metadata: dict[str, object] = {
         "source_format": "medquad",
         "source_file": display,
-        "original_id": original_id,
+        "original_id": QuotedStr(original_id),
         "source": source_code,
-        "focus": focus,
     }
+    if focus:
+        metadata["focus"] = focus
     category = _texts(root, "category")
     if category:
         metadata["category"] = category[0]
@@ -208,13 +210,13 @@ def _read_file(path: Path, report: ReportBuilder) -> ImportedArticle | None:
     reference = Reference(
         id=1,
         kind="education",
-        title=focus,
+        title=title,
         source=SOURCE_NAMES.get(source_code, source_code or "MedQuAD"),
         url=url or None,
     )
     return ImportedArticle(
         id=f"medquad-{source_slug}-{slugify(path.stem, max_length=60) or slugify(original_id)}",
-        title=focus,
+        title=title,
         last_updated=None,
         audience="patient",
         sections=sections,
@@ -289,5 +291,5 @@ def _cite_first(blocks: list[Paragraph | BulletList], number: int) -> None:
     """Cite the document-level reference once per section: at the end of its first sentence-like
     paragraph or list item (not a label such as "Key Points"), else of its first block."""
     flat = [p for block in blocks for p in (block.items if isinstance(block, BulletList) else [block])]
-    target = next((p for p in flat if len(p.text.split()) >= 4 and re.search(r"[.!?][\"')]*$", p.text)), flat[0])
+    target = next((p for p in flat if len(p.text.split()) >= 4 and re.search(r"[.!?:][\"')]*$", p.text)), flat[0])
     target.cites = tuple(sorted(set(target.cites) | {number}))

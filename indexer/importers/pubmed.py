@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterator
 
-from indexer.importers.corpus_writer import ImportedArticle, Paragraph, Reference, Section, clean_text, slugify
+from indexer.importers.corpus_writer import ImportedArticle, Paragraph, QuotedStr, Reference, Section, clean_text, slugify
 from indexer.importers.report import ReportBuilder
 
 RECORD_START_RE = re.compile(rb"<(PubmedArticle|PubmedBookArticle|DeleteCitation)[\s>]")
@@ -84,6 +84,8 @@ def _read_file(path: Path, report: ReportBuilder) -> Iterator[ImportedArticle]:
             element = ET.fromstring(chunk)
         except ET.ParseError as exc:
             bad_line, column = exc.position
+            if bad_line == 1:  # the record's first line starts part-way along the file's line
+                column += start - (data.rfind(b"\n", 0, start) + 1)
             report.problem(
                 display,
                 f"record {index + 1}, line {record_line + bad_line - 1}, column {column + 1}",
@@ -143,7 +145,7 @@ def _article(record: ET.Element, display: str, where: str, report: ReportBuilder
     metadata: dict[str, object] = {
         "source_format": "pubmed",
         "source_file": display,
-        "original_id": pmid,
+        "original_id": QuotedStr(pmid),
         "journal": journal,
     }
     if pub_date is not None and _text(pub_date):

@@ -70,7 +70,7 @@ NUMBER_WORDS = set(
     day days week weeks month months year years hour hours minute minutes dose doses cycle cycles
     step steps chromosome chromosomes trisomy factor factors version figure figures table tables
     group groups score scores visit visits tier tiers line lines number numbers size count times
-    rate ratio value values mcv mch mchc rdw tibc ferritin hemoglobin hb hgb of grade
+    rate ratio value values mcv mch mchc rdw tibc ferritin hemoglobin hb hgb
     """.split()
 )
 SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"\u201c(])")
@@ -199,9 +199,12 @@ def _body(lines: list[_Line], display: str, report: ReportBuilder) -> tuple[list
     runs = _runs(lines)
     for index, run in enumerate(runs):
         first = run[0]
-        if first.text.lower() in PART_LABELS and len(run) == 1:
+        if first.text.lower() in PART_LABELS:
             sections.append(Section(heading=PART_LABELS[first.text.lower()], level=2))
-            continue
+            run = run[1:]
+            if not run:
+                continue
+            first = run[0]
         if not sections:  # cannot happen: the body starts at a part label
             sections.append(Section(heading="From the Guidelines", level=2))
         if len(run) == 1 and _looks_like_heading(first.text) and index + 1 < len(runs):
@@ -247,42 +250,48 @@ class _TextReader:
         self.cited: dict[int, int] = {}
 
     def blocks(self, run: list[_Line]) -> list[Paragraph | BulletList]:
-        blocks: list[Paragraph | BulletList] = []
-        paragraph: list[_Line] = []
-
-        def flush() -> None:
-            if paragraph:
-                blocks.append(self.paragraph(" ".join(line.text for line in paragraph), paragraph[0].number))
-                paragraph.clear()
-
+        # Group lines into paragraphs and bullet items first: whether a doubtful trailing
+        # number is a citation depends on how the rest of the run cites.
+        pieces: list[tuple[bool, int, str]] = []  # (is bullet, line number, text)
         for line in run:
             bullet = BULLET_RE.match(line.text)
             if bullet:
-                flush()
-                item = self.paragraph(bullet.group(1), line.number)
-                if blocks and isinstance(blocks[-1], BulletList):
-                    blocks[-1].items.append(item)
-                else:
-                    blocks.append(BulletList([item]))
+                pieces.append((True, line.number, bullet.group(1)))
+            elif pieces and not pieces[-1][0]:
+                is_bullet, number, text = pieces[-1]
+                pieces[-1] = (is_bullet, number, f"{text} {line.text}")
             else:
-                paragraph.append(line)
-        flush()
+                pieces.append((False, line.number, line.text))
+        split = [
+            [(sentence, _split_citation(sentence)) for sentence in SENTENCE_SPLIT_RE.split(" ".join(text.split()))]
+            for _, _, text in pieces
+        ]
+        run_cites = any(numbers for piece in split for _, (_, numbers, _) in piece)
+
+        blocks: list[Paragraph | BulletList] = []
+        for (is_bullet, number, _), sentences in zip(pieces, split):
+            paragraph = self._paragraph(sentences, number, run_cites)
+            if not is_bullet:
+                blocks.append(paragraph)
+            elif blocks and isinstance(blocks[-1], BulletList):
+                blocks[-1].items.append(paragraph)
+            else:
+                blocks.append(BulletList([paragraph]))
         return blocks
 
-    def paragraph(self, text: str, line_number: int) -> Paragraph:
-        split = [_split_citation(s) for s in SENTENCE_SPLIT_RE.split(" ".join(text.split()))]
+    def _paragraph(self, split, line_number: int, run_cites: bool) -> Paragraph:
         # "... at an early stage 1." may be a stage or a citation: it is read as a citation
-        # only when the paragraph's other sentences cite the same way, and a warning says so.
-        cites_elsewhere = any(numbers for _, numbers, _ in split)
+        # when the text around it cites the same way; either reading is flagged for review.
         sentences: list[tuple[str, tuple[int, ...]]] = []
-        for original, (stripped, numbers, maybe) in zip(SENTENCE_SPLIT_RE.split(" ".join(text.split())), split):
-            if maybe is not None and cites_elsewhere:
-                stripped, numbers = maybe
-                self.report.warn(
-                    self.display,
-                    f"line {line_number}",
-                    f"read the number ending {original[-40:]!r} as citation {list(numbers)}; check it is not a quantity",
-                )
+        for original, (stripped, numbers, maybe) in split:
+            if maybe is not None:
+                ending = original[-40:]
+                if run_cites:
+                    stripped, numbers = maybe
+                    message = f"read the number ending {ending!r} as citation {list(numbers)}; check it is not a quantity"
+                else:
+                    message = f"read the number ending {ending!r} as text, not a citation; check"
+                self.report.warn(self.display, f"line {line_number}", message)
             for number in numbers:
                 self.cited.setdefault(number, line_number)
             sentences.append((stripped, numbers))
@@ -308,8 +317,10 @@ def _split_citation(sentence: str) -> tuple[str, tuple[int, ...], tuple[str, tup
         if word.isdigit():
             # "type 2 1.": two bare numbers; the last is the citation.
             return reading[0], reading[1], None
-        if word[-1].isalpha() or word[-1] == ")":
-            if word.strip("\"'()[]").lower() in NUMBER_WORDS:
+        if word[-1] == "%":  # "fell by 50% 2": probably a citation, but check
+            return sentence, (), reading
+        if word[-1].isalpha() or word[-1] in ")]\"'\u201d\u2019":
+            if word.strip("\"'()[]\u201c\u201d\u2018\u2019").lower() in NUMBER_WORDS:
                 return sentence, (), reading
             return reading[0], reading[1], None
     return sentence, (), None
