@@ -92,7 +92,7 @@ def load_beir(directory: Path, queries_file: Path | None = None, qrels_file: Pat
     qrels: dict[str, dict[str, int]] = {}
     with open(qrels_path, encoding="utf-8", newline="") as fh:
         for number, fields in enumerate(csv.reader(fh, delimiter="\t"), start=1):
-            if not fields or (number == 1 and not fields[-1].strip().lstrip("-").isdigit()):
+            if not fields or (number == 1 and fields[0].strip().lower() in ("query-id", "query_id", "qid", "query")):
                 continue  # blank line or the header row
             if len(fields) < 3:
                 raise EvalSetError(f"{qrels_path}:{number}: expected query-id, corpus-id, score")

@@ -55,7 +55,7 @@ def import_beir_corpus(dataset: Path, cache_root: Path, log: Callable[[str], Non
     from indexer.importers import run_import
 
     digest = file_digest(dataset / "corpus.jsonl")[:16]
-    out = cache_root / f"{dataset.name}-{digest}" / "corpus"
+    out = cache_root / f"beir-{digest}" / "corpus"  # keyed by content: datasets sharing a corpus share its index
     marker = out.parent / "imported.json"
     if marker.exists():
         log(f"reusing the imported corpus {out}")

@@ -85,7 +85,7 @@ class SentenceTransformerEmbedder:
         """Word pieces per text, without the [CLS]/[SEP] markers."""
         if not texts:
             return []
-        encoded = self._tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        encoded = self._tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
         return [len(ids) for ids in encoded]
 
     def encode_documents(self, texts: Sequence[str], batch_size: int = 32, progress: Callable[[int], None] | None = None) -> np.ndarray:

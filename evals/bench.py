@@ -1,0 +1,342 @@
+"""`medkb bench`: speed and memory figures, printed as a table and written as JSON.
+
+Sizes:
+- default: the default corpus, built in this run;
+- medquad: an existing MedQuAD index (built by `medkb index`), with build throughput
+  measured on a sample of its articles in this run;
+- synthetic: the vector search alone over 1M random unit vectors (flat and IVF).
+
+Build throughput is reported in chunks/s and as a ratio to the raw model encode rate on
+the same texts, measured in the same run: how close the pipeline is to the model's limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from evals.pipeline import machine
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p95": 0.0, "p99": 0.0}
+    arr = np.asarray(values)
+    return {f"p{p}": round(float(np.percentile(arr, p)), 3) for p in (50, 95, 99)}
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def rss_mb(pid: int | None = None) -> float:
+    status = Path(f"/proc/{pid or os.getpid()}/status").read_text()
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def build_throughput(corpus_dirs: list[Path], embedder, root: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Pipeline rate (parse + chunk + embed + write + publish into `root`) against the raw
+    encode rate on the same texts."""
+    from indexer.articles import load_corpus
+    from indexer.build import build_index
+    from indexer.chunking import chunk_article
+
+    started = time.perf_counter()
+    report = build_index(corpus_dirs, root, embedder)
+    pipeline_s = time.perf_counter() - started
+    index_bytes = dir_bytes(report.directory)
+    texts = [c.embed_text for a in load_corpus(corpus_dirs).articles for c in chunk_article(a, embedder.count_tokens)]
+    started = time.perf_counter()
+    embedder.encode_documents(texts)
+    raw_s = time.perf_counter() - started
+    out = {
+        "articles": report.articles,
+        "chunks": report.chunks,
+        "pipeline_seconds": round(pipeline_s, 3),
+        "pipeline_chunks_per_s": round(report.chunks / pipeline_s, 2),
+        "raw_encode_seconds": round(raw_s, 3),
+        "raw_encode_chunks_per_s": round(len(texts) / raw_s, 2),
+        "ratio_to_raw_encode": round((report.chunks / pipeline_s) / (len(texts) / raw_s), 3),
+        "index_bytes_per_chunk": round(index_bytes / max(report.chunks, 1)),
+    }
+    log(f"  build: {out['pipeline_chunks_per_s']} chunks/s, raw encode {out['raw_encode_chunks_per_s']} chunks/s (ratio {out['ratio_to_raw_encode']})")
+    return out
+
+
+def in_process_latency(service, queries: list[str], k: int = 10) -> dict[str, Any]:
+    """Latency of service.search: first with an empty query cache (model runs), then cached."""
+    queries = list(dict.fromkeys(queries))  # distinct, so "uncached" really runs the model each time
+    service.cache = type(service.cache)(service.cache.size)
+    service.search("warm up the model", k)
+    cold, warm = [], []
+    for q in queries:
+        t = time.perf_counter()
+        service.search(q, k)
+        cold.append((time.perf_counter() - t) * 1000)
+    for q in queries:
+        t = time.perf_counter()
+        service.search(q, k)
+        warm.append((time.perf_counter() - t) * 1000)
+    return {"queries": len(queries), "uncached_ms": percentiles(cold), "cached_ms": percentiles(warm)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _load(base: str, queries: list[str], concurrency: int, requests: int) -> dict[str, Any]:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(requests))
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        for i in counter:
+            t = time.perf_counter()
+            r = await client.get(f"{base}/api/search", params={"q": queries[i % len(queries)], "k": 10})
+            latencies.append((time.perf_counter() - t) * 1000)
+            errors += r.status_code != 200
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"concurrency": concurrency, "requests": requests, "errors": errors, "requests_per_s": round(requests / elapsed, 1), **{f"{k}_ms": v for k, v in percentiles(latencies).items()}}
+
+
+def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Latency and throughput against `medkb serve` under uvicorn with 1, 8 and 32 concurrent clients."""
+    import httpx
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "medkb.cli", "serve", "--index-dir", str(index_dir), "--port", str(port), "--log-level", "warning"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("server did not start within 180 s")
+            time.sleep(0.3)
+        rss_idle = rss_mb(proc.pid)
+        runs = []
+        for concurrency in (1, 8, 32):
+            # Distinct queries per level so the query cache does not flatter later levels.
+            offset = {1: 0, 8: 1, 32: 2}[concurrency] * requests
+            batch = [f"{q}" for q in (queries * (3 * requests // max(len(queries), 1) + 3))[offset : offset + requests]]
+            runs.append(asyncio.run(_load(base, batch, concurrency, requests)))
+            r = runs[-1]
+            log(f"  http c={concurrency}: {r['requests_per_s']} req/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}")
+        return {"runs": runs, "server_rss_mb_idle": round(rss_idle, 1), "server_rss_mb_after_load": round(rss_mb(proc.pid), 1)}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def synthetic_vectors(n: int, dim: int, queries: int, log: Callable[[str], None], seed: int = 0) -> dict[str, Any]:
+    """FAISS alone over `n` synthetic unit vectors: exact flat search, and IVF with its recall against flat.
+
+    The vectors are drawn around 2,000 random topic centres (cosine to their centre about
+    0.6), and queries are perturbed copies of stored vectors, so the data has the clustered
+    shape of real sentence embeddings; uniformly random vectors would be a worst case that
+    no approximate index handles and no corpus looks like.
+    """
+    import faiss
+
+    rng = np.random.default_rng(seed)
+    log(f"  generating {n:,} x {dim} clustered vectors ...")
+    centres = rng.standard_normal((2000, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    xb = np.empty((n, dim), dtype=np.float32)
+    step = 100_000
+    for start in range(0, n, step):
+        m = min(step, n - start)
+        noise = rng.standard_normal((m, dim), dtype=np.float32) * (1.3 / np.sqrt(dim))
+        xb[start : start + m] = centres[rng.integers(0, len(centres), m)] + noise
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    picks = rng.integers(0, n, queries)
+    xq = xb[picks] + rng.standard_normal((queries, dim), dtype=np.float32) * (0.8 / np.sqrt(dim))
+    xq /= np.linalg.norm(xq, axis=1, keepdims=True)
+    out: dict[str, Any] = {"vectors": n, "dim": dim, "queries": queries, "threads": faiss.omp_get_max_threads()}
+
+    flat = faiss.IndexFlatIP(dim)
+    t = time.perf_counter()
+    flat.add(xb)
+    out["flat_add_seconds"] = round(time.perf_counter() - t, 2)
+    lat = []
+    truth = []
+    for i in range(queries):
+        t = time.perf_counter()
+        _, ids = flat.search(xq[i : i + 1], 10)
+        lat.append((time.perf_counter() - t) * 1000)
+        truth.append(set(ids[0]))
+    out["flat_ms"] = percentiles(lat)
+    out["flat_bytes_per_vector"] = dim * 4
+    log(f"  flat: p50 {out['flat_ms']['p50']} ms per query")
+
+    nlist = 4096
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    t = time.perf_counter()
+    ivf.train(xb[rng.choice(n, size=min(n, 40 * nlist), replace=False)])
+    ivf.add(xb)
+    out["ivf_build_seconds"] = round(time.perf_counter() - t, 1)
+    out["ivf"] = []
+    for nprobe in (16, 64):
+        ivf.nprobe = nprobe
+        lat, hits = [], 0
+        for i in range(queries):
+            t = time.perf_counter()
+            _, ids = ivf.search(xq[i : i + 1], 10)
+            lat.append((time.perf_counter() - t) * 1000)
+            hits += len(truth[i] & set(ids[0]))
+        out["ivf"].append({"nlist": nlist, "nprobe": nprobe, "ms": percentiles(lat), "recall@10_vs_flat": round(hits / (10 * queries), 3)})
+        log(f"  ivf nprobe={nprobe}: p50 {out['ivf'][-1]['ms']['p50']} ms, recall@10 vs flat {out['ivf'][-1]['recall@10_vs_flat']}")
+    del xb, flat, ivf
+    gc.collect()
+    return out
+
+
+def sample_medquad_corpus(corpus: Path, n: int, out: Path) -> Path:
+    """A deterministic sample of `n` imported articles, copied for a build-throughput run."""
+    files = sorted(corpus.rglob("*.md"))
+    random.Random(0).shuffle(files)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in files[:n]:
+        shutil.copy(f, out / f.name)
+    return out
+
+
+def gold_queries() -> list[str]:
+    queries = []
+    for path in sorted((REPO / "evals" / "gold").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                queries.append(json.loads(line)["query"])
+    return queries
+
+
+def medquad_questions(medquad_dir: Path, n: int) -> list[str]:
+    import re
+
+    questions = []
+    for path in sorted(medquad_dir.rglob("*.xml"))[: n * 2]:
+        questions.extend(re.findall(r"<Question[^>]*>(.*?)</Question>", path.read_text(encoding="utf-8", errors="replace"), flags=re.S))
+        if len(questions) >= n:
+            break
+    random.Random(0).shuffle(questions)
+    return [" ".join(q.split()) for q in questions[:n]]
+
+
+def format_table(results: dict[str, Any]) -> str:
+    lines = [f"medkb bench  ({results['machine']['cpus']} cpus, {results['machine']['platform']}, python {results['machine']['python']})", ""]
+    head = f"{'size':<10} {'chunks':>8} {'build ch/s':>10} {'vs raw':>7} {'search p50/p95/p99 ms (uncached)':>34} {'cached p50':>10} {'B/chunk':>8} {'RSS MB':>7}"
+    lines += [head, "-" * len(head)]
+    for name in ("default", "medquad"):
+        r = results.get(name)
+        if not r:
+            continue
+        b, s = r.get("build", {}), r["search"]["uncached_ms"]
+        lines.append(f"{name:<10} {r['chunks']:>8} {b.get('pipeline_chunks_per_s', '-'):>10} {b.get('ratio_to_raw_encode', '-'):>7} "
+                     f"{s['p50']:>12} / {s['p95']} / {s['p99']:<12} {r['search']['cached_ms']['p50']:>10} {r['index_bytes_per_chunk']:>8} {r.get('http', {}).get('server_rss_mb_after_load', '-'):>7}")
+    for name in ("default", "medquad"):
+        r = results.get(name, {}).get("http")
+        if r:
+            lines.append("")
+            lines.append(f"HTTP /api/search, {name} ({r['runs'][0]['requests']} requests per level; server RSS {r['server_rss_mb_idle']} MB idle, {r['server_rss_mb_after_load']} MB after load)")
+            for run in r["runs"]:
+                lines.append(f"  {run['concurrency']:>2} clients: {run['requests_per_s']:>7} req/s  p50 {run['p50_ms']:>8} ms  p95 {run['p95_ms']:>8} ms  p99 {run['p99_ms']:>8} ms  errors {run['errors']}")
+    syn = results.get("synthetic")
+    if syn:
+        lines.append("")
+        lines.append(f"vector search alone, {syn['vectors']:,} random {syn['dim']}-d vectors, {syn['queries']} queries, {syn['threads']} threads")
+        lines.append(f"  flat (exact): p50 {syn['flat_ms']['p50']} ms  p95 {syn['flat_ms']['p95']} ms  p99 {syn['flat_ms']['p99']} ms  {syn['flat_bytes_per_vector']} B/vector")
+        for ivf in syn["ivf"]:
+            lines.append(f"  IVF{ivf['nlist']},Flat nprobe={ivf['nprobe']}: p50 {ivf['ms']['p50']} ms  p95 {ivf['ms']['p95']} ms  recall@10 vs exact {ivf['recall@10_vs_flat']} (build {syn['ivf_build_seconds']} s)")
+    return "\n".join(lines)
+
+
+def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_dirs: list[Path], medquad_index: Path | None,
+              medquad_corpus: Path | None, medquad_data: Path | None, queries: int, http_requests: int, vectors: int,
+              build_sample: int, http: bool, workdir: Path) -> dict[str, Any]:
+    from indexer.index_store import load_index
+    from server.search import SearchService
+
+    results: dict[str, Any] = {"machine": machine(), "settings": {"sizes": sizes, "queries": queries, "http_requests": http_requests,
+                                                                  "vectors": vectors, "build_sample": build_sample, "torch_threads": _torch_threads()}}
+    if "default" in sizes:
+        log("default corpus")
+        root = workdir / "default-index"
+        build = build_throughput(corpus_dirs, embedder, root, log)
+        service = SearchService(load_index(root), embedder)
+        qs = (gold_queries() or [c.article_title for c in service.index.chunks])[:queries]
+        results["default"] = {"chunks": build["chunks"], "build": build, "index_bytes_per_chunk": build["index_bytes_per_chunk"],
+                              "search": in_process_latency(service, qs)}
+        log(f"  search p50 {results['default']['search']['uncached_ms']['p50']} ms uncached, {results['default']['search']['cached_ms']['p50']} ms cached")
+        if http:
+            results["default"]["http"] = http_latency(root, qs, http_requests, log)
+    if "medquad" in sizes:
+        if not medquad_index or not (medquad_index / "current").exists():
+            log("medquad: skipped (no index: import and index MedQuAD first, then pass --medquad-index)")
+        else:
+            log("medquad")
+            index = load_index(medquad_index)
+            service = SearchService(index, embedder)
+            qs = medquad_questions(medquad_data, queries) if medquad_data and medquad_data.exists() else [c.article_title for c in index.chunks[:queries]]
+            entry: dict[str, Any] = {"chunks": len(index.chunks), "index_bytes_per_chunk": round(dir_bytes(index.directory) / max(len(index.chunks), 1)),
+                                     "full_build_from_manifest": index.manifest.get("build"), "search": in_process_latency(service, qs)}
+            log(f"  search p50 {entry['search']['uncached_ms']['p50']} ms uncached, {entry['search']['cached_ms']['p50']} ms cached")
+            if medquad_corpus and medquad_corpus.exists() and build_sample:
+                sample = sample_medquad_corpus(medquad_corpus, build_sample, workdir / "medquad-sample")
+                entry["build"] = {"sample_articles": build_sample, **build_throughput([sample], embedder, workdir / "medquad-sample-index", log)}
+            del service
+            gc.collect()
+            if http:
+                entry["http"] = http_latency(medquad_index, qs, http_requests, log)
+            results["medquad"] = entry
+    if "synthetic" in sizes:
+        log("synthetic vectors")
+        results["synthetic"] = synthetic_vectors(vectors, embedder.dim, min(queries, 200), log)
+    return results
+
+
+def _torch_threads() -> int | None:
+    try:
+        import torch
+
+        return torch.get_num_threads()
+    except ImportError:
+        return None

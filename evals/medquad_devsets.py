@@ -1,0 +1,148 @@
+"""Build two BEIR-layout dev sets from MedQuAD (read in place from ../shared, never copied into the repo).
+
+    python -m evals.medquad_devsets [--medquad DIR] [--out var/devsets] [--queries 2000]
+
+1. medquad-qa: each question against its own answer, over the whole answered collection
+   (one corpus document per answered question-answer pair).
+2. medquad-followup: a first question that names the focus, then another question about
+   the same focus in which the focus is replaced by "it" or "this condition"; judged against
+   the second question's answer, with the first question as the conversation's context
+   (queries.jsonl metadata.context).
+
+Both share one corpus.jsonl (identical bytes), so `medkb eval` imports and indexes it once.
+Questions whose answer MedQuAD repeats word for word under other documents (boilerplate
+such as GHR's inheritance paragraphs) are not used as queries: any copy would answer them,
+so they cannot tell two rankings apart. Their documents stay in the corpus as distractors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+from indexer.importers.corpus_writer import BulletList
+from indexer.importers.medquad import read as read_medquad
+from indexer.importers.report import ReportBuilder
+
+DEFAULT_MEDQUAD = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "medquad"
+_PREPOSITION = re.compile(r"\b(of|for|with|to|about|from|in|on|by|cause|causes|treat|prevent|have|get|develop)\s*$", re.I)
+
+
+def _plain(blocks) -> str:
+    parts: list[str] = []
+    for block in blocks:
+        if isinstance(block, BulletList):
+            parts.extend(item.text for item in block.items)
+        else:
+            parts.append(block.text)
+    return "\n".join(parts)
+
+
+def replace_focus(question: str, focus: str) -> str | None:
+    """The question with its focus replaced by "this condition" (after a preposition or verb) or "it";
+    None when the focus does not appear in it word for word."""
+    match = re.search(re.escape(focus), question, flags=re.I)
+    if not match:
+        return None
+    before, after = question[: match.start()], question[match.end() :]
+    pronoun = "this condition" if _PREPOSITION.search(before) else "it"
+    rewritten = re.sub(r"\s+", " ", f"{before}{pronoun}{after}").strip()
+    rewritten = re.sub(r"\s+\?", "?", rewritten)
+    rewritten = re.sub(r"\((are|is)\)\s*", "", rewritten) if "(are)" in rewritten or "(is)" in rewritten else rewritten
+    return rewritten[:1].upper() + rewritten[1:]
+
+
+def collect(medquad: Path) -> list[dict]:
+    """Every answered pair: document focus, question, answer text, BEIR doc id."""
+    report = ReportBuilder()
+    pairs: list[dict] = []
+    for article in read_medquad(medquad, report):
+        qids = article.metadata.get("question_ids") or []
+        questions = article.metadata.get("questions")  # original wording, when the importer keeps it
+        for index, section in enumerate(article.sections):
+            text = _plain(section.blocks).strip()
+            if not text:
+                continue
+            pairs.append({
+                "doc_id": f"{article.id}-q{index + 1}",
+                "article": article.id,
+                "focus": str(article.metadata.get("focus") or article.title),
+                "title": article.title,
+                "question": questions[index] if questions else section.heading,
+                "qid": qids[index] if index < len(qids) else "",
+                "text": text,
+            })
+    return pairs
+
+
+def build(medquad: Path, out: Path, n_queries: int, seed: int = 13) -> dict[str, int]:
+    pairs = collect(medquad)
+    same_answer: dict[str, list[str]] = {}
+    for p in pairs:
+        key = hashlib.sha1(" ".join(p["text"].lower().split()).encode()).hexdigest()
+        p["answer_key"] = key
+        same_answer.setdefault(key, []).append(p["doc_id"])
+
+    corpus_lines = [json.dumps({"_id": p["doc_id"], "title": p["title"], "text": p["text"], "metadata": {"source": "MedQuAD (CC BY 4.0)", "question_id": p["qid"]}}, ensure_ascii=False)
+                    for p in pairs]
+    rng = random.Random(seed)
+    unique = [p for p in pairs if len(same_answer[p["answer_key"]]) == 1]
+
+    # 1. question -> its own answer
+    qa = rng.sample(unique, min(n_queries, len(unique)))
+    qa_queries = [{"_id": f"qa-{p['doc_id']}", "text": p["question"]} for p in qa]
+    qa_qrels = [(f"qa-{p['doc_id']}", p["doc_id"], 1) for p in qa]
+
+    # 2. follow-ups: first question names the focus; a later one with the focus replaced
+    by_article: dict[str, list[dict]] = {}
+    for p in pairs:
+        by_article.setdefault(p["article"], []).append(p)
+    candidates = []
+    for article_id in sorted(by_article):
+        group = by_article[article_id]
+        first = group[0]
+        if len(group) < 2 or not first["focus"] or first["focus"].lower() not in first["question"].lower():
+            continue
+        later = [(p, replace_focus(p["question"], p["focus"])) for p in group[1:] if len(same_answer[p["answer_key"]]) == 1]
+        later = [(p, q) for p, q in later if q and first["focus"].lower() not in q.lower()]
+        if later:
+            p, q = later[rng.randrange(len(later))]
+            candidates.append((first, p, q))
+    fu = rng.sample(candidates, min(n_queries, len(candidates)))
+    fu_queries = [{"_id": f"fu-{p['doc_id']}", "text": q, "metadata": {"context": [first["question"]], "original": p["question"]}} for first, p, q in fu]
+    fu_qrels = [(f"fu-{p['doc_id']}", p["doc_id"], 1) for _, p, _ in fu]
+
+    for name, queries, qrels in (("medquad-qa", qa_queries, qa_qrels), ("medquad-followup", fu_queries, fu_qrels)):
+        d = out / name
+        (d / "qrels").mkdir(parents=True, exist_ok=True)
+        (d / "corpus.jsonl").write_text("\n".join(corpus_lines) + "\n", encoding="utf-8")
+        (d / "queries.jsonl").write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in sorted(queries, key=lambda q: q["_id"])) + "\n", encoding="utf-8")
+        with open(d / "qrels" / "test.tsv", "w", encoding="utf-8") as fh:
+            fh.write("query-id\tcorpus-id\tscore\n")
+            for row in sorted(qrels):
+                fh.write("\t".join(map(str, row)) + "\n")
+    return {"documents": len(pairs), "documents_with_unique_answers": len(unique), "qa_queries": len(qa_queries), "followup_candidates": len(candidates), "followup_queries": len(fu_queries)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--medquad", type=Path, default=DEFAULT_MEDQUAD, help="MedQuAD folder (default ../shared/data/medquad)")
+    parser.add_argument("--out", type=Path, default=Path("var/devsets"), help="where the two dev sets are written")
+    parser.add_argument("--queries", type=int, default=2000, help="queries sampled per dev set (deterministic)")
+    args = parser.parse_args(argv)
+    if not args.medquad.is_dir():
+        print(f"MedQuAD not found at {args.medquad}", file=sys.stderr)
+        return 2
+    counts = build(args.medquad, args.out, args.queries)
+    print(json.dumps(counts))
+    print(f"wrote {args.out}/medquad-qa and {args.out}/medquad-followup")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

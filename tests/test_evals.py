@@ -1,0 +1,125 @@
+"""Evaluation: loaders and their errors, max-passage collapse, metrics from pytrec_eval, and a
+smoke run of the whole pipeline whose outputs must be written and well-formed."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evals.datasets import EvalSetError, load_beir, load_gold
+from evals.metrics import METRICS, evaluate, means
+from evals.pipeline import cached_index, evaluate_set, import_beir_corpus
+from evals.runner import collapse, read_trec
+from fakes import FakeEmbedder
+from indexer.chunking import Chunk
+from indexer.index_store import load_index
+from server.search import SearchResult, SearchService
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+MINI = TESTS / "fixtures" / "beir-mini"
+
+
+def hit(chunk_id: str, article: str, section: str, score: float) -> SearchResult:
+    chunk = Chunk(id=chunk_id, section_id=f"{article}#{section}", article_id=article, article_title="t", section_path=[section], text="x",
+                  citations=[], references=[], unresolved_citations=[], review_status="submitted", audience="both", last_updated=None,
+                  evidence_kinds=[], specialty=None, position=0, line=1, token_count=1)
+    return SearchResult(rank=0, score=score, chunk=chunk)
+
+
+def test_collapse_is_max_passage_with_deterministic_ties():
+    results = [hit("a#s~0", "a", "s", 0.9), hit("b#s~0", "b", "s", 0.7), hit("a#t~0", "a", "t", 0.8), hit("c#s~0", "c", "s", 0.7)]
+    assert collapse(results, "article", 10) == [("a", 0.9), ("b", 0.7), ("c", 0.7)]
+    assert [u for u, _ in collapse(results, "section", 10)] == ["a#s", "a#t", "b#s", "c#s"]
+    assert collapse(results, "article", 2) == [("a", 0.9), ("b", 0.7)]
+
+
+def test_metrics_score_the_ranking_as_given():
+    qrels = {"q1": {"a": 2, "b": 1}, "q2": {"c": 1}, "q3": {"z": 1}}
+    ranking = {"q1": [("a", 0.9), ("x", 0.8), ("b", 0.5)], "q2": [("x", 0.5), ("c", 0.5)]}
+    per = evaluate(qrels, ranking)
+    assert per["q1"]["mrr@10"] == 1.0 and per["q2"]["mrr@10"] == 0.5, "a tie keeps the order it was ranked in"
+    assert per["q3"] == {m: 0.0 for m in METRICS}, "a query with no results scores zero, it is not dropped"
+    assert per["q1"]["recall@10"] == 1.0 and per["q1"]["ndcg@10"] < 1.0
+    strict = evaluate(qrels, ranking, threshold=2)
+    assert strict["q2"]["recall@10"] == 0.0 and strict["q1"]["map@10"] == 1.0
+    assert means(per)["mrr@10"] == pytest.approx(0.5)
+
+
+def test_beir_loader(tmp_path):
+    s = load_beir(MINI)
+    assert len(s.queries) == 6 and s.judged_queries() == ["q1", "q2", "q3", "q4", "q5"]
+    assert s.qrels["q1"] == {"d1": 2, "d3": 1} and s.level == "article"
+    bad = tmp_path / "bad"
+    (bad / "qrels").mkdir(parents=True)
+    (bad / "corpus.jsonl").write_text((MINI / "corpus.jsonl").read_text())
+    (bad / "queries.jsonl").write_text('{"_id": "q1", "text": "x"}\n{"_id": "q2", "te\n')
+    (bad / "qrels" / "test.tsv").write_text("q1\td1\t1\n")
+    with pytest.raises(EvalSetError, match=r"queries.jsonl:2: not valid JSON"):
+        load_beir(bad)
+    (bad / "queries.jsonl").write_text('{"_id": "q1", "text": "x"}\n')
+    (bad / "qrels" / "test.tsv").write_text("q1\td1\tone\n")
+    with pytest.raises(EvalSetError, match=r"test.tsv:1: score 'one'"):
+        load_beir(bad)
+    with pytest.raises(EvalSetError, match="missing"):
+        load_beir(tmp_path / "nothing")
+
+
+def test_gold_loader_resolves_sections_and_fails_loudly(tiny_corpus, tmp_path):
+    gold = tmp_path / "gold"
+    gold.mkdir()
+    line = {"id": "g1", "query": "lead", "tags": ["keyword"], "judgments": [
+        {"section": "microcytosis > From the Guidelines > Causes of Chronic Microcytosis", "grade": 2}, {"article": "iron-treatment", "grade": 1}]}
+    (gold / "a.jsonl").write_text(json.dumps(line) + "\n")
+    s = load_gold(gold, [tiny_corpus])
+    assert s.qrels["g1"]["microcytosis#from-the-guidelines-causes-of-chronic-microcytosis"] == 2
+    assert s.qrels["g1"]["iron-treatment#from-the-guidelines-oral-iron"] == 1
+    assert s.at_article_level().qrels["g1"] == {"microcytosis": 2, "iron-treatment": 1}
+    line["judgments"][0]["section"] = "microcytosis > From the Guidelines > Renamed Heading"
+    (gold / "a.jsonl").write_text(json.dumps(line) + "\n")
+    with pytest.raises(EvalSetError, match=r"a.jsonl:1: no section"):
+        load_gold(gold, [tiny_corpus])
+
+
+def test_project_gold_set_is_valid_and_covers_the_corpus():
+    s = load_gold(REPO / "evals" / "gold", [REPO / "corpus"])
+    assert len(s.queries) >= 80
+    tags = [t for ts in s.tags.values() for t in ts]
+    assert tags.count("hard") >= 20 and tags.count("abbreviation") >= 10 and tags.count("misspelling") >= 3
+
+
+def test_pipeline_smoke_writes_well_formed_outputs(tmp_path):
+    embedder = FakeEmbedder()
+    corpus = import_beir_corpus(MINI, tmp_path / "cache", log=lambda m: None)
+    root = cached_index([corpus], tmp_path / "cache", embedder, log=lambda m: None)
+    messages = []
+    assert cached_index([corpus], tmp_path / "cache", embedder, log=messages.append) == root
+    assert "reusing the cached index" in messages[0], "a second run does not re-embed"
+    service = SearchService(load_index(root), embedder)
+    evalset = load_beir(MINI)
+
+    def search(query, context, k):
+        return service.search(query, k).results, query
+
+    first = evaluate_set(evalset, search, tmp_path / "run1", {"retriever": "dense"}, service.manifest, progress=None)
+    out = first.out_dir
+    for name in ("run.trec", "metrics.json", "per_query.jsonl", "settings.json", "report.md", "report.html", "per_query.png"):
+        assert (out / name).stat().st_size > 0, name
+    lines = (out / "run.trec").read_text().splitlines()
+    assert all(len(l.split()) == 6 and l.split()[1] == "Q0" for l in lines)
+    for q in evalset.judged_queries():
+        ranks = [int(l.split()[3]) for l in lines if l.split()[0] == q]
+        assert ranks == list(range(1, len(ranks) + 1))
+    assert read_trec(out / "run.trec").units.keys() == set(evalset.judged_queries())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["means"]) == set(METRICS) and all(0 <= v <= 1 for v in metrics["means"].values())
+    per_query = [json.loads(l) for l in (out / "per_query.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in per_query] == evalset.judged_queries()
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["git"]["commit"] and settings["index_manifest"]["model"]["name"] == embedder.name and settings["metrics_library"] == "pytrec_eval"
+    assert "| ndcg@10 |" in (out / "report.md").read_text()
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+
+    second = evaluate_set(evalset, search, tmp_path / "run2", {"retriever": "dense"}, service.manifest, compare_dir=out)
+    report = (second.out_dir / "report.md").read_text()
+    assert "Against `run1`: 0 queries helped, 0 hurt" in report and (second.out_dir / "compare.png").exists()
