@@ -16,6 +16,7 @@ from indexer.articles import Article, CorpusLoad, Problem, corpus_files, load_co
 from indexer.chunking import Chunk, ChunkerSettings, chunk_article
 from indexer.embedding import Embedder
 from indexer import index_store
+from indexer.lexical import LexicalIndex
 
 
 class BuildFailed(Exception):
@@ -108,7 +109,13 @@ def build_index(
         embed_started = time.perf_counter()
         tick = progress("embedding", len(chunks)) if progress else None
         vectors = embedder.encode_documents([c.embed_text for c in chunks], batch_size=batch_size, progress=tick) if chunks else np.zeros((0, embedder.dim), dtype=np.float32)
+        section_texts: dict[str, str] = {}
+        for c in chunks:
+            section_texts.setdefault(c.section_id, chunker.context_template.format(title=c.article_title, section=" > ".join(c.section_path), text="").strip())
+        section_vectors = embedder.encode_documents(list(section_texts.values()), batch_size=batch_size) if section_texts else np.zeros((0, embedder.dim), dtype=np.float32)
+        sections = index_store.Sections(list(section_texts), list(section_texts.values()), section_vectors)
         embed_seconds = time.perf_counter() - embed_started
+        lexical = LexicalIndex.build([c.embed_text for c in chunks])
         resolved = sum(len(c.references) for c in chunks)
         unresolved = sum(len(c.unresolved_citations) for c in chunks)
         manifest = {
@@ -122,6 +129,7 @@ def build_index(
                 "max_seq_length": embedder.max_seq_length,
                 "metric": "inner_product",
             },
+            "lexical": {"library": "bm25s", "k1": 1.2, "b": 0.75, "text": "title + section path + chunk text", "stemmer": "snowball english", "stopwords": "en"},
             "chunker": chunker.to_dict(),
             "corpus": {
                 "dirs": [str(d) for d in dirs],
@@ -131,6 +139,7 @@ def build_index(
             "counts": {
                 "articles": len(loaded.articles),
                 "chunks": len(chunks),
+                "sections": len(sections.ids),
                 "citations_resolved": resolved,
                 "citations_unresolved": unresolved,
                 "articles_skipped": len(loaded.skipped),
@@ -143,7 +152,7 @@ def build_index(
                 "embed_seconds": round(embed_seconds, 3),
             },
         }
-        index_store.write_build(staging, chunks, vectors, [_article_record(a) for a in loaded.articles], manifest)
+        index_store.write_build(staging, chunks, vectors, [_article_record(a) for a in loaded.articles], sections, lexical, manifest)
         final = index_store.publish(root, staging)
     return BuildReport(
         directory=final,

@@ -2,7 +2,10 @@
 
 Layout of an index root:
 
-    <root>/builds/<build id>/   manifest.json, vectors.faiss, chunks.jsonl, articles.jsonl
+    <root>/builds/<build id>/   manifest.json, vectors.faiss, chunks.jsonl, articles.jsonl,
+                                sections.jsonl + section_vectors.npy (one per section: its
+                                title and heading path, for question-to-heading matching),
+                                lexical/ (BM25 over the chunks)
     <root>/current              symlink to the published build
     <root>/.staging-<id>/       a build being written; never read by anyone
 
@@ -28,8 +31,8 @@ import numpy as np
 
 from indexer.chunking import Chunk
 
-FORMAT_VERSION = 1
-FILES = ("manifest.json", "vectors.faiss", "chunks.jsonl", "articles.jsonl")
+FORMAT_VERSION = 2
+FILES = ("manifest.json", "vectors.faiss", "chunks.jsonl", "articles.jsonl", "sections.jsonl", "section_vectors.npy", "lexical")
 KEEP_BUILDS = 2
 
 
@@ -50,12 +53,23 @@ class IndexMismatch(IndexProblem):
 
 
 @dataclass
+class Sections:
+    """One entry per section: its id, the text that was embedded for it, and the vectors."""
+
+    ids: list[str]
+    texts: list[str]
+    vectors: np.ndarray
+
+
+@dataclass
 class LoadedIndex:
     directory: Path
     manifest: dict[str, Any]
     chunks: list[Chunk]
     articles: dict[str, dict[str, Any]]
     faiss_index: Any
+    sections: Sections
+    lexical: Any  # indexer.lexical.LexicalIndex
 
 
 def _fsync_dir(path: Path) -> None:
@@ -88,7 +102,8 @@ def new_staging_dir(root: Path) -> Path:
     return staging
 
 
-def write_build(staging: Path, chunks: list[Chunk], vectors: np.ndarray, articles: list[dict[str, Any]], manifest: dict[str, Any]) -> None:
+def write_build(staging: Path, chunks: list[Chunk], vectors: np.ndarray, articles: list[dict[str, Any]], sections: Sections,
+                lexical, manifest: dict[str, Any]) -> None:
     """Write every file of a build into `staging`; the manifest goes last."""
     import faiss  # heavy: imported on use only
 
@@ -104,12 +119,19 @@ def write_build(staging: Path, chunks: list[Chunk], vectors: np.ndarray, article
     with open(staging / "articles.jsonl", "w", encoding="utf-8") as fh:
         for article in articles:
             fh.write(json.dumps(article, ensure_ascii=False) + "\n")
+    with open(staging / "sections.jsonl", "w", encoding="utf-8") as fh:
+        for sid, text in zip(sections.ids, sections.texts):
+            fh.write(json.dumps({"id": sid, "text": text}, ensure_ascii=False) + "\n")
+    np.save(staging / "section_vectors.npy", np.ascontiguousarray(sections.vectors, dtype=np.float32))
+    (staging / "lexical").mkdir()
+    lexical.save(staging / "lexical")
     with open(staging / "manifest.json", "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2, sort_keys=True)
         fh.write("\n")
-    for name in FILES:
-        with open(staging / name, "rb") as fh:
+    for path in [staging / name for name in FILES if name != "lexical"] + list((staging / "lexical").iterdir()):
+        with open(path, "rb") as fh:
             os.fsync(fh.fileno())
+    _fsync_dir(staging / "lexical")
     _fsync_dir(staging)
 
 
@@ -186,8 +208,17 @@ def load_index(root: Path) -> LoadedIndex:
         if line:
             article = json.loads(line)
             articles[article["id"]] = article
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatch(f"index {directory} has format {manifest.get('format_version')}, this medkb reads format {FORMAT_VERSION}. Rebuild it with `medkb index corpus`.")
+    from indexer.lexical import LexicalIndex
+
     index = faiss.read_index(str(directory / "vectors.faiss"))
+    rows = [json.loads(line) for line in (directory / "sections.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    sections = Sections([r["id"] for r in rows], [r["text"] for r in rows], np.load(directory / "section_vectors.npy"))
+    lexical = LexicalIndex.load(directory / "lexical", len(chunks))
     expected = manifest.get("counts", {}).get("chunks")
     if index.ntotal != len(chunks) or (expected is not None and expected != len(chunks)):
         raise IndexCorrupt(f"index {directory} is inconsistent: {index.ntotal} vectors, {len(chunks)} chunks, manifest says {expected}. Rebuild it with `medkb index corpus`.")
-    return LoadedIndex(directory=directory, manifest=manifest, chunks=chunks, articles=articles, faiss_index=index)
+    if len(sections.ids) != sections.vectors.shape[0] or not {c.section_id for c in chunks} <= set(sections.ids):
+        raise IndexCorrupt(f"index {directory} has inconsistent section vectors. Rebuild it with `medkb index corpus`.")
+    return LoadedIndex(directory=directory, manifest=manifest, chunks=chunks, articles=articles, faiss_index=index, sections=sections, lexical=lexical)

@@ -1,0 +1,69 @@
+"""The lexical side of the index: BM25 (bm25s) over each chunk's title, section path and text.
+
+Written with the build and loaded with it, like the vectors. English stop words are
+dropped and words are stemmed (Snowball) so "causes" matches "cause".
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased, stop words dropped, stemmed word tokens."""
+    words = [w for w in _TOKEN.findall(text.lower()) if w not in _stopwords()]
+    return _stemmer().stemWords(words)
+
+
+class LexicalIndex:
+    """BM25 over chunk texts, in the chunks' order."""
+
+    def __init__(self, retriever, n_docs: int):
+        self._bm25 = retriever
+        self.n_docs = n_docs
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> "LexicalIndex":
+        import bm25s
+
+        retriever = bm25s.BM25(k1=1.2, b=0.75)
+        corpus_tokens = [tokenize(t) or ["\u2205"] for t in texts]  # an empty doc still holds its place
+        retriever.index(corpus_tokens, show_progress=False)
+        return cls(retriever, len(texts))
+
+    def save(self, directory: Path) -> None:
+        self._bm25.save(str(directory))
+
+    @classmethod
+    def load(cls, directory: Path, n_docs: int) -> "LexicalIndex":
+        import bm25s
+
+        return cls(bm25s.BM25.load(str(directory)), n_docs)
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every chunk for `query` (zeros when no query word is known)."""
+        tokens = [t for t in tokenize(query) if t in self._bm25.vocab_dict]
+        if not tokens:
+            return np.zeros(self.n_docs, dtype=np.float32)
+        return np.asarray(self._bm25.get_scores(tokens), dtype=np.float32)
