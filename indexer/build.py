@@ -60,6 +60,11 @@ def is_up_to_date(root: Path, dirs: Sequence[Path], chunker: ChunkerSettings, mo
     return manifest.get("corpus", {}).get("fingerprint") == corpus_fingerprint(dirs, chunker, model_checksum)
 
 
+def section_heading_text(title: str, path: list[str]) -> str:
+    """What a section's heading vector embeds: the article's title (a question) and the heading path."""
+    return f"{title}\n{' > '.join(path)}".strip()
+
+
 def _article_record(article: Article) -> dict[str, Any]:
     return {
         "id": article.id,
@@ -111,7 +116,7 @@ def build_index(
         vectors = embedder.encode_documents([c.embed_text for c in chunks], batch_size=batch_size, progress=tick) if chunks else np.zeros((0, embedder.dim), dtype=np.float32)
         section_texts: dict[str, str] = {}
         for c in chunks:
-            section_texts.setdefault(c.section_id, chunker.context_template.format(title=c.article_title, section=" > ".join(c.section_path), text="").strip())
+            section_texts.setdefault(c.section_id, section_heading_text(c.article_title, c.section_path))
         section_vectors = embedder.encode_documents(list(section_texts.values()), batch_size=batch_size) if section_texts else np.zeros((0, embedder.dim), dtype=np.float32)
         sections = index_store.Sections(list(section_texts), list(section_texts.values()), section_vectors)
         embed_seconds = time.perf_counter() - embed_started

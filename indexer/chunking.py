@@ -26,6 +26,9 @@ _ABBREVIATIONS = {
 _BOUNDARY = re.compile(r"[.!?]+[\"')\]]*\s+")
 
 
+CONTEXT_TEMPLATES = {"title-section": "{title}\n{section}\n{text}", "none": "{text}"}
+
+
 @dataclass(frozen=True)
 class ChunkerSettings:
     """Chunk size limits in model word pieces. Recorded in every index manifest."""

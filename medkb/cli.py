@@ -142,9 +142,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from evals.datasets import EvalSetError, load_beir, load_gold
     from evals.pipeline import cached_index, evaluate_set, import_beir_corpus
+    from indexer.chunking import CONTEXT_TEMPLATES, ChunkerSettings
     from indexer.embedding import load_embedder
     from indexer.index_store import load_index
-    from server.search import SearchService
+    from server.search import RetrievalSettings, SearchService
 
     settings = _settings(args)
     cache = args.cache_dir
@@ -163,14 +164,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     evalset = evalset.limit(args.limit)
     print(f"{evalset.name}: {len(evalset.judged_queries())} judged queries, {evalset.level}-level judgments", file=sys.stderr)
     embedder = load_embedder(settings.model_dir)
-    root = cached_index(corpus_dirs, cache, embedder, progress=_progress_bar, log=_log)
-    service = SearchService(load_index(root), embedder, cache_size=settings.query_cache_size)
+    chunker = ChunkerSettings(context_template=CONTEXT_TEMPLATES[args.embed_context])
+    root = cached_index(corpus_dirs, cache, embedder, chunker, progress=_progress_bar, log=_log)
+    retrieval = RetrievalSettings(retriever=args.retriever, rrf_k=args.rrf_k, heading_weight=0.0 if args.no_headings else args.heading_weight,
+                                  lexical_weight=args.lexical_weight, expand_abbreviations=not args.no_abbreviations, max_per_article=0)
+    service = SearchService(load_index(root), embedder, cache_size=settings.query_cache_size, settings=retrieval)
 
     def search(query: str, context: list[str], k: int):
         return service.search(query, k).results, query
 
     out_dir = args.out or Path("runs") / f"{evalset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = evaluate_set(evalset, search, out_dir, {"retriever": "dense"}, service.manifest, depth=args.depth,
+    run_settings = {**retrieval.to_dict(), "embed_context": args.embed_context, "chunker": chunker.to_dict()}
+    result = evaluate_set(evalset, search, out_dir, run_settings, service.manifest, depth=args.depth,
                           threshold=args.threshold, compare_dir=args.compare, progress=_query_bar)
     print(f"{'metric':<12} value")
     for name, value in result.means.items():
@@ -277,6 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=int, default=1, help="lowest grade counted as relevant by the binary metrics (default 1)")
     p.add_argument("--limit", type=int, help="only the first N judged queries (by id)")
     p.add_argument("--cache-dir", type=Path, default=Path("var/eval-cache"), help="where imported corpora and their indexes are cached")
+    p.add_argument("--retriever", choices=["dense", "lexical", "hybrid"], default="hybrid", help="which retrieval to measure (default hybrid)")
+    p.add_argument("--no-headings", action="store_true", help="hybrid without the question-to-heading list")
+    p.add_argument("--heading-weight", type=float, default=1.0, help="weight of the question-to-heading list in the fusion")
+    p.add_argument("--lexical-weight", type=float, default=1.0, help="weight of the BM25 list in the fusion")
+    p.add_argument("--rrf-k", type=int, default=60, help="reciprocal rank fusion constant")
+    p.add_argument("--no-abbreviations", action="store_true", help="do not expand clinical abbreviations in queries")
+    p.add_argument("--embed-context", choices=["title-section", "none"], default="title-section", help="embed each chunk with its article title and section path (default) or its text alone")
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_eval)
 

@@ -25,6 +25,8 @@ class Settings:
     default_k: int = _setting(10, "MEDKB_DEFAULT_K", "Passages returned when a request does not say.")
     max_k: int = _setting(50, "MEDKB_MAX_K", "Most passages one request may ask for.")
     query_cache_size: int = _setting(1024, "MEDKB_QUERY_CACHE", "Query vectors kept in memory (LRU).")
+    retriever: str = _setting("hybrid", "MEDKB_RETRIEVER", "dense, lexical, or hybrid (dense + BM25 + question-to-heading, fused by reciprocal rank).")
+    max_per_article: int = _setting(3, "MEDKB_MAX_PER_ARTICLE", "Most passages one article may contribute to a result page (0: no cap).")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -44,6 +46,8 @@ def _convert(name: str, raw: str) -> Any:
         return Path(raw)
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)
+    if name == "retriever":
+        return raw
     return int(raw)
 
 

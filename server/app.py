@@ -22,10 +22,12 @@ def load_service(settings: Settings) -> SearchService:
     """Load the published index and the model, and check that they belong together."""
     from indexer.embedding import load_embedder
     from indexer.index_store import load_index
+    from server.search import RetrievalSettings
 
     index = load_index(settings.index_dir)
     embedder = load_embedder(settings.model_dir)
-    return SearchService(index, embedder, cache_size=settings.query_cache_size)
+    retrieval = RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article)
+    return SearchService(index, embedder, cache_size=settings.query_cache_size, settings=retrieval)
 
 
 def create_app(settings: Settings | None = None, service_factory: Callable[[Settings], SearchService] | None = None) -> FastAPI:

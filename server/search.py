@@ -1,12 +1,21 @@
 """The search service: one plain-Python object that the page, the JSON API and the
-offline evaluations all call."""
+offline evaluations all call.
+
+Retrieval fuses up to three ranked lists with reciprocal rank fusion:
+- dense: FAISS inner product between the query and each chunk (title + section + text);
+- lexical: BM25 over the same text;
+- heading: the query against each section's title and heading path, which in this corpus
+  are questions ("What are the causes of chronic microcytic anemia?" > "Causes of ..."),
+  so a question meets the question its passage answers.
+Every knob lives in `RetrievalSettings`, which evaluation runs record.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -14,6 +23,30 @@ import numpy as np
 from indexer.chunking import Chunk
 from indexer.embedding import Embedder
 from indexer.index_store import LoadedIndex, check_compatible
+from server.abbreviations import Abbreviations
+
+RETRIEVERS = ("dense", "lexical", "hybrid")
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """How passages are found and ranked. Recorded with every evaluation run."""
+
+    retriever: str = "hybrid"  # dense | lexical | hybrid
+    rrf_k: int = 60  # reciprocal rank fusion constant
+    dense_weight: float = 1.0
+    lexical_weight: float = 1.0
+    heading_weight: float = 1.0  # the query-to-section-heading list; 0 turns it off
+    candidates: int = 100  # taken from each list before fusion
+    expand_abbreviations: bool = True
+    max_per_article: int = 0  # diversification: at most this many passages per article (0: no cap)
+
+    def __post_init__(self) -> None:
+        if self.retriever not in RETRIEVERS:
+            raise ValueError(f"retriever must be one of {', '.join(RETRIEVERS)}, got {self.retriever!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -45,6 +78,7 @@ class SearchResult:
     rank: int
     score: float
     chunk: Chunk
+    signals: dict[str, float] = field(default_factory=dict)  # per-list score behind the fused one
 
 
 @dataclass
@@ -54,6 +88,7 @@ class SearchResponse:
     took_ms: float
     total_chunks: int
     index: dict[str, Any] = field(default_factory=dict)
+    expanded_query: str = ""
 
 
 class QueryCache:
@@ -77,13 +112,21 @@ class QueryCache:
 
 
 class SearchService:
-    """Dense retrieval over a loaded index. Refuses an index built with another model."""
+    """Hybrid retrieval over a loaded index. Refuses an index built with another model."""
 
-    def __init__(self, index: LoadedIndex, embedder: Embedder, cache_size: int = 1024):
+    def __init__(self, index: LoadedIndex, embedder: Embedder, cache_size: int = 1024,
+                 settings: RetrievalSettings = RetrievalSettings(), abbreviations: Abbreviations | None = None):
         check_compatible(index.manifest, embedder.name, embedder.checksum, embedder.dim, embedder.normalize)
         self.index = index
         self.embedder = embedder
+        self.settings = settings
         self.cache = QueryCache(cache_size)
+        self.abbreviations = abbreviations if abbreviations is not None else Abbreviations.load()
+        position = {sid: i for i, sid in enumerate(index.sections.ids)}
+        self._chunk_section = np.array([position[c.section_id] for c in index.chunks], dtype=np.int64)
+        self._chunks_of_section: list[list[int]] = [[] for _ in index.sections.ids]
+        for i, s in enumerate(self._chunk_section):
+            self._chunks_of_section[s].append(i)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -97,28 +140,120 @@ class SearchService:
             self.cache.put(key, vector)
         return vector
 
-    def search(self, query: str, k: int = 10, filters: Filters = Filters()) -> SearchResponse:
+    def _admitted(self, filters: Filters) -> np.ndarray | None:
+        if not filters.active():
+            return None
+        return np.fromiter((filters.admits(c) for c in self.index.chunks), dtype=bool, count=len(self.index.chunks))
+
+    def _dense(self, vector: np.ndarray, depth: int, admitted: np.ndarray | None) -> list[tuple[int, float]]:
+        import faiss
+
+        params = None
+        if admitted is not None:
+            ids = np.flatnonzero(admitted).astype(np.int64)
+            if not len(ids):
+                return []
+            params = faiss.SearchParameters()
+            params.sel = faiss.IDSelectorBatch(ids)
+            depth = min(depth, len(ids))
+        scores, ids = self.index.faiss_index.search(vector.reshape(1, -1), depth, params=params)
+        return [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+
+    def _lexical(self, query: str, depth: int, admitted: np.ndarray | None) -> list[tuple[int, float]]:
+        scores = self.index.lexical.scores(query)
+        if admitted is not None:
+            scores = np.where(admitted, scores, 0.0)
+        top = _top(scores, depth)
+        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+    def _heading(self, vector: np.ndarray, depth: int, admitted: np.ndarray | None) -> list[tuple[int, float]]:
+        """Chunks ranked by how well their section's title and heading match the query; the
+        chunks of one section share its rank."""
+        sims = self.index.sections.vectors @ vector
+        out: list[tuple[int, float]] = []
+        for s in _top(sims, depth):
+            for i in self._chunks_of_section[s]:
+                if admitted is None or admitted[i]:
+                    out.append((i, float(sims[s])))
+        return out
+
+    def search(self, query: str, k: int = 10, filters: Filters = Filters(), settings: RetrievalSettings | None = None) -> SearchResponse:
         started = time.perf_counter()
+        cfg = settings or self.settings
         chunks = self.index.chunks
-        total = len(chunks)
+        text = self.abbreviations.expand(query) if cfg.expand_abbreviations else query
         results: list[SearchResult] = []
-        if total:
-            vector = self.embed_query(query).reshape(1, -1)
-            # With filters, look deeper so that k admitted results survive; at worst, everything.
-            depth = min(total, k if not filters.active() else max(k * 20, 200))
-            while True:
-                scores, ids = self.index.faiss_index.search(vector, depth)
-                candidates = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0 and filters.admits(chunks[i])]
-                if len(candidates) >= k or depth >= total:
-                    break
-                depth = min(total, depth * 4)
-            # Deterministic order: score, then chunk id, so equal scores never swap between runs.
-            candidates.sort(key=lambda c: (-round(c[0], 6), chunks[c[1]].id))
-            results = [SearchResult(rank=r + 1, score=s, chunk=chunks[i]) for r, (s, i) in enumerate(candidates[:k])]
+        if chunks:
+            admitted = self._admitted(filters)
+            depth = max(cfg.candidates, k * 3 if cfg.max_per_article else k)
+            lists: dict[str, list[tuple[int, float]]] = {}
+            vector = None
+            if cfg.retriever in ("dense", "hybrid") or cfg.heading_weight:
+                vector = self.embed_query(text)
+            if cfg.retriever in ("dense", "hybrid"):
+                lists["dense"] = self._dense(vector, min(depth, len(chunks)), admitted)
+            if cfg.retriever in ("lexical", "hybrid"):
+                lists["lexical"] = self._lexical(text, min(depth, len(chunks)), admitted)
+            if cfg.retriever == "hybrid" and cfg.heading_weight:
+                lists["heading"] = self._heading(vector, min(depth, len(self.index.sections.ids)), admitted)
+            results = self._fuse(lists, cfg)
+            results = _diversify(results, cfg.max_per_article)[:k]
+            for rank, r in enumerate(results, start=1):
+                r.rank = rank
         return SearchResponse(
             query=query,
             results=results,
             took_ms=(time.perf_counter() - started) * 1000,
-            total_chunks=total,
+            total_chunks=len(chunks),
             index={"build": self.index.directory.name, "model": self.manifest["model"]["name"]},
+            expanded_query=text,
         )
+
+    def _fuse(self, lists: dict[str, list[tuple[int, float]]], cfg: RetrievalSettings) -> list[SearchResult]:
+        chunks = self.index.chunks
+        signals: dict[int, dict[str, float]] = {}
+        if len(lists) == 1:
+            # One retriever: its own scores rank the results.
+            ((name, ranked),) = lists.items()
+            fused = {i: s for i, s in ranked}
+            for i, s in ranked:
+                signals[i] = {name: s}
+        else:
+            weights = {"dense": cfg.dense_weight, "lexical": cfg.lexical_weight, "heading": cfg.heading_weight}
+            fused: dict[int, float] = {}
+            for name, ranked in lists.items():
+                rank = 0
+                previous = None
+                for position, (i, s) in enumerate(ranked):
+                    if name != "heading" or s != previous:  # chunks of one section share its rank
+                        rank = position + 1
+                    previous = s
+                    fused[i] = fused.get(i, 0.0) + weights[name] / (cfg.rrf_k + rank)
+                    signals.setdefault(i, {})[name] = s
+        ordered = sorted(fused.items(), key=lambda item: (-round(item[1], 9), chunks[item[0]].id))
+        return [SearchResult(rank=0, score=score, chunk=chunks[i], signals=signals.get(i, {})) for i, score in ordered]
+
+    def with_settings(self, **changes: Any) -> RetrievalSettings:
+        return replace(self.settings, **changes)
+
+
+def _top(scores: np.ndarray, depth: int) -> np.ndarray:
+    """Indices of the `depth` highest scores, best first (ties by index)."""
+    if depth >= len(scores):
+        return np.lexsort((np.arange(len(scores)), -scores))
+    part = np.argpartition(-scores, depth - 1)[:depth]
+    return part[np.lexsort((part, -scores[part]))]
+
+
+def _diversify(results: list[SearchResult], cap: int) -> list[SearchResult]:
+    """At most `cap` passages per article, keeping order; 0 means no cap."""
+    if not cap:
+        return results
+    seen: dict[str, int] = {}
+    out = []
+    for r in results:
+        n = seen.get(r.chunk.article_id, 0)
+        if n < cap:
+            out.append(r)
+            seen[r.chunk.article_id] = n + 1
+    return out
