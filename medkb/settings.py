@@ -26,6 +26,10 @@ class Settings:
     max_k: int = _setting(50, "MEDKB_MAX_K", "Most passages one request may ask for.")
     query_cache_size: int = _setting(1024, "MEDKB_QUERY_CACHE", "Query vectors kept in memory (LRU).")
     retriever: str = _setting("hybrid", "MEDKB_RETRIEVER", "dense, lexical, or hybrid (dense + BM25 + question-to-heading, fused by reciprocal rank).")
+    conversations_db: Path = _setting(Path("var/conversations.sqlite"), "MEDKB_CONVERSATIONS_DB", "SQLite file where follow-up conversations are kept.")
+    conversation_ttl: int = _setting(86400, "MEDKB_CONVERSATION_TTL", "Seconds after its last question that a conversation expires.")
+    conversation_turns: int = _setting(20, "MEDKB_CONVERSATION_TURNS", "Questions kept per conversation (oldest dropped first).")
+    max_conversations: int = _setting(10000, "MEDKB_MAX_CONVERSATIONS", "Conversations kept at once (least recently used dropped first).")
     max_per_article: int = _setting(3, "MEDKB_MAX_PER_ARTICLE", "Most passages one article may contribute to a result page (0: no cap).")
 
     @classmethod
@@ -42,7 +46,7 @@ class Settings:
 
 
 def _convert(name: str, raw: str) -> Any:
-    if name in ("index_dir", "model_dir"):
+    if name in ("index_dir", "model_dir", "conversations_db"):
         return Path(raw)
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)

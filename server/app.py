@@ -12,7 +12,8 @@ from fastapi.staticfiles import StaticFiles
 
 import medkb
 from medkb.settings import Settings
-from server import api, errors, pages
+from server import api, ask, errors, pages
+from server.conversations import ConversationStore
 from server.search import SearchService
 
 log = logging.getLogger("medkb.server")
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.search = factory(settings)
+        app.state.conversations = ConversationStore(settings.conversations_db, settings.conversation_ttl, settings.conversation_turns, settings.max_conversations)
         log.info("serving %d chunks from %s", len(app.state.search.index.chunks), app.state.search.index.directory)
         yield
         app.state.search = None
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
     app.state.search = None
     errors.install(app)
     app.include_router(api.router)
+    app.include_router(ask.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     return app

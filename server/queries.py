@@ -21,7 +21,7 @@ class SearchRequest:
     filters: Filters
 
 
-def _choices(name: str, values: list[str] | None, allowed: tuple[str, ...]) -> tuple[str, ...]:
+def _choices(name: str, values: list[str] | None, allowed: tuple[str, ...], location: str) -> tuple[str, ...]:
     out: list[str] = []
     for raw in values or []:
         for value in raw.split(","):
@@ -29,16 +29,21 @@ def _choices(name: str, values: list[str] | None, allowed: tuple[str, ...]) -> t
             if not value:
                 continue
             if value not in allowed:
-                raise ApiError(422, f"{name}: unknown value {value!r}; expected one of {', '.join(allowed)}", details=[{"location": f"query.{name}", "message": f"unknown value {value!r}"}])
+                raise ApiError(422, f"{location.split('.', 1)[1]}: unknown value {value!r}; expected one of {', '.join(allowed)}", details=[{"location": location, "message": f"unknown value {value!r}"}])
             out.append(value)
     return tuple(out)
 
 
+SEARCH_FIELDS = {"q": "query.q", "k": "query.k", "status": "query.status", "kind": "query.kind", "audience": "query.audience", "updated_since": "query.updated_since"}
+
+
 def validate(settings: Settings, q: str | None, k: int | None, status: list[str] | None = None, kind: list[str] | None = None,
-             audience: list[str] | None = None, updated_since: str | None = None) -> SearchRequest:
-    """A checked search request, or an ApiError (422) naming the parameter at fault."""
+             audience: list[str] | None = None, updated_since: str | None = None, fields: dict[str, str] = SEARCH_FIELDS) -> SearchRequest:
+    """A checked search request, or an ApiError (422) naming the parameter at fault.
+    `fields` maps each parameter to where the client sent it (query string or JSON body)."""
     def bad(name: str, message: str) -> ApiError:
-        return ApiError(422, f"{name}: {message}", details=[{"location": f"query.{name}", "message": message}])
+        location = fields[name]
+        return ApiError(422, f"{location.split('.', 1)[1]}: {message}", details=[{"location": location, "message": message}])
 
     if q is None:
         raise bad("q", "a query is required")
@@ -57,9 +62,9 @@ def validate(settings: Settings, q: str | None, k: int | None, status: list[str]
         except ValueError:
             raise bad("updated_since", f"not a date (YYYY-MM-DD): {updated_since!r}") from None
     filters = Filters(
-        review_status=_choices("status", status, REVIEW_STATUSES),
-        evidence_kind=_choices("kind", kind, EVIDENCE_KINDS),
-        audience=_choices("audience", audience, AUDIENCES),
+        review_status=_choices("status", status, REVIEW_STATUSES, fields["status"]),
+        evidence_kind=_choices("kind", kind, EVIDENCE_KINDS, fields["kind"]),
+        audience=_choices("audience", audience, AUDIENCES, fields["audience"]),
         updated_since=since,
     )
     return SearchRequest(q=query, k=k, filters=filters)

@@ -79,3 +79,87 @@ class HealthOut(BaseModel):
     articles: int
     build: str
     model: str
+
+
+class FiltersIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    review_status: list[str] = Field(default=[], description="Only these review statuses (submitted, under_review, approved).")
+    evidence_kind: list[str] = Field(default=[], description="Only passages citing these evidence kinds (guideline, research, education).")
+    audience: list[str] = Field(default=[], description="Only articles for this audience (clinician, patient, both).")
+    updated_since: str | None = Field(default=None, description="Only articles updated on or after this date (YYYY-MM-DD).")
+
+
+class AskIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    question: str = Field(description="The question; a follow-up may refer to earlier ones ('how is it treated?').")
+    k: int | None = Field(default=None, description="Passages to draw the answer from.")
+    filters: FiltersIn = FiltersIn()
+    conversation_id: str | None = Field(default=None, description="Continue this conversation (from an earlier answer).")
+    history: list[str] | None = Field(default=None, description="Earlier questions, oldest first, instead of a conversation_id.")
+
+
+class AnswerReferenceOut(BaseModel):
+    number: int
+    kind: str
+    title: str
+    source: str
+    year: int | None = None
+    authors: list[str] = []
+    identifiers: Identifiers
+    article_id: str
+    article_title: str
+    original_number: int = Field(description="The number this reference has in its own article.")
+    unresolved: bool = False
+
+
+class KeyPointOut(BaseModel):
+    text: str
+    citations: list[int]
+    article_id: str
+    section_path: list[str]
+    chunk_id: str
+    note: str | None = None
+
+
+class AnswerPassageOut(BaseModel):
+    rank: int
+    score: float
+    chunk_id: str
+    article_id: str
+    article_title: str
+    section_path: list[str]
+    text: str
+    citations: list[int]
+    review_status: str
+    review_status_label: str
+    last_updated: str | None
+    note: str | None = None
+
+
+class PassageGroupOut(BaseModel):
+    name: str
+    label: str
+    passages: list[AnswerPassageOut]
+
+
+class ArticleStatusOut(BaseModel):
+    id: str
+    title: str
+    review_status: str
+    review_status_label: str
+    last_updated: str | None
+
+
+class AskOut(BaseModel):
+    conversation_id: str
+    question: str
+    resolved_query: str = Field(description="The question as searched, with the conversation's context applied.")
+    key_points: list[KeyPointOut]
+    groups: list[PassageGroupOut] = Field(description="From the guidelines first, then from the research, then other sources.")
+    references: list[AnswerReferenceOut]
+    articles: list[ArticleStatusOut]
+    caution: str | None = Field(description="Present whenever any content shown is not approved.")
+    related_questions: list[str]
+    took_ms: float

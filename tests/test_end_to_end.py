@@ -53,8 +53,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def live_server(real_index):
     port = _free_port()
+    env = dict(os.environ, MEDKB_CONVERSATIONS_DB=str(real_index[0].parent / "conversations.sqlite"))
     proc = subprocess.Popen([*MEDKB, "serve", "--index-dir", str(real_index[0]), "--port", str(port), "--log-level", "warning"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while True:
@@ -112,26 +113,59 @@ def browser(tmp_path_factory):
 
 @pytest.mark.model
 @pytest.mark.browser
-def test_search_page_in_a_real_browser(live_server, browser, tmp_path):
+def test_search_page_answers_and_follows_up_in_a_real_browser(live_server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
+    wait = WebDriverWait(browser, 60)
     browser.get(live_server + "/")
-    box = browser.find_element(By.NAME, "q")
+    box = browser.find_element(By.ID, "q")
     box.send_keys(QUERY)
-    box.submit()
-    WebDriverWait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, "li.passage")))
-    first = browser.find_elements(By.CSS_SELECTOR, "li.passage")[0]
-    assert first.get_attribute("data-article") == "chronic-microcytosis-causes"
-    badge = first.find_element(By.CSS_SELECTOR, ".badge")
-    assert badge.is_displayed() and badge.text.lower() in ("submitted", "under review")
-    caution = browser.find_element(By.ID, "caution")
+    browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
+    first = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, "article.answer")))
+    assert first.find_element(By.CSS_SELECTOR, "h2").text == QUERY
+    points = first.find_elements(By.CSS_SELECTOR, ".key-points li")
+    assert points and all(p.find_elements(By.CSS_SELECTOR, "a.cite") for p in points), "every key point shows its citation"
+    passages = first.find_elements(By.CSS_SELECTOR, "li.passage")
+    assert passages[0].get_attribute("data-article") == "chronic-microcytosis-causes"
+    assert passages[0].find_element(By.CSS_SELECTOR, ".badge").text.lower() in ("submitted", "under review")
+    caution = first.find_element(By.CSS_SELECTOR, ".caution")
     assert caution.is_displayed() and "not been approved" in caution.text
+    groups = [g.text for g in first.find_elements(By.CSS_SELECTOR, "h3.group")]
+    assert groups and groups[0] == "From the Guidelines"
     refs = first.find_elements(By.CSS_SELECTOR, "ol.refs li.ref")
-    cites = first.find_elements(By.CSS_SELECTOR, "a.cite")
-    assert refs and cites and all(r.is_displayed() and r.text for r in refs)
-    assert first.find_element(By.CSS_SELECTOR, ".section").text.startswith("From the")
-    browser.save_screenshot(str(tmp_path / "search.png"))
+    cite = points[0].find_element(By.CSS_SELECTOR, "a.cite")
+    target = cite.get_attribute("href").split("#")[1]
+    assert any(r.get_attribute("id") == target for r in refs), "a citation number links to its reference"
+    assert first.find_elements(By.CSS_SELECTOR, "a.related-question")
     if os.environ.get("MEDKB_SCREENSHOT"):
         browser.save_screenshot(os.environ["MEDKB_SCREENSHOT"])
+
+    follow = wait.until(EC.visibility_of_element_located((By.ID, "followup-q")))
+    follow.send_keys("how is it treated?")
+    browser.find_element(By.CSS_SELECTOR, "#followup button").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "article.answer")) == 2)
+    second = browser.find_elements(By.CSS_SELECTOR, "article.answer")[1]
+    resolved = second.find_element(By.CSS_SELECTOR, ".resolved").text
+    assert "treated" in resolved and "microcyt" in resolved.lower(), resolved
+    assert second.get_attribute("data-conversation") == first.get_attribute("data-conversation")
+    assert second.find_elements(By.CSS_SELECTOR, ".key-points li")
+    if os.environ.get("MEDKB_SCREENSHOT"):
+        browser.execute_script("arguments[0].scrollIntoView()", second)
+        browser.save_screenshot(os.environ["MEDKB_SCREENSHOT"].replace(".png", "-followup.png"))
+
+
+@pytest.mark.model
+@pytest.mark.browser
+def test_page_without_javascript_lists_passages(live_server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        browser.get(live_server + "/?q=" + QUERY.replace(" ", "+"))
+        first = browser.find_elements(By.CSS_SELECTOR, "#results li.passage")[0]
+        assert first.get_attribute("data-article") == "chronic-microcytosis-causes"
+        assert first.find_elements(By.CSS_SELECTOR, "ol.refs li.ref")
+    finally:
+        browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})

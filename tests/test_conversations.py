@@ -1,0 +1,52 @@
+import pytest
+
+from server.conversations import ConversationNotFound, ConversationStore
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_conversations_persist_across_restarts(tmp_path):
+    db = tmp_path / "c.sqlite"
+    store = ConversationStore(db)
+    cid = store.append(None, "causes of microcytosis", "causes of microcytosis")
+    store.append(cid, "how is it treated?", "how is microcytosis treated?")
+    reopened = ConversationStore(db)
+    assert [(t.question, t.resolved) for t in reopened.history(cid)] == [
+        ("causes of microcytosis", "causes of microcytosis"), ("how is it treated?", "how is microcytosis treated?")]
+
+
+def test_conversations_expire(tmp_path):
+    clock = Clock()
+    store = ConversationStore(tmp_path / "c.sqlite", ttl_seconds=60, clock=clock)
+    cid = store.append(None, "q", "q")
+    clock.now += 59
+    assert store.history(cid)
+    clock.now += 61
+    with pytest.raises(ConversationNotFound):
+        store.history(cid)
+    with pytest.raises(ConversationNotFound):
+        store.append(cid, "q2", "q2")
+
+
+def test_turns_and_conversations_are_bounded(tmp_path):
+    clock = Clock()
+    store = ConversationStore(tmp_path / "c.sqlite", max_turns=3, max_conversations=2, clock=clock)
+    cid = store.append(None, "q0", "q0")
+    for i in range(1, 6):
+        clock.now += 1
+        store.append(cid, f"q{i}", f"q{i}")
+    assert [t.question for t in store.history(cid)] == ["q3", "q4", "q5"]
+    clock.now += 1
+    second = store.append(None, "a", "a")
+    clock.now += 1
+    third = store.append(None, "b", "b")
+    assert store.count() == 2
+    with pytest.raises(ConversationNotFound):
+        store.history(cid)  # the least recently used went first
+    assert store.history(second) and store.history(third)

@@ -1,0 +1,64 @@
+"""Hybrid retrieval on a tiny corpus with the fake embedder: each list, the fusion,
+abbreviation expansion, the per-article cap and filters."""
+
+import pytest
+
+from fakes import FakeEmbedder
+from indexer.build import build_index
+from indexer.index_store import load_index
+from server.abbreviations import AbbreviationFileError, Abbreviations
+from server.search import Filters, RetrievalSettings, SearchService
+
+
+@pytest.fixture
+def service(tiny_corpus, tmp_path):
+    build_index([tiny_corpus], tmp_path / "index", FakeEmbedder())
+    return SearchService(load_index(tmp_path / "index"), FakeEmbedder())
+
+
+@pytest.mark.parametrize("retriever", ["dense", "lexical", "hybrid"])
+def test_each_retriever_finds_the_passage(service, retriever):
+    r = service.search("intravenous iron malabsorption", 3, settings=RetrievalSettings(retriever=retriever))
+    assert r.results[0].chunk.section_path[-1] == "Intravenous iron"
+    assert [x.rank for x in r.results] == [1, 2, 3]
+
+
+def test_hybrid_records_each_signal_and_is_deterministic(service):
+    runs = [[(x.chunk.id, x.score) for x in service.search("oral iron first-line", 10).results] for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]
+    top = service.search("oral iron first-line", 1).results[0]
+    assert {"dense", "lexical", "heading"} <= set(top.signals)
+
+
+def test_abbreviations_expand_the_query(service):
+    plain = service.search("IDA", 3, settings=RetrievalSettings(retriever="lexical", expand_abbreviations=False))
+    expanded = service.search("IDA", 3, settings=RetrievalSettings(retriever="lexical"))
+    assert plain.results == [] and expanded.expanded_query == "IDA (iron deficiency anemia)"
+    assert expanded.results and "iron" in expanded.results[0].chunk.text.lower()
+
+
+def test_abbreviation_file_errors_name_the_line(tmp_path):
+    bad = tmp_path / "abbr.tsv"
+    bad.write_text("# comment\nIDA\tiron deficiency anemia\nbroken line\n")
+    with pytest.raises(AbbreviationFileError, match=r"abbr.tsv:3"):
+        Abbreviations.load(bad)
+    good = tmp_path / "good.tsv"
+    good.write_text("CKD\tchronic kidney disease\nHb\themoglobin\n")
+    abbreviations = Abbreviations.load(good)
+    assert abbreviations.expand("ckd and Hb") == "ckd and Hb (hemoglobin)", "all-capitals entries match only in capitals"
+    assert abbreviations.expand("CKD and hb") == "CKD and hb (chronic kidney disease; hemoglobin)"
+
+
+def test_cap_per_article(service):
+    uncapped = service.search("iron microcytosis ferritin lead heme", 10, settings=RetrievalSettings(max_per_article=0)).results
+    capped = service.search("iron microcytosis ferritin lead heme", 10, settings=RetrievalSettings(max_per_article=1)).results
+    assert max(sum(1 for r in uncapped if r.chunk.article_id == a) for a in {r.chunk.article_id for r in uncapped}) > 1
+    assert sorted(r.chunk.article_id for r in capped) == ["iron-treatment", "microcytosis"]
+
+
+def test_filters_apply_to_every_list(service):
+    for retriever in ("dense", "lexical", "hybrid"):
+        r = service.search("iron", 10, Filters(review_status=("submitted",)), settings=RetrievalSettings(retriever=retriever))
+        assert r.results and {x.chunk.article_id for x in r.results} == {"iron-treatment"}
+        r = service.search("iron", 10, Filters(evidence_kind=("guideline",)), settings=RetrievalSettings(retriever=retriever))
+        assert r.results and all("guideline" in x.chunk.evidence_kinds for x in r.results)
