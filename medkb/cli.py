@@ -145,6 +145,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from indexer.chunking import CONTEXT_TEMPLATES, ChunkerSettings
     from indexer.embedding import load_embedder
     from indexer.index_store import load_index
+    from server.followups import resolve
     from server.search import RetrievalSettings, SearchService
 
     settings = _settings(args)
@@ -171,10 +172,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     service = SearchService(load_index(root), embedder, cache_size=settings.query_cache_size, settings=retrieval)
 
     def search(query: str, context: list[str], k: int):
-        return service.search(query, k).results, query
+        searched = query
+        if context and args.context == "resolve":
+            history: list[str] = []
+            for earlier in context:
+                history.append(resolve(earlier, history))
+            searched = resolve(query, history)
+        elif context and args.context == "concatenate":
+            searched = f"{context[-1]} {query}"
+        return service.search(searched, k).results, searched
 
     out_dir = args.out or Path("runs") / f"{evalset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_settings = {**retrieval.to_dict(), "embed_context": args.embed_context, "chunker": chunker.to_dict()}
+    run_settings = {**retrieval.to_dict(), "embed_context": args.embed_context, "chunker": chunker.to_dict(), "conversation_context": args.context}
     result = evaluate_set(evalset, search, out_dir, run_settings, service.manifest, depth=args.depth,
                           threshold=args.threshold, compare_dir=args.compare, progress=_query_bar)
     print(f"{'metric':<12} value")
@@ -288,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lexical-weight", type=float, default=1.0, help="weight of the BM25 list in the fusion")
     p.add_argument("--rrf-k", type=int, default=60, help="reciprocal rank fusion constant")
     p.add_argument("--no-abbreviations", action="store_true", help="do not expand clinical abbreviations in queries")
+    p.add_argument("--context", choices=["resolve", "concatenate", "none"], default="resolve", help="for follow-up queries (queries.jsonl metadata.context): resolve them against the earlier questions as /api/ask does (default), prepend the last earlier question, or ignore the context")
     p.add_argument("--embed-context", choices=["title-section", "none"], default="title-section", help="embed each chunk with its article title and section path (default) or its text alone")
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_eval)
