@@ -207,7 +207,7 @@ def synthetic_vectors(n: int, dim: int, queries: int, log: Callable[[str], None]
     out["flat_bytes_per_vector"] = dim * 4
     log(f"  flat: p50 {out['flat_ms']['p50']} ms per query")
 
-    nlist = 4096
+    nlist = min(4096, max(16, int(4 * np.sqrt(n))))  # the usual 4*sqrt(n) lists, capped
     quantizer = faiss.IndexFlatIP(dim)
     ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     t = time.perf_counter()

@@ -123,3 +123,34 @@ def test_pipeline_smoke_writes_well_formed_outputs(tmp_path):
     second = evaluate_set(evalset, search, tmp_path / "run2", {"retriever": "dense"}, service.manifest, compare_dir=out)
     report = (second.out_dir / "report.md").read_text()
     assert "Against `run1`: 0 queries helped, 0 hurt" in report and (second.out_dir / "compare.png").exists()
+
+
+def test_bench_smoke_prints_and_writes_its_figures(tmp_path, tiny_corpus):
+    from evals.bench import format_table, run_bench
+
+    results = run_bench(["default", "synthetic"], FakeEmbedder(), lambda m: None, corpus_dirs=[tiny_corpus], medquad_index=None,
+                        medquad_corpus=None, medquad_data=None, queries=5, http_requests=5, vectors=5000, build_sample=0, http=False,
+                        workdir=tmp_path)
+    default = results["default"]
+    assert default["chunks"] > 0 and default["build"]["pipeline_chunks_per_s"] > 0 and default["build"]["ratio_to_raw_encode"] > 0
+    assert default["index_bytes_per_chunk"] > 0
+    assert set(default["search"]["uncached_ms"]) == {"p50", "p95", "p99"}
+    synthetic = results["synthetic"]
+    assert synthetic["vectors"] == 5000 and all(0 <= ivf["recall@10_vs_flat"] <= 1 for ivf in synthetic["ivf"])
+    table = format_table(results)
+    assert "default" in table and "vector search alone" in table
+    json.dumps(results)  # the JSON output is serialisable
+
+
+@pytest.mark.model
+def test_eval_command_on_the_gold_set(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "gold"
+    cmd = [sys.executable, "-m", "medkb.cli", "eval", "--limit", "5", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["queries"] == 5 and metrics["means"]["ndcg@10"] > 0.3
+    assert "ndcg@10" in done.stdout and (out / "report.html").exists()
