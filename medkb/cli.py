@@ -16,10 +16,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(index_dir=getattr(args, "index_dir", None), model_dir=getattr(args, "model_dir", None))
 
 
-def _progress_bar(label: str, total: int) -> Callable[[int], None]:
+def _progress_bar(label: str, total: int, unit: str = "chunk") -> Callable[[int], None]:
+    """A progress bar on stderr; returns the function that advances it."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=label, unit="chunk", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
     def tick(n: int) -> None:
         bar.update(n)
@@ -198,16 +199,7 @@ def _log(message: str) -> None:
 
 
 def _query_bar(label: str, total: int) -> Callable[[int], None]:
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=label, unit="query", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
-
-    def tick(n: int) -> None:
-        bar.update(n)
-        if bar.n >= bar.total:
-            bar.close()
-
-    return tick
+    return _progress_bar(label, total, unit="query")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -232,9 +232,6 @@ class SearchService:
                     signals.setdefault(i, {})[name] = s
         ordered = sorted(fused.items(), key=lambda item: (-round(item[1], 9), chunks[item[0]].id))
         return [SearchResult(rank=0, score=score, chunk=chunks[i], signals=signals.get(i, {})) for i, score in ordered]
-
-    def with_settings(self, **changes: Any) -> RetrievalSettings:
-        return replace(self.settings, **changes)
 
 
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:
