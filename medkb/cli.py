@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=Path("var/eval-cache"), help="where imported corpora and their indexes are cached")
     p.add_argument("--retriever", choices=["dense", "lexical", "hybrid"], default="hybrid", help="which retrieval to measure (default hybrid)")
     p.add_argument("--no-headings", action="store_true", help="hybrid without the question-to-heading list")
-    p.add_argument("--heading-weight", type=float, default=1.0, help="weight of the question-to-heading list in the fusion")
+    p.add_argument("--heading-weight", type=float, default=0.3, help="weight of the question-to-heading list in the fusion")
     p.add_argument("--lexical-weight", type=float, default=1.0, help="weight of the BM25 list in the fusion")
     p.add_argument("--rrf-k", type=int, default=60, help="reciprocal rank fusion constant")
     p.add_argument("--no-abbreviations", action="store_true", help="do not expand clinical abbreviations in queries")
