@@ -77,7 +77,10 @@ def load_beir(directory: Path, queries_file: Path | None = None, qrels_file: Pat
     directory = Path(directory)
     queries_path = Path(queries_file) if queries_file else directory / "queries.jsonl"
     qrels_path = Path(qrels_file) if qrels_file else directory / "qrels" / f"{split}.tsv"
-    for path in (directory / "corpus.jsonl", queries_path, qrels_path):
+    corpus = directory / "corpus.jsonl"
+    if not corpus.exists() and (directory / "corpus.jsonl.gz").exists():
+        corpus = directory / "corpus.jsonl.gz"
+    for path in (corpus, queries_path, qrels_path):
         if not path.exists():
             raise EvalSetError(f"{path}: missing (a BEIR dataset has corpus.jsonl, queries.jsonl and qrels/{split}.tsv)")
     queries: dict[str, str] = {}
@@ -102,10 +105,14 @@ def load_beir(directory: Path, queries_file: Path | None = None, qrels_file: Pat
             except ValueError:
                 raise EvalSetError(f"{qrels_path}:{number}: score {grade!r} is not a whole number") from None
     unknown = sorted(set(qrels) - set(queries))
+    notes = {}
     if unknown:
-        raise EvalSetError(f"{qrels_path}: {len(unknown)} judged query id(s) not in {queries_path.name}, e.g. {unknown[0]!r}")
+        # Judgments for queries the queries file lacks cannot be run; say so, and score the rest.
+        notes["dropped_judged_queries"] = f"{len(unknown)} judged query id(s) not in {queries_path.name}, e.g. {unknown[0]!r}"
+        for q in unknown:
+            del qrels[q]
     return EvalSet(name=directory.name, queries=queries, qrels=qrels, level="article", context=context,
-                   source={"kind": "beir", "dataset": str(directory), "queries": str(queries_path), "qrels": str(qrels_path)})
+                   source={"kind": "beir", "dataset": str(directory), "queries": str(queries_path), "qrels": str(qrels_path), **notes})
 
 
 def load_gold(gold_dir: Path, corpus_dirs: list[Path]) -> EvalSet:

@@ -54,14 +54,17 @@ def import_beir_corpus(dataset: Path, cache_root: Path, log: Callable[[str], Non
     """The dataset's corpus.jsonl imported as articles, once per corpus content."""
     from indexer.importers import run_import
 
-    digest = file_digest(dataset / "corpus.jsonl")[:16]
+    corpus_file = dataset / "corpus.jsonl"
+    if not corpus_file.exists() and (dataset / "corpus.jsonl.gz").exists():
+        corpus_file = dataset / "corpus.jsonl.gz"
+    digest = file_digest(corpus_file)[:16]
     out = cache_root / f"beir-{digest}" / "corpus"  # keyed by content: datasets sharing a corpus share its index
     marker = out.parent / "imported.json"
     if marker.exists():
         log(f"reusing the imported corpus {out}")
         return out
-    log(f"importing {dataset / 'corpus.jsonl'} ...")
-    report = run_import("beir", dataset / "corpus.jsonl", out, status="submitted")
+    log(f"importing {corpus_file} ...")
+    report = run_import("beir", corpus_file, out, status="submitted")
     for problem in report.problems:
         log(f"  skipped: {problem}")
     marker.write_text(json.dumps({"written": report.written, "problems": len(report.problems)}) + "\n")

@@ -164,6 +164,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"medkb eval: {exc}", file=sys.stderr)
         return 2
     evalset = evalset.limit(args.limit)
+    for key, note in evalset.source.items():
+        if key.startswith("dropped_"):
+            print(f"medkb eval: warning: {note}; they are not scored", file=sys.stderr)
     print(f"{evalset.name}: {len(evalset.judged_queries())} judged queries, {evalset.level}-level judgments", file=sys.stderr)
     embedder = load_embedder(settings.model_dir)
     chunker = ChunkerSettings(context_template=CONTEXT_TEMPLATES[args.embed_context])

@@ -63,6 +63,9 @@ def test_beir_loader(tmp_path):
         load_beir(bad)
     with pytest.raises(EvalSetError, match="missing"):
         load_beir(tmp_path / "nothing")
+    (bad / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq9\td2\t1\n")
+    s = load_beir(bad)
+    assert set(s.qrels) == {"q1"} and "1 judged query id(s) not in queries.jsonl" in s.source["dropped_judged_queries"]
 
 
 def test_gold_loader_resolves_sections_and_fails_loudly(tiny_corpus, tmp_path):
