@@ -16,6 +16,7 @@ import numpy as np
 
 from indexer.chunking import Chunk, sentence_spans
 from indexer.citations import CITATION_RE, expand, format_citation
+from indexer.lexical import tokenize
 from server.search import Filters, SearchResult, SearchService
 
 GROUPS = (("guidelines", "From the Guidelines"), ("research", "From the Research"), ("other", "Other sources"))
@@ -163,8 +164,12 @@ def build_answer(service: SearchService, question: str, resolved: str, k: int = 
     if candidates:
         query_vector = service.embed_query(response.expanded_query)
         vectors = service.embedder.encode_documents([CITATION_RE.sub("", s) for _, s in candidates])
-        # Relevance of the sentence, nudged by the rank of its passage.
-        scores = vectors @ query_vector + np.array([0.05 / r.rank for r, _ in candidates])
+        # Relevance of the sentence: its meaning, the words of the question as asked in it (so the
+        # follow-up "how is it treated?" prefers sentences about treatment over sentences that only
+        # name the conversation's topic), and its passage's rank.
+        query_terms = set(tokenize(question))
+        overlap = np.array([len(query_terms & set(tokenize(s))) / max(len(query_terms), 1) for _, s in candidates])
+        scores = vectors @ query_vector + 0.15 * overlap + np.array([0.05 / r.rank for r, _ in candidates])
         chosen: list[int] = []
         for i in np.argsort(-scores, kind="stable"):
             if len(chosen) >= max_key_points:
