@@ -143,3 +143,25 @@ def test_default_corpus_parses_strictly():
     assert len(loaded.articles) >= 6
     assert all(a.review_status in ("submitted", "under_review") for a in loaded.articles), "no developer-written article may be approved"
     assert any(a.id == "chronic-microcytosis-causes" for a in loaded.articles)
+
+
+def test_default_corpus_follows_the_seed_shape():
+    from indexer.articles import PART_KINDS
+
+    corpus = Path(__file__).resolve().parent.parent / "corpus"
+    articles = load_corpus([corpus]).articles
+    assert len(articles) >= 32
+    titles = {a.title for a in articles}
+    for a in articles:
+        assert a.title.endswith("?"), f"{a.id}: the title is a question"
+        parts = {s.path[0] for s in a.sections if s.path}
+        assert {"From the Guidelines", "From the Research"} <= parts, a.id
+        words = sum(len(b.text.split()) for s in a.sections for b in s.blocks)
+        assert 300 <= words <= 900, f"{a.id}: {words} words"
+        assert a.related_questions, a.id
+        for s in a.sections:
+            kind = PART_KINDS.get(s.path[0].lower()) if s.path else None
+            for b in s.blocks:
+                for c in b.citations:
+                    for n in c.numbers:
+                        assert kind is None or a.references[n].kind == kind, f"{a.path}:{c.line}: a {a.references[n].kind} reference cited under {s.path[0]}"
