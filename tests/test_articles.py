@@ -151,7 +151,6 @@ def test_default_corpus_follows_the_seed_shape():
     corpus = Path(__file__).resolve().parent.parent / "corpus"
     articles = load_corpus([corpus]).articles
     assert len(articles) >= 32
-    titles = {a.title for a in articles}
     for a in articles:
         assert a.title.endswith("?"), f"{a.id}: the title is a question"
         parts = {s.path[0] for s in a.sections if s.path}
