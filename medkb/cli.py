@@ -112,7 +112,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(out.model_dump_json(indent=2))
         return 0
     for p in out.results:
-        refs = "; ".join(f"[{r.number}] {r.title} ({r.source}, {r.year})" for r in p.citations)
+        refs = "; ".join(f"[{r.number}] {r.title} ({r.source}{f', {r.year}' if r.year else ''})" for r in p.citations)
         print(f"{p.rank:>2}. {p.score:.3f}  {p.article_title}  [{p.review_status_label}]  {' > '.join(p.section_path)}")
         print(f"    {p.text[:300]}")
         if refs:
