@@ -218,12 +218,11 @@ def related_questions(service: SearchService, articles: list[ArticleStatus], que
             if q.lower() not in titles and q not in out:
                 out.append(q)
     out = out[:own]
-    sims = service.index.sections.vectors @ service.embed_query(query)
     best: dict[str, float] = {}
-    for sid, sim in zip(service.index.sections.ids, sims):
-        article_id = sid.split("#", 1)[0]
+    for s, sim in service.section_scores(service.embed_query(query), 200):
+        article_id = service.index.sections.ids[s].split("#", 1)[0]
         if article_id not in shown and sim > best.get(article_id, -1.0):
-            best[article_id] = float(sim)
+            best[article_id] = sim
     for article_id, _ in sorted(best.items(), key=lambda item: (-item[1], item[0]))[:nearest]:
         title = service.index.articles.get(article_id, {}).get("title")
         if title and title not in out:
