@@ -150,11 +150,13 @@ def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callab
             time.sleep(0.3)
         rss_idle = rss_mb(proc.pid)
         runs = []
-        for concurrency in (1, 8, 32):
-            # Distinct queries per level so the query cache does not flatter later levels.
-            offset = {1: 0, 8: 1, 32: 2}[concurrency] * requests
-            batch = [f"{q}" for q in (queries * (3 * requests // max(len(queries), 1) + 3))[offset : offset + requests]]
+        distinct = list(dict.fromkeys(queries))
+        for level, concurrency in enumerate((1, 8, 32)):
+            # Each level starts on fresh queries so the query cache does not flatter later levels;
+            # when the pool is smaller than the requests, queries repeat and hit the cache.
+            batch = [distinct[(level * requests + i) % len(distinct)] for i in range(requests)]
             runs.append(asyncio.run(_load(base, batch, concurrency, requests)))
+            runs[-1]["distinct_queries"] = len(set(batch))
             r = runs[-1]
             log(f"  http c={concurrency}: {r['requests_per_s']} req/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}")
         return {"runs": runs, "server_rss_mb_idle": round(rss_idle, 1), "server_rss_mb_after_load": round(rss_mb(proc.pid), 1)}
@@ -250,15 +252,18 @@ def gold_queries() -> list[str]:
 
 
 def medquad_questions(medquad_dir: Path, n: int) -> list[str]:
+    """`n` distinct MedQuAD questions from files sampled across every subset (deterministic)."""
     import re
 
-    questions = []
-    for path in sorted(medquad_dir.rglob("*.xml"))[: n * 2]:
-        questions.extend(re.findall(r"<Question[^>]*>(.*?)</Question>", path.read_text(encoding="utf-8", errors="replace"), flags=re.S))
+    files = sorted(medquad_dir.rglob("*.xml"))
+    random.Random(0).shuffle(files)
+    questions: dict[str, None] = {}
+    for path in files:
+        for q in re.findall(r"<Question[^>]*>(.*?)</Question>", path.read_text(encoding="utf-8", errors="replace"), flags=re.S):
+            questions.setdefault(" ".join(q.split()), None)
         if len(questions) >= n:
             break
-    random.Random(0).shuffle(questions)
-    return [" ".join(q.split()) for q in questions[:n]]
+    return list(questions)[:n]
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -278,11 +283,11 @@ def format_table(results: dict[str, Any]) -> str:
             lines.append("")
             lines.append(f"HTTP /api/search, {name} ({r['runs'][0]['requests']} requests per level; server RSS {r['server_rss_mb_idle']} MB idle, {r['server_rss_mb_after_load']} MB after load)")
             for run in r["runs"]:
-                lines.append(f"  {run['concurrency']:>2} clients: {run['requests_per_s']:>7} req/s  p50 {run['p50_ms']:>8} ms  p95 {run['p95_ms']:>8} ms  p99 {run['p99_ms']:>8} ms  errors {run['errors']}")
+                lines.append(f"  {run['concurrency']:>2} clients: {run['requests_per_s']:>7} req/s  p50 {run['p50_ms']:>8} ms  p95 {run['p95_ms']:>8} ms  p99 {run['p99_ms']:>8} ms  errors {run['errors']}  ({run.get('distinct_queries', '?')} distinct queries)")
     syn = results.get("synthetic")
     if syn:
         lines.append("")
-        lines.append(f"vector search alone, {syn['vectors']:,} random {syn['dim']}-d vectors, {syn['queries']} queries, {syn['threads']} threads")
+        lines.append(f"vector search alone, {syn['vectors']:,} clustered synthetic {syn['dim']}-d vectors, {syn['queries']} queries, {syn['threads']} FAISS threads")
         lines.append(f"  flat (exact): p50 {syn['flat_ms']['p50']} ms  p95 {syn['flat_ms']['p95']} ms  p99 {syn['flat_ms']['p99']} ms  {syn['flat_bytes_per_vector']} B/vector")
         for ivf in syn["ivf"]:
             lines.append(f"  IVF{ivf['nlist']},Flat nprobe={ivf['nprobe']}: p50 {ivf['ms']['p50']} ms  p95 {ivf['ms']['p95']} ms  recall@10 vs exact {ivf['recall@10_vs_flat']} (build {syn['ivf_build_seconds']} s)")
@@ -315,7 +320,8 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
             log("medquad")
             index = load_index(medquad_index)
             service = SearchService(index, embedder)
-            qs = medquad_questions(medquad_data, queries) if medquad_data and medquad_data.exists() else [c.article_title for c in index.chunks[:queries]]
+            pool = medquad_questions(medquad_data, queries + 3 * http_requests) if medquad_data and medquad_data.exists() else [c.article_title for c in index.chunks]
+            qs = pool[:queries]
             entry: dict[str, Any] = {"chunks": len(index.chunks), "index_bytes_per_chunk": round(dir_bytes(index.directory) / max(len(index.chunks), 1)),
                                      "full_build_from_manifest": index.manifest.get("build"), "search": in_process_latency(service, qs)}
             log(f"  search p50 {entry['search']['uncached_ms']['p50']} ms uncached, {entry['search']['cached_ms']['p50']} ms cached")
@@ -325,7 +331,7 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
             del service
             gc.collect()
             if http:
-                entry["http"] = http_latency(medquad_index, qs, http_requests, log)
+                entry["http"] = http_latency(medquad_index, pool[queries:] or qs, http_requests, log)
             results["medquad"] = entry
     if "synthetic" in sizes:
         log("synthetic vectors")
