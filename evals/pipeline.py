@@ -39,7 +39,8 @@ def cached_index(corpus_dirs: list[Path], cache_root: Path, embedder: Embedder, 
                  progress: Progress | None = None, log: Callable[[str], None] = print) -> Path:
     """An index of `corpus_dirs` under `cache_root`, built only when no build of the same
     corpus, chunker and model exists: a second run does not re-embed."""
-    key = hashlib.sha256("\0".join(str(Path(d).resolve()) for d in corpus_dirs).encode()).hexdigest()[:12]
+    # One cache slot per corpus and chunker, so comparing chunker settings does not rebuild back and forth.
+    key = hashlib.sha256(("\0".join(str(Path(d).resolve()) for d in corpus_dirs) + json.dumps(chunker.to_dict(), sort_keys=True)).encode()).hexdigest()[:12]
     root = cache_root / f"index-{key}"
     if is_up_to_date(root, corpus_dirs, chunker, embedder.checksum):
         log(f"reusing the cached index {root} (same corpus, chunker and model)")
