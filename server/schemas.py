@@ -100,14 +100,9 @@ class AskIn(BaseModel):
     history: list[str] | None = Field(default=None, description="Earlier questions, oldest first, instead of a conversation_id.")
 
 
-class AnswerReferenceOut(BaseModel):
-    number: int
-    kind: str
-    title: str
-    source: str
-    year: int | None = None
-    authors: list[str] = []
-    identifiers: Identifiers
+class AnswerReferenceOut(ReferenceOut):
+    """A reference in an answer's one numbered list, with the article that cites it."""
+
     article_id: str
     article_title: str
     original_number: int = Field(description="The number this reference has in its own article.")
