@@ -198,18 +198,21 @@ def load_index(root: Path) -> LoadedIndex:
     directory = current_dir(root)
     if directory is None:
         raise IndexMissing(f"no index published under {root}. Build one with `medkb index corpus --index-dir {root}`.")
+    if not (directory / "manifest.json").exists():
+        raise IndexCorrupt(f"index {directory} lacks manifest.json. Rebuild it with `medkb index corpus`.")
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    # The format first: an older build lacks newer files, and its format is the real reason.
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatch(f"index {directory} has format {manifest.get('format_version')}, this medkb reads format {FORMAT_VERSION}. Rebuild it with `medkb index corpus`.")
     missing = [name for name in FILES if not (directory / name).exists()]
     if missing:
         raise IndexCorrupt(f"index {directory} lacks {', '.join(missing)}. Rebuild it with `medkb index corpus`.")
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     chunks = [Chunk.from_dict(json.loads(line)) for line in (directory / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line]
     articles = {}
     for line in (directory / "articles.jsonl").read_text(encoding="utf-8").splitlines():
         if line:
             article = json.loads(line)
             articles[article["id"]] = article
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexMismatch(f"index {directory} has format {manifest.get('format_version')}, this medkb reads format {FORMAT_VERSION}. Rebuild it with `medkb index corpus`.")
     from indexer.lexical import LexicalIndex
 
     index = faiss.read_index(str(directory / "vectors.faiss"))

@@ -135,10 +135,9 @@ class SearchService:
         self.cache = QueryCache(cache_size)
         self.abbreviations = abbreviations if abbreviations is not None else Abbreviations.load()
         position = {sid: i for i, sid in enumerate(index.sections.ids)}
-        self._chunk_section = np.array([position[c.section_id] for c in index.chunks], dtype=np.int64)
         self._chunks_of_section: list[list[int]] = [[] for _ in index.sections.ids]
-        for i, s in enumerate(self._chunk_section):
-            self._chunks_of_section[s].append(i)
+        for i, chunk in enumerate(index.chunks):
+            self._chunks_of_section[position[chunk.section_id]].append(i)
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -207,9 +206,8 @@ class SearchService:
             admitted = self._admitted(filters)
             depth = max(cfg.candidates, k * 3 if cfg.max_per_article else k)
             lists: dict[str, list[tuple[int, float]]] = {}
-            vector = None
-            if cfg.retriever in ("dense", "hybrid") or cfg.heading_weight:
-                vector = self.embed_query(text)
+            # Only the dense and heading lists need the model; lexical search alone never runs it.
+            vector = self.embed_query(text) if cfg.retriever != "lexical" else None
             if cfg.retriever in ("dense", "hybrid"):
                 lists["dense"] = self._dense(vector, min(depth, len(chunks)), admitted)
             if cfg.retriever in ("lexical", "hybrid"):

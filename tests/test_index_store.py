@@ -161,3 +161,16 @@ def test_several_corpus_directories_in_one_build(tiny_corpus, tmp_path, fake_emb
     report = build_index([tiny_corpus, other], tmp_path / "index", fake_embedder)
     assert report.articles == 3
     assert "extra-article" in load_index(tmp_path / "index").articles
+
+
+def test_an_older_format_is_refused_for_its_format(tiny_corpus, tmp_path, fake_embedder):
+    import json
+
+    root = tmp_path / "index"
+    build = build_index([tiny_corpus], root, fake_embedder).directory
+    manifest = json.loads((build / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    (build / "sections.jsonl").unlink()  # a format-1 build never had it
+    with pytest.raises(IndexMismatch, match="has format 1"):
+        load_index(root)

@@ -62,3 +62,13 @@ def test_filters_apply_to_every_list(service):
         assert r.results and {x.chunk.article_id for x in r.results} == {"iron-treatment"}
         r = service.search("iron", 10, Filters(evidence_kind=("guideline",)), settings=RetrievalSettings(retriever=retriever))
         assert r.results and all("guideline" in x.chunk.evidence_kinds for x in r.results)
+
+
+def test_lexical_search_alone_never_runs_the_model(service):
+    calls = []
+    encode = service.embedder.encode_queries
+    service.embedder.encode_queries = lambda texts: calls.append(texts) or encode(texts)
+    assert service.search("intravenous iron", 3, settings=RetrievalSettings(retriever="lexical")).results
+    assert calls == []
+    service.search("intravenous iron", 3)
+    assert calls == [["intravenous iron"]]
