@@ -146,7 +146,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from indexer.chunking import CONTEXT_TEMPLATES, ChunkerSettings
     from indexer.embedding import load_embedder
     from indexer.index_store import load_index
-    from server.followups import resolve
+    from server.followups import resolve, resolve_history
     from server.search import RetrievalSettings, SearchService
 
     settings = _settings(args)
@@ -178,10 +178,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     def search(query: str, context: list[str], k: int):
         searched = query
         if context and args.context == "resolve":
-            history: list[str] = []
-            for earlier in context:
-                history.append(resolve(earlier, history))
-            searched = resolve(query, history)
+            searched = resolve(query, resolve_history(context))
         elif context and args.context == "concatenate":
             searched = f"{context[-1]} {query}"
         return service.search(searched, k).results, searched

@@ -10,7 +10,7 @@ from server.answers import GROUPS, build_answer
 from server.conversations import ConversationNotFound, ConversationStore
 from server.deps import AppSettings, Service
 from server.errors import ApiError
-from server.followups import resolve
+from server.followups import resolve, resolve_history
 from server.queries import validate
 from server.schemas import (CAUTION, STATUS_LABELS, AnswerPassageOut, AnswerReferenceOut, ArticleStatusOut, AskIn, AskOut, ErrorOut,
                             Identifiers, KeyPointOut, PassageGroupOut)
@@ -37,10 +37,7 @@ def ask(body: AskIn, service: Service, settings: AppSettings, conversations: Con
         if len(body.history) > settings.conversation_turns:
             raise ApiError(422, f"history: at most {settings.conversation_turns} earlier questions", details=[{"location": "body.history", "message": "too long"}])
         history = [validate(settings, h, 1, fields={**ASK_FIELDS, "q": "body.history"}).q for h in body.history]
-        # Explicit history is resolved turn by turn, as a conversation would have been.
-        resolved_history: list[str] = []
-        for h in history:
-            resolved_history.append(resolve(h, resolved_history))
+        resolved_history = resolve_history(history)
     elif body.conversation_id is not None:
         try:
             resolved_history = [t.resolved for t in conversations.history(body.conversation_id)]

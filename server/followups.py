@@ -64,3 +64,12 @@ def resolve(question: str, history: list[str], max_elliptic_words: int = 3) -> s
     if len(content_words(question)) <= max_elliptic_words:
         return f"{_TRAILING.sub('', question)} ({topic})"
     return question
+
+
+def resolve_history(questions: list[str]) -> list[str]:
+    """Earlier questions (oldest first) each resolved against those before it, as a
+    conversation would have resolved them turn by turn."""
+    resolved: list[str] = []
+    for question in questions:
+        resolved.append(resolve(question, resolved))
+    return resolved

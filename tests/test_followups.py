@@ -36,3 +36,10 @@ def test_topic_carries_through_a_chain_of_follow_ups():
     second = resolve("how is it diagnosed?", [first])
     assert second == "how is hereditary hemochromatosis diagnosed?"
     assert resolve("what about treatment?", [first, second]) == "what about treatment (hereditary hemochromatosis)"
+
+
+def test_resolve_history_resolves_turn_by_turn():
+    from server.followups import resolve_history
+
+    assert resolve_history(["What is hereditary hemochromatosis?", "how is it diagnosed?"]) == [
+        "What is hereditary hemochromatosis?", "how is hereditary hemochromatosis diagnosed?"]
