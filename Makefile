@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make serve   create .venv, install, build the index from corpus/ if missing or stale, serve
-#   make test    same set-up, then the whole pytest suite (browser tests included)
+#   make test    same set-up, then every test tier (fast, real model, browser, slow)
+#   make lint    ruff over the whole tree (.ci/run runs it before the tests)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,7 +11,7 @@ PORT   ?= 8000
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.medkb-installed
 
-.PHONY: serve test index install browser clean
+.PHONY: serve test test-fast lint index install browser clean
 
 install: $(STAMP)
 
@@ -36,8 +37,15 @@ browser:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
+# -m "" lifts pyproject's default of the fast tier only.
 test: $(STAMP) browser
+	$(BIN)/python -m pytest -m ""
+
+test-fast: $(STAMP)
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -19,12 +19,13 @@ import os
 import random
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -297,8 +298,9 @@ def format_table(results: dict[str, Any]) -> str:
 def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_dirs: list[Path], medquad_index: Path | None,
               medquad_corpus: Path | None, medquad_data: Path | None, queries: int, http_requests: int, vectors: int,
               build_sample: int, http: bool, workdir: Path) -> dict[str, Any]:
+    from indexer.embedding import ModelInfo
     from indexer.index_store import load_index
-    from server.search import SearchService
+    from retrieval.search import SearchService
 
     results: dict[str, Any] = {"machine": machine(), "settings": {"sizes": sizes, "queries": queries, "http_requests": http_requests,
                                                                   "vectors": vectors, "build_sample": build_sample, "torch_threads": _torch_threads()}}
@@ -306,7 +308,7 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
         log("default corpus")
         root = workdir / "default-index"
         build = build_throughput(corpus_dirs, embedder, root, log)
-        service = SearchService(load_index(root), embedder)
+        service = SearchService(load_index(root, ModelInfo.of(embedder)), embedder)
         qs = (gold_queries() or [c.article_title for c in service.index.chunks])[:queries]
         results["default"] = {"chunks": build["chunks"], "build": build, "index_bytes_per_chunk": build["index_bytes_per_chunk"],
                               "search": in_process_latency(service, qs)}
@@ -318,12 +320,12 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
             log("medquad: skipped (no index: import and index MedQuAD first, then pass --medquad-index)")
         else:
             log("medquad")
-            index = load_index(medquad_index)
+            index = load_index(medquad_index, ModelInfo.of(embedder))
             service = SearchService(index, embedder)
             pool = medquad_questions(medquad_data, queries + 3 * http_requests) if medquad_data and medquad_data.exists() else [c.article_title for c in index.chunks]
             qs = pool[:queries]
             entry: dict[str, Any] = {"chunks": len(index.chunks), "index_bytes_per_chunk": round(dir_bytes(index.directory) / max(len(index.chunks), 1)),
-                                     "full_build_from_manifest": index.manifest.get("build"), "search": in_process_latency(service, qs)}
+                                     "full_build_from_manifest": asdict(index.manifest.build), "search": in_process_latency(service, qs)}
             log(f"  search p50 {entry['search']['uncached_ms']['p50']} ms uncached, {entry['search']['cached_ms']['p50']} ms cached")
             if medquad_corpus and medquad_corpus.exists() and build_sample:
                 sample = sample_medquad_corpus(medquad_corpus, build_sample, workdir / "medquad-sample")

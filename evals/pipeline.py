@@ -10,9 +10,10 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import medkb
 from evals import metrics as metrics_mod
@@ -22,6 +23,7 @@ from evals.runner import SearchFn, read_trec, run_queries, write_trec
 from indexer.build import build_index, is_up_to_date
 from indexer.chunking import ChunkerSettings
 from indexer.embedding import Embedder
+from indexer.index_store import IndexManifest
 
 REPO = Path(__file__).resolve().parent.parent
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -35,13 +37,18 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def cache_slot(corpus_dirs: list[Path], cache_root: Path, chunker: ChunkerSettings = ChunkerSettings()) -> Path:
+    """The index root `cached_index` uses for these corpus directories and chunker settings:
+    one slot per corpus and chunker, so comparing chunker settings does not rebuild back and forth."""
+    key = hashlib.sha256(("\0".join(str(Path(d).resolve()) for d in corpus_dirs) + json.dumps(chunker.to_dict(), sort_keys=True)).encode()).hexdigest()[:12]
+    return cache_root / f"index-{key}"
+
+
 def cached_index(corpus_dirs: list[Path], cache_root: Path, embedder: Embedder, chunker: ChunkerSettings = ChunkerSettings(),
                  progress: Progress | None = None, log: Callable[[str], None] = print) -> Path:
     """An index of `corpus_dirs` under `cache_root`, built only when no build of the same
     corpus, chunker and model exists: a second run does not re-embed."""
-    # One cache slot per corpus and chunker, so comparing chunker settings does not rebuild back and forth.
-    key = hashlib.sha256(("\0".join(str(Path(d).resolve()) for d in corpus_dirs) + json.dumps(chunker.to_dict(), sort_keys=True)).encode()).hexdigest()[:12]
-    root = cache_root / f"index-{key}"
+    root = cache_slot(corpus_dirs, cache_root, chunker)
     if is_up_to_date(root, corpus_dirs, chunker, embedder.checksum):
         log(f"reusing the cached index {root} (same corpus, chunker and model)")
         return root
@@ -93,7 +100,7 @@ class EvalOutput:
     per_query: dict[str, dict[str, float]]
 
 
-def evaluate_set(evalset: EvalSet, search: SearchFn, out_dir: Path, run_settings: dict[str, Any], manifest: dict[str, Any],
+def evaluate_set(evalset: EvalSet, search: SearchFn, out_dir: Path, run_settings: dict[str, Any], manifest: IndexManifest,
                  depth: int = 100, threshold: int = 1, compare_dir: Path | None = None, progress: Progress | None = None,
                  tag: str = "medkb") -> EvalOutput:
     """Run, score and report one evaluation set; every output lands in `out_dir`."""
@@ -122,18 +129,18 @@ def evaluate_set(evalset: EvalSet, search: SearchFn, out_dir: Path, run_settings
         "metrics": list(metrics_mod.METRICS),
         "metrics_library": "pytrec_eval",
         "search": run_settings,
-        "index_manifest": manifest,
+        "index_manifest": manifest.to_dict(),
         "git": git_state(),
         "medkb_version": medkb.__version__,
         "machine": machine(),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "compare": str(compare_dir) if compare_dir else None,
     }
     (out_dir / "settings.json").write_text(json.dumps(settings, indent=2, sort_keys=True, default=str) + "\n")
     (out_dir / "metrics.json").write_text(json.dumps({"means": mean, "queries": len(per_query), "headline": metrics_mod.HEADLINE}, indent=2) + "\n")
     info = {"dataset": evalset.name, "level": evalset.level, "queries": len(per_query), "relevance threshold (binary metrics)": threshold,
-            "search": json.dumps(run_settings, sort_keys=True), "index": manifest.get("corpus", {}).get("fingerprint", "")[:16],
-            "chunks": manifest.get("counts", {}).get("chunks"), "model": manifest.get("model", {}).get("name"),
+            "search": json.dumps(run_settings, sort_keys=True), "index": manifest.corpus.fingerprint[:16],
+            "chunks": manifest.counts.chunks, "model": manifest.model.name,
             "git": f"{settings['git']['commit'][:12]}{' (dirty)' if settings['git']['dirty'] else ''}", "finished": settings["finished_at"]}
     write_reports(out_dir, f"medkb eval: {evalset.name}", info, mean, per_query, evalset.queries, evalset.tags, ranking.resolved,
                   ranking.latency_ms, comparison)

@@ -4,12 +4,12 @@ to the judged unit (max-passage). TREC run files are the hand-off to scoring."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from evals.datasets import EvalSet
-from server.search import SearchResult
+from retrieval.search import Hit
 
 
 @dataclass
@@ -21,11 +21,11 @@ class Ranking:
     resolved: dict[str, str] = field(default_factory=dict)  # query as the search service read it
 
 
-def unit_of(result: SearchResult, level: str) -> str:
+def unit_of(result: Hit, level: str) -> str:
     return result.chunk.article_id if level == "article" else result.chunk.section_id
 
 
-def collapse(results: list[SearchResult], level: str, depth: int) -> list[tuple[str, float]]:
+def collapse(results: list[Hit], level: str, depth: int) -> list[tuple[str, float]]:
     """Max-passage: a unit scores as its best chunk. Ties go to the smaller unit id, so runs are deterministic."""
     best: dict[str, float] = {}
     for r in results:
@@ -36,7 +36,7 @@ def collapse(results: list[SearchResult], level: str, depth: int) -> list[tuple[
     return ordered[:depth]
 
 
-SearchFn = Callable[[str, list[str], int], tuple[list[SearchResult], str]]
+SearchFn = Callable[[str, list[str], int], tuple[list[Hit], str]]
 
 
 def run_queries(search: SearchFn, evalset: EvalSet, depth: int = 100, chunk_depth: int | None = None,
@@ -74,3 +74,29 @@ def read_trec(path: Path) -> Ranking:
                 raise ValueError(f"{path}:{number}: expected 6 fields in a TREC run line")
             units.setdefault(parts[0], []).append((int(parts[3]), parts[2], float(parts[4])))
     return Ranking(units={q: [(u, s) for _, u, s in sorted(rows)] for q, rows in units.items()})
+
+
+# How a follow-up query (one with earlier questions in metadata.context) is searched.
+CONTEXT_MODES = ("resolve", "concatenate", "none")
+
+
+def contextual_search(service, mode: str = "resolve") -> SearchFn:
+    """A SearchFn over `service` (a retrieval.search.SearchService) that handles follow-ups by `mode`:
+    - resolve: resolve the query against the earlier questions as /api/ask does;
+    - concatenate: prepend the last earlier question;
+    - none: ignore the context.
+    Raises ValueError for another mode."""
+    from retrieval.followups import resolve, resolve_history
+
+    if mode not in CONTEXT_MODES:
+        raise ValueError(f"context mode must be one of {', '.join(CONTEXT_MODES)}, got {mode!r}")
+
+    def search(query: str, context: list[str], k: int) -> tuple[list[Hit], str]:
+        searched = query
+        if context and mode == "resolve":
+            searched = resolve(query, resolve_history(context))
+        elif context and mode == "concatenate":
+            searched = f"{context[-1]} {query}"
+        return service.search(searched, k).hits, searched
+
+    return search

@@ -11,18 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from markdown_it import MarkdownIt
 
 from indexer.citations import CITATION_RE, CitationSyntaxError, expand
+from indexer.vocabulary import Audience, EvidenceKind, Problem, Reference, ReviewStatus, values
 
-REVIEW_STATUSES = ("submitted", "under_review", "approved")
-AUDIENCES = ("clinician", "patient", "both")
-REFERENCE_KINDS = ("guideline", "research", "education")
 REQUIRED_FIELDS = ("id", "title", "review_status", "last_updated")
 KNOWN_FIELDS = set(REQUIRED_FIELDS) | {
     "audience",
@@ -34,21 +33,9 @@ KNOWN_FIELDS = set(REQUIRED_FIELDS) | {
 }
 REFERENCE_FIELDS = {"id", "kind", "title", "source", "year", "pmid", "doi", "url", "authors"}
 UNKNOWN_DATE = "unknown"
-
-# Parts of the seed page's shape whose text carries a default evidence kind.
-PART_KINDS = {"from the guidelines": "guideline", "from the research": "research"}
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something wrong with an input, located by file and line (1-based)."""
-
-    file: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+REVIEW_STATUSES = values(ReviewStatus)
+AUDIENCES = values(Audience)
+REFERENCE_KINDS = values(EvidenceKind)
 
 
 class ArticleInvalid(Exception):
@@ -57,29 +44,6 @@ class ArticleInvalid(Exception):
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         super().__init__("; ".join(str(p) for p in problems))
-
-
-@dataclass(frozen=True)
-class Reference:
-    id: int
-    kind: str
-    title: str
-    source: str
-    year: int | None = None
-    pmid: str | None = None
-    doi: str | None = None
-    url: str | None = None
-    authors: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "title": self.title, "source": self.source}
-        for key in ("year", "pmid", "doi", "url"):
-            value = getattr(self, key)
-            if value is not None:
-                out[key] = value
-        if self.authors:
-            out["authors"] = list(self.authors)
-        return out
 
 
 @dataclass(frozen=True)
@@ -117,11 +81,13 @@ class Section:
 
 @dataclass
 class Article:
+    """One parsed article: its front matter, typed, and its sections in order."""
+
     id: str
     title: str
-    review_status: str
+    review_status: ReviewStatus
     last_updated: dt.date | None  # None when the source gave no date ("unknown")
-    audience: str
+    audience: Audience
     specialty: str | None
     references: dict[int, Reference]
     unresolved_references: tuple[int, ...]
@@ -333,7 +299,7 @@ def _parse_references(raw: Any, node: yaml.Node, key_line: int, file: str, probl
             authors = (authors,)
         refs[ref_id] = Reference(
             id=ref_id,
-            kind=kind,
+            kind=EvidenceKind(kind),
             title=_as_str(entry["title"]) or "",
             source=_as_str(entry["source"]) or "",
             year=year,
@@ -345,12 +311,13 @@ def _parse_references(raw: Any, node: yaml.Node, key_line: int, file: str, probl
     return refs
 
 
-def parse_article(path: Path | str, display_name: str | None = None) -> Article:
-    """Parse one article file. Raises ArticleInvalid listing every problem, each with file and line."""
+def parse_article(path: Path | str, display_name: str | None = None, data: bytes | None = None) -> Article:
+    """Parse one article file (or `data`, its bytes already read). Raises ArticleInvalid
+    listing every problem, each with file and line."""
     path = Path(path)
     file = display_name or str(path)
     try:
-        raw_bytes = path.read_bytes()
+        raw_bytes = path.read_bytes() if data is None else data
         text = raw_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ArticleInvalid([Problem(file, 1, f"not UTF-8 text: {exc.reason}")]) from None
@@ -423,7 +390,7 @@ def parse_article(path: Path | str, display_name: str | None = None) -> Article:
                     if n not in references and n not in unresolved:
                         problems.append(Problem(file, citation.line, f"citation [{n}] names no reference (references: {', '.join(map(str, sorted(references))) or 'none'})"))
     ref_lines = _item_lines(_child(node, "references"), 2)
-    for idx, ref_id in enumerate(sorted(references)):
+    for ref_id in sorted(references):
         if ref_id not in cited:
             line = next((ref_lines[i] for i, r in enumerate(data.get("references") or []) if isinstance(r, dict) and r.get("id") == ref_id and i < len(ref_lines)), line_of("references"))
             problems.append(Problem(file, line, f"reference {ref_id} is never cited"))
@@ -435,9 +402,9 @@ def parse_article(path: Path | str, display_name: str | None = None) -> Article:
     return Article(
         id=article_id,
         title=title,
-        review_status=status,
+        review_status=ReviewStatus(status),
         last_updated=last_updated,
-        audience=audience,
+        audience=Audience(audience),
         specialty=_as_str(data.get("specialty")),
         references=references,
         unresolved_references=unresolved,
@@ -454,12 +421,13 @@ def parse_article(path: Path | str, display_name: str | None = None) -> Article:
 
 @dataclass
 class CorpusLoad:
-    """The articles that parsed, and what was skipped and why."""
+    """The articles that parsed, what was skipped and why, and every file read with its sha256."""
 
     articles: list[Article]
     problems: list[Problem]
     skipped: list[str]  # files skipped
     files: list[Path]
+    digests: list[str] = field(default_factory=list)  # sha256 of each file's bytes, in `files` order
 
 
 def corpus_files(dirs: Iterable[Path | str]) -> list[Path]:
@@ -477,31 +445,35 @@ def corpus_files(dirs: Iterable[Path | str]) -> list[Path]:
 
 
 def load_corpus(dirs: Iterable[Path | str]) -> CorpusLoad:
-    """Parse every article; bad ones and duplicate ids are skipped and reported, never silently dropped."""
+    """Parse every article, reading each file once; bad ones and duplicate ids are skipped
+    and reported, never silently dropped."""
     files = corpus_files(dirs)
     articles: list[Article] = []
     problems: list[Problem] = []
     skipped: list[str] = []
+    digests: list[str] = []
     seen: dict[str, Path] = {}
     for path in files:
+        data = path.read_bytes()
+        digests.append(hashlib.sha256(data).hexdigest())
         try:
-            article = parse_article(path)
+            article = parse_article(path, data=data)
         except ArticleInvalid as exc:
             problems.extend(exc.problems)
             skipped.append(str(path))
             continue
         if article.id in seen:
-            line = _id_line(path)
+            line = _id_line(data)
             problems.append(Problem(str(path), line, f"duplicate article id {article.id!r}: already used by {seen[article.id]}"))
             skipped.append(str(path))
             continue
         seen[article.id] = path
         articles.append(article)
-    return CorpusLoad(articles=articles, problems=problems, skipped=skipped, files=files)
+    return CorpusLoad(articles=articles, problems=problems, skipped=skipped, files=files, digests=digests)
 
 
-def _id_line(path: Path) -> int:
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+def _id_line(data: bytes) -> int:
+    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
         if re.match(r"^id\s*:", line):
             return number
     return 1

@@ -5,18 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
 
 import numpy as np
 
 import medkb
-from indexer.articles import Article, CorpusLoad, Problem, corpus_files, load_corpus
+from indexer import index_store
+from indexer.articles import Article, CorpusLoad, corpus_files, load_corpus
 from indexer.chunking import Chunk, ChunkerSettings, chunk_article
 from indexer.embedding import Embedder
-from indexer import index_store
+from indexer.index_store import ArticleRecord, BuildInfo, CorpusInfo, Counts, IndexManifest, LexicalInfo, ModelInfo, SectionVectors
 from indexer.lexical import LexicalIndex
+from indexer.vocabulary import Problem
 
 
 class BuildFailed(Exception):
@@ -29,6 +31,8 @@ class BuildFailed(Exception):
 
 @dataclass
 class BuildReport:
+    """What a published build holds, what was skipped and why, and how long it took (seconds)."""
+
     directory: Path | None
     articles: int
     chunks: int
@@ -40,24 +44,38 @@ class BuildReport:
     seconds: float
     embed_seconds: float
     up_to_date: bool = False
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: IndexManifest | None = None
 
 
-def corpus_fingerprint(dirs: Sequence[Path], chunker: ChunkerSettings, model_checksum: str) -> str:
-    """Changes whenever anything that shapes the index changes: files, chunker, model, format."""
+def _fingerprint(names_and_digests: Sequence[tuple[str, str]], chunker: ChunkerSettings, model_checksum: str) -> str:
     digest = hashlib.sha256()
     digest.update(f"format={index_store.FORMAT_VERSION};model={model_checksum};chunker={sorted(chunker.to_dict().items())}".encode())
-    for path in corpus_files(dirs):
-        digest.update(path.name.encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for name, file_digest in names_and_digests:
+        digest.update(name.encode() + b"\0")
+        digest.update(bytes.fromhex(file_digest))
     return digest.hexdigest()
 
 
+def corpus_fingerprint(dirs: Sequence[Path], chunker: ChunkerSettings, model_checksum: str) -> str:
+    """Changes whenever anything that shapes the index changes: files, chunker, model, format (sha256 hex)."""
+    return _fingerprint([(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in corpus_files(dirs)], chunker, model_checksum)
+
+
+def loaded_fingerprint(loaded: CorpusLoad, chunker: ChunkerSettings, model_checksum: str) -> str:
+    """`corpus_fingerprint` of the files exactly as a build read them (each read once)."""
+    return _fingerprint([(p.name, d) for p, d in zip(loaded.files, loaded.digests)], chunker, model_checksum)
+
+
 def is_up_to_date(root: Path, dirs: Sequence[Path], chunker: ChunkerSettings, model_checksum: str) -> bool:
-    manifest = index_store.read_manifest(root)
+    """True when the published build was made from exactly these files, chunker and model.
+    A build of another format or with an unreadable manifest is stale, never an error."""
+    try:
+        manifest = index_store.read_manifest(root)
+    except index_store.IndexProblem:
+        return False
     if manifest is None:
         return False
-    return manifest.get("corpus", {}).get("fingerprint") == corpus_fingerprint(dirs, chunker, model_checksum)
+    return manifest.corpus.fingerprint == corpus_fingerprint(dirs, chunker, model_checksum)
 
 
 def section_heading_text(title: str, path: list[str]) -> str:
@@ -65,21 +83,21 @@ def section_heading_text(title: str, path: list[str]) -> str:
     return f"{title}\n{' > '.join(path)}".strip()
 
 
-def _article_record(article: Article) -> dict[str, Any]:
-    return {
-        "id": article.id,
-        "title": article.title,
-        "review_status": article.review_status,
-        "last_updated": article.last_updated.isoformat() if article.last_updated else None,
-        "audience": article.audience,
-        "specialty": article.specialty,
-        "references": [r.to_dict() for r in article.references.values()],
-        "unresolved_references": list(article.unresolved_references),
-        "related_questions": list(article.related_questions),
-        "content_sha256": article.content_sha256,
-        "path": article.path.name,
-        "metadata": article.metadata,
-    }
+def _article_record(article: Article) -> ArticleRecord:
+    return ArticleRecord(
+        id=article.id,
+        title=article.title,
+        review_status=article.review_status,
+        last_updated=article.last_updated,
+        audience=article.audience,
+        specialty=article.specialty,
+        references=tuple(article.references.values()),
+        unresolved_references=tuple(article.unresolved_references),
+        related_questions=tuple(article.related_questions),
+        content_sha256=article.content_sha256,
+        path=article.path.name,
+        metadata=article.metadata,
+    )
 
 
 def build_index(
@@ -118,45 +136,34 @@ def build_index(
         for c in chunks:
             section_texts.setdefault(c.section_id, section_heading_text(c.article_title, c.section_path))
         section_vectors = embedder.encode_documents(list(section_texts.values()), batch_size=batch_size) if section_texts else np.zeros((0, embedder.dim), dtype=np.float32)
-        sections = index_store.Sections(list(section_texts), list(section_texts.values()), section_vectors)
+        sections = SectionVectors(list(section_texts), list(section_texts.values()), section_vectors)
         embed_seconds = time.perf_counter() - embed_started
         lexical = LexicalIndex.build([c.embed_text for c in chunks])
         resolved = sum(len(c.references) for c in chunks)
         unresolved = sum(len(c.unresolved_citations) for c in chunks)
-        manifest = {
-            "format_version": index_store.FORMAT_VERSION,
-            "medkb_version": medkb.__version__,
-            "model": {
-                "name": embedder.name,
-                "checksum": embedder.checksum,
-                "dim": embedder.dim,
-                "normalize": embedder.normalize,
-                "max_seq_length": embedder.max_seq_length,
-                "metric": "inner_product",
-            },
-            "lexical": {"library": "bm25s", "k1": 1.2, "b": 0.75, "text": "title + section path + chunk text", "stemmer": "snowball english", "stopwords": "en"},
-            "chunker": chunker.to_dict(),
-            "corpus": {
-                "dirs": [str(d) for d in dirs],
-                "fingerprint": corpus_fingerprint(dirs, chunker, embedder.checksum),
-                "files": len(loaded.files),
-            },
-            "counts": {
-                "articles": len(loaded.articles),
-                "chunks": len(chunks),
-                "sections": len(sections.ids),
-                "citations_resolved": resolved,
-                "citations_unresolved": unresolved,
-                "articles_skipped": len(loaded.skipped),
-                "oversized_chunks": sum(c.oversized for c in chunks),
-            },
-            "skipped": [{"file": p.file, "line": p.line, "message": p.message} for p in loaded.problems],
-            "build": {
-                "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "seconds": round(time.perf_counter() - started, 3),
-                "embed_seconds": round(embed_seconds, 3),
-            },
-        }
+        manifest = IndexManifest(
+            format_version=index_store.FORMAT_VERSION,
+            medkb_version=medkb.__version__,
+            model=ModelInfo.of(embedder),
+            lexical=LexicalInfo(**lexical.params()),
+            chunker=chunker.to_dict(),
+            corpus=CorpusInfo(tuple(str(d) for d in dirs), loaded_fingerprint(loaded, chunker, embedder.checksum), len(loaded.files)),
+            counts=Counts(
+                articles=len(loaded.articles),
+                chunks=len(chunks),
+                sections=len(sections.ids),
+                citations_resolved=resolved,
+                citations_unresolved=unresolved,
+                articles_skipped=len(loaded.skipped),
+                oversized_chunks=sum(c.oversized for c in chunks),
+            ),
+            skipped=tuple(loaded.problems),
+            build=BuildInfo(
+                finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                seconds=round(time.perf_counter() - started, 3),
+                embed_seconds=round(embed_seconds, 3),
+            ),
+        )
         index_store.write_build(staging, chunks, vectors, [_article_record(a) for a in loaded.articles], sections, lexical, manifest)
         final = index_store.publish(root, staging)
     return BuildReport(
@@ -165,7 +172,7 @@ def build_index(
         chunks=len(chunks),
         citations_resolved=resolved,
         citations_unresolved=unresolved,
-        oversized_chunks=manifest["counts"]["oversized_chunks"],
+        oversized_chunks=manifest.counts.oversized_chunks,
         skipped=loaded.skipped,
         problems=loaded.problems,
         seconds=time.perf_counter() - started,

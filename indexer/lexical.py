@@ -7,9 +7,9 @@ dropped and words are stemmed (Snowball) so "causes" matches "cause".
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -36,8 +36,15 @@ def tokenize(text: str) -> list[str]:
     return _stemmer().stemWords(words)
 
 
+TEXT = "title + section path + chunk text"
+STEMMER = "snowball english (PyStemmer)"
+STOPWORDS = "bm25s English list"
+
+
 class LexicalIndex:
-    """BM25 over chunk texts, in the chunks' order."""
+    """BM25 over chunk texts, in the chunks' order. k1 = 1.2 and b = 0.75 are the usual
+    defaults (Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM25 and
+    Beyond", Found. Trends Inf. Retr. 2009; Lucene's BM25Similarity)."""
 
     def __init__(self, retriever, n_docs: int):
         self._bm25 = retriever
@@ -51,6 +58,11 @@ class LexicalIndex:
         corpus_tokens = [tokenize(t) or ["\u2205"] for t in texts]  # an empty doc still holds its place
         retriever.index(corpus_tokens, show_progress=False)
         return cls(retriever, len(texts))
+
+    def params(self) -> dict[str, object]:
+        """The parameters this index was built with, read from the BM25 object itself."""
+        return {"library": "bm25s", "method": str(self._bm25.method), "k1": float(self._bm25.k1), "b": float(self._bm25.b),
+                "text": TEXT, "stemmer": STEMMER, "stopwords": STOPWORDS}
 
     def save(self, directory: Path) -> None:
         self._bm25.save(str(directory))

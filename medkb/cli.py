@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from medkb.settings import Settings, describe
 
@@ -73,55 +73,61 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
-    from indexer.embedding import MODEL_NAME, default_model_dir, model_checksum
-    from indexer.index_store import IndexProblem, read_manifest, check_compatible
-    from server.app import create_app
+    from indexer.embedding import model_identity
+    from indexer.index_store import IndexProblem, read_manifest
 
     settings = _settings(args)
-    manifest = read_manifest(settings.index_dir)
-    if manifest is None:
-        print(f"medkb serve: no index under {settings.index_dir}. Build one with `medkb index corpus` (or run `make serve`).", file=sys.stderr)
-        return 2
     try:
-        model = manifest.get("model", {})
-        check_compatible(manifest, MODEL_NAME, model_checksum(settings.model_dir or default_model_dir()), model.get("dim"), model.get("normalize"))
-    except IndexProblem as exc:
+        manifest = read_manifest(settings.index_dir)
+        if manifest is None:
+            print(f"medkb serve: no index under {settings.index_dir}. Build one with `medkb index corpus` (or run `make serve`).", file=sys.stderr)
+            return 2
+        manifest.check_model(model_identity(settings.model_dir))
+    except (IndexProblem, FileNotFoundError) as exc:
         print(f"medkb serve: {exc}", file=sys.stderr)
         return 2
-    print(f"serving {manifest['counts']['chunks']} chunks from {manifest['counts']['articles']} articles on http://{args.host}:{args.port}", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles on http://{args.host}:{args.port}", file=sys.stderr)
+    # The app factory reads its settings from the environment, so the command line's win.
+    os.environ["MEDKB_INDEX_DIR"] = str(settings.index_dir)
+    if settings.model_dir:
+        os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
+    uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from indexer.index_store import IndexProblem
-    from server.app import load_service
-    from server.present import search_out
-    from server.search import Filters
+    from retrieval.search import RetrievalSettings, open_service
 
     settings = _settings(args)
     try:
-        service = load_service(settings)
+        service = open_service(settings.index_dir, settings.model_dir,
+                               RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article), settings.query_cache_size)
     except IndexProblem as exc:
         print(f"medkb search: {exc}", file=sys.stderr)
         return 2
-    out = search_out(service.search(args.query, args.k, Filters()), args.k)
+    result = service.search(args.query, args.k)
     if args.json:
-        print(out.model_dump_json(indent=2))
+        print(json.dumps(asdict(result), indent=2, default=str, ensure_ascii=False))
         return 0
-    for p in out.results:
-        refs = "; ".join(f"[{r.number}] {r.title} ({r.source}{f', {r.year}' if r.year else ''})" for r in p.citations)
-        print(f"{p.rank:>2}. {p.score:.3f}  {p.article_title}  [{p.review_status_label}]  {' > '.join(p.section_path)}")
-        print(f"    {p.text[:300]}")
+    for hit in result.hits:
+        c = hit.chunk
+        refs = "; ".join(f"[{r.id}] {r.title} ({r.source}{f', {r.year}' if r.year else ''})" for r in c.references)
+        print(f"{hit.rank:>2}. {hit.score:.3f}  {c.article_title}  [{c.review_status.label}]  {' > '.join(c.section_path)}")
+        print(f"    {c.text[:300]}")
         if refs:
             print(f"    refs: {refs}")
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from indexer.importers import FORMATS, ImporterError, run_import
+    from indexer.importers import ImporterError, run_import
 
     try:
         report = run_import(args.format, args.source, args.out, status=args.status, progress=not args.quiet)
@@ -143,11 +149,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from evals.datasets import EvalSetError, load_beir, load_gold
     from evals.pipeline import cached_index, evaluate_set, import_beir_corpus
+    from evals.runner import contextual_search
     from indexer.chunking import CONTEXT_TEMPLATES, ChunkerSettings
-    from indexer.embedding import load_embedder
+    from indexer.embedding import ModelInfo, load_embedder
     from indexer.index_store import load_index
-    from server.followups import resolve, resolve_history
-    from server.search import RetrievalSettings, SearchService
+    from retrieval.search import RetrievalSettings, SearchService
 
     settings = _settings(args)
     cache = args.cache_dir
@@ -173,19 +179,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     root = cached_index(corpus_dirs, cache, embedder, chunker, progress=_progress_bar, log=_log)
     retrieval = RetrievalSettings(retriever=args.retriever, rrf_k=args.rrf_k, heading_weight=0.0 if args.no_headings else args.heading_weight,
                                   lexical_weight=args.lexical_weight, expand_abbreviations=not args.no_abbreviations, max_per_article=0)
-    service = SearchService(load_index(root), embedder, cache_size=settings.query_cache_size, settings=retrieval)
-
-    def search(query: str, context: list[str], k: int):
-        searched = query
-        if context and args.context == "resolve":
-            searched = resolve(query, resolve_history(context))
-        elif context and args.context == "concatenate":
-            searched = f"{context[-1]} {query}"
-        return service.search(searched, k).results, searched
+    service = SearchService(load_index(root, ModelInfo.of(embedder)), embedder, cache_size=settings.query_cache_size, settings=retrieval)
 
     out_dir = args.out or Path("runs") / f"{evalset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_settings = {**retrieval.to_dict(), "embed_context": args.embed_context, "chunker": chunker.to_dict(), "conversation_context": args.context}
-    result = evaluate_set(evalset, search, out_dir, run_settings, service.manifest, depth=args.depth,
+    result = evaluate_set(evalset, contextual_search(service, args.context), out_dir, run_settings, service.manifest, depth=args.depth,
                           threshold=args.threshold, compare_dir=args.compare, progress=_query_bar)
     print(f"{'metric':<12} value")
     for name, value in result.means.items():
@@ -230,6 +228,10 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from evals.runner import CONTEXT_MODES
+    from indexer.vocabulary import ReviewStatus, values
+    from retrieval.search import RETRIEVERS
+
     parser = argparse.ArgumentParser(prog="medkb", description="medkb: cited passages from a medical knowledge base.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -263,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("format", choices=["seed-page", "medquad", "beir", "pubmed"], help="seed-page: a published article page as text; medquad: MedQuAD XML; beir: a BEIR corpus.jsonl; pubmed: PubMed/MEDLINE XML")
     p.add_argument("source", type=Path, help="file or directory to import")
     p.add_argument("--out", type=Path, required=True, help="directory to write the articles into")
-    p.add_argument("--status", default="submitted", choices=["submitted", "under_review", "approved"], help="review status given to every imported article (default: submitted)")
+    p.add_argument("--status", default="submitted", choices=values(ReviewStatus), help="review status given to every imported article (default: submitted)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any record could not be read")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_import)
@@ -283,13 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=int, default=1, help="lowest grade counted as relevant by the binary metrics (default 1)")
     p.add_argument("--limit", type=int, help="only the first N judged queries (by id)")
     p.add_argument("--cache-dir", type=Path, default=Path("var/eval-cache"), help="where imported corpora and their indexes are cached")
-    p.add_argument("--retriever", choices=["dense", "lexical", "hybrid"], default="hybrid", help="which retrieval to measure (default hybrid)")
+    p.add_argument("--retriever", choices=RETRIEVERS, default="hybrid", help="which retrieval to measure (default hybrid)")
     p.add_argument("--no-headings", action="store_true", help="hybrid without the question-to-heading list")
     p.add_argument("--heading-weight", type=float, default=0.3, help="weight of the question-to-heading list in the fusion")
     p.add_argument("--lexical-weight", type=float, default=1.0, help="weight of the BM25 list in the fusion")
     p.add_argument("--rrf-k", type=int, default=60, help="reciprocal rank fusion constant")
     p.add_argument("--no-abbreviations", action="store_true", help="do not expand clinical abbreviations in queries")
-    p.add_argument("--context", choices=["resolve", "concatenate", "none"], default="resolve", help="for follow-up queries (queries.jsonl metadata.context): resolve them against the earlier questions as /api/ask does (default), prepend the last earlier question, or ignore the context")
+    p.add_argument("--context", choices=CONTEXT_MODES, default="resolve", help="for follow-up queries (queries.jsonl metadata.context): resolve them against the earlier questions as /api/ask does (default), prepend the last earlier question, or ignore the context")
     p.add_argument("--embed-context", choices=["title-section", "none"], default="title-section", help="embed each chunk with its article title and section path (default) or its text alone")
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_eval)

@@ -1,1 +1,1 @@
-"""FastAPI app: search page, JSON API, health; the search service they share."""
+"""FastAPI only: app factory, routers (api, ask, pages), schemas, errors, presentation, static files. Searching lives in retrieval/."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from server.deps import AppSettings, Service
 from server.present import search_out
-from server.queries import validate
+from server.queries import make_filters, validate
 from server.schemas import ErrorOut, HealthOut, SearchOut
 
 router = APIRouter()
@@ -21,22 +23,20 @@ def search(
     settings: AppSettings,
     q: Annotated[str | None, Query(description="The question or keywords.")] = None,
     k: Annotated[int | None, Query(description="How many passages to return.")] = None,
-    status: Annotated[list[str] | None, Query(description="Only these review statuses (submitted, under_review, approved).")] = None,
-    kind: Annotated[list[str] | None, Query(description="Only passages citing these evidence kinds (guideline, research, education).")] = None,
-    audience: Annotated[list[str] | None, Query(description="Only articles for this audience (clinician, patient, both).")] = None,
-    updated_since: Annotated[str | None, Query(description="Only articles updated on or after this date (YYYY-MM-DD).")] = None,
+    review_status: Annotated[list[ReviewStatus] | None, Query(description="Only articles with these review statuses (repeat the parameter for several).")] = None,
+    evidence_kind: Annotated[list[EvidenceKind] | None, Query(description="Only passages citing these evidence kinds.")] = None,
+    audience: Annotated[list[Audience] | None, Query(description="Only articles for this audience ('both' matches either).")] = None,
+    updated_since: Annotated[dt.date | None, Query(description="Only articles updated on or after this date (YYYY-MM-DD).")] = None,
+    status: Annotated[list[ReviewStatus] | None, Query(description="Older name of `review_status`, still accepted.", deprecated=True)] = None,
+    kind: Annotated[list[EvidenceKind] | None, Query(description="Older name of `evidence_kind`, still accepted.", deprecated=True)] = None,
 ) -> SearchOut:
-    request = validate(settings, q, k, status, kind, audience, updated_since)
+    filters = make_filters([*(review_status or ()), *(status or ())], [*(evidence_kind or ()), *(kind or ())], audience or (), updated_since)
+    request = validate(settings, q, k, filters)
     return search_out(service.search(request.q, request.k, request.filters), request.k)
 
 
 @router.get("/healthz", response_model=HealthOut, responses=ERRORS)
 def healthz(service: Service) -> HealthOut:
     manifest = service.manifest
-    return HealthOut(
-        status="ok",
-        chunks=manifest["counts"]["chunks"],
-        articles=manifest["counts"]["articles"],
-        build=service.index.directory.name,
-        model=manifest["model"]["name"],
-    )
+    return HealthOut(status="ok", chunks=manifest.counts.chunks, articles=manifest.counts.articles,
+                     build=service.info.build, model=manifest.model.name)

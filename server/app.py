@@ -3,32 +3,29 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Callable
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import medkb
 from medkb.settings import Settings
+from retrieval.conversations import ConversationStore
+from retrieval.search import RetrievalSettings, SearchService, open_service
 from server import api, ask, errors, pages
-from server.conversations import ConversationStore
-from server.search import SearchService
 
 log = logging.getLogger("medkb.server")
 
 
 def load_service(settings: Settings) -> SearchService:
     """Load the published index and the model, and check that they belong together."""
-    from indexer.embedding import load_embedder
-    from indexer.index_store import load_index
-    from server.search import RetrievalSettings
+    return open_service(settings.index_dir, settings.model_dir, retrieval_settings(settings), settings.query_cache_size)
 
-    index = load_index(settings.index_dir)
-    embedder = load_embedder(settings.model_dir)
-    retrieval = RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article)
-    return SearchService(index, embedder, cache_size=settings.query_cache_size, settings=retrieval)
+
+def retrieval_settings(settings: Settings) -> RetrievalSettings:
+    return RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article)
 
 
 def create_app(settings: Settings | None = None, service_factory: Callable[[Settings], SearchService] | None = None) -> FastAPI:
@@ -40,7 +37,7 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
     async def lifespan(app: FastAPI):
         app.state.search = factory(settings)
         app.state.conversations = ConversationStore(settings.conversations_db, settings.conversation_ttl, settings.conversation_turns, settings.max_conversations)
-        log.info("serving %d chunks from %s", len(app.state.search.index.chunks), app.state.search.index.directory)
+        log.info("serving %d chunks from build %s", app.state.search.manifest.counts.chunks, app.state.search.info.build)
         yield
         app.state.search = None
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from medkb.settings import Settings
+from retrieval.search import SearchService
 from server.errors import ApiError
-from server.search import SearchService
 
 
 def get_service(request: Request) -> SearchService:

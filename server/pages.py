@@ -11,12 +11,11 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from indexer.citations import CITATION_RE
-
+from indexer.vocabulary import CAUTION
 from server.deps import AppSettings, get_service
 from server.errors import ApiError
 from server.present import search_out
 from server.queries import validate
-from server.schemas import CAUTION
 
 router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))

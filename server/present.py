@@ -1,26 +1,45 @@
-"""Turn search results into the response models that both the page and the API show."""
+"""The one presentation seam: search results and cited answers mapped to the response
+models that the page and the JSON API both show."""
 
 from __future__ import annotations
 
 from indexer.chunking import Chunk
-from server.schemas import CAUTION, STATUS_LABELS, Identifiers, IndexInfo, PassageOut, ReferenceOut, SearchOut
-from server.search import SearchResponse
+from indexer.vocabulary import CAUTION, Reference, ReviewStatus
+from retrieval.answers import GROUPS, CitedAnswer, NumberedReference
+from retrieval.search import SearchResult
+from server.schemas import (
+    AnswerPassageOut,
+    AnswerReferenceOut,
+    ArticleStatusOut,
+    AskOut,
+    Identifiers,
+    IndexInfo,
+    KeyPointOut,
+    PassageGroupOut,
+    PassageOut,
+    ReferenceOut,
+    SearchOut,
+)
+
+UNRESOLVED_TITLE = "The source article lists no reference for this number"
 
 
-def reference_out(ref: dict) -> ReferenceOut:
-    return ReferenceOut(
-        number=ref["id"],
-        kind=ref["kind"],
-        title=ref["title"],
-        source=ref["source"],
-        year=ref.get("year"),
-        authors=ref.get("authors", []),
-        identifiers=Identifiers(pmid=ref.get("pmid"), doi=ref.get("doi"), url=ref.get("url")),
-    )
+def _status(chunk_or_article) -> dict:
+    status: ReviewStatus = chunk_or_article.review_status
+    return {"review_status": status, "review_status_label": status.label}
 
 
-def passage_out(rank: int, score: float, chunk: Chunk) -> PassageOut:
-    return PassageOut(
+def _caution(status: ReviewStatus) -> str | None:
+    return None if status == ReviewStatus.APPROVED else CAUTION
+
+
+def reference_out(ref: Reference) -> ReferenceOut:
+    return ReferenceOut(number=ref.id, kind=ref.kind, title=ref.title, source=ref.source, year=ref.year,
+                        authors=list(ref.authors), identifiers=Identifiers(**ref.identifiers()))
+
+
+def _passage_fields(rank: int, score: float, chunk: Chunk) -> dict:
+    return dict(
         rank=rank,
         score=round(score, 6),
         chunk_id=chunk.id,
@@ -28,24 +47,52 @@ def passage_out(rank: int, score: float, chunk: Chunk) -> PassageOut:
         article_id=chunk.article_id,
         article_title=chunk.article_title,
         section_path=chunk.section_path,
-        text=chunk.text,
-        citations=[reference_out(r) for r in chunk.references],
-        unresolved_citations=chunk.unresolved_citations,
-        review_status=chunk.review_status,
-        review_status_label=STATUS_LABELS.get(chunk.review_status, chunk.review_status),
-        caution=None if chunk.review_status == "approved" else CAUTION,
+        caution=_caution(chunk.review_status),
         last_updated=chunk.last_updated,
         audience=chunk.audience,
         evidence_kinds=chunk.evidence_kinds,
+        **_status(chunk),
     )
 
 
-def search_out(response: SearchResponse, k: int) -> SearchOut:
+def search_out(result: SearchResult, k: int) -> SearchOut:
+    """A search result as /api/search returns it (and the page renders it)."""
     return SearchOut(
-        query=response.query,
+        query=result.query,
+        retriever=result.retriever,
         k=k,
-        took_ms=round(response.took_ms, 3),
-        total_chunks=response.total_chunks,
-        results=[passage_out(r.rank, r.score, r.chunk) for r in response.results],
-        index=IndexInfo(**response.index),
+        took_ms=round(result.took_ms, 3),
+        total_chunks=result.total_chunks,
+        results=[PassageOut(**_passage_fields(h.rank, h.score, h.chunk), text=h.chunk.text, citations=h.chunk.citations,
+                            references=[reference_out(r) for r in h.chunk.references],
+                            unresolved_citations=h.chunk.unresolved_citations) for h in result.hits],
+        index=IndexInfo(build=result.index.build, model=result.index.model),
+    )
+
+
+def _answer_reference(ref: NumberedReference) -> AnswerReferenceOut:
+    common = dict(number=ref.number, article_id=ref.article_id, article_title=ref.article_title, original_number=ref.original_number)
+    if ref.reference is None:
+        return AnswerReferenceOut(kind=None, title=UNRESOLVED_TITLE, source="", identifiers=Identifiers(), unresolved=True, **common)
+    r = ref.reference
+    return AnswerReferenceOut(kind=r.kind, title=r.title, source=r.source, year=r.year, authors=list(r.authors),
+                              identifiers=Identifiers(**r.identifiers()), **common)
+
+
+def ask_out(answer: CitedAnswer, conversation_id: str) -> AskOut:
+    """A cited answer as /api/ask returns it (and the page's script renders it)."""
+    return AskOut(
+        conversation_id=conversation_id,
+        question=answer.question,
+        resolved_query=answer.resolved_query,
+        key_points=[KeyPointOut(text=p.text, citations=p.citations, article_id=p.hit.chunk.article_id, section_path=p.hit.chunk.section_path,
+                                chunk_id=p.hit.chunk.id, note=p.note) for p in answer.key_points],
+        groups=[PassageGroupOut(name=name, label=label, passages=[
+            AnswerPassageOut(**_passage_fields(p.hit.rank, p.hit.score, p.hit.chunk), text=p.text, citations=p.citations, note=p.note)
+            for p in answer.group(name)]) for name, label in GROUPS],
+        references=[_answer_reference(r) for r in answer.references],
+        articles=[ArticleStatusOut(id=a.id, title=a.title, last_updated=a.last_updated, **_status(a)) for a in answer.articles],
+        caution=None if answer.all_approved else CAUTION,
+        related_questions=answer.related_questions,
+        took_ms=round(answer.took_ms, 3),
     )

@@ -1,17 +1,16 @@
-"""Validation of a search request, shared by the JSON API and the page."""
+"""Checks of a search request that depend on settings (query length, k), shared by the
+JSON API and the page. Enumerations and dates are validated by pydantic in the schemas."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from medkb.settings import Settings
+from retrieval.search import Filters
 from server.errors import ApiError
-from server.search import Filters
-
-REVIEW_STATUSES = ("submitted", "under_review", "approved")
-EVIDENCE_KINDS = ("guideline", "research", "education")
-AUDIENCES = ("clinician", "patient", "both")
 
 
 @dataclass(frozen=True)
@@ -21,50 +20,27 @@ class SearchRequest:
     filters: Filters
 
 
-def _choices(name: str, values: list[str] | None, allowed: tuple[str, ...], location: str) -> tuple[str, ...]:
-    out: list[str] = []
-    for raw in values or []:
-        for value in raw.split(","):
-            value = value.strip()
-            if not value:
-                continue
-            if value not in allowed:
-                raise ApiError(422, f"{location.split('.', 1)[1]}: unknown value {value!r}; expected one of {', '.join(allowed)}", details=[{"location": location, "message": f"unknown value {value!r}"}])
-            out.append(value)
-    return tuple(out)
+def make_filters(review_status: Iterable[ReviewStatus] = (), evidence_kind: Iterable[EvidenceKind] = (),
+                 audience: Iterable[Audience] = (), updated_since: dt.date | None = None) -> Filters:
+    return Filters(review_status=tuple(review_status or ()), evidence_kind=tuple(evidence_kind or ()),
+                   audience=tuple(audience or ()), updated_since=updated_since)
 
 
-SEARCH_FIELDS = {"q": "query.q", "k": "query.k", "status": "query.status", "kind": "query.kind", "audience": "query.audience", "updated_since": "query.updated_since"}
-
-
-def validate(settings: Settings, q: str | None, k: int | None, status: list[str] | None = None, kind: list[str] | None = None,
-             audience: list[str] | None = None, updated_since: str | None = None, fields: dict[str, str] = SEARCH_FIELDS) -> SearchRequest:
-    """A checked search request, or an ApiError (422) naming the parameter at fault.
-    `fields` maps each parameter to where the client sent it (query string or JSON body)."""
-    def bad(name: str, message: str) -> ApiError:
-        location = fields[name]
+def validate(settings: Settings, q: str | None, k: int | None, filters: Filters = Filters(),
+             q_location: str = "query.q", k_location: str = "query.k") -> SearchRequest:
+    """A checked search request, or an ApiError (422) naming the parameter at fault by where
+    the client sent it (query string or JSON body)."""
+    def bad(location: str, message: str) -> ApiError:
         return ApiError(422, f"{location.split('.', 1)[1]}: {message}", details=[{"location": location, "message": message}])
 
     if q is None:
-        raise bad("q", "a query is required")
+        raise bad(q_location, "a query is required")
     query = " ".join(q.split())
     if not query:
-        raise bad("q", "the query is empty")
+        raise bad(q_location, "the query is empty")
     if len(query) > settings.max_query_chars:
-        raise bad("q", f"the query is {len(query)} characters long; the limit is {settings.max_query_chars}")
+        raise bad(q_location, f"the query is {len(query)} characters long; the limit is {settings.max_query_chars}")
     k = settings.default_k if k is None else k
     if not 1 <= k <= settings.max_k:
-        raise bad("k", f"must be between 1 and {settings.max_k}, got {k}")
-    since = None
-    if updated_since:
-        try:
-            since = dt.date.fromisoformat(updated_since)
-        except ValueError:
-            raise bad("updated_since", f"not a date (YYYY-MM-DD): {updated_since!r}") from None
-    filters = Filters(
-        review_status=_choices("status", status, REVIEW_STATUSES, fields["status"]),
-        evidence_kind=_choices("kind", kind, EVIDENCE_KINDS, fields["kind"]),
-        audience=_choices("audience", audience, AUDIENCES, fields["audience"]),
-        updated_since=since,
-    )
+        raise bad(k_location, f"must be between 1 and {settings.max_k}, got {k}")
     return SearchRequest(q=query, k=k, filters=filters)

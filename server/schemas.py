@@ -1,11 +1,22 @@
-"""Response models: what clients see, kept apart from internal types so nothing leaks."""
+"""Request and response models: what clients send and see, kept apart from internal
+types so nothing internal leaks. Enumerations come from the one vocabulary.
+
+One meaning per name across the API: `review_status`, `evidence_kind`, `audience` and
+`updated_since` filter both endpoints; `citations` is always the list of citation
+numbers a text carries; `references` the full references those numbers name.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pydantic import BaseModel, Field
 
-STATUS_LABELS = {"submitted": "Submitted", "under_review": "Under review", "approved": "Approved"}
-CAUTION = "Pending clinical review: this content has not been approved by a clinician. Verify it against the cited sources before use."
+from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
+
+SCORE_DESCRIPTION = ("Ranking score; its meaning depends on the retriever (see `retriever`): dense = cosine similarity (-1..1), "
+                     "lexical = BM25, hybrid = reciprocal rank fusion (sum over lists of weight / (60 + rank)). "
+                     "Compare scores within one response only.")
 
 
 class Identifiers(BaseModel):
@@ -15,8 +26,8 @@ class Identifiers(BaseModel):
 
 
 class ReferenceOut(BaseModel):
-    number: int = Field(description="The citation number used in the passage text, e.g. 2 for [2].")
-    kind: str
+    number: int = Field(description="The citation number used in the text, e.g. 2 for [2].")
+    kind: EvidenceKind
     title: str
     source: str
     year: int | None = None
@@ -24,23 +35,29 @@ class ReferenceOut(BaseModel):
     identifiers: Identifiers
 
 
-class PassageOut(BaseModel):
+class PassageBase(BaseModel):
+    """What every passage shows, in search results and in answers."""
+
     rank: int
-    score: float
+    score: float = Field(description=SCORE_DESCRIPTION)
     chunk_id: str
     section_id: str
     article_id: str
     article_title: str
     section_path: list[str]
     text: str
-    citations: list[ReferenceOut] = Field(description="The references the passage cites, resolved.")
-    unresolved_citations: list[int] = Field(description="Citation numbers the source article lists no reference for.")
-    review_status: str
+    citations: list[int] = Field(description="The citation numbers in `text`, in order of first use.")
+    review_status: ReviewStatus
     review_status_label: str
     caution: str | None = Field(description="Present whenever the article is not approved.")
-    last_updated: str | None
-    audience: str
-    evidence_kinds: list[str]
+    last_updated: dt.date | None
+    audience: Audience
+    evidence_kinds: list[EvidenceKind]
+
+
+class PassageOut(PassageBase):
+    references: list[ReferenceOut] = Field(description="The references `citations` name, resolved from the passage's article.")
+    unresolved_citations: list[int] = Field(description="Citation numbers the source article lists no reference for.")
 
 
 class IndexInfo(BaseModel):
@@ -50,6 +67,7 @@ class IndexInfo(BaseModel):
 
 class SearchOut(BaseModel):
     query: str
+    retriever: str = Field(description="dense, lexical or hybrid: what `score` means.")
     k: int
     took_ms: float
     total_chunks: int
@@ -84,10 +102,10 @@ class HealthOut(BaseModel):
 class FiltersIn(BaseModel):
     model_config = {"extra": "forbid"}
 
-    review_status: list[str] = Field(default=[], description="Only these review statuses (submitted, under_review, approved).")
-    evidence_kind: list[str] = Field(default=[], description="Only passages citing these evidence kinds (guideline, research, education).")
-    audience: list[str] = Field(default=[], description="Only articles for this audience (clinician, patient, both).")
-    updated_since: str | None = Field(default=None, description="Only articles updated on or after this date (YYYY-MM-DD).")
+    review_status: list[ReviewStatus] = Field(default=[], description="Only articles with these review statuses.")
+    evidence_kind: list[EvidenceKind] = Field(default=[], description="Only passages citing these evidence kinds.")
+    audience: list[Audience] = Field(default=[], description="Only articles for this audience ('both' matches either).")
+    updated_since: dt.date | None = Field(default=None, description="Only articles updated on or after this date (YYYY-MM-DD).")
 
 
 class AskIn(BaseModel):
@@ -103,33 +121,25 @@ class AskIn(BaseModel):
 class AnswerReferenceOut(ReferenceOut):
     """A reference in an answer's one numbered list, with the article that cites it."""
 
+    kind: EvidenceKind | None = Field(description="None for an unresolved reference.")
     article_id: str
     article_title: str
     original_number: int = Field(description="The number this reference has in its own article.")
-    unresolved: bool = False
+    unresolved: bool = Field(default=False, description="The source article cites this number but lists no reference for it.")
 
 
 class KeyPointOut(BaseModel):
     text: str
-    citations: list[int]
+    citations: list[int] = Field(description="Numbers in the answer's reference list.")
     article_id: str
     section_path: list[str]
     chunk_id: str
     note: str | None = None
 
 
-class AnswerPassageOut(BaseModel):
-    rank: int
-    score: float
-    chunk_id: str
-    article_id: str
-    article_title: str
-    section_path: list[str]
-    text: str
-    citations: list[int]
-    review_status: str
-    review_status_label: str
-    last_updated: str | None
+class AnswerPassageOut(PassageBase):
+    """A passage of an answer; its `citations` are numbers in the answer's reference list."""
+
     note: str | None = None
 
 
@@ -142,9 +152,9 @@ class PassageGroupOut(BaseModel):
 class ArticleStatusOut(BaseModel):
     id: str
     title: str
-    review_status: str
+    review_status: ReviewStatus
     review_status_label: str
-    last_updated: str | None
+    last_updated: dt.date | None
 
 
 class AskOut(BaseModel):

@@ -1,67 +1,16 @@
 from __future__ import annotations
 
-import textwrap
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from fakes import FakeEmbedder
+from sample_articles import MICRO_BODY, TREAT_BODY, article
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
-
-
-def article(article_id: str, title: str, body: str, *, status: str = "under_review", references: str | None = None,
-            extra: str = "", date: str = "2025-04-05") -> str:
-    """The text of an article in the corpus format; `references` is YAML for the list."""
-    if references is None:
-        references = textwrap.dedent("""\
-          - id: 1
-            kind: guideline
-            title: A guideline
-            source: A society
-            year: 2021
-          - id: 2
-            kind: research
-            title: A review
-            source: A journal
-            year: 2019
-            pmid: "12345"
-        """)
-    refs = textwrap.indent(references, "  ")
-    return f"---\nid: {article_id}\ntitle: {title}\nreview_status: {status}\nlast_updated: {date}\naudience: clinician\n{extra}references:\n{refs}---\n\n{textwrap.dedent(body).strip()}\n"
-
-
-MICRO_BODY = """
-## From the Guidelines
-
-Chronic microcytosis is caused mostly by iron deficiency, thalassaemia trait and anaemia of chronic disease [1].
-
-### Causes of Chronic Microcytosis
-
-- Sideroblastic anaemia from defective heme synthesis [1].
-- Lead poisoning, which blocks heme synthesis [1, 2].
-
-## From the Research
-
-### Evaluation
-
-Serum ferritin is the first test in the evaluation of microcytosis [2]. A low ferritin confirms iron deficiency [2].
-"""
-
-TREAT_BODY = """
-## From the Guidelines
-
-### Oral iron
-
-Oral iron once daily or on alternate days is first-line treatment for iron deficiency [1].
-
-## From the Research
-
-### Intravenous iron
-
-Intravenous iron suits malabsorption and ongoing blood loss [2].
-"""
 
 
 @pytest.fixture
@@ -77,3 +26,18 @@ def tiny_corpus(tmp_path: Path) -> Path:
     (corpus / "microcytosis.md").write_text(article("microcytosis", "What are the causes of chronic microcytosis?", MICRO_BODY))
     (corpus / "iron-treatment.md").write_text(article("iron-treatment", "How is iron deficiency treated?", TREAT_BODY, status="submitted"))
     return corpus
+
+
+@pytest.fixture(scope="session")
+def real_index(tmp_path_factory):
+    """The default corpus indexed once per test session with the real packaged model, in the
+    eval cache slot `medkb eval --cache-dir` uses, so every model-tier test shares one build.
+    Returns (index root, the index command's stdout, the cache root)."""
+    from evals.pipeline import cache_slot
+
+    cache = tmp_path_factory.mktemp("real-model") / "cache"
+    root = cache_slot([REPO / "corpus"], cache)
+    out = subprocess.run([sys.executable, "-m", "medkb.cli", "index", str(REPO / "corpus"), "--index-dir", str(root), "--strict"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    return root, out.stdout, cache

@@ -5,12 +5,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from fakes import FakeEmbedder
 from indexer.build import build_index
 from indexer.index_store import load_index
 from medkb.settings import Settings
+from retrieval.search import SearchService
 from server.app import create_app
-from server.search import SearchService
+
+from fakes import FakeEmbedder
 
 
 @pytest.fixture
@@ -36,8 +37,8 @@ def test_search_returns_ranked_cited_passages(client):
     assert top["article_id"] == "microcytosis"
     assert top["section_path"] == ["From the Guidelines", "Causes of Chronic Microcytosis"]
     assert "Lead poisoning" in top["text"]
-    assert [c["number"] for c in top["citations"]] == [1, 2]
-    assert top["citations"][1] == {"number": 2, "kind": "research", "title": "A review", "source": "A journal", "year": 2019,
+    assert top["citations"] == [1, 2] and [r["number"] for r in top["references"]] == [1, 2]
+    assert top["references"][1] == {"number": 2, "kind": "research", "title": "A review", "source": "A journal", "year": 2019,
                                    "authors": [], "identifiers": {"pmid": "12345", "doi": None, "url": None}}
     assert top["review_status"] == "under_review" and top["review_status_label"] == "Under review"
     assert top["caution"] and top["last_updated"] == "2025-04-05"
@@ -60,6 +61,15 @@ def test_filters(client):
     assert r["results"] == []
 
 
+def test_filters_have_one_name_and_the_old_names_still_work(client):
+    new = client.get("/api/search", params={"q": "iron", "review_status": "submitted", "evidence_kind": "research", "k": 20}).json()
+    old = client.get("/api/search", params={"q": "iron", "status": "submitted", "kind": "research", "k": 20}).json()
+    assert new["results"] and new["results"] == old["results"]
+    assert {p["article_id"] for p in new["results"]} == {"iron-treatment"}
+    params = {p["name"]: p for p in client.get("/openapi.json").json()["paths"]["/api/search"]["get"]["parameters"]}
+    assert params["status"].get("deprecated") and params["kind"].get("deprecated") and not params["review_status"].get("deprecated")
+
+
 def test_health(client):
     r = client.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["articles"] == 2
@@ -74,6 +84,9 @@ def test_health(client):
     ("get", "/api/search", {"q": "iron", "k": 21}, 422),
     ("get", "/api/search", {"q": "iron", "k": "ten"}, 422),
     ("get", "/api/search", {"q": "iron", "status": "final"}, 422),
+    ("get", "/api/search", {"q": "iron", "review_status": "final"}, 422),
+    ("get", "/api/search", {"q": "iron", "evidence_kind": "opinion"}, 422),
+    ("get", "/api/search", {"q": "iron", "audience": "everyone"}, 422),
     ("get", "/api/search", {"q": "iron", "updated_since": "last week"}, 422),
     ("post", "/api/search", {"q": "iron"}, 405),
     ("get", "/api/nothing-here", {}, 404),
@@ -132,6 +145,6 @@ def test_importing_the_server_loads_no_model():
     import subprocess
     import sys
 
-    code = "import server.app, server.search, indexer.build, sys; print('sentence_transformers' in sys.modules, 'torch' in sys.modules, 'faiss' in sys.modules)"
+    code = "import server.app, retrieval.search, indexer.build, sys; print('sentence_transformers' in sys.modules, 'torch' in sys.modules, 'faiss' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
     assert out.stdout.split() == ["False", "False", "False"]

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MICRO_BODY, article
 from indexer.articles import ArticleInvalid, load_corpus, parse_article
+
+from sample_articles import MICRO_BODY, article
 
 
 def write(tmp_path: Path, text: str, name: str = "a.md") -> Path:
@@ -77,7 +78,7 @@ def test_unknown_review_status(tmp_path):
 
 @pytest.mark.parametrize("field", ["id", "title", "review_status", "last_updated"])
 def test_missing_required_field(tmp_path, field):
-    text = "\n".join(l for l in article("m", "Q?", MICRO_BODY).splitlines() if not l.startswith(f"{field}:")) + "\n"
+    text = "\n".join(line for line in article("m", "Q?", MICRO_BODY).splitlines() if not line.startswith(f"{field}:")) + "\n"
     messages = [m for _, m in problems_of(write(tmp_path, text))]
     assert f"missing required field '{field}'" in messages
 
@@ -146,7 +147,7 @@ def test_default_corpus_parses_strictly():
 
 
 def test_default_corpus_follows_the_seed_shape():
-    from indexer.articles import PART_KINDS
+    from indexer.vocabulary import PART_KINDS
 
     corpus = Path(__file__).resolve().parent.parent / "corpus"
     articles = load_corpus([corpus]).articles

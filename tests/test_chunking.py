@@ -1,16 +1,19 @@
 """Chunk invariants: never cut a sentence, never part a citation from its sentence,
 never cross a section, stay within the budget unless one sentence alone exceeds it."""
 
+import datetime as dt
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from conftest import article
-from fakes import FakeEmbedder
 from indexer.articles import parse_article
 from indexer.chunking import ChunkerSettings, chunk_article, sentence_spans
 from indexer.citations import find_citations
+
+from fakes import FakeEmbedder
+from sample_articles import article
 
 WORDS = ["iron", "ferritin", "anaemia", "marrow", "heme", "lead", "transferrin", "saturation", "e.g.", "vs.", "1.5", "mg/dL", "Dr.", "i.e.", "(MCV)", "et al."]
 counter = FakeEmbedder().count_tokens
@@ -62,17 +65,17 @@ def test_chunk_invariants(sections, max_tokens):
     for c in chunks:
         cited_in_text = sorted({n for span in find_citations(c.text) for n in span.numbers})
         assert c.citations == cited_in_text, "a chunk's citations are exactly those in its text"
-        assert [r["id"] for r in c.references] == c.citations
+        assert [r.id for r in c.references] == c.citations
         prefix = counter([chunker.context_template.format(title=art.title, section=" > ".join(c.section_path), text="")])[0]
         budget = max(chunker.min_body_tokens, max_tokens - prefix)
         assert c.token_count <= budget or c.oversized
         if c.oversized:
             assert len(sentence_spans(c.text)) >= 1 and counter([c.text])[0] > budget
-        assert c.review_status == "under_review" and c.article_title == "Q?" and c.last_updated == "2025-04-05"
+        assert c.review_status == "under_review" and c.article_title == "Q?" and c.last_updated == dt.date(2025, 4, 5)
 
 
 def test_chunks_carry_article_metadata_and_evidence_kinds(tmp_path):
-    from conftest import MICRO_BODY
+    from sample_articles import MICRO_BODY
 
     path = tmp_path / "m.md"
     path.write_text(article("micro", "What causes microcytosis?", MICRO_BODY))
@@ -80,7 +83,7 @@ def test_chunks_carry_article_metadata_and_evidence_kinds(tmp_path):
     by_section = {tuple(c.section_path): c for c in chunks}
     causes = by_section[("From the Guidelines", "Causes of Chronic Microcytosis")]
     assert causes.citations == [1, 2]
-    assert {r["id"]: r["kind"] for r in causes.references} == {1: "guideline", 2: "research"}
+    assert {r.id: r.kind for r in causes.references} == {1: "guideline", 2: "research"}
     assert causes.evidence_kinds == ["guideline", "research"]
     assert causes.section_id == "micro#from-the-guidelines-causes-of-chronic-microcytosis"
     assert causes.embed_text.startswith("What causes microcytosis?\nFrom the Guidelines > Causes of Chronic Microcytosis\n")

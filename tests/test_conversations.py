@@ -1,6 +1,6 @@
 import pytest
 
-from server.conversations import ConversationNotFound, ConversationStore
+from retrieval.conversations import ConversationNotFound, ConversationStore
 
 
 class Clock:

@@ -16,14 +16,6 @@ MEDKB = [sys.executable, "-m", "medkb.cli"]
 QUERY = "causes of chronic microcytosis"
 
 
-@pytest.fixture(scope="session")
-def real_index(tmp_path_factory):
-    root = tmp_path_factory.mktemp("real") / "index"
-    out = subprocess.run([*MEDKB, "index", str(REPO / "corpus"), "--index-dir", str(root), "--strict"], capture_output=True, text=True, cwd=REPO)
-    assert out.returncode == 0, out.stderr
-    return root, out.stdout
-
-
 @pytest.mark.model
 def test_index_command_reports_counts(real_index):
     _, stdout = real_index
@@ -33,14 +25,13 @@ def test_index_command_reports_counts(real_index):
 
 @pytest.mark.model
 def test_microcytosis_question_ranks_the_microcytosis_article_first(real_index):
-    from medkb.settings import Settings
-    from server.app import load_service
+    from retrieval.search import open_service
 
-    service = load_service(Settings(index_dir=real_index[0]))
-    top = service.search(QUERY, k=5).results[0].chunk
+    service = open_service(real_index[0])
+    top = service.search(QUERY, k=5).hits[0].chunk
     assert top.article_id == "chronic-microcytosis-causes"
     assert top.references, "the top passage cites its references"
-    assert all(r["title"] and r["source"] and r["kind"] in ("guideline", "research") for r in top.references)
+    assert all(r.title and r.source and r.kind in ("guideline", "research") for r in top.references)
     assert top.review_status in ("submitted", "under_review")
 
 

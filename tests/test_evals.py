@@ -2,6 +2,7 @@
 smoke run of the whole pipeline whose outputs must be written and well-formed."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,21 +11,22 @@ from evals.datasets import EvalSetError, load_beir, load_gold
 from evals.metrics import METRICS, evaluate, means
 from evals.pipeline import cached_index, evaluate_set, import_beir_corpus
 from evals.runner import collapse, read_trec
-from fakes import FakeEmbedder
 from indexer.chunking import Chunk
 from indexer.index_store import load_index
-from server.search import SearchResult, SearchService
+from retrieval.search import Hit, SearchService
+
+from fakes import FakeEmbedder
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 MINI = TESTS / "fixtures" / "beir-mini"
 
 
-def hit(chunk_id: str, article: str, section: str, score: float) -> SearchResult:
+def hit(chunk_id: str, article: str, section: str, score: float) -> Hit:
     chunk = Chunk(id=chunk_id, section_id=f"{article}#{section}", article_id=article, article_title="t", section_path=[section], text="x",
                   citations=[], references=[], unresolved_citations=[], review_status="submitted", audience="both", last_updated=None,
                   evidence_kinds=[], specialty=None, position=0, line=1, token_count=1)
-    return SearchResult(rank=0, score=score, chunk=chunk)
+    return Hit(rank=0, score=score, chunk=chunk)
 
 
 def test_collapse_is_max_passage_with_deterministic_ties():
@@ -102,24 +104,28 @@ def test_pipeline_smoke_writes_well_formed_outputs(tmp_path):
     evalset = load_beir(MINI)
 
     def search(query, context, k):
-        return service.search(query, k).results, query
+        return service.search(query, k).hits, query
 
     first = evaluate_set(evalset, search, tmp_path / "run1", {"retriever": "dense"}, service.manifest, progress=None)
     out = first.out_dir
     for name in ("run.trec", "metrics.json", "per_query.jsonl", "settings.json", "report.md", "report.html", "per_query.png"):
         assert (out / name).stat().st_size > 0, name
     lines = (out / "run.trec").read_text().splitlines()
-    assert all(len(l.split()) == 6 and l.split()[1] == "Q0" for l in lines)
+    assert all(len(line.split()) == 6 and line.split()[1] == "Q0" for line in lines)
     for q in evalset.judged_queries():
-        ranks = [int(l.split()[3]) for l in lines if l.split()[0] == q]
+        ranks = [int(line.split()[3]) for line in lines if line.split()[0] == q]
         assert ranks == list(range(1, len(ranks) + 1))
     assert read_trec(out / "run.trec").units.keys() == set(evalset.judged_queries())
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["means"]) == set(METRICS) and all(0 <= v <= 1 for v in metrics["means"].values())
-    per_query = [json.loads(l) for l in (out / "per_query.jsonl").read_text().splitlines()]
+    per_query = [json.loads(line) for line in (out / "per_query.jsonl").read_text().splitlines()]
     assert [p["id"] for p in per_query] == evalset.judged_queries()
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["git"]["commit"] and settings["index_manifest"]["model"]["name"] == embedder.name and settings["metrics_library"] == "pytrec_eval"
+    if (REPO / ".git").exists():
+        assert re.fullmatch(r"[0-9a-f]{40}", settings["git"]["commit"]), "the run records the commit it was made from"
+    else:
+        assert settings["git"] == {"commit": "unknown", "dirty": None}
+    assert settings["index_manifest"]["model"]["name"] == embedder.name and settings["metrics_library"] == "pytrec_eval"
     assert "| ndcg@10 |" in (out / "report.md").read_text()
     assert "data:image/png;base64," in (out / "report.html").read_text()
 
@@ -146,14 +152,15 @@ def test_bench_smoke_prints_and_writes_its_figures(tmp_path, tiny_corpus):
 
 
 @pytest.mark.model
-def test_eval_command_on_the_gold_set(tmp_path):
+def test_eval_command_on_the_gold_set(tmp_path, real_index):
     import subprocess
     import sys
 
     out = tmp_path / "gold"
-    cmd = [sys.executable, "-m", "medkb.cli", "eval", "--limit", "5", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
+    cmd = [sys.executable, "-m", "medkb.cli", "eval", "--limit", "5", "--out", str(out), "--cache-dir", str(real_index[2])]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "reusing the cached index" in done.stderr, "the session's real-model index is reused, not rebuilt"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["queries"] == 5 and metrics["means"]["ndcg@10"] > 0.3
     assert "ndcg@10" in done.stdout and (out / "report.html").exists()

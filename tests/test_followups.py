@@ -1,6 +1,6 @@
 import pytest
 
-from server.followups import resolve, topic_of
+from retrieval.followups import resolve, topic_of
 
 
 @pytest.mark.parametrize("question,topic", [
@@ -39,7 +39,7 @@ def test_topic_carries_through_a_chain_of_follow_ups():
 
 
 def test_resolve_history_resolves_turn_by_turn():
-    from server.followups import resolve_history
+    from retrieval.followups import resolve_history
 
     assert resolve_history(["What is hereditary hemochromatosis?", "how is it diagnosed?"]) == [
         "What is hereditary hemochromatosis?", "how is hereditary hemochromatosis diagnosed?"]

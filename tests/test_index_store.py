@@ -8,15 +8,16 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from fakes import FakeEmbedder
 from indexer import index_store
+from indexer.articles import load_corpus
 from indexer.build import BuildFailed, build_index, is_up_to_date
-from indexer.chunking import ChunkerSettings
-from indexer.index_store import IndexMismatch, IndexMissing, load_index
-from server.search import SearchService
+from indexer.chunking import ChunkerSettings, chunk_article
+from indexer.embedding import ModelInfo
+from indexer.index_store import IndexCorrupt, IndexMismatch, IndexMissing, load_index
+
+from fakes import FakeEmbedder
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -26,15 +27,19 @@ def test_round_trip(tiny_corpus, tmp_path, fake_embedder):
     root = tmp_path / "index"
     report = build_index([tiny_corpus], root, fake_embedder)
     assert report.articles == 2 and report.chunks > 0 and report.skipped == []
-    loaded = load_index(root)
+    loaded = load_index(root, ModelInfo.of(fake_embedder))
     assert loaded.directory == report.directory
-    assert [c.id for c in loaded.chunks] == [c["id"] for c in map(lambda c: c.to_dict(), loaded.chunks)]
-    assert loaded.faiss_index.ntotal == report.chunks == loaded.manifest["counts"]["chunks"]
+    # what comes back is exactly what the chunker made from the corpus, typed fields included
+    expected = [c for a in load_corpus([tiny_corpus]).articles for c in chunk_article(a, fake_embedder.count_tokens)]
+    assert loaded.chunks == expected and len(expected) == report.chunks
+    assert loaded.faiss_index.ntotal == report.chunks == loaded.manifest.counts.chunks
     m = loaded.manifest
-    assert m["model"] == {"name": fake_embedder.name, "checksum": fake_embedder.checksum, "dim": 256, "normalize": True, "max_seq_length": 256, "metric": "inner_product"}
-    assert m["chunker"] == ChunkerSettings().to_dict()
-    assert m["counts"]["articles"] == 2 and m["counts"]["citations_resolved"] == report.citations_resolved > 0
-    assert len(m["corpus"]["fingerprint"]) == 64 and m["medkb_version"] and m["build"]["finished_at"]
+    assert m.model == ModelInfo(fake_embedder.name, fake_embedder.checksum, 256, True, 256, "inner_product")
+    assert m.chunker == ChunkerSettings().to_dict()
+    assert (m.lexical.library, m.lexical.k1, m.lexical.b) == ("bm25s", 1.2, 0.75)
+    assert m.counts.articles == 2 and m.counts.citations_resolved == report.citations_resolved > 0
+    assert len(m.corpus.fingerprint) == 64 and m.medkb_version and m.build.finished_at
+    assert loaded.articles["microcytosis"].references[1].pmid == "12345"
     # the stored vectors are the embedder's, so a chunk finds itself first
     chunk = loaded.chunks[3]
     scores, ids = loaded.faiss_index.search(fake_embedder.encode_documents([chunk.embed_text]), 1)
@@ -60,7 +65,7 @@ def test_bad_article_is_skipped_and_reported_unless_strict(tiny_corpus, tmp_path
     report = build_index([tiny_corpus], root, fake_embedder)
     assert report.articles == 2 and [Path(s).name for s in report.skipped] == ["broken.md"]
     assert any("broken.md:4" in str(p) and "unknown review status" in str(p) for p in report.problems)
-    assert load_index(root).manifest["skipped"][0]["line"] == 4
+    assert load_index(root).manifest.skipped[0].line == 4
     published = index_store.current_dir(root)
     with pytest.raises(BuildFailed) as info:
         build_index([tiny_corpus], root, fake_embedder, strict=True)
@@ -140,11 +145,26 @@ def test_server_refuses_an_index_built_with_another_model(tiny_corpus, tmp_path,
         checksum = "different"
 
     with pytest.raises(IndexMismatch) as info:
-        SearchService(load_index(root), OtherModel())
+        load_index(root, ModelInfo.of(OtherModel()))
     message = str(info.value)
     assert "test/another-model" in message and "medkb index corpus" in message
     with pytest.raises(IndexMismatch, match="dimension 256 != 128"):
-        SearchService(load_index(root), FakeEmbedder(dim=128))
+        load_index(root, ModelInfo.of(FakeEmbedder(dim=128)))
+
+
+def test_a_malformed_manifest_is_one_clear_error(tiny_corpus, tmp_path, fake_embedder):
+    import json
+
+    root = tmp_path / "index"
+    build = build_index([tiny_corpus], root, fake_embedder).directory
+    manifest = json.loads((build / "manifest.json").read_text())
+    del manifest["counts"]
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorrupt, match="manifest.json is malformed"):
+        load_index(root)
+    (build / "manifest.json").write_text("{not json")
+    with pytest.raises(IndexCorrupt, match="cannot be read"):
+        load_index(root)
 
 
 def test_missing_index_says_what_to_run(tmp_path):
@@ -153,7 +173,7 @@ def test_missing_index_says_what_to_run(tmp_path):
 
 
 def test_several_corpus_directories_in_one_build(tiny_corpus, tmp_path, fake_embedder):
-    from conftest import TREAT_BODY, article
+    from sample_articles import TREAT_BODY, article
 
     other = tmp_path / "other"
     other.mkdir()
@@ -174,3 +194,16 @@ def test_an_older_format_is_refused_for_its_format(tiny_corpus, tmp_path, fake_e
     (build / "sections.jsonl").unlink()  # a format-1 build never had it
     with pytest.raises(IndexMismatch, match="has format 1"):
         load_index(root)
+
+
+def test_an_older_or_damaged_manifest_is_stale_not_an_error(tiny_corpus, tmp_path, fake_embedder):
+    import json
+
+    root = tmp_path / "index"
+    build = build_index([tiny_corpus], root, fake_embedder).directory
+    manifest = json.loads((build / "manifest.json").read_text())
+    manifest["format_version"] = 2
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    assert not is_up_to_date(root, [tiny_corpus], ChunkerSettings(), fake_embedder.checksum)
+    (build / "manifest.json").write_text("{not json")
+    assert not is_up_to_date(root, [tiny_corpus], ChunkerSettings(), fake_embedder.checksum)

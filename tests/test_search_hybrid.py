@@ -3,11 +3,12 @@ abbreviation expansion, the per-article cap and filters."""
 
 import pytest
 
-from fakes import FakeEmbedder
 from indexer.build import build_index
 from indexer.index_store import load_index
-from server.abbreviations import AbbreviationFileError, Abbreviations
-from server.search import Filters, RetrievalSettings, SearchService
+from retrieval.abbreviations import AbbreviationFileError, Abbreviations
+from retrieval.search import Filters, RetrievalSettings, SearchService
+
+from fakes import FakeEmbedder
 
 
 @pytest.fixture
@@ -19,22 +20,22 @@ def service(tiny_corpus, tmp_path):
 @pytest.mark.parametrize("retriever", ["dense", "lexical", "hybrid"])
 def test_each_retriever_finds_the_passage(service, retriever):
     r = service.search("intravenous iron malabsorption", 3, settings=RetrievalSettings(retriever=retriever))
-    assert r.results[0].chunk.section_path[-1] == "Intravenous iron"
-    assert [x.rank for x in r.results] == [1, 2, 3]
+    assert r.hits[0].chunk.section_path[-1] == "Intravenous iron"
+    assert [x.rank for x in r.hits] == [1, 2, 3]
 
 
 def test_hybrid_records_each_signal_and_is_deterministic(service):
-    runs = [[(x.chunk.id, x.score) for x in service.search("oral iron first-line", 10).results] for _ in range(3)]
+    runs = [[(x.chunk.id, x.score) for x in service.search("oral iron first-line", 10).hits] for _ in range(3)]
     assert runs[0] == runs[1] == runs[2]
-    top = service.search("oral iron first-line", 1).results[0]
+    top = service.search("oral iron first-line", 1).hits[0]
     assert {"dense", "lexical", "heading"} <= set(top.signals)
 
 
 def test_abbreviations_expand_the_query(service):
     plain = service.search("IDA", 3, settings=RetrievalSettings(retriever="lexical", expand_abbreviations=False))
     expanded = service.search("IDA", 3, settings=RetrievalSettings(retriever="lexical"))
-    assert plain.results == [] and expanded.expanded_query == "IDA (iron deficiency anemia)"
-    assert expanded.results and "iron" in expanded.results[0].chunk.text.lower()
+    assert plain.hits == [] and expanded.expanded_query == "IDA (iron deficiency anemia)"
+    assert expanded.hits and "iron" in expanded.hits[0].chunk.text.lower()
 
 
 def test_abbreviation_file_errors_name_the_line(tmp_path):
@@ -50,8 +51,8 @@ def test_abbreviation_file_errors_name_the_line(tmp_path):
 
 
 def test_cap_per_article(service):
-    uncapped = service.search("iron microcytosis ferritin lead heme", 10, settings=RetrievalSettings(max_per_article=0)).results
-    capped = service.search("iron microcytosis ferritin lead heme", 10, settings=RetrievalSettings(max_per_article=1)).results
+    uncapped = service.search("iron microcytosis ferritin lead heme", 10, settings=RetrievalSettings(max_per_article=0)).hits
+    capped = service.search("iron microcytosis ferritin lead heme", 10, settings=RetrievalSettings(max_per_article=1)).hits
     assert max(sum(1 for r in uncapped if r.chunk.article_id == a) for a in {r.chunk.article_id for r in uncapped}) > 1
     assert sorted(r.chunk.article_id for r in capped) == ["iron-treatment", "microcytosis"]
 
@@ -59,16 +60,16 @@ def test_cap_per_article(service):
 def test_filters_apply_to_every_list(service):
     for retriever in ("dense", "lexical", "hybrid"):
         r = service.search("iron", 10, Filters(review_status=("submitted",)), settings=RetrievalSettings(retriever=retriever))
-        assert r.results and {x.chunk.article_id for x in r.results} == {"iron-treatment"}
+        assert r.hits and {x.chunk.article_id for x in r.hits} == {"iron-treatment"}
         r = service.search("iron", 10, Filters(evidence_kind=("guideline",)), settings=RetrievalSettings(retriever=retriever))
-        assert r.results and all("guideline" in x.chunk.evidence_kinds for x in r.results)
+        assert r.hits and all("guideline" in x.chunk.evidence_kinds for x in r.hits)
 
 
 def test_lexical_search_alone_never_runs_the_model(service):
     calls = []
-    encode = service.embedder.encode_queries
-    service.embedder.encode_queries = lambda texts: calls.append(texts) or encode(texts)
-    assert service.search("intravenous iron", 3, settings=RetrievalSettings(retriever="lexical")).results
+    encode = service._embedder.encode_queries
+    service._embedder.encode_queries = lambda texts: calls.append(texts) or encode(texts)
+    assert service.search("intravenous iron", 3, settings=RetrievalSettings(retriever="lexical")).hits
     assert calls == []
     service.search("intravenous iron", 3)
     assert calls == [["intravenous iron"]]

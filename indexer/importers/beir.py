@@ -11,10 +11,11 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from indexer.importers.corpus_writer import ImportedArticle, Paragraph, QuotedStr, Section, clean_text, safe_file_stem
+from indexer.importers.corpus_writer import ImportedArticle, ImportedSection, Paragraph, QuotedStr, clean_text, safe_file_stem
 from indexer.importers.report import ReportBuilder
 
 TITLE_WORDS = 12
@@ -107,7 +108,7 @@ def _record(raw: bytes, number: int, display: str, report: ReportBuilder) -> Imp
         title=title,
         last_updated=None,
         audience="both",
-        sections=[Section(heading=SECTION_HEADING, level=2, blocks=[Paragraph(p) for p in paragraphs])],
+        sections=[ImportedSection(heading=SECTION_HEADING, level=2, blocks=[Paragraph(p) for p in paragraphs])],
         references=[],
         metadata=metadata,
         origin_file=display,

@@ -14,11 +14,14 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
 from indexer.citations import format_citation
+from indexer.vocabulary import Reference, ReviewStatus, values
+
+__all__ = ["Reference"]  # importers build references with the one Reference type
 
 UNKNOWN_DATE = "unknown"
 
@@ -34,32 +37,7 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(
     QuotedStr, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", str(value), style="'")
 )
-REVIEW_STATUSES = ("submitted", "under_review", "approved")
-
-
-@dataclass(frozen=True)
-class Reference:
-    id: int
-    kind: str  # guideline | research | education
-    title: str
-    source: str
-    year: int | None = None
-    pmid: str | None = None
-    doi: str | None = None
-    url: str | None = None
-    authors: tuple[str, ...] = ()
-
-    def to_front_matter(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "kind": self.kind, "title": self.title, "source": self.source}
-        if self.year is not None:
-            out["year"] = self.year
-        for key in ("pmid", "doi", "url"):
-            value = getattr(self, key)
-            if value:
-                out[key] = value
-        if self.authors:
-            out["authors"] = list(self.authors)
-        return out
+REVIEW_STATUSES = values(ReviewStatus)
 
 
 @dataclass
@@ -84,11 +62,13 @@ class BulletList:
     items: list[Paragraph]
 
 
-Block = Union[Paragraph, BulletList]
+Block = Paragraph | BulletList
 
 
 @dataclass
-class Section:
+class ImportedSection:
+    """A section to be written: a heading at a markdown level, and its blocks."""
+
     heading: str  # plain text
     level: int  # 2 for "##", 3 for "###"
     blocks: list[Block] = field(default_factory=list)
@@ -100,7 +80,7 @@ class ImportedArticle:
     title: str
     last_updated: dt.date | None  # None is written as "unknown"
     audience: str
-    sections: list[Section]
+    sections: list[ImportedSection]
     references: list[Reference] = field(default_factory=list)
     unresolved_references: list[int] = field(default_factory=list)
     related_questions: list[str] = field(default_factory=list)
@@ -205,7 +185,7 @@ def front_matter(article: ImportedArticle, review_status: str) -> dict[str, Any]
     }
     if article.specialty:
         data["specialty"] = article.specialty
-    data["references"] = [ref.to_front_matter() for ref in article.references]
+    data["references"] = [ref.to_dict() for ref in article.references]
     if article.unresolved_references:
         data["unresolved_references"] = sorted(set(article.unresolved_references))
     if article.related_questions:
@@ -215,7 +195,7 @@ def front_matter(article: ImportedArticle, review_status: str) -> dict[str, Any]
     return data
 
 
-def render_body(sections: list[Section]) -> str:
+def render_body(sections: list[ImportedSection]) -> str:
     chunks: list[str] = []
     for section in sections:
         lines = [f"{'#' * section.level} {escape_markdown(section.heading, heading=True)}"]

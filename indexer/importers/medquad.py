@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from indexer.importers.corpus_writer import BulletList, ImportedArticle, Paragraph, QuotedStr, Reference, Section, slugify
+from indexer.importers.corpus_writer import BulletList, ImportedArticle, ImportedSection, Paragraph, QuotedStr, Reference, slugify
 from indexer.importers.report import ReportBuilder
 
 LICENSE = "CC BY 4.0 (MedQuAD, Ben Abacha and Demner-Fushman, BMC Bioinformatics 2019)"
@@ -131,7 +131,7 @@ def _read_file(path: Path, report: ReportBuilder) -> ImportedArticle | None:
     focus_list = _texts(root, "focus") or _texts(root, "doctitle-focus")
     focus = focus_list[0] if focus_list else ""
 
-    sections: list[Section] = []
+    sections: list[ImportedSection] = []
     question_types: list[str] = []
     question_ids: list[str] = []
     empty_positions: list[str] = []
@@ -153,7 +153,7 @@ def _read_file(path: Path, report: ReportBuilder) -> ImportedArticle | None:
             empty_positions.append(pid)
             continue
         _cite_first(blocks, 1)
-        sections.append(Section(heading=heading, level=2, blocks=blocks))
+        sections.append(ImportedSection(heading=heading, level=2, blocks=blocks))
         question_types.append(qtype)
         question_ids.append(_attr(question_el, ("qid",)) if question_el is not None else "")
 

@@ -20,10 +20,10 @@ import datetime as dt
 import gzip
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from indexer.importers.corpus_writer import ImportedArticle, Paragraph, QuotedStr, Reference, Section, clean_text, slugify
+from indexer.importers.corpus_writer import ImportedArticle, ImportedSection, Paragraph, QuotedStr, Reference, clean_text, slugify
 from indexer.importers.report import ReportBuilder
 
 RECORD_START_RE = re.compile(rb"<(PubmedArticle|PubmedBookArticle|DeleteCitation)[\s>]")
@@ -193,11 +193,11 @@ def _article(record: ET.Element, display: str, where: str, report: ReportBuilder
     )
 
 
-def _abstract_sections(abstract: ET.Element | None) -> list[Section]:
+def _abstract_sections(abstract: ET.Element | None) -> list[ImportedSection]:
     """"## Abstract", then one "###" section per labelled AbstractText; each cites reference 1 once."""
     if abstract is None:
         return []
-    top = Section(heading="Abstract", level=2)
+    top = ImportedSection(heading="Abstract", level=2)
     sections = [top]
     for element in abstract.findall("AbstractText"):
         text = _text(element)
@@ -205,7 +205,7 @@ def _abstract_sections(abstract: ET.Element | None) -> list[Section]:
             continue
         label = clean_text(element.get("Label") or "")
         if label:
-            sections.append(Section(heading=label, level=3, blocks=[Paragraph(text)]))
+            sections.append(ImportedSection(heading=label, level=3, blocks=[Paragraph(text)]))
         elif len(sections) == 1:
             top.blocks.append(Paragraph(text))
         else:

@@ -6,21 +6,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
-
-@dataclass(frozen=True)
-class Problem:
-    """Something wrong with (or worth knowing about) the input, located by file and position.
-
-    `position` is human-readable: "line 12", "line 3, column 5", "record 17", or "" for a whole file.
-    """
-
-    file: str
-    position: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}: {self.position}" if self.position else self.file
-        return f"{where}: {self.message}"
+from indexer.vocabulary import Problem
 
 
 @dataclass
@@ -48,10 +34,10 @@ class ReportBuilder:
             self.skips[reason] += count
 
     def problem(self, file: str, position: str, message: str) -> None:
-        self.problems.append(Problem(file, position, message))
+        self.problems.append(Problem.at(file, position, message))
 
     def warn(self, file: str, position: str, message: str) -> None:
-        self.warnings.append(Problem(file, position, message))
+        self.warnings.append(Problem.at(file, position, message))
 
     def tick(self, what: str, every: int = 1000) -> None:
         """Count one unit of input; print a progress line to stderr now and then if asked."""

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from indexer.importers.corpus_writer import BulletList, ImportedArticle, Paragraph, Reference, Section, slugify
+from indexer.importers.corpus_writer import BulletList, ImportedArticle, ImportedSection, Paragraph, Reference, slugify
 from indexer.importers.report import ReportBuilder
 
 PART_LABELS = {"from the guidelines": "From the Guidelines", "from the research": "From the Research"}
@@ -192,23 +192,23 @@ def _last_updated(header: list[_Line], display: str, report: ReportBuilder) -> d
 # ---------------------------------------------------------------- body
 
 
-def _body(lines: list[_Line], display: str, report: ReportBuilder) -> tuple[list[Section], dict[int, int]]:
+def _body(lines: list[_Line], display: str, report: ReportBuilder) -> tuple[list[ImportedSection], dict[int, int]]:
     """Sections of the parts, and every cited number with the line it is first cited on."""
-    sections: list[Section] = []
+    sections: list[ImportedSection] = []
     reader = _TextReader(display, report)
     runs = _runs(lines)
     for index, run in enumerate(runs):
         first = run[0]
         if first.text.lower() in PART_LABELS:
-            sections.append(Section(heading=PART_LABELS[first.text.lower()], level=2))
+            sections.append(ImportedSection(heading=PART_LABELS[first.text.lower()], level=2))
             run = run[1:]
             if not run:
                 continue
             first = run[0]
         if not sections:  # cannot happen: the body starts at a part label
-            sections.append(Section(heading="From the Guidelines", level=2))
+            sections.append(ImportedSection(heading="From the Guidelines", level=2))
         if len(run) == 1 and _looks_like_heading(first.text) and index + 1 < len(runs):
-            sections.append(Section(heading=first.text, level=3))
+            sections.append(ImportedSection(heading=first.text, level=3))
             continue
         sections[-1].blocks.extend(reader.blocks(run))
     return sections, reader.cited

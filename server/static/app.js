@@ -77,7 +77,7 @@ function renderAnswer(data) {
     if (r.identifiers.doi) ids.push(el("a", { href: `https://doi.org/${r.identifiers.doi}`, rel: "noopener" }, `doi:${r.identifiers.doi}`));
     if (r.identifiers.url && !ids.length) ids.push(el("a", { href: r.identifiers.url, rel: "noopener" }, "source"));
     refs.append(el("li", { class: r.unresolved ? "ref unresolved" : "ref", id: `${id}-ref-${r.number}`, value: r.number },
-      el("span", { class: "kind" }, r.kind), " ", r.title, r.source ? ". " : "", r.source ? el("em", {}, r.source) : null,
+      el("span", { class: "kind" }, r.kind || "unresolved"), " ", r.title, r.source ? ". " : "", r.source ? el("em", {}, r.source) : null,
       r.year ? `, ${r.year}` : "", ". ", ...ids, el("span", { class: "from" }, ` (in: ${r.article_title})`)));
   }
   card.append(el("h3", {}, "References"), refs);

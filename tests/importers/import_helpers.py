@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from indexer.articles import Article, ArticleInvalid, parse_article
 
 HERE = Path(__file__).resolve().parent
@@ -43,15 +41,26 @@ def body_of(path: Path) -> str:
     return text.split("\n---\n", 1)[1]
 
 
-@pytest.fixture
-def seed_page() -> Path:
-    if not SEED_PAGE.is_file():
-        pytest.skip(f"seed page not found at {SEED_PAGE} (shared/ must sit beside the repository)")
-    return SEED_PAGE
+# MedQuAD files that between them hold every odd case the importer handles.
+SAMPLE = [
+    "1_CancerGov_QA/0000001_1.xml",  # Key Points and "- " bullets run together with spaces
+    "1_CancerGov_QA/0000013_2_1.xml",  # these two share Document id="0000013_2"
+    "1_CancerGov_QA/0000013_2_2.xml",
+    "2_GARD_QA/0002080.xml",  # one of its two answers is empty
+    "2_GARD_QA/0002079.xml",  # its only answer is empty
+    "3_GHR_QA/0000005.xml",  # synonyms, CUIs
+    "5_NIDDK_QA/0000056.xml",  # no QAPairs at all
+    "6_NINDS_QA/0000007.xml",  # odd vocabulary: <doc docid= corpus=>, <doctitle-focus>, <pair>, <answer>
+    "9_CDC_QA/0000397.xml",  # odd vocabulary: <DiseaseFile fid=>, <UMLS> with empty CUI
+    "10_MPlus_ADAM_QA/0000001.xml",  # answers removed for copyright
+    "11_MPlusDrugs_QA/0000001.xml",  # answers removed for copyright
+]
 
 
-@pytest.fixture(scope="session")
-def medquad_root() -> Path:
-    if not (MEDQUAD / "1_CancerGov_QA").is_dir():
-        pytest.skip(f"MedQuAD not found at {MEDQUAD} (shared/data/medquad must sit beside the repository)")
-    return MEDQUAD
+def link_sample(root: Path, dest: Path, files: list[str]) -> Path:
+    """A MedQuAD-shaped folder of symlinks to the real files (nothing is copied)."""
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(root / rel)
+    return dest

@@ -15,9 +15,9 @@ from indexer.importers import ImporterError, run_import
 from indexer.importers.corpus_writer import (
     BulletList,
     ImportedArticle,
+    ImportedSection,
     Paragraph,
     Reference,
-    Section,
     clean_text,
     render_article,
     render_inline,
@@ -37,7 +37,7 @@ def round_trip(heading: str, paragraph: str, item: str):
         last_updated=None,
         audience="both",
         sections=[
-            Section(
+            ImportedSection(
                 heading=heading,
                 level=2,
                 blocks=[Paragraph(paragraph, cites=(1,)), BulletList([Paragraph(item)])],

@@ -8,6 +8,9 @@ Retrieval fuses up to three ranked lists with reciprocal rank fusion:
   are questions ("What are the causes of chronic microcytic anemia?" > "Causes of ..."),
   so a question meets the question its passage answers.
 Every knob lives in `RetrievalSettings`, which evaluation runs record.
+
+Names follow IR usage: a `Hit` is one ranked passage; a `SearchResult` is the ranked
+list for one query with its provenance (the query as searched, the build, timing).
 """
 
 from __future__ import annotations
@@ -17,16 +20,25 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from indexer.chunking import Chunk
 from indexer.embedding import Embedder
-from indexer.index_store import LoadedIndex, check_compatible
-from server.abbreviations import Abbreviations
+from indexer.index_store import ArticleRecord, IndexManifest, LoadedIndex
+from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
+from retrieval.abbreviations import Abbreviations
 
 RETRIEVERS = ("dense", "lexical", "hybrid")
+
+# What `Hit.score` means for each retriever (documented in the API schema too).
+SCORE_MEANING = {
+    "dense": "cosine similarity between the query and the passage embeddings (-1..1)",
+    "lexical": "BM25 score of the passage for the query (0 and up; not comparable across queries)",
+    "hybrid": "reciprocal rank fusion: the weighted sum of 1 / (rrf_k + rank) over the fused lists",
+}
 
 
 @dataclass(frozen=True)
@@ -52,11 +64,12 @@ class RetrievalSettings:
 
 @dataclass(frozen=True)
 class Filters:
-    """Restrict results; an empty field means no restriction."""
+    """Restrict results; an empty field means no restriction. An article for both
+    audiences matches either audience filter."""
 
-    review_status: tuple[str, ...] = ()
-    evidence_kind: tuple[str, ...] = ()
-    audience: tuple[str, ...] = ()
+    review_status: tuple[ReviewStatus, ...] = ()
+    evidence_kind: tuple[EvidenceKind, ...] = ()
+    audience: tuple[Audience, ...] = ()
     updated_since: dt.date | None = None
 
     def active(self) -> bool:
@@ -67,28 +80,43 @@ class Filters:
             return False
         if self.evidence_kind and not set(chunk.evidence_kinds) & set(self.evidence_kind):
             return False
-        if self.audience and chunk.audience not in self.audience and chunk.audience != "both":
+        if self.audience and chunk.audience not in self.audience and chunk.audience != Audience.BOTH:
             return False
-        if self.updated_since and (chunk.last_updated is None or dt.date.fromisoformat(chunk.last_updated) < self.updated_since):
+        if self.updated_since and (chunk.last_updated is None or chunk.last_updated < self.updated_since):
             return False
         return True
 
 
 @dataclass
-class SearchResult:
+class Hit:
+    """One ranked passage. `score` is the retriever's (see SCORE_MEANING); `signals` holds
+    the score each fused list gave it."""
+
     rank: int
     score: float
     chunk: Chunk
-    signals: dict[str, float] = field(default_factory=dict)  # per-list score behind the fused one
+    signals: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """Which build answered, and with which model."""
+
+    build: str
+    model: str
 
 
 @dataclass
-class SearchResponse:
+class SearchResult:
+    """The ranked hits for one query, with the query as searched (abbreviations expanded),
+    the time taken (ms), and the build that answered."""
+
     query: str
-    results: list[SearchResult]
+    hits: list[Hit]
     took_ms: float
     total_chunks: int
-    index: dict[str, Any] = field(default_factory=dict)
+    index: IndexInfo
+    retriever: str
     expanded_query: str = ""
 
 
@@ -113,24 +141,28 @@ class QueryCache:
 
 
 class SearchService:
-    """Hybrid retrieval over a loaded index. Refuses an index built with another model."""
+    """Hybrid retrieval over a loaded index: the one search engine behind the page, the API,
+    answers, the CLI and evaluations.
+
+    The index must have been loaded for this embedder (`load_index(root, ModelInfo.of(embedder))`
+    checks it once). Every model call goes through this object, one at a time.
+    """
 
     def __init__(self, index: LoadedIndex, embedder: Embedder, cache_size: int = 1024,
                  settings: RetrievalSettings = RetrievalSettings(), abbreviations: Abbreviations | None = None):
         import faiss
 
-        check_compatible(index.manifest, embedder.name, embedder.checksum, embedder.dim, embedder.normalize)
         # One query at a time is a tiny job: a single OpenMP thread answers it in ~2 ms at 32k
         # chunks, where two threads spin against each other (and any other load) for ~20 ms.
         faiss.omp_set_num_threads(1)
-        # The model runs one query at a time: concurrent requests would each start torch's
+        # The model runs one call at a time: concurrent requests would each start torch's
         # threads and oversubscribe the cores, which collapses throughput under load.
         self._model_lock = threading.Lock()
         self._section_index = faiss.IndexFlatIP(embedder.dim)
         if len(index.sections.ids):
             self._section_index.add(np.ascontiguousarray(index.sections.vectors, dtype=np.float32))
         self.index = index
-        self.embedder = embedder
+        self._embedder = embedder
         self.settings = settings
         self.cache = QueryCache(cache_size)
         self.abbreviations = abbreviations if abbreviations is not None else Abbreviations.load()
@@ -140,17 +172,31 @@ class SearchService:
             self._chunks_of_section[position[chunk.section_id]].append(i)
 
     @property
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> IndexManifest:
         return self.index.manifest
 
+    @property
+    def info(self) -> IndexInfo:
+        return IndexInfo(build=self.index.directory.name, model=self.manifest.model.name)
+
+    def article(self, article_id: str) -> ArticleRecord | None:
+        """The indexed article's front matter, or None if it is not in this build."""
+        return self.index.articles.get(article_id)
+
     def embed_query(self, query: str) -> np.ndarray:
+        """The query's vector (dim,), from the LRU cache or the model."""
         key = " ".join(query.split()).lower()
         vector = self.cache.get(key)
         if vector is None:
             with self._model_lock:
-                vector = self.embedder.encode_queries([query])[0]
+                vector = self._embedder.encode_queries([query])[0]
             self.cache.put(key, vector)
         return vector
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        """Vectors (len(texts), dim) for passage-like texts (e.g. an answer's sentences)."""
+        with self._model_lock:
+            return self._embedder.encode_documents(texts)
 
     def section_scores(self, vector: np.ndarray, depth: int) -> list[tuple[int, float]]:
         """The `depth` sections whose title and heading best match the query vector, best first."""
@@ -159,6 +205,16 @@ class SearchService:
             return []
         scores, ids = self._section_index.search(vector.reshape(1, -1).astype(np.float32), depth)
         return [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+
+    def nearest_articles(self, query: str, n: int, exclude: set[str] = frozenset(), depth: int = 200) -> list[tuple[str, float]]:
+        """The `n` articles (id, cosine) whose section headings best match `query`, best
+        first, leaving out `exclude`."""
+        best: dict[str, float] = {}
+        for s, sim in self.section_scores(self.embed_query(query), depth):
+            article_id = self.index.sections.ids[s].split("#", 1)[0]
+            if article_id not in exclude and sim > best.get(article_id, -1.0):
+                best[article_id] = sim
+        return sorted(best.items(), key=lambda item: (-item[1], item[0]))[:n]
 
     def _admitted(self, filters: Filters) -> np.ndarray | None:
         if not filters.active():
@@ -196,12 +252,13 @@ class SearchService:
                     out.append((i, sim))
         return out
 
-    def search(self, query: str, k: int = 10, filters: Filters = Filters(), settings: RetrievalSettings | None = None) -> SearchResponse:
+    def search(self, query: str, k: int = 10, filters: Filters = Filters(), settings: RetrievalSettings | None = None) -> SearchResult:
+        """The `k` best passages for `query` that pass `filters`, best first (ties by chunk id)."""
         started = time.perf_counter()
         cfg = settings or self.settings
         chunks = self.index.chunks
         text = self.abbreviations.expand(query) if cfg.expand_abbreviations else query
-        results: list[SearchResult] = []
+        hits: list[Hit] = []
         if chunks:
             admitted = self._admitted(filters)
             depth = max(cfg.candidates, k * 3 if cfg.max_per_article else k)
@@ -214,20 +271,21 @@ class SearchService:
                 lists["lexical"] = self._lexical(text, min(depth, len(chunks)), admitted)
             if cfg.retriever == "hybrid" and cfg.heading_weight:
                 lists["heading"] = self._heading(vector, min(depth, len(self.index.sections.ids)), admitted)
-            results = self._fuse(lists, cfg)
-            results = _diversify(results, cfg.max_per_article)[:k]
-            for rank, r in enumerate(results, start=1):
-                r.rank = rank
-        return SearchResponse(
+            hits = self._fuse(lists, cfg)
+            hits = _diversify(hits, cfg.max_per_article)[:k]
+            for rank, hit in enumerate(hits, start=1):
+                hit.rank = rank
+        return SearchResult(
             query=query,
-            results=results,
+            hits=hits,
             took_ms=(time.perf_counter() - started) * 1000,
             total_chunks=len(chunks),
-            index={"build": self.index.directory.name, "model": self.manifest["model"]["name"]},
+            index=self.info,
+            retriever=cfg.retriever,
             expanded_query=text,
         )
 
-    def _fuse(self, lists: dict[str, list[tuple[int, float]]], cfg: RetrievalSettings) -> list[SearchResult]:
+    def _fuse(self, lists: dict[str, list[tuple[int, float]]], cfg: RetrievalSettings) -> list[Hit]:
         chunks = self.index.chunks
         signals: dict[int, dict[str, float]] = {}
         if len(lists) == 1:
@@ -249,7 +307,19 @@ class SearchService:
                     fused[i] = fused.get(i, 0.0) + weights[name] / (cfg.rrf_k + rank)
                     signals.setdefault(i, {})[name] = s
         ordered = sorted(fused.items(), key=lambda item: (-round(item[1], 9), chunks[item[0]].id))
-        return [SearchResult(rank=0, score=score, chunk=chunks[i], signals=signals.get(i, {})) for i, score in ordered]
+        return [Hit(rank=0, score=score, chunk=chunks[i], signals=signals.get(i, {})) for i, score in ordered]
+
+
+def open_service(index_dir: Path, model_dir: Path | None = None, settings: RetrievalSettings = RetrievalSettings(),
+                 cache_size: int = 1024) -> SearchService:
+    """Load the model and the published index under `index_dir`, checked to belong together.
+    Raises indexer.index_store.IndexProblem (with what to run) when they do not."""
+    from indexer.embedding import ModelInfo, load_embedder
+    from indexer.index_store import load_index
+
+    embedder = load_embedder(model_dir)
+    index = load_index(index_dir, ModelInfo.of(embedder))
+    return SearchService(index, embedder, cache_size=cache_size, settings=settings)
 
 
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:
@@ -260,7 +330,7 @@ def _top(scores: np.ndarray, depth: int) -> np.ndarray:
     return part[np.lexsort((part, -scores[part]))]
 
 
-def _diversify(results: list[SearchResult], cap: int) -> list[SearchResult]:
+def _diversify(results: list[Hit], cap: int) -> list[Hit]:
     """At most `cap` passages per article, keeping order; 0 means no cap."""
     if not cap:
         return results
