@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from import_helpers import body_of, read_back, seed_page, snapshot  # noqa: F401 (fixture)
+from import_helpers import body_of, read_back, seed_page  # noqa: F401 (fixture)
 
 from indexer.importers import run_import
 
@@ -138,15 +138,6 @@ def test_page_furniture_is_not_article_text(imported):
         "Our Medical A.I.",
     ):
         assert furniture not in text, furniture
-
-
-def test_reimport_is_byte_identical(seed_page: Path, tmp_path: Path):
-    run_import("seed-page", seed_page, tmp_path / "a")
-    run_import("seed-page", seed_page, tmp_path / "b")
-    first = snapshot(tmp_path / "a")
-    assert first == snapshot(tmp_path / "b")
-    run_import("seed-page", seed_page, tmp_path / "a")
-    assert snapshot(tmp_path / "a") == first
 
 
 # ---------------------------------------------------------------- other pages of the template
