@@ -18,6 +18,7 @@ from typing import Any, Union
 
 import yaml
 
+from indexer.articles import Notice
 from indexer.citations import format_citation
 
 UNKNOWN_DATE = "unknown"
@@ -48,6 +49,7 @@ class Reference:
     doi: str | None = None
     url: str | None = None
     authors: tuple[str, ...] = ()
+    notices: tuple[Notice, ...] = ()  # retraction, expression of concern, erratum: see indexer.articles
 
     def to_front_matter(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "kind": self.kind, "title": self.title, "source": self.source}
@@ -59,6 +61,8 @@ class Reference:
                 out[key] = value
         if self.authors:
             out["authors"] = list(self.authors)
+        if self.notices:
+            out["notices"] = [notice.to_dict() for notice in self.notices]
         return out
 
 
