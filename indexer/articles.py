@@ -20,7 +20,7 @@ import yaml
 from markdown_it import MarkdownIt
 
 from indexer.citations import CITATION_RE, CitationSyntaxError, expand
-from indexer.vocabulary import Audience, EvidenceKind, Problem, Reference, ReviewStatus, values
+from indexer.vocabulary import Audience, EvidenceKind, Notice, NoticeType, Problem, Reference, ReviewStatus, values
 
 REQUIRED_FIELDS = ("id", "title", "review_status", "last_updated")
 KNOWN_FIELDS = set(REQUIRED_FIELDS) | {
@@ -31,7 +31,15 @@ KNOWN_FIELDS = set(REQUIRED_FIELDS) | {
     "related_questions",
     "metadata",
 }
-REFERENCE_FIELDS = {"id", "kind", "title", "source", "year", "pmid", "doi", "url", "authors"}
+REFERENCE_FIELDS = {"id", "kind", "title", "source", "year", "pmid", "doi", "url", "authors", "notices"}
+# What a published notice says about the reference it is listed under:
+#   retracted             the publication has been retracted
+#   expression_of_concern an editor or publisher has issued an expression of concern about it
+#   erratum               an erratum (correction) to it has been published
+#   retraction_notice     the publication is itself a notice retracting another one
+NOTICE_TYPES = values(NoticeType)
+NOTICE_FIELDS = {"type", "pmid", "citation", "note"}
+PMID_RE = re.compile(r"[0-9]{1,12}")
 UNKNOWN_DATE = "unknown"
 REVIEW_STATUSES = values(ReviewStatus)
 AUDIENCES = values(Audience)
@@ -99,6 +107,15 @@ class Article:
 
     def cited_numbers(self) -> set[int]:
         return {n for s in self.sections for b in s.blocks for c in b.citations for n in c.numbers}
+
+    def notices(self) -> list[tuple[int, Notice]]:
+        """Every notice on the article's references, as (reference id, notice), in reference order."""
+        return [(ref_id, n) for ref_id in sorted(self.references) for n in self.references[ref_id].notices]
+
+    @property
+    def retracted(self) -> bool:
+        """True when any of its references (for an imported record: the record itself) is marked retracted."""
+        return any(ref.retracted for ref in self.references.values())
 
 
 # ---------------------------------------------------------------- front matter
@@ -297,6 +314,8 @@ def _parse_references(raw: Any, node: yaml.Node, key_line: int, file: str, probl
         authors = entry.get("authors") or ()
         if isinstance(authors, str):
             authors = (authors,)
+        entry_node = node.value[idx] if isinstance(node, yaml.SequenceNode) and idx < len(node.value) else None
+        notices = _parse_notices(entry.get("notices"), entry_node, ref_id, line, file, problems)
         refs[ref_id] = Reference(
             id=ref_id,
             kind=EvidenceKind(kind),
@@ -307,8 +326,49 @@ def _parse_references(raw: Any, node: yaml.Node, key_line: int, file: str, probl
             doi=_as_str(entry.get("doi")),
             url=_as_str(entry.get("url")),
             authors=tuple(str(a) for a in authors),
+            notices=notices,
         )
     return refs
+
+
+def _parse_notices(raw: Any, entry_node: yaml.Node | None, ref_id: int, ref_line: int, file: str, problems: list[Problem]) -> tuple[Notice, ...]:
+    """A reference's `notices` list; a bad notice is reported at its own line and left out."""
+    if raw is None:
+        return ()
+    notices_node = _child(entry_node, "notices") if entry_node is not None else None
+    key_line = notices_node.start_mark.line + 2 if notices_node is not None else ref_line
+    if not isinstance(raw, list):
+        problems.append(Problem(file, key_line, f"reference {ref_id}: notices must be a list of entries"))
+        return ()
+    item_lines = _item_lines(notices_node, 2)
+    notices: list[Notice] = []
+    for idx, entry in enumerate(raw):
+        line = item_lines[idx] if idx < len(item_lines) else key_line
+        if not isinstance(entry, dict):
+            problems.append(Problem(file, line, f"reference {ref_id}: each notice must be a mapping with a type"))
+            continue
+        unknown = set(map(str, entry)) - NOTICE_FIELDS
+        if unknown:
+            problems.append(Problem(file, line, f"reference {ref_id}: unknown notice field(s): {', '.join(sorted(unknown))}"))
+            continue
+        notice_type = entry.get("type")
+        if notice_type not in NOTICE_TYPES:
+            problems.append(Problem(file, line, f"reference {ref_id} has a notice of unknown type {notice_type!r}; expected one of {', '.join(NOTICE_TYPES)}"))
+            continue
+        pmid = entry.get("pmid")
+        if isinstance(pmid, int) and not isinstance(pmid, bool) and pmid > 0:
+            pmid = str(pmid)
+        if pmid is not None and not (isinstance(pmid, str) and PMID_RE.fullmatch(pmid)):
+            problems.append(Problem(file, line, f"reference {ref_id}: notice pmid must be digits only, got {pmid!r}"))
+            continue
+        texts = {key: entry.get(key) for key in ("citation", "note")}
+        bad = [key for key, value in texts.items() if value is not None and not isinstance(value, str)]
+        if bad:
+            problems.append(Problem(file, line, f"reference {ref_id}: notice {' and '.join(bad)} must be text"))
+            continue
+        citation, note = (" ".join(v.split()) or None if v is not None else None for v in texts.values())
+        notices.append(Notice(type=NoticeType(notice_type), pmid=pmid, citation=citation, note=note))
+    return tuple(notices)
 
 
 def parse_article(path: Path | str, display_name: str | None = None, data: bytes | None = None) -> Article:

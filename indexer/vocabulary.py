@@ -46,6 +46,16 @@ class Audience(enum.StrEnum):
     BOTH = "both"
 
 
+class NoticeType(enum.StrEnum):
+    """What a published notice says about the reference it is listed under (PubMed's
+    CommentsCorrections RefTypes and publication types, NLM DTD)."""
+
+    RETRACTED = "retracted"  # the publication has been retracted
+    EXPRESSION_OF_CONCERN = "expression_of_concern"  # an editor or publisher has raised a concern about it
+    ERRATUM = "erratum"  # a correction to it has been published
+    RETRACTION_NOTICE = "retraction_notice"  # the publication is itself a notice retracting another one
+
+
 def values(enum_type: type[enum.StrEnum]) -> tuple[str, ...]:
     """The spelled values of an enumeration, in declaration order: for choices and messages."""
     return tuple(member.value for member in enum_type)
@@ -65,6 +75,30 @@ IDENTIFIER_FIELDS = ("pmid", "doi", "url")
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A published notice about a reference. `pmid` is the notice's own PubMed id (for a
+    retraction_notice, the retracted publication's), digits only; `citation` is where the
+    notice was published; `note` is free text from the source."""
+
+    type: NoticeType
+    pmid: str | None = None
+    citation: str | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": str(self.type)}
+        for key in ("pmid", "citation", "note"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Notice":
+        return cls(NoticeType(data["type"]), data.get("pmid"), data.get("citation"), data.get("note"))
+
+
+@dataclass(frozen=True)
 class Reference:
     """One entry of an article's numbered reference list.
 
@@ -81,6 +115,12 @@ class Reference:
     doi: str | None = None
     url: str | None = None
     authors: tuple[str, ...] = ()
+    notices: tuple[Notice, ...] = ()
+
+    @property
+    def retracted(self) -> bool:
+        """True when a notice says this publication was retracted."""
+        return any(n.type == NoticeType.RETRACTED for n in self.notices)
 
     def identifiers(self) -> dict[str, str | None]:
         """{"pmid": ..., "doi": ..., "url": ...}, None where absent."""
@@ -96,6 +136,8 @@ class Reference:
                 out[key] = value
         if self.authors:
             out["authors"] = list(self.authors)
+        if self.notices:
+            out["notices"] = [n.to_dict() for n in self.notices]
         return out
 
     @classmethod
@@ -111,6 +153,7 @@ class Reference:
             doi=data.get("doi"),
             url=data.get("url"),
             authors=tuple(data.get("authors", ())),
+            notices=tuple(Notice.from_dict(n) for n in data.get("notices", ())),
         )
 
 

@@ -2,8 +2,13 @@
 
 Each line is a JSON object with "_id", "title", "text" and optionally "metadata".
 The front-matter id is the "_id" exactly (written as a YAML string); BEIR ids may hold
-characters unsafe in file names, so the file name is `safe_file_stem(_id)`. A line
-that is not valid JSON, or lacks an id or text, is reported by line and skipped.
+characters unsafe in file names, so the file name is `safe_file_stem(_id)`.
+
+A document's content is its title plus its text, as BEIR's own retrieval reads it:
+with no title, the title is cut from the text (`title_from_text`); with a title and
+no text, the title is also the article's one paragraph (`text_from_title`), since an
+article needs body text. A line that is not valid JSON, lacks an id, or has neither
+title nor text is reported by line and skipped.
 """
 
 from __future__ import annotations
@@ -87,17 +92,20 @@ def _record(raw: bytes, number: int, display: str, report: ReportBuilder) -> Imp
         return None
     paragraphs = [clean_text(p) for p in re.split(r"\n\s*\n", text or "")]
     paragraphs = [p for p in paragraphs if p]
-    if not paragraphs:
-        report.problem(display, where, f"document {doc_id!r} has no text")
-        report.skip("record: no text")
-        return None
     title = clean_text(title) if isinstance(title, str) else ""
+    if not paragraphs and not title:
+        report.problem(display, where, f"document {doc_id!r} has neither title nor text")
+        report.skip("record: no title or text")
+        return None
 
     metadata: dict[str, Any] = {"source_format": "beir", "source_file": display, "original_id": QuotedStr(doc_id)}
     if not title:
         words = paragraphs[0].split()
         title = " ".join(words[:TITLE_WORDS]) + (" ..." if len(words) > TITLE_WORDS else "")
         metadata["title_from_text"] = True
+    if not paragraphs:
+        paragraphs = [title]
+        metadata["text_from_title"] = True
     extra = record.get("metadata")
     if extra not in (None, {}, ""):
         metadata["beir_metadata"] = extra

@@ -12,6 +12,15 @@ last_updated is the publication date when the record gives a whole one (electron
 ArticleDate, a PubDate with a day, or else the date the record entered PubMed);
 otherwise "unknown". The year of the reference comes from PubDate (Year, or the
 first year in MedlineDate).
+
+Retractions, expressions of concern and errata become `notices` on reference 1 (the
+record), from PubMed's own markings: the publication types "Retracted Publication"
+(MeSH D016441) and "Retraction of Publication" (D016440, the notice itself), and
+<CommentsCorrections RefType="..."> links (RetractionIn, RetractedandRepublishedIn,
+ExpressionOfConcernIn, ErratumIn, RetractionOf), each with its <RefSource>, <PMID>
+and <Note>. The body stays the abstract as published; showing the warning is the
+job of whatever shows the text. A retracted record, a record under an expression of
+concern and a retraction notice are also listed as warnings in the import report.
 """
 
 from __future__ import annotations
@@ -23,11 +32,29 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
+from indexer.articles import NOTICE_TYPES, PMID_RE
 from indexer.importers.corpus_writer import ImportedArticle, ImportedSection, Paragraph, QuotedStr, Reference, clean_text, slugify
 from indexer.importers.report import ReportBuilder
+from indexer.vocabulary import Notice, NoticeType
 
 RECORD_START_RE = re.compile(rb"<(PubmedArticle|PubmedBookArticle|DeleteCitation)[\s>]")
 MONTHS = {m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
+
+# PubMed's names (MEDLINE/PubMed DTD, MeSH publication types) and the notice each one means.
+RETRACTED_TYPES = {"D016441", "retracted publication"}  # this publication was retracted
+RETRACTION_NOTICE_TYPES = {"D016440", "retraction of publication"}  # this publication retracts another
+NOTICE_REF_TYPES = {  # <CommentsCorrections RefType=...>: what the linked PMID is to this record
+    "RetractionIn": "retracted",
+    "RetractedandRepublishedIn": "retracted",
+    "ExpressionOfConcernIn": "expression_of_concern",
+    "ErratumIn": "erratum",
+    "RetractionOf": "retraction_notice",
+}
+NOTICE_WORDS = {
+    "retracted": "is marked retracted",
+    "expression_of_concern": "is the subject of an expression of concern",
+    "retraction_notice": "is itself a retraction notice",
+}
 
 SKIP_NO_ABSTRACT = "record: no abstract"
 SKIP_BAD_RECORD = "record: not well-formed XML"
@@ -170,6 +197,7 @@ def _article(record: ET.Element, display: str, where: str, report: ReportBuilder
     if copyright_note:
         metadata["copyright"] = copyright_note
 
+    notices = _notices(citation, art, display, where, report)
     reference = Reference(
         id=1,
         kind="research",
@@ -179,6 +207,7 @@ def _article(record: ET.Element, display: str, where: str, report: ReportBuilder
         pmid=pmid,
         doi=doi or None,
         authors=tuple(authors),
+        notices=notices,
     )
     return ImportedArticle(
         id=f"pubmed-{pmid}" if pmid.isdigit() else f"pubmed-{slugify(pmid) or 'record'}",
@@ -191,6 +220,41 @@ def _article(record: ET.Element, display: str, where: str, report: ReportBuilder
         origin_file=display,
         origin_position=where,
     )
+
+
+def _notices(citation: ET.Element, art: ET.Element | None, display: str, where: str, report: ReportBuilder) -> tuple[Notice, ...]:
+    """The record's retraction, expression-of-concern and erratum notices, most serious first."""
+    found: list[Notice] = []
+    for link in citation.findall("CommentsCorrectionsList/CommentsCorrections"):
+        ref_type = (link.get("RefType") or "").strip()
+        notice_type = NOTICE_REF_TYPES.get(ref_type)
+        if notice_type is None:
+            continue
+        pmid = _text(link.find("PMID"))
+        if pmid and not PMID_RE.fullmatch(pmid):
+            report.warn(display, where, f"{ref_type} names PMID {pmid!r}, which is not a PubMed id; the notice is kept without it")
+            pmid = ""
+        notes = [_text(link.find("Note"))]
+        if ref_type == "RetractedandRepublishedIn":
+            notes.insert(0, "retracted and republished")
+        note = "; ".join(n for n in notes if n)
+        notice = Notice(type=NoticeType(notice_type), pmid=pmid or None, citation=_text(link.find("RefSource")) or None, note=note or None)
+        if notice not in found:
+            found.append(notice)
+    publication_types: set[str] = set()
+    for element in art.findall("PublicationTypeList/PublicationType") if art is not None else ():
+        publication_types.update({_text(element).lower(), (element.get("UI") or "").strip()})
+    # A publication type without its link still says what the record is.
+    for names, notice_type in ((RETRACTED_TYPES, "retracted"), (RETRACTION_NOTICE_TYPES, "retraction_notice")):
+        if publication_types & names and not any(n.type == notice_type for n in found):
+            found.append(Notice(type=NoticeType(notice_type)))
+    found.sort(key=lambda n: NOTICE_TYPES.index(n.type))
+    for notice_type, words in NOTICE_WORDS.items():
+        linked = [f"PMID {n.pmid}" if n.pmid else n.citation or "" for n in found if n.type == notice_type]
+        if linked:
+            shown = ", ".join(x for x in linked if x)
+            report.warn(display, where, f"record {words}{f' ({shown})' if shown else ''}; imported with the notice on reference 1")
+    return tuple(found)
 
 
 def _abstract_sections(abstract: ET.Element | None) -> list[ImportedSection]:

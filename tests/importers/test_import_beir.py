@@ -9,7 +9,7 @@ import pytest
 
 from indexer.importers import run_import
 
-from import_helpers import FIXTURES, body_of, read_back
+from import_helpers import FIXTURES, body_of, case_file, read_back
 
 CORPUS = FIXTURES / "beir" / "corpus.jsonl"
 BROKEN = FIXTURES / "beir_broken" / "corpus.jsonl"
@@ -73,20 +73,62 @@ def test_text_is_kept_as_text(imported):
 
 def test_broken_lines_are_reported_and_the_rest_imports(tmp_path: Path):
     report = run_import("beir", BROKEN, tmp_path)
-    assert sorted(read_back(tmp_path)) == ["good-1", "good-2"]
+    assert sorted(read_back(tmp_path)) == ["empty-text", "good-1", "good-2"]  # empty-text has a title
     assert [(p.file, p.position) for p in report.problems] == [
         ("corpus.jsonl", "line 2, column 55"),  # truncated in the middle of a string
         ("corpus.jsonl", "line 3"),  # no _id
         ("corpus.jsonl", "line 4"),  # not an object
-        ("corpus.jsonl", "line 5"),  # empty text
     ]
     assert "invalid JSON" in report.problems[0].message
     assert report.skipped == {
         "record: invalid JSON": 1,
         "record: no _id": 1,
         "record: not a JSON object": 1,
-        "record: no text": 1,
     }
+
+
+def test_case_09_title_is_content_and_only_an_empty_document_is_skipped(tmp_path: Path):
+    report = run_import("beir", case_file("09-beir-empty/corpus.jsonl"), tmp_path)
+    articles = read_back(tmp_path)
+    assert sorted(articles) == ["doc-normal", "doc-title-only", "doc-ws"]
+    assert report.written == 3 and report.skipped == {"record: no title or text": 1}
+    (problem,) = report.problems
+    assert (problem.position, problem.message) == ("line 1", "document 'doc-empty' has neither title nor text")
+    for doc_id, title in (
+        ("doc-title-only", "Ferritin cut-off of 30 micrograms per litre for iron deficiency in pregnancy"),
+        ("doc-ws", "Lead screening in toddlers with microcytosis"),  # text of spaces and a newline
+    ):
+        article = articles[doc_id]
+        assert article.title == title
+        (section,) = article.sections
+        assert [(b.kind, b.text) for b in section.blocks] == [("paragraph", title)]
+        assert article.metadata["text_from_title"] is True
+    assert "text_from_title" not in articles["doc-normal"].metadata
+    assert [b.text for b in articles["doc-normal"].sections[0].blocks] == ["Hepcidin rises with inflammation and blocks iron absorption."]
+
+
+@pytest.mark.parametrize(
+    "record, imported",
+    [
+        ({"title": "Only a title"}, True),  # no "text" key at all
+        ({"title": "Only a title", "text": None}, True),
+        ({"title": "# Looks like a heading [1]", "text": ""}, True),  # the title as text is escaped, not structure
+        ({"title": "  ", "text": " \n "}, False),
+        ({"text": ""}, False),
+        ({"title": None, "text": None}, False),
+    ],
+)
+def test_title_plus_text_is_the_content(tmp_path: Path, record: dict, imported: bool):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(json.dumps({"_id": "d1", **record}) + "\n", encoding="utf-8")
+    report = run_import("beir", corpus, tmp_path / "out")
+    articles = read_back(tmp_path / "out")
+    if imported:
+        (block,) = articles["d1"].sections[0].blocks
+        assert block.text == record["title"] == articles["d1"].title and block.citations == []
+        assert report.skipped == {}
+    else:
+        assert articles == {} and report.skipped == {"record: no title or text": 1}
 
 
 def test_a_repeated_id_is_reported_not_overwritten(tmp_path: Path):

@@ -9,7 +9,8 @@ import pytest
 
 from indexer.importers import run_import
 
-from import_helpers import SAMPLE, link_sample, read_back
+from import_helpers import MEDQUAD_SAMPLE as SAMPLE
+from import_helpers import link_sample, read_back
 
 
 def answers(path: Path) -> list[str]:
