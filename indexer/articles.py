@@ -341,6 +341,10 @@ def _parse_front_matter(fm_text: str, file: str) -> tuple[dict[str, Any] | None,
             return None, None, [Problem(file, 1, "malformed front matter: expected 'key: value' lines")]
         problems = _check_keys(node, file)
         data = loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, e.g. a control character
+        line = fm_text.count("\n", 0, exc.position) + _FM_OFFSET
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        return None, None, [Problem(file, line, f"malformed front matter: character U+{char:04X} is not allowed in YAML")]
     except yaml.YAMLError as exc:
         reason = getattr(exc, "problem", None) or str(exc)
         return None, None, [Problem(file, _yaml_line(exc), f"malformed front matter: {reason}")]

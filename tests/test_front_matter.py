@@ -86,6 +86,12 @@ def test_tags_other_than_plain_data_are_refused(tmp_path, value):
     assert n == line_of(path, "x: !") and "is not allowed in front matter" in m
 
 
+def test_a_control_character_in_front_matter_is_an_error_at_its_line(tmp_path):
+    path = write(tmp_path, front(BASE + "specialty: haema\x07tology\n"))
+    [(n, m)] = problems_of(path)
+    assert n == line_of(path, "specialty:") and "U+0007 is not allowed" in m
+
+
 def test_front_matter_has_a_size_limit(tmp_path):
     path = write(tmp_path, front(BASE + "metadata:\n  notes: '" + "x" * FRONT_MATTER_MAX_BYTES + "'\n"))
     [(n, m)] = problems_of(path)
