@@ -29,6 +29,9 @@ _ABBREVIATIONS = {
 _BOUNDARY = re.compile(r"[.!?]+[\"')\]]*\s+")
 
 
+# Blocks kept whole in one chunk unless one alone exceeds the budget.
+WHOLE_BLOCKS = ("list_item", "table_row")
+
 CONTEXT_TEMPLATES = {"title-section": "{title}\n{section}\n{text}", "none": "{text}"}
 
 
@@ -125,14 +128,14 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
 @dataclass
 class _Unit:
-    """A sentence, or a whole list item; the smallest piece a chunk is made of."""
+    """A sentence, or a whole list item or table row; the smallest piece a chunk is made of."""
 
     text: str
     citations: list[int]
     line: int
     block: int  # index of the block it came from: units of one block join with a space
     tokens: int = 0
-    parts: list["_Unit"] | None = None  # a list item's sentences, if it must be split
+    parts: list["_Unit"] | None = None  # a list item's or table row's sentences, if it must be split
 
 
 def _block_units(block: Block, index: int) -> list[_Unit]:
@@ -186,8 +189,9 @@ def chunk_article(article: Article, count_tokens: TokenCounter, settings: Chunke
         units: list[_Unit] = []
         for index, block in enumerate(section.blocks):
             block_units = _block_units(block, index)
-            if block.kind == "list_item" and block_units:
-                # A list item reads as one point; keep it whole unless it is too long.
+            if block.kind in WHOLE_BLOCKS and block_units:
+                # A list item reads as one point, a table row as one line of the table (its
+                # column headers included); keep it whole unless it alone is too long.
                 units.append(_Unit(
                     text=" ".join(u.text for u in block_units),
                     citations=[n for u in block_units for n in u.citations],
