@@ -18,7 +18,7 @@ QUERY = "causes of chronic microcytosis"
 
 @pytest.mark.model
 def test_index_command_reports_counts(real_index):
-    _, stdout = real_index
+    _, stdout, _ = real_index
     assert "articles indexed" in stdout and "chunks" in stdout and "citations resolved" in stdout
     assert "articles skipped    0" in stdout
 
