@@ -1215,6 +1215,9 @@ def _parse(raw_bytes: bytes, path: Path, file: str) -> Article:
 
     listed: set[int] = set()
     references = _parse_references(data.get("references"), _child(node, "references"), line_of("references"), file, problems, listed)
+    retracted = sorted(n for n, ref in references.items() if ref.retracted)
+    if status == ReviewStatus.APPROVED and retracted:
+        problems.append(Problem(file, line_of("review_status"), f"an article citing a retracted source (reference {', '.join(map(str, retracted))}) cannot be approved"))
 
     unresolved_raw = data.get("unresolved_references") or []
     unresolved: tuple[int, ...] = ()

@@ -33,6 +33,10 @@ from retrieval.abbreviations import Abbreviations
 
 RETRIEVERS = ("dense", "lexical", "hybrid")
 
+# What happens to a passage citing a retracted source: ranked below every passage without
+# one (demote, the default), ranked as its score says (include), or left out (exclude).
+RETRACTED_POLICIES = ("demote", "include", "exclude")
+
 # What `Hit.score` means for each retriever (documented in the API schema too).
 SCORE_MEANING = {
     "dense": "cosine similarity between the query and the passage embeddings (-1..1)",
@@ -71,11 +75,18 @@ class Filters:
     evidence_kind: tuple[EvidenceKind, ...] = ()
     audience: tuple[Audience, ...] = ()
     updated_since: dt.date | None = None
+    retracted: str = "demote"  # one of RETRACTED_POLICIES
+
+    def __post_init__(self) -> None:
+        if self.retracted not in RETRACTED_POLICIES:
+            raise ValueError(f"retracted must be one of {', '.join(RETRACTED_POLICIES)}, got {self.retracted!r}")
 
     def active(self) -> bool:
-        return bool(self.review_status or self.evidence_kind or self.audience or self.updated_since)
+        return bool(self.review_status or self.evidence_kind or self.audience or self.updated_since or self.retracted == "exclude")
 
     def admits(self, chunk: Chunk) -> bool:
+        if self.retracted == "exclude" and cites_retracted(chunk):
+            return False
         if self.review_status and chunk.review_status not in self.review_status:
             return False
         if self.evidence_kind and not set(chunk.evidence_kinds) & set(self.evidence_kind):
@@ -85,6 +96,11 @@ class Filters:
         if self.updated_since and (chunk.last_updated is None or chunk.last_updated < self.updated_since):
             return False
         return True
+
+
+def cites_retracted(chunk: Chunk) -> bool:
+    """True when the passage cites a source that a notice says was retracted."""
+    return any(ref.retracted for ref in chunk.references)
 
 
 @dataclass
@@ -272,6 +288,9 @@ class SearchService:
             if cfg.retriever == "hybrid" and cfg.heading_weight:
                 lists["heading"] = self._heading(vector, min(depth, len(self.index.sections.ids)), admitted)
             hits = self._fuse(lists, cfg)
+            if filters.retracted == "demote":
+                # Stable: order within each group stays the fused order.
+                hits = [h for h in hits if not cites_retracted(h.chunk)] + [h for h in hits if cites_retracted(h.chunk)]
             hits = _diversify(hits, cfg.max_per_article)[:k]
             for rank, hit in enumerate(hits, start=1):
                 hit.rank = rank

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
@@ -11,7 +11,7 @@ from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from server.deps import AppSettings, Service
 from server.present import search_out
 from server.queries import make_filters, validate
-from server.schemas import ErrorOut, HealthOut, SearchOut
+from server.schemas import RETRACTED_DESCRIPTION, ErrorOut, HealthOut, SearchOut
 
 router = APIRouter()
 ERRORS = {422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
@@ -27,10 +27,11 @@ def search(
     evidence_kind: Annotated[list[EvidenceKind] | None, Query(description="Only passages citing these evidence kinds.")] = None,
     audience: Annotated[list[Audience] | None, Query(description="Only articles for this audience ('both' matches either).")] = None,
     updated_since: Annotated[dt.date | None, Query(description="Only articles updated on or after this date (YYYY-MM-DD).")] = None,
+    retracted: Annotated[Literal["demote", "include", "exclude"], Query(description=RETRACTED_DESCRIPTION)] = "demote",
     status: Annotated[list[ReviewStatus] | None, Query(description="Older name of `review_status`, still accepted.", deprecated=True)] = None,
     kind: Annotated[list[EvidenceKind] | None, Query(description="Older name of `evidence_kind`, still accepted.", deprecated=True)] = None,
 ) -> SearchOut:
-    filters = make_filters([*(review_status or ()), *(status or ())], [*(evidence_kind or ()), *(kind or ())], audience or (), updated_since)
+    filters = make_filters([*(review_status or ()), *(status or ())], [*(evidence_kind or ()), *(kind or ())], audience or (), updated_since, retracted)
     request = validate(settings, q, k, filters)
     return search_out(service.search(request.q, request.k, request.filters), request.k)
 

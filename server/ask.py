@@ -46,7 +46,7 @@ def _earlier_questions(body: AskIn, settings, conversations: ConversationStore) 
 def ask(body: AskIn, service: Service, settings: AppSettings, conversations: Conversations) -> AskOut:
     f = body.filters
     request = validate(settings, body.question, body.k if body.k is not None else DEFAULT_ASK_K,
-                       make_filters(f.review_status, f.evidence_kind, f.audience, f.updated_since),
+                       make_filters(f.review_status, f.evidence_kind, f.audience, f.updated_since, f.retracted),
                        q_location="body.question", k_location="body.k")
     resolved = resolve(request.q, _earlier_questions(body, settings, conversations))
     answer = build_answer(service, request.q, resolved, k=request.k, filters=request.filters)

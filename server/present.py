@@ -6,7 +6,7 @@ from __future__ import annotations
 from indexer.chunking import Chunk
 from indexer.vocabulary import CAUTION, Reference, ReviewStatus
 from retrieval.answers import GROUPS, CitedAnswer, NumberedReference
-from retrieval.search import SearchResult
+from retrieval.search import SearchResult, cites_retracted
 from server.schemas import (
     AnswerPassageOut,
     AnswerReferenceOut,
@@ -15,6 +15,7 @@ from server.schemas import (
     Identifiers,
     IndexInfo,
     KeyPointOut,
+    NoticeOut,
     PassageGroupOut,
     PassageOut,
     ReferenceOut,
@@ -33,9 +34,16 @@ def _caution(status: ReviewStatus) -> str | None:
     return None if status == ReviewStatus.APPROVED else CAUTION
 
 
+RETRACTION_WARNING = "Cites a retracted source: do not rely on it; see the retraction notice in its reference."
+
+
+def _notices(ref: Reference) -> dict:
+    return {"notices": [NoticeOut(**n.to_dict()) for n in ref.notices], "retracted": ref.retracted}
+
+
 def reference_out(ref: Reference) -> ReferenceOut:
     return ReferenceOut(number=ref.id, kind=ref.kind, title=ref.title, source=ref.source, year=ref.year,
-                        authors=list(ref.authors), identifiers=Identifiers(**ref.identifiers()))
+                        authors=list(ref.authors), identifiers=Identifiers(**ref.identifiers()), **_notices(ref))
 
 
 def _passage_fields(rank: int, score: float, chunk: Chunk) -> dict:
@@ -48,6 +56,7 @@ def _passage_fields(rank: int, score: float, chunk: Chunk) -> dict:
         article_title=chunk.article_title,
         section_path=chunk.section_path,
         caution=_caution(chunk.review_status),
+        retraction_warning=RETRACTION_WARNING if cites_retracted(chunk) else None,
         last_updated=chunk.last_updated,
         audience=chunk.audience,
         evidence_kinds=chunk.evidence_kinds,
@@ -76,7 +85,7 @@ def _answer_reference(ref: NumberedReference) -> AnswerReferenceOut:
         return AnswerReferenceOut(kind=None, title=UNRESOLVED_TITLE, source="", identifiers=Identifiers(), unresolved=True, **common)
     r = ref.reference
     return AnswerReferenceOut(kind=r.kind, title=r.title, source=r.source, year=r.year, authors=list(r.authors),
-                              identifiers=Identifiers(**r.identifiers()), **common)
+                              identifiers=Identifiers(**r.identifiers()), **_notices(r), **common)
 
 
 def ask_out(answer: CitedAnswer, conversation_id: str) -> AskOut:

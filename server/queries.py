@@ -21,9 +21,9 @@ class SearchRequest:
 
 
 def make_filters(review_status: Iterable[ReviewStatus] = (), evidence_kind: Iterable[EvidenceKind] = (),
-                 audience: Iterable[Audience] = (), updated_since: dt.date | None = None) -> Filters:
+                 audience: Iterable[Audience] = (), updated_since: dt.date | None = None, retracted: str = "demote") -> Filters:
     return Filters(review_status=tuple(review_status or ()), evidence_kind=tuple(evidence_kind or ()),
-                   audience=tuple(audience or ()), updated_since=updated_since)
+                   audience=tuple(audience or ()), updated_since=updated_since, retracted=retracted)
 
 
 def validate(settings: Settings, q: str | None, k: int | None, filters: Filters = Filters(),

@@ -9,11 +9,14 @@ numbers a text carries; `references` the full references those numbers name.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
+from indexer.vocabulary import Audience, EvidenceKind, NoticeType, ReviewStatus
 
+RETRACTED_DESCRIPTION = ("Passages citing a retracted source: ranked below all others (demote, the default), "
+                         "ranked by score (include), or left out (exclude).")
 SCORE_DESCRIPTION = ("Ranking score; its meaning depends on the retriever (see `retriever`): dense = cosine similarity (-1..1), "
                      "lexical = BM25, hybrid = reciprocal rank fusion (sum over lists of weight / (60 + rank)). "
                      "Compare scores within one response only.")
@@ -25,6 +28,13 @@ class Identifiers(BaseModel):
     url: str | None = None
 
 
+class NoticeOut(BaseModel):
+    type: NoticeType = Field(description="retracted, expression_of_concern, erratum or retraction_notice.")
+    pmid: str | None = None
+    citation: str | None = None
+    note: str | None = None
+
+
 class ReferenceOut(BaseModel):
     number: int = Field(description="The citation number used in the text, e.g. 2 for [2].")
     kind: EvidenceKind
@@ -33,6 +43,8 @@ class ReferenceOut(BaseModel):
     year: int | None = None
     authors: list[str] = []
     identifiers: Identifiers
+    notices: list[NoticeOut] = Field(default=[], description="Published notices about this source (retraction, expression of concern, erratum).")
+    retracted: bool = Field(default=False, description="A notice says this source was retracted.")
 
 
 class PassageBase(BaseModel):
@@ -50,6 +62,7 @@ class PassageBase(BaseModel):
     review_status: ReviewStatus
     review_status_label: str
     caution: str | None = Field(description="Present whenever the article is not approved.")
+    retraction_warning: str | None = Field(default=None, description="Present whenever the passage cites a retracted source.")
     last_updated: dt.date | None
     audience: Audience
     evidence_kinds: list[EvidenceKind]
@@ -106,6 +119,7 @@ class FiltersIn(BaseModel):
     evidence_kind: list[EvidenceKind] = Field(default=[], description="Only passages citing these evidence kinds.")
     audience: list[Audience] = Field(default=[], description="Only articles for this audience ('both' matches either).")
     updated_since: dt.date | None = Field(default=None, description="Only articles updated on or after this date (YYYY-MM-DD).")
+    retracted: Literal["demote", "include", "exclude"] = Field(default="demote", description=RETRACTED_DESCRIPTION)
 
 
 class AskIn(BaseModel):

@@ -65,6 +65,7 @@ function renderAnswer(data) {
         el("div", { class: "meta" }, badge(p.review_status, p.review_status_label), " ", el("span", { class: "article" }, p.article_title)),
         el("div", { class: "section" }, p.section_path.join(" › ")),
         el("p", { class: "text" }, cited(p.text, id)),
+        p.retraction_warning ? el("p", { class: "retraction-warning", role: "alert" }, p.retraction_warning) : null,
         p.note ? el("p", { class: "note" }, p.note) : null));
     }
     card.append(el("h3", { class: `group group-${group.name}` }, group.label), list);
@@ -78,7 +79,8 @@ function renderAnswer(data) {
     if (r.identifiers.url && !ids.length) ids.push(el("a", { href: r.identifiers.url, rel: "noopener" }, "source"));
     refs.append(el("li", { class: r.unresolved ? "ref unresolved" : "ref", id: `${id}-ref-${r.number}`, value: r.number },
       el("span", { class: "kind" }, r.kind || "unresolved"), " ", r.title, r.source ? ". " : "", r.source ? el("em", {}, r.source) : null,
-      r.year ? `, ${r.year}` : "", ". ", ...ids, el("span", { class: "from" }, ` (in: ${r.article_title})`)));
+      r.year ? `, ${r.year}` : "", ". ", ...ids,
+      ...r.notices.map((n) => el("span", { class: `notice notice-${n.type}` }, ` ${n.type.replace(/_/g, " ")}${n.pmid ? ` (PMID ${n.pmid})` : ""}${n.citation ? `: ${n.citation}` : ""}`)), el("span", { class: "from" }, ` (in: ${r.article_title})`)));
   }
   card.append(el("h3", {}, "References"), refs);
 
