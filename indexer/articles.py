@@ -46,6 +46,7 @@ KNOWN_FIELDS = set(REQUIRED_FIELDS) | {
     "unresolved_references",
     "related_questions",
     "metadata",
+    "authors",  # account names of the article's authors: none of them may approve it
 }
 REFERENCE_FIELDS = {"id", "kind", "title", "source", "year", "pmid", "doi", "url", "authors", "notices"}
 NOTICE_FIELDS = {"type", "pmid", "citation", "note"}
@@ -118,6 +119,7 @@ class Article:
     sections: list[Section]
     path: Path
     content_sha256: str
+    authors: tuple[str, ...] = ()
 
     def cited_numbers(self) -> set[int]:
         return {n for s in self.sections for b in s.blocks for c in b.citations for n in c.numbers}
@@ -1240,6 +1242,17 @@ def _parse(raw_bytes: bytes, path: Path, file: str) -> Article:
     else:
         related = tuple(" ".join(q.value.split()) for q in related_node.value if q.value.strip())
 
+    authors_node = _child(node, "authors")
+    authors: tuple[str, ...] = ()
+    if authors_node is None or (isinstance(authors_node, yaml.ScalarNode) and authors_node.tag == _NULL_TAG):
+        pass
+    elif not isinstance(authors_node, yaml.SequenceNode) or not all(
+        isinstance(a, yaml.ScalarNode) and a.tag != _NULL_TAG and a.value.strip() for a in authors_node.value
+    ):
+        problems.append(Problem(file, line_of("authors"), "authors must be a list of account names"))
+    else:
+        authors = tuple(a.value.strip() for a in authors_node.value)
+
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict):
         problems.append(Problem(file, line_of("metadata"), "metadata must be a mapping"))
@@ -1296,6 +1309,7 @@ def _parse(raw_bytes: bytes, path: Path, file: str) -> Article:
         sections=sections,
         path=path,
         content_sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        authors=authors,
     )
 
 

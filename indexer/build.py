@@ -97,6 +97,7 @@ def _article_record(article: Article) -> ArticleRecord:
         content_sha256=article.content_sha256,
         path=article.path.name,
         metadata=article.metadata,
+        authors=article.authors,
     )
 
 

@@ -35,7 +35,7 @@ from indexer.chunking import Chunk
 from indexer.embedding import ModelInfo
 from indexer.vocabulary import Audience, Problem, Reference, ReviewStatus
 
-FORMAT_VERSION = 3  # 3: typed manifest (lexical.method, located problems), typed article records
+FORMAT_VERSION = 4  # 3: typed manifest (lexical.method, located problems), typed article records; 4: article authors
 FILES = ("manifest.json", "vectors.faiss", "chunks.jsonl", "articles.jsonl", "sections.jsonl", "section_vectors.npy", "lexical")
 KEEP_BUILDS = 2
 
@@ -182,6 +182,7 @@ class ArticleRecord:
     content_sha256: str
     path: str
     metadata: dict[str, Any]
+    authors: tuple[str, ...] = ()  # account names; none of them may approve the article
 
     def reference(self, number: int) -> Reference | None:
         return next((r for r in self.references if r.id == number), None)
@@ -192,6 +193,7 @@ class ArticleRecord:
         out["last_updated"] = self.last_updated.isoformat() if self.last_updated else None
         out["unresolved_references"] = list(self.unresolved_references)
         out["related_questions"] = list(self.related_questions)
+        out["authors"] = list(self.authors)
         return out
 
     @classmethod
@@ -204,6 +206,7 @@ class ArticleRecord:
             "references": tuple(Reference.from_dict(r) for r in data["references"]),
             "unresolved_references": tuple(data["unresolved_references"]),
             "related_questions": tuple(data["related_questions"]),
+            "authors": tuple(data.get("authors", ())),
         })
 
 

@@ -31,6 +31,23 @@ class Settings:
     conversation_turns: int = _setting(20, "MEDKB_CONVERSATION_TURNS", "Questions kept per conversation (oldest dropped first).")
     max_conversations: int = _setting(10000, "MEDKB_MAX_CONVERSATIONS", "Conversations kept at once (least recently used dropped first).")
     max_per_article: int = _setting(3, "MEDKB_MAX_PER_ARTICLE", "Most passages one article may contribute to a result page (0: no cap).")
+    reviews_db: Path | None = _setting(None, "MEDKB_REVIEWS_DB", "SQLite file of the append-only review log (and reviewed article versions); default: reviews.sqlite beside the index root.")
+    accounts_db: Path | None = _setting(None, "MEDKB_ACCOUNTS_DB", "SQLite file of reviewer accounts, API token hashes, sessions and failed sign-ins; default: accounts.sqlite beside the index root.")
+    session_ttl: int = _setting(28800, "MEDKB_SESSION_TTL", "Seconds a reviewer's sign-in session lasts.")
+    signin_max_failures: int = _setting(5, "MEDKB_SIGNIN_MAX_FAILURES", "Failed sign-ins allowed per account within MEDKB_SIGNIN_WINDOW; more get a 429.")
+    signin_max_failures_per_address: int = _setting(20, "MEDKB_SIGNIN_MAX_FAILURES_PER_ADDRESS", "Failed sign-ins allowed per client address within MEDKB_SIGNIN_WINDOW; more get a 429.")
+    signin_window: int = _setting(900, "MEDKB_SIGNIN_WINDOW", "Seconds over which failed sign-ins are counted.")
+    whats_new_days: int = _setting(30, "MEDKB_WHATS_NEW_DAYS", "Days that the what's-new page and feed look back by default.")
+
+    @property
+    def reviews_path(self) -> Path:
+        """The review log: MEDKB_REVIEWS_DB, or reviews.sqlite beside the index root (var/reviews.sqlite)."""
+        return self.reviews_db or self.index_dir.parent / "reviews.sqlite"
+
+    @property
+    def accounts_path(self) -> Path:
+        """The accounts database: MEDKB_ACCOUNTS_DB, or accounts.sqlite beside the index root."""
+        return self.accounts_db or self.index_dir.parent / "accounts.sqlite"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -46,7 +63,7 @@ class Settings:
 
 
 def _convert(name: str, raw: str) -> Any:
-    if name in ("index_dir", "model_dir", "conversations_db"):
+    if name in ("index_dir", "model_dir", "conversations_db", "reviews_db", "accounts_db"):
         return Path(raw)
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)

@@ -12,7 +12,7 @@ into the index or the model.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -22,6 +22,7 @@ from indexer.citations import CITATION_RE, expand, format_citation
 from indexer.index_store import ArticleRecord
 from indexer.lexical import tokenize
 from indexer.vocabulary import EvidenceKind, Reference, ReviewStatus
+from retrieval.reviews import ArticleReview
 from retrieval.search import Filters, Hit, SearchResult
 
 # The seed page's grouping of passages, in the order shown.
@@ -89,10 +90,11 @@ class CitedAnswer:
     articles: list[ArticleRecord]
     related_questions: list[str]
     took_ms: float = 0.0
+    reviews: dict[str, ArticleReview] = field(default_factory=dict)  # review status of each article drawn on, derived at query time
 
     @property
     def all_approved(self) -> bool:
-        return bool(self.articles) and all(a.review_status == ReviewStatus.APPROVED for a in self.articles)
+        return bool(self.articles) and all(a.id in self.reviews and self.reviews[a.id].status == ReviewStatus.APPROVED for a in self.articles)
 
     def group(self, name: str) -> list[AnswerPassage]:
         return [p for p in self.passages if p.group == name]
@@ -214,6 +216,7 @@ def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8,
         articles=articles,
         related_questions=related_questions(source, articles, result.expanded_query),
         took_ms=result.took_ms,
+        reviews=dict(result.reviews),
     )
 
 

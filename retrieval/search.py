@@ -30,6 +30,7 @@ from indexer.embedding import Embedder
 from indexer.index_store import ArticleRecord, IndexManifest, LoadedIndex
 from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from retrieval.abbreviations import Abbreviations
+from retrieval.reviews import ArticleReview, ReviewBook
 
 RETRIEVERS = ("dense", "lexical", "hybrid")
 
@@ -84,10 +85,13 @@ class Filters:
     def active(self) -> bool:
         return bool(self.review_status or self.evidence_kind or self.audience or self.updated_since or self.retracted == "exclude")
 
-    def admits(self, chunk: Chunk) -> bool:
+    def admits(self, chunk: Chunk, review_status: ReviewStatus | None = None) -> bool:
+        """`review_status` is the article's status derived from the review log (the search
+        service always passes it); the chunk's own is only its front matter's claim."""
         if self.retracted == "exclude" and cites_retracted(chunk):
             return False
-        if self.review_status and chunk.review_status not in self.review_status:
+        status = chunk.review_status if review_status is None else review_status
+        if self.review_status and status not in self.review_status:
             return False
         if self.evidence_kind and not set(chunk.evidence_kinds) & set(self.evidence_kind):
             return False
@@ -134,6 +138,7 @@ class SearchResult:
     index: IndexInfo
     retriever: str
     expanded_query: str = ""
+    reviews: dict[str, ArticleReview] = field(default_factory=dict)  # the hits' articles' review status, derived at query time
 
 
 class QueryCache:
@@ -165,7 +170,8 @@ class SearchService:
     """
 
     def __init__(self, index: LoadedIndex, embedder: Embedder, cache_size: int = 1024,
-                 settings: RetrievalSettings = RetrievalSettings(), abbreviations: Abbreviations | None = None):
+                 settings: RetrievalSettings = RetrievalSettings(), abbreviations: Abbreviations | None = None,
+                 reviews: ReviewBook | None = None):
         import faiss
 
         # One query at a time is a tiny job: a single OpenMP thread answers it in ~2 ms at 32k
@@ -178,6 +184,7 @@ class SearchService:
         if len(index.sections.ids):
             self._section_index.add(np.ascontiguousarray(index.sections.vectors, dtype=np.float32))
         self.index = index
+        self.reviews = reviews or ReviewBook()
         self._embedder = embedder
         self.settings = settings
         self.cache = QueryCache(cache_size)
@@ -198,6 +205,17 @@ class SearchService:
     def article(self, article_id: str) -> ArticleRecord | None:
         """The indexed article's front matter, or None if it is not in this build."""
         return self.index.articles.get(article_id)
+
+    def use_reviews(self, reviews: ReviewBook) -> None:
+        """Derive review statuses from this book's log (the server attaches its review store)."""
+        self.reviews = reviews
+
+    def review_statuses(self) -> dict[str, ArticleReview]:
+        """Every indexed article's review status as the review log says now (cached until it changes)."""
+        return self.reviews.statuses(self.index.articles)
+
+    def review_of(self, article_id: str) -> ArticleReview | None:
+        return self.review_statuses().get(article_id)
 
     def embed_query(self, query: str) -> np.ndarray:
         """The query's vector (dim,), from the LRU cache or the model."""
@@ -232,10 +250,11 @@ class SearchService:
                 best[article_id] = sim
         return sorted(best.items(), key=lambda item: (-item[1], item[0]))[:n]
 
-    def _admitted(self, filters: Filters) -> np.ndarray | None:
+    def _admitted(self, filters: Filters, reviews: dict[str, ArticleReview]) -> np.ndarray | None:
         if not filters.active():
             return None
-        return np.fromiter((filters.admits(c) for c in self.index.chunks), dtype=bool, count=len(self.index.chunks))
+        return np.fromiter((filters.admits(c, reviews[c.article_id].status if c.article_id in reviews else ReviewStatus.SUBMITTED)
+                            for c in self.index.chunks), dtype=bool, count=len(self.index.chunks))
 
     def _dense(self, vector: np.ndarray, depth: int, admitted: np.ndarray | None) -> list[tuple[int, float]]:
         import faiss
@@ -275,8 +294,9 @@ class SearchService:
         chunks = self.index.chunks
         text = self.abbreviations.expand(query) if cfg.expand_abbreviations else query
         hits: list[Hit] = []
+        reviews = self.review_statuses()  # one snapshot of the review log for filtering and showing
         if chunks:
-            admitted = self._admitted(filters)
+            admitted = self._admitted(filters, reviews)
             depth = max(cfg.candidates, k * 3 if cfg.max_per_article else k)
             lists: dict[str, list[tuple[int, float]]] = {}
             # Only the dense and heading lists need the model; lexical search alone never runs it.
@@ -302,6 +322,7 @@ class SearchService:
             index=self.info,
             retriever=cfg.retriever,
             expanded_query=text,
+            reviews={h.chunk.article_id: reviews[h.chunk.article_id] for h in hits if h.chunk.article_id in reviews},
         )
 
     def _fuse(self, lists: dict[str, list[tuple[int, float]]], cfg: RetrievalSettings) -> list[Hit]:

@@ -14,7 +14,7 @@ import medkb
 from medkb.settings import Settings
 from retrieval.conversations import ConversationStore
 from retrieval.search import RetrievalSettings, SearchService, open_service
-from server import api, ask, errors, pages
+from server import api, ask, errors, pages, reviews
 
 log = logging.getLogger("medkb.server")
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.search = factory(settings)
+        reviews.attach(app, settings)  # review statuses come from the review log, joined at query time
         app.state.conversations = ConversationStore(settings.conversations_db, settings.conversation_ttl, settings.conversation_turns, settings.max_conversations)
         log.info("serving %d chunks from build %s", app.state.search.manifest.counts.chunks, app.state.search.info.build)
         yield
@@ -49,5 +50,6 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
     app.include_router(api.router)
     app.include_router(ask.router)
     app.include_router(pages.router)
+    reviews.install(app)  # sign-in, review API and pages, what's new
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     return app

@@ -6,7 +6,9 @@ from __future__ import annotations
 from indexer.chunking import Chunk
 from indexer.vocabulary import CAUTION, Reference, ReviewStatus
 from retrieval.answers import GROUPS, CitedAnswer, NumberedReference
+from retrieval.reviews import ArticleReview, derive
 from retrieval.search import SearchResult, cites_retracted
+from server.review_schemas import review_out
 from server.schemas import (
     AnswerPassageOut,
     AnswerReferenceOut,
@@ -25,9 +27,14 @@ from server.schemas import (
 UNRESOLVED_TITLE = "The source article lists no reference for this number"
 
 
-def _status(chunk_or_article) -> dict:
-    status: ReviewStatus = chunk_or_article.review_status
-    return {"review_status": status, "review_status_label": status.label}
+def _status(review: ArticleReview) -> dict:
+    """The derived review status: never the front matter's claim."""
+    return {"review_status": review.status, "review_status_label": review.status.label, "review": review_out(review)}
+
+
+def _review(reviews: dict[str, ArticleReview], article_id: str, content_sha256: str = "0" * 64) -> ArticleReview:
+    # Every result carries its articles' reviews; an article missing from them is shown as not reviewed.
+    return reviews.get(article_id) or derive(article_id, content_sha256, [])
 
 
 def _caution(status: ReviewStatus) -> str | None:
@@ -46,7 +53,7 @@ def reference_out(ref: Reference) -> ReferenceOut:
                         authors=list(ref.authors), identifiers=Identifiers(**ref.identifiers()), **_notices(ref))
 
 
-def _passage_fields(rank: int, score: float, chunk: Chunk) -> dict:
+def _passage_fields(rank: int, score: float, chunk: Chunk, review: ArticleReview) -> dict:
     return dict(
         rank=rank,
         score=round(score, 6),
@@ -55,12 +62,12 @@ def _passage_fields(rank: int, score: float, chunk: Chunk) -> dict:
         article_id=chunk.article_id,
         article_title=chunk.article_title,
         section_path=chunk.section_path,
-        caution=_caution(chunk.review_status),
+        caution=_caution(review.status),
         retraction_warning=RETRACTION_WARNING if cites_retracted(chunk) else None,
         last_updated=chunk.last_updated,
         audience=chunk.audience,
         evidence_kinds=chunk.evidence_kinds,
-        **_status(chunk),
+        **_status(review),
     )
 
 
@@ -72,7 +79,7 @@ def search_out(result: SearchResult, k: int) -> SearchOut:
         k=k,
         took_ms=round(result.took_ms, 3),
         total_chunks=result.total_chunks,
-        results=[PassageOut(**_passage_fields(h.rank, h.score, h.chunk), text=h.chunk.text, citations=h.chunk.citations,
+        results=[PassageOut(**_passage_fields(h.rank, h.score, h.chunk, _review(result.reviews, h.chunk.article_id)), text=h.chunk.text, citations=h.chunk.citations,
                             references=[reference_out(r) for r in h.chunk.references],
                             unresolved_citations=h.chunk.unresolved_citations) for h in result.hits],
         index=IndexInfo(build=result.index.build, model=result.index.model),
@@ -97,10 +104,11 @@ def ask_out(answer: CitedAnswer, conversation_id: str) -> AskOut:
         key_points=[KeyPointOut(text=p.text, citations=p.citations, article_id=p.hit.chunk.article_id, section_path=p.hit.chunk.section_path,
                                 chunk_id=p.hit.chunk.id, note=p.note) for p in answer.key_points],
         groups=[PassageGroupOut(name=name, label=label, passages=[
-            AnswerPassageOut(**_passage_fields(p.hit.rank, p.hit.score, p.hit.chunk), text=p.text, citations=p.citations, note=p.note)
+            AnswerPassageOut(**_passage_fields(p.hit.rank, p.hit.score, p.hit.chunk, _review(answer.reviews, p.hit.chunk.article_id)), text=p.text, citations=p.citations, note=p.note)
             for p in answer.group(name)]) for name, label in GROUPS],
         references=[_answer_reference(r) for r in answer.references],
-        articles=[ArticleStatusOut(id=a.id, title=a.title, last_updated=a.last_updated, **_status(a)) for a in answer.articles],
+        articles=[ArticleStatusOut(id=a.id, title=a.title, last_updated=a.last_updated, **_status(_review(answer.reviews, a.id, a.content_sha256)))
+                  for a in answer.articles],
         caution=None if answer.all_approved else CAUTION,
         related_questions=answer.related_questions,
         took_ms=round(answer.took_ms, 3),

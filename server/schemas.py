@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from indexer.vocabulary import Audience, EvidenceKind, NoticeType, ReviewStatus
+from server.review_schemas import ReviewOut
 
 RETRACTED_DESCRIPTION = ("Passages citing a retracted source: ranked below all others (demote, the default), "
                          "ranked by score (include), or left out (exclude).")
@@ -59,8 +60,9 @@ class PassageBase(BaseModel):
     section_path: list[str]
     text: str
     citations: list[int] = Field(description="The citation numbers in `text`, in order of first use.")
-    review_status: ReviewStatus
+    review_status: ReviewStatus = Field(description="The article's status derived from the review log (never its front matter).")
     review_status_label: str
+    review: ReviewOut = Field(description="Who approved the article and when, or why it is pending.")
     caution: str | None = Field(description="Present whenever the article is not approved.")
     retraction_warning: str | None = Field(default=None, description="Present whenever the passage cites a retracted source.")
     last_updated: dt.date | None
@@ -168,6 +170,7 @@ class ArticleStatusOut(BaseModel):
     title: str
     review_status: ReviewStatus
     review_status_label: str
+    review: ReviewOut
     last_updated: dt.date | None
 
 

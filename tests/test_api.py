@@ -12,12 +12,15 @@ from retrieval.search import SearchService
 from server.app import create_app
 
 from fakes import FakeEmbedder
+from review_helpers import record
 
 
 @pytest.fixture
 def app(tiny_corpus, tmp_path):
     root = tmp_path / "index"
     build_index([tiny_corpus], root, FakeEmbedder())
+    # Review statuses come from the review log beside the index: a reviewer has started on "microcytosis".
+    record(tmp_path / "reviews.sqlite", load_index(root), {"microcytosis": "start_review"})
     settings = Settings(index_dir=root, max_query_chars=100, max_k=20)
     return create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
 
@@ -39,7 +42,7 @@ def test_search_returns_ranked_cited_passages(client):
     assert "Lead poisoning" in top["text"]
     assert top["citations"] == [1, 2] and [r["number"] for r in top["references"]] == [1, 2]
     assert top["references"][1] == {"number": 2, "kind": "research", "title": "A review", "source": "A journal", "year": 2019,
-                                   "authors": [], "identifiers": {"pmid": "12345", "doi": None, "url": None}}
+                                   "authors": [], "identifiers": {"pmid": "12345", "doi": None, "url": None}, "notices": [], "retracted": False}
     assert top["review_status"] == "under_review" and top["review_status_label"] == "Under review"
     assert top["caution"] and top["last_updated"] == "2025-04-05"
     scores = [p["score"] for p in body["results"]]
@@ -125,7 +128,8 @@ def test_page_shows_passages_citations_badges_and_caution(client):
     r = client.get("/", params={"q": "lead poisoning sideroblastic anaemia"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     html = r.text
-    assert 'class="badge status-under_review"' in html and "Under review" in html
+    assert 'class="badge status-under_review state-under_review"' in html and "Under review" in html
+    assert "Pending: under review by Dr Rhea Viewer (MD, haematology) since" in html
     assert 'id="caution"' in html and "Pending clinical review" in html
     assert "From the Guidelines › Causes of Chronic Microcytosis" in html
     assert 'class="cite" href="#r1-refs">[1, 2]</a>' in html

@@ -9,12 +9,15 @@ from retrieval.abbreviations import AbbreviationFileError, Abbreviations
 from retrieval.search import Filters, RetrievalSettings, SearchService
 
 from fakes import FakeEmbedder
+from review_helpers import review_book
 
 
 @pytest.fixture
 def service(tiny_corpus, tmp_path):
     build_index([tiny_corpus], tmp_path / "index", FakeEmbedder())
-    return SearchService(load_index(tmp_path / "index"), FakeEmbedder())
+    index = load_index(tmp_path / "index")
+    # Review statuses come from the review log: a reviewer has started on "microcytosis"; "iron-treatment" is submitted.
+    return SearchService(index, FakeEmbedder(), reviews=review_book(tmp_path / "reviews.sqlite", index, {"microcytosis": "start_review"}))
 
 
 @pytest.mark.parametrize("retriever", ["dense", "lexical", "hybrid"])

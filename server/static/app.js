@@ -31,8 +31,15 @@ function cited(text, answerId) {
   return frag;
 }
 
-function badge(status, label) {
-  return el("span", { class: `badge status-${status}`, title: "Article review status" }, label);
+function badge(status, review) {
+  return el("span", { class: `badge status-${status} state-${review.state}`, title: "Article review status" }, review.label);
+}
+
+// Who approved the article and when, or why it is pending.
+function reviewLine(review) {
+  return review.approved
+    ? el("p", { class: "review approved" }, review.note)
+    : el("p", { class: "passage-caution review" }, review.note);
 }
 
 function renderAnswer(data) {
@@ -47,7 +54,8 @@ function renderAnswer(data) {
 
   const statuses = el("ul", { class: "article-statuses" });
   for (const a of data.articles) {
-    statuses.append(el("li", {}, badge(a.review_status, a.review_status_label), " ", a.title, el("span", { class: "updated" }, ` · updated ${a.last_updated || "unknown"}`)));
+    statuses.append(el("li", { "data-article": a.id, "data-status": a.review_status }, badge(a.review_status, a.review), " ", a.title,
+      el("span", { class: "updated" }, ` · updated ${a.last_updated || "unknown"}`), reviewLine(a.review)));
   }
   card.append(el("details", { class: "sources" }, el("summary", {}, `${data.articles.length} source article${data.articles.length === 1 ? "" : "s"} and their review status`), statuses));
 
@@ -62,9 +70,10 @@ function renderAnswer(data) {
     const list = el("ol", { class: "passages" });
     for (const p of group.passages) {
       list.append(el("li", { class: "passage", "data-article": p.article_id, "data-status": p.review_status },
-        el("div", { class: "meta" }, badge(p.review_status, p.review_status_label), " ", el("span", { class: "article" }, p.article_title)),
+        el("div", { class: "meta" }, badge(p.review_status, p.review), " ", el("span", { class: "article" }, p.article_title)),
         el("div", { class: "section" }, p.section_path.join(" › ")),
         el("p", { class: "text" }, cited(p.text, id)),
+        reviewLine(p.review),
         p.retraction_warning ? el("p", { class: "retraction-warning", role: "alert" }, p.retraction_warning) : null,
         p.note ? el("p", { class: "note" }, p.note) : null));
     }
