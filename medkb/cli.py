@@ -1,4 +1,4 @@
-"""The `medkb` command: index, serve, search."""
+"""The `medkb` command: index, serve, search, users, import, eval, bench, settings."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from medkb.settings import Settings, describe
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(index_dir=getattr(args, "index_dir", None), model_dir=getattr(args, "model_dir", None))
+    return Settings.from_env(index_dir=getattr(args, "index_dir", None), model_dir=getattr(args, "model_dir", None),
+                             reviews_db=getattr(args, "reviews_db", None), accounts_db=getattr(args, "accounts_db", None))
 
 
 def _progress_bar(label: str, total: int, unit: str = "chunk") -> Callable[[int], None]:
@@ -50,8 +51,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     print("loading the embedding model ...", file=sys.stderr)
     embedder = load_embedder(settings.model_dir)
+    loaded = []
     try:
-        report = build_index(dirs, settings.index_dir, embedder, chunker, strict=args.strict, batch_size=args.batch_size, progress=_progress_bar)
+        report = build_index(dirs, settings.index_dir, embedder, chunker, strict=args.strict, batch_size=args.batch_size, progress=_progress_bar,
+                             on_loaded=loaded.append)
     except BuildFailed as exc:
         for problem in exc.problems:
             print(f"  error: {problem}", file=sys.stderr)
@@ -69,7 +72,39 @@ def cmd_index(args: argparse.Namespace) -> int:
     if report.oversized_chunks:
         print(f"  oversized chunks    {report.oversized_chunks} (a single sentence longer than the chunk budget, kept whole)")
     print(f"  time                {time.perf_counter() - started:.1f}s (embedding {report.embed_seconds:.1f}s, {report.chunks / max(report.embed_seconds, 1e-9):.1f} chunks/s)")
+    if loaded:
+        _report_reviews(settings, loaded[0].articles)
     return 0
+
+
+def _report_reviews(settings: Settings, articles) -> None:
+    """Keep each indexed version's text in the review log (for diffs against the approved
+    version), note when it was first seen, and report review statuses: a front matter
+    `review_status: approved` that no review record supports is a warning."""
+    from collections import Counter
+
+    from retrieval.reviews import ReviewState, ReviewStore, derive, sha256_hex
+
+    store = ReviewStore(settings.reviews_path)
+    for article in articles:
+        try:
+            data = article.path.read_bytes()
+        except OSError:
+            continue
+        if sha256_hex(data) == article.content_sha256:
+            store.remember_content(article.id, data)
+    store.observe((a.id, a.content_sha256) for a in articles)
+    states: Counter = Counter()
+    for article in articles:
+        review = derive(article.id, article.content_sha256, store.history(article.id), article.review_status)
+        states[review.state] += 1
+        if review.unsupported_claim:
+            print(f"  warning: {article.path}: front matter says review_status: approved, but no review record approves this content "
+                  f"(sha256 {article.content_sha256[:12]}); it is shown as {review.status.value}", file=sys.stderr)
+        elif review.state == ReviewState.APPROVED_VERSION_CHANGED:
+            print(f"  pending re-review: {article.path}: {review.note}", file=sys.stderr)
+    summary = ", ".join(f"{n} {state.label.lower()}" for state, n in sorted(states.items(), key=lambda item: item[0].value))
+    print(f"  review status       {summary} (log: {settings.reviews_path})")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -112,6 +147,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     except IndexProblem as exc:
         print(f"medkb search: {exc}", file=sys.stderr)
         return 2
+    if settings.reviews_path.exists():
+        from retrieval.reviews import ReviewBook, ReviewStore
+
+        service.use_reviews(ReviewBook(ReviewStore(settings.reviews_path)))
     result = service.search(args.query, args.k)
     if args.json:
         print(json.dumps(asdict(result), indent=2, default=str, ensure_ascii=False))
@@ -119,7 +158,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     for hit in result.hits:
         c = hit.chunk
         refs = "; ".join(f"[{r.id}] {r.title} ({r.source}{f', {r.year}' if r.year else ''})" for r in c.references)
-        print(f"{hit.rank:>2}. {hit.score:.3f}  {c.article_title}  [{c.review_status.label}]  {' > '.join(c.section_path)}")
+        review = result.reviews.get(c.article_id)
+        print(f"{hit.rank:>2}. {hit.score:.3f}  {c.article_title}  [{review.label if review else 'Submitted'}]  {' > '.join(c.section_path)}")
+        if review:
+            print(f"    {review.note}")
         print(f"    {c.text[:300]}")
         if refs:
             print(f"    refs: {refs}")
@@ -221,6 +263,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from retrieval.accounts import AccountError, AccountStore
+
+    settings = _settings(args)
+    store = AccountStore(settings.accounts_path)
+    try:
+        if args.users_command == "add":
+            account = store.add(args.name, args.role, _read_password(args), args.display_name or "", args.credentials or "", args.conflicts or "")
+            print(f"added {account.name} ({account.role}): {account.reviewer.signature} in {settings.accounts_path}")
+        elif args.users_command == "list":
+            for a in store.accounts():
+                live = sum(1 for t in store.tokens(a.name) if t.revoked_at is None)
+                print(f"{a.name:<16} {a.role:<9} {a.reviewer.signature}  tokens: {live}" + ("  (disabled)" if a.disabled else ""))
+                if a.conflicts:
+                    print(f"{'':<16} conflicts of interest: {a.conflicts}")
+        elif args.users_command == "token":
+            token_id, token = store.new_token(args.name, args.label or "")
+            print(f"token {token_id} for {args.name}; it is shown only now (send it as 'Authorization: Bearer TOKEN'):", file=sys.stderr)
+            print(token)
+        elif args.users_command == "revoke-token":
+            n = store.revoke_tokens(args.name, args.id)
+            print(f"revoked {n} token(s) of {args.name}")
+            if n == 0:
+                return 1
+    except (AccountError, ValueError) as exc:
+        print(f"medkb users: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     for env, default, help_text in describe():
         print(f"{env:<24} {default:<14} {help_text}")
@@ -310,6 +393,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON output (default runs/bench.json)")
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("users", help="reviewer accounts and API tokens", description="Create reviewer accounts (roles: reviewer approves and requests changes; editor starts reviews and retires; admin does all), list them, and issue or revoke API tokens.")
+    p.add_argument("--accounts-db", type=Path, help="accounts database (default: MEDKB_ACCOUNTS_DB or accounts.sqlite beside the index root)")
+    p.add_argument("--index-dir", type=Path, help="index root, to find the default accounts database beside it")
+    users = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    u = users.add_parser("add", help="add an account (the password is prompted for)")
+    u.add_argument("name", help="account name: lower-case letters, digits, '.', '_' or '-'")
+    u.add_argument("--role", required=True, choices=["reviewer", "editor", "admin"])
+    u.add_argument("--display-name", help="the name shown with decisions, e.g. 'Dr Ada Byron'")
+    u.add_argument("--credentials", help="shown beside the name, e.g. 'MD, haematology'")
+    u.add_argument("--conflicts", help="conflict-of-interest statement")
+    u.add_argument("--password-stdin", action="store_true", help="read the password from the first line of standard input instead of prompting")
+    users.add_parser("list", help="list accounts")
+    u = users.add_parser("token", help="print a new API token for an account (only its hash is kept)")
+    u.add_argument("name")
+    u.add_argument("--label", help="what the token is for")
+    u = users.add_parser("revoke-token", help="revoke an account's API tokens (all, or one by --id)")
+    u.add_argument("name")
+    u.add_argument("--id", type=int, help="the token id printed when it was made")
+    p.set_defaults(func=cmd_users)
 
     p = sub.add_parser("settings", help="list every setting with its environment variable and default")
     p.set_defaults(func=cmd_settings)

@@ -161,3 +161,19 @@ def test_authors_are_a_list_of_account_names_in_the_front_matter(tmp_path):
     bad.write_text(article_text("b", "Q?", MICRO_BODY, extra="authors: ada\n"))
     with pytest.raises(ArticleInvalid, match="authors must be a list of account names"):
         parse_article(bad)
+
+
+def test_nothing_in_the_default_corpus_is_approved_by_the_project():
+    import subprocess
+    from pathlib import Path
+
+    from indexer.articles import load_corpus
+
+    repo = Path(__file__).resolve().parent.parent
+    articles = load_corpus([repo / "corpus"]).articles
+    assert articles and all(a.review_status != ReviewStatus.APPROVED for a in articles), "no front matter claims approval"
+    records = {a.id: ArticleRecord(a.id, a.title, a.review_status, a.last_updated, a.audience, a.specialty, (), (), (), a.content_sha256, a.path.name, {})
+               for a in articles}
+    assert not any(r.approved for r in ReviewBook().statuses(records).values())
+    tracked = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True).stdout.split()
+    assert not [f for f in tracked if f.endswith((".sqlite", ".db"))], "the project ships no review log or accounts"

@@ -1,0 +1,14 @@
+"""An app factory over the fake embedder, for browser tests that run uvicorn in a subprocess
+without loading the real model: `uvicorn fake_model_app:create_app --factory` with tests/ on
+PYTHONPATH. Settings come from the environment, as `medkb serve` passes them."""
+
+from indexer.index_store import load_index
+from medkb.settings import Settings
+from retrieval.search import SearchService
+from server.app import create_app as _create_app
+
+from fakes import FakeEmbedder
+
+
+def create_app():
+    return _create_app(Settings.from_env(), service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))

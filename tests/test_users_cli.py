@@ -1,0 +1,78 @@
+"""`medkb users` and the review report of `medkb index`."""
+
+import io
+import sys
+
+import pytest
+
+from indexer.articles import load_corpus
+from medkb.cli import _report_reviews, main
+from medkb.settings import Settings
+from retrieval.accounts import AccountStore
+from retrieval.reviews import Decision, ReviewStore
+
+from review_helpers import REVIEWER
+from sample_articles import MICRO_BODY, TREAT_BODY, article
+
+
+def run(monkeypatch, capsys, *argv, stdin=""):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_users_add_token_and_revoke(tmp_path, monkeypatch, capsys):
+    db = str(tmp_path / "accounts.sqlite")
+    code, out, _ = run(monkeypatch, capsys, "users", "--accounts-db", db, "add", "ada", "--role", "reviewer", "--display-name", "Dr Ada Byron",
+                       "--credentials", "MD, haematology", "--conflicts", "Speaker fees from Iron Co (2024)", "--password-stdin",
+                       stdin="a long enough password\n")
+    assert code == 0 and "Dr Ada Byron (MD, haematology)" in out
+    store = AccountStore(tmp_path / "accounts.sqlite")
+    assert store.authenticate("ada", "a long enough password").conflicts == "Speaker fees from Iron Co (2024)"
+    row = store._db().execute("SELECT password_hash FROM users WHERE name = 'ada'").fetchone()[0]
+    assert row.startswith("$argon2id$") and "a long enough password" not in row
+
+    code, token, err = run(monkeypatch, capsys, "users", "--accounts-db", db, "token", "ada")
+    token = token.strip()
+    assert code == 0 and token.startswith("mkb_") and "shown only now" in err
+    assert store.account_for_token(token).name == "ada"
+    stored = [r[0] for r in store._db().execute("SELECT token_sha256 FROM tokens")]
+    assert token not in stored and len(stored[0]) == 64, "only the token's hash is kept"
+    code, out, _ = run(monkeypatch, capsys, "users", "--accounts-db", db, "revoke-token", "ada")
+    assert code == 0 and "revoked 1" in out and store.account_for_token(token) is None
+
+    code, _, err = run(monkeypatch, capsys, "users", "--accounts-db", db, "add", "ada", "--role", "editor", "--password-stdin", stdin="another long one\n")
+    assert code == 2 and "already exists" in err
+    code, _, err = run(monkeypatch, capsys, "users", "--accounts-db", db, "add", "bob", "--role", "reviewer", "--password-stdin", stdin="short\n")
+    assert code == 2 and "at least 10 characters" in err
+    code, out, _ = run(monkeypatch, capsys, "users", "--accounts-db", db, "list")
+    assert out.startswith("ada") and "reviewer" in out and "conflicts of interest" in out
+
+
+def test_index_reports_approved_claims_without_a_record(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "claims.md").write_text(article("claims", "Q1?", MICRO_BODY, status="approved"))
+    (corpus / "reviewed.md").write_text(article("reviewed", "Q2?", TREAT_BODY, status="submitted"))
+    settings = Settings(index_dir=tmp_path / "index")
+    articles = load_corpus([corpus]).articles
+    log = ReviewStore(settings.reviews_path)
+    reviewed = next(a for a in articles if a.id == "reviewed")
+    log.append("reviewed", reviewed.content_sha256, REVIEWER, Decision.APPROVE)
+    _report_reviews(settings, articles)
+    out = capsys.readouterr()
+    assert "warning:" in out.err and "claims.md: front matter says review_status: approved, but no review record approves this content" in out.err
+    assert "reviewed.md" not in out.err
+    assert "review status       1 approved, 1 submitted" in out.out
+    assert log.content(reviewed.content_sha256) == (corpus / "reviewed.md").read_bytes(), "indexed versions are kept for diffs"
+
+    (corpus / "reviewed.md").write_text((corpus / "reviewed.md").read_text().replace("first-line", "first line"))
+    _report_reviews(settings, load_corpus([corpus]).articles)
+    assert "pending re-review: " in capsys.readouterr().err
+
+
+@pytest.mark.model
+def test_index_command_prints_the_review_summary(real_index):
+    _, stdout, _ = real_index
+    assert "review status" in stdout and "approved" not in stdout.split("review status", 1)[1].split("(log:")[0]
