@@ -1,1 +1,1 @@
-"""FastAPI only: app factory, routers (api, ask, pages), schemas, errors, presentation, static files. Searching lives in retrieval/."""
+"""FastAPI only: app factory, routers (api, ask, pages, auth, reviews), schemas, errors, presentation, static files. Searching and the review log live in retrieval/."""
