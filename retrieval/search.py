@@ -87,10 +87,11 @@ class Filters:
 
     def admits(self, chunk: Chunk, review_status: ReviewStatus | None = None) -> bool:
         """`review_status` is the article's status derived from the review log (the search
-        service always passes it); the chunk's own is only its front matter's claim."""
+        service always passes it). The chunk's own is only its front matter's claim and is
+        never used: without a derived status the article counts as submitted."""
         if self.retracted == "exclude" and cites_retracted(chunk):
             return False
-        status = chunk.review_status if review_status is None else review_status
+        status = ReviewStatus.SUBMITTED if review_status is None else review_status
         if self.review_status and status not in self.review_status:
             return False
         if self.evidence_kind and not set(chunk.evidence_kinds) & set(self.evidence_kind):

@@ -206,7 +206,10 @@ def _article_page(request: Request, article_id: str, error: str | None = None, s
     if session is not None:
         allowed = [d for d in Decision if d in ROLE_DECISIONS.get(session.account.role.value, frozenset())]
     is_author = session is not None and session.account.name in view.record.authors
-    return render(request, "review_article.html", {"view": view, "allowed": allowed, "is_author": is_author, "error": error, "comment": comment}, status)
+    store: AccountStore = request.app.state.accounts
+    conflicts = {name: account.conflicts for name in {h.reviewer.name for h in view.history} if (account := store.get(name)) is not None}
+    return render(request, "review_article.html", {"view": view, "allowed": allowed, "is_author": is_author, "error": error, "comment": comment,
+                                                   "conflicts": conflicts}, status)
 
 
 @router.post("/articles/{article_id}/reviews", include_in_schema=False)

@@ -211,6 +211,7 @@ def test_article_history_and_the_approval_lapsing_when_the_file_changes(env):
         assert hit["article_id"] == "microcytosis" and hit["caution"] and hit["review"]["note"].startswith("Approved version changed, pending re-review")
         assert_error(decide(client, "microcytosis", "approve", bearer(env, "rev"), content_sha256=old_sha), 409)
         page = client.get("/articles/microcytosis").text
+        assert "Declared conflicts: None declared" in page, "the reviewer's conflict-of-interest statement is shown with their decisions"
         assert 'class="del">-- Lead poisoning, which blocks' in page and 'class="add">+- Lead poisoning, which inhibits' in page
 
 
@@ -304,6 +305,23 @@ def test_queue_lists_what_awaits_review_oldest_first(client, env):
     html = client.get("/reviews").text
     listed = re.findall(r'class="queue-item" data-article="([^"]+)"', html)
     assert sorted(listed) == ["iron-treatment", "megadose"], "approved articles leave the queue"
+
+
+def test_queue_is_oldest_first_by_when_the_current_version_was_first_seen(env):
+    import datetime as dt
+
+    from indexer.index_store import load_index
+    from retrieval.reviews import ReviewStore
+
+    index = load_index(env.root)
+    for days_ago, article_id in ((3, "megadose"), (10, "iron-treatment"), (5, "microcytosis")):
+        when = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)
+        ReviewStore(env.tmp / "reviews.sqlite", clock=lambda when=when: when).observe([(article_id, index.articles[article_id].content_sha256)])
+    with env.client() as client:
+        listed = re.findall(r'class="queue-item" data-article="([^"]+)"', client.get("/reviews").text)
+        assert listed == ["iron-treatment", "microcytosis", "megadose"]
+        news = re.findall(r'data-article="([^"]+)"', client.get("/new", params={"days": 4}).text)
+        assert news == ["megadose"], "what's new looks back N days"
 
 
 def test_article_page_shows_text_status_history_and_a_form_for_reviewers(client, env):
