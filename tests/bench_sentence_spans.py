@@ -4,6 +4,8 @@
 
 Paragraphs are the block texts of the articles in corpus/ (repeated up to --paragraphs)
 and, when the MedQuAD folder is there, the answer paragraphs of every 8th MedQuAD file.
+Also times chunk_article over the corpus/ articles with the test suite's fake embedder's
+token counter, i.e. chunking without the model's tokenizer.
 Prints paragraphs, sentences and characters per CPU second (the best of --repeat runs; CPU
 time rather than wall time, so that other work on the machine disturbs the figure less).
 """
@@ -63,6 +65,23 @@ def measure(name: str, paragraphs: list[str], repeat: int) -> None:
           f"{len(paragraphs) / best:8.0f} paragraphs/s, {sentences / best:8.0f} sentences/s, {chars / best / 1e6:5.2f} MB/s")
 
 
+def measure_chunking(repeat: int) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    from fakes import FakeEmbedder
+
+    from indexer.chunking import chunk_article
+
+    articles = [parse_article(path) for path in sorted((REPO / "corpus").glob("*.md"))]
+    count = FakeEmbedder().count_tokens
+    best, chunks = float("inf"), 0
+    for _ in range(repeat):
+        t0 = time.process_time()
+        for _ in range(10):
+            chunks = sum(len(chunk_article(a, count)) for a in articles)
+        best = min(best, time.process_time() - t0)
+    print(f"   chunk: {10 * len(articles)} articles, {10 * chunks} chunks in {best:6.2f} s = {10 * len(articles) / best:8.0f} articles/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--medquad", type=Path, default=REPO.parent / "shared" / "data" / "medquad")
@@ -73,6 +92,7 @@ def main() -> None:
     measure("corpus", (base * (args.paragraphs // len(base) + 1))[: args.paragraphs], args.repeat)
     if args.medquad.is_dir():
         measure("medquad", medquad_paragraphs(args.medquad)[: args.paragraphs], args.repeat)
+    measure_chunking(args.repeat)
 
 
 if __name__ == "__main__":
