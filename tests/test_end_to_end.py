@@ -74,6 +74,18 @@ def test_http_api_under_uvicorn(live_server):
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
 
 
+@pytest.mark.model
+def test_asking_how_chronic_microcytosis_is_treated_gives_cited_treatment_points(live_server):
+    r = httpx.post(f"{live_server}/api/ask", json={"question": "how is chronic microcytosis treated?"})
+    assert r.status_code == 200
+    points = r.json()["key_points"]
+    assert len(points) >= 3
+    assert all(p["citations"] for p in points), "every key point carries the citation that supports it"
+    # The seed topic is whole: the treatment section answers, not the causes alone.
+    from_treatment = [p for p in points if any(w in " ".join(p["section_path"]).lower() for w in ("treat", "management"))]
+    assert len(from_treatment) * 2 >= len(points), [(p["section_path"], p["text"][:80]) for p in points]
+
+
 def test_serve_refuses_without_an_index(tmp_path):
     out = subprocess.run([*MEDKB, "serve", "--index-dir", str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 2 and "medkb index" in out.stderr
