@@ -337,7 +337,7 @@ def open_service(index_dir: Path, model_dir: Path | None = None, settings: Retri
     from indexer.index_store import load_index
 
     embedder = load_embedder(model_dir)
-    index = load_index(index_dir, ModelInfo.of(embedder))
+    index = load_index(Path(index_dir), ModelInfo.of(embedder))
     return SearchService(index, embedder, cache_size=cache_size, settings=settings)
 
 
