@@ -30,6 +30,7 @@ class Settings:
     conversation_ttl: int = _setting(86400, "MEDKB_CONVERSATION_TTL", "Seconds after its last question that a conversation expires.")
     conversation_turns: int = _setting(20, "MEDKB_CONVERSATION_TURNS", "Questions kept per conversation (oldest dropped first).")
     max_conversations: int = _setting(10000, "MEDKB_MAX_CONVERSATIONS", "Conversations kept at once (least recently used dropped first).")
+    batch_window_ms: float = _setting(2.0, "MEDKB_BATCH_WINDOW_MS", "Milliseconds a query waits for others to share its model call (0: only those already waiting).")
     max_per_article: int = _setting(3, "MEDKB_MAX_PER_ARTICLE", "Most passages one article may contribute to a result page (0: no cap).")
 
     @classmethod
@@ -52,6 +53,8 @@ def _convert(name: str, raw: str) -> Any:
         return tuple(Path(p) for p in raw.split(":") if p)
     if name == "retriever":
         return raw
+    if name == "batch_window_ms":
+        return float(raw)
     return int(raw)
 
 

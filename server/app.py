@@ -21,7 +21,8 @@ log = logging.getLogger("medkb.server")
 
 def load_service(settings: Settings) -> SearchService:
     """Load the published index and the model, and check that they belong together."""
-    return open_service(settings.index_dir, settings.model_dir, retrieval_settings(settings), settings.query_cache_size)
+    return open_service(settings.index_dir, settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
+                        settings.batch_window_ms)
 
 
 def retrieval_settings(settings: Settings) -> RetrievalSettings:
