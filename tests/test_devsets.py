@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.datasets import load_beir
+from evals.datasets import EvalSetError, NOMATCH_KINDS, load_beir, load_nomatch
 from evals.metrics import METRICS, evaluate, means
 from evals.public_devsets import DevSetError, build_mediqa, build_medicationqa, main, write_beir
 
@@ -139,3 +139,21 @@ def test_judged_at_10_is_the_share_of_the_top_10_with_any_judgment():
     assert evaluate(qrels, ranking, threshold=2)["q4"]["judged@10"] == 0.2, "the relevance threshold does not change what is judged"
     assert means(per)["judged@10"] == pytest.approx(0.125)
     assert "judged@10" in METRICS
+
+
+def test_load_nomatch_reads_the_project_set_and_rejects_bad_lines(tmp_path):
+    questions = load_nomatch(REPO / "evals" / "nomatch")
+    assert len(questions) == 50 and len({q.id for q in questions}) == 50
+    assert {q.kind for q in questions} == set(NOMATCH_KINDS)
+    assert questions[0].id == "nm001" and load_nomatch(REPO / "evals" / "nomatch" / "queries.jsonl") == questions
+    bad = tmp_path / "q.jsonl"
+    for text, message in (('{"id": "a", "query": "x", "kind": "off-topic"}\n{"id": "a", "query": "y", "kind": "gibberish"}\n', r"q.jsonl:2: duplicate id 'a'"),
+                          ('{"id": "a", "query": "x", "kind": "unknown"}\n', r"q.jsonl:1: kind 'unknown' is not one of"),
+                          ('{"id": "a", "query": "  ", "kind": "gibberish"}\n', r"q.jsonl:1: .*needs a non-empty id and query"),
+                          ('{"id": "a", "query": "x", "kind": "off-topic"}\n{"id": \n', r"q.jsonl:2: not valid JSON"),
+                          ("\n", r"no questions")):
+        bad.write_text(text)
+        with pytest.raises(EvalSetError, match=message):
+            load_nomatch(bad)
+    with pytest.raises(EvalSetError, match="missing"):
+        load_nomatch(tmp_path / "nowhere.jsonl")
