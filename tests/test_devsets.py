@@ -61,6 +61,12 @@ def test_medicationqa_builder_merges_and_skips_out_loud():
     assert "mqa-0006 ('Unanswerable')" in notes and "mqa-0007: empty answer" in notes and "no id or no question" in notes
     assert "not queries: mqa-0006, mqa-0007" in notes
 
+    plain = build_medicationqa(MEDICATIONQA_ROWS, titles="section")
+    assert plain.name == "medicationqa-section-titles" and plain.qrels == d.qrels
+    assert [doc["title"] for doc in plain.corpus] == ["DOSAGE AND ADMINISTRATION", "", "HOW SUPPLIED", ""], "no focus; an empty title is left to the importer"
+    with pytest.raises(ValueError, match="titles must be one of"):
+        build_medicationqa(MEDICATIONQA_ROWS, titles="drug")
+
 
 def mediqa_q(qid, question, *answers):
     return {"qid": qid, "question": question, "answers": [{"aid": f"{qid}_Answer{i}", "text": t, "reference_score": s, "url": f"https://example.org/{i}"}
