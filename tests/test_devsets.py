@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from evals.datasets import EvalSetError, NOMATCH_KINDS, load_beir, load_nomatch
+from evals.datasets import NOMATCH_KINDS, EvalSetError, load_beir, load_nomatch
 from evals.metrics import METRICS, evaluate, means
-from evals.public_devsets import DevSetError, build_mediqa, build_medicationqa, main, write_beir
+from evals.public_devsets import DevSetError, build_medicationqa, build_mediqa, main, write_beir
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
