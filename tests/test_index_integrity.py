@@ -267,6 +267,7 @@ def test_staleness_names_the_damaged_file(tiny_corpus, tmp_path, fake_embedder):
     assert "no index is published" in staleness(tmp_path / "none", [tiny_corpus], ChunkerSettings(), fake_embedder.checksum)
 
 
+@pytest.mark.slow  # starts real processes
 @pytest.mark.parametrize("how", ["truncate", "flip", "delete", "manifest"])
 def test_index_if_stale_rebuilds_a_damaged_index(tiny_corpus, tmp_path, how):
     root = tmp_path / "index"
@@ -302,6 +303,7 @@ def corrupt_only_build(tiny_corpus, tmp_path, fake_embedder):
     return root
 
 
+@pytest.mark.slow  # starts real processes
 @pytest.mark.parametrize("command", [["serve", "--port", "1"], ["search", "iron"]])
 def test_a_corrupt_manifest_is_one_line_from_serve_and_search(corrupt_only_build, command):
     out = run([*FAKE_CLI, *command, "--index-dir", str(corrupt_only_build)])
@@ -312,6 +314,7 @@ def test_a_corrupt_manifest_is_one_line_from_serve_and_search(corrupt_only_build
     assert "manifest.json is malformed" in lines[0] and "Counts.chunks must be int" in lines[0] and "medkb index corpus" in lines[0]
 
 
+@pytest.mark.slow  # starts real processes
 def test_search_serves_the_older_build_and_says_so(two_builds):
     root, older, newest = two_builds
     damage(newest / "vectors.faiss", "truncate")
@@ -322,6 +325,7 @@ def test_search_serves_the_older_build_and_says_so(two_builds):
     assert "microcytosis" in out.stdout.lower()
 
 
+@pytest.mark.slow  # starts real processes
 def test_serve_serves_the_older_build_and_logs_one_line(two_builds, tmp_path):
     import socket
 
@@ -356,6 +360,7 @@ def test_serve_serves_the_older_build_and_logs_one_line(two_builds, tmp_path):
     assert len(why) == 1 and older.name in why[0] and "articles.jsonl does not match its SHA-256" in why[0], output
 
 
+@pytest.mark.slow  # starts real processes
 def test_eval_reports_a_corrupt_cached_index_and_rebuilds_it(tmp_path):
     cache, out = tmp_path / "cache", tmp_path / "run"
     cmd = [*FAKE_CLI, "eval", "--dataset", str(TESTS / "fixtures" / "beir-mini"), "--cache-dir", str(cache), "--out", str(out)]
@@ -440,6 +445,7 @@ def wait_for_line(path: Path, text: str, proc: subprocess.Popen) -> str:
         time.sleep(0.02)
 
 
+@pytest.mark.slow  # starts real processes
 def test_two_builds_at_once_run_one_after_the_other(tiny_corpus, tmp_path):
     root = tmp_path / "index"
     first, go = start_gated_build(tiny_corpus, root, tmp_path, "first")
@@ -470,6 +476,7 @@ def test_two_builds_at_once_run_one_after_the_other(tiny_corpus, tmp_path):
     assert check_build(first_dir) and (root / ".lock").read_text() == "", "the lock is released and its pid cleared"
 
 
+@pytest.mark.slow  # starts real processes
 def test_a_second_if_stale_build_that_waited_publishes_nothing(tiny_corpus, tmp_path):
     root = tmp_path / "index"
     first, go = start_gated_build(tiny_corpus, root, tmp_path, "first")
@@ -491,6 +498,7 @@ def test_a_second_if_stale_build_that_waited_publishes_nothing(tiny_corpus, tmp_
     assert len(index_store.kept_builds(root)) == 1
 
 
+@pytest.mark.slow  # starts real processes
 def test_no_wait_exits_75_while_another_build_runs(tiny_corpus, tmp_path):
     root = tmp_path / "index"
     first, go = start_gated_build(tiny_corpus, root, tmp_path, "first")
@@ -507,6 +515,7 @@ def test_no_wait_exits_75_while_another_build_runs(tiny_corpus, tmp_path):
     assert out.returncode == 0, out.stderr
 
 
+@pytest.mark.slow  # starts real processes
 def test_a_killed_build_releases_the_lock_to_the_one_waiting(tiny_corpus, tmp_path):
     root = tmp_path / "index"
     first, _ = start_gated_build(tiny_corpus, root, tmp_path, "first")
