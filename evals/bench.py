@@ -292,7 +292,26 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"  flat (exact): p50 {syn['flat_ms']['p50']} ms  p95 {syn['flat_ms']['p95']} ms  p99 {syn['flat_ms']['p99']} ms  {syn['flat_bytes_per_vector']} B/vector")
         for ivf in syn["ivf"]:
             lines.append(f"  IVF{ivf['nlist']},Flat nprobe={ivf['nprobe']}: p50 {ivf['ms']['p50']} ms  p95 {ivf['ms']['p95']} ms  recall@10 vs exact {ivf['recall@10_vs_flat']} (build {syn['ivf_build_seconds']} s)")
+    busy = [entry for entry in results.get("load", []) if entry["busy"]]
+    if busy:
+        lines.append("")
+        lines.append("WARNING: the machine was busy during " + ", ".join(f"{e['measurement']} (load {e['load_1m']} on {e['cpus']} cpus)" for e in busy)
+                     + "; those figures are noisy, not a regression.")
     return "\n".join(lines)
+
+
+BUSY_LOAD_PER_CPU = 0.5  # a 1-minute load average above this per core means other work shared the machine
+
+
+def machine_load(label: str, log: Callable[[str], None]) -> dict[str, Any]:
+    """The 1/5/15-minute load averages (os.getloadavg) just before a measurement, and whether
+    the machine was busy: a figure taken on a busy machine is noisy, not a regression."""
+    one, five, fifteen = os.getloadavg()
+    cpus = os.cpu_count() or 1
+    busy = one / cpus > BUSY_LOAD_PER_CPU
+    if busy:
+        log(f"  warning: load average {one:.2f} on {cpus} cpus before '{label}': the machine was busy, so this figure is noisy")
+    return {"measurement": label, "load_1m": round(one, 2), "load_5m": round(five, 2), "load_15m": round(fifteen, 2), "cpus": cpus, "busy": busy}
 
 
 def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_dirs: list[Path], medquad_index: Path | None,
@@ -304,8 +323,11 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
 
     results: dict[str, Any] = {"machine": machine(), "settings": {"sizes": sizes, "queries": queries, "http_requests": http_requests,
                                                                   "vectors": vectors, "build_sample": build_sample, "torch_threads": _torch_threads()}}
+    loads: list[dict[str, Any]] = []
+    results["load"] = loads
     if "default" in sizes:
         log("default corpus")
+        loads.append(machine_load("default: build and search", log))
         root = workdir / "default-index"
         build = build_throughput(corpus_dirs, embedder, root, log)
         service = SearchService(load_index(root, ModelInfo.of(embedder)), embedder)
@@ -314,12 +336,14 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
                               "search": in_process_latency(service, qs)}
         log(f"  search p50 {results['default']['search']['uncached_ms']['p50']} ms uncached, {results['default']['search']['cached_ms']['p50']} ms cached")
         if http:
+            loads.append(machine_load("default: HTTP", log))
             results["default"]["http"] = http_latency(root, qs, http_requests, log)
     if "medquad" in sizes:
         if not medquad_index or not (medquad_index / "current").exists():
             log("medquad: skipped (no index: import and index MedQuAD first, then pass --medquad-index)")
         else:
             log("medquad")
+            loads.append(machine_load("medquad: search and build", log))
             index = load_index(medquad_index, ModelInfo.of(embedder))
             service = SearchService(index, embedder)
             pool = medquad_questions(medquad_data, queries + 3 * http_requests) if medquad_data and medquad_data.exists() else [c.article_title for c in index.chunks]
@@ -333,10 +357,12 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
             del service
             gc.collect()
             if http:
+                loads.append(machine_load("medquad: HTTP", log))
                 entry["http"] = http_latency(medquad_index, pool[queries:] or qs, http_requests, log)
             results["medquad"] = entry
     if "synthetic" in sizes:
         log("synthetic vectors")
+        loads.append(machine_load("synthetic vectors", log))
         results["synthetic"] = synthetic_vectors(vectors, embedder.dim, min(queries, 200), log)
     return results
 

@@ -173,3 +173,47 @@ def load_gold(gold_dir: Path, corpus_dirs: list[Path]) -> EvalSet:
             queries[qid], qrels[qid], tags[qid] = str(query), judged, list(row.get("tags") or [])
     return EvalSet(name="gold", queries=queries, qrels=qrels, level="section", tags=tags, corpus_dirs=list(corpus_dirs),
                    source={"kind": "gold", "gold": str(gold_dir), "corpus": ":".join(map(str, corpus_dirs))})
+
+
+NOMATCH_KINDS = ("off-topic", "gibberish", "near-miss")
+
+
+@dataclass(frozen=True)
+class NoMatchQuery:
+    """A question the corpus cannot answer (evals/nomatch): nothing should be returned as its answer."""
+
+    id: str
+    query: str
+    kind: str  # one of NOMATCH_KINDS
+
+
+def load_nomatch(path: Path) -> list[NoMatchQuery]:
+    """No-match questions from a JSON Lines file (or a folder holding queries.jsonl), one a line:
+
+        {"id": "nm001", "query": "first-line topical treatment for acne", "kind": "off-topic"}
+
+    kind is off-topic, gibberish or near-miss. A missing field, an unknown kind or a repeated
+    id is an EvalSetError naming the file and line. The order of the file is kept."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "queries.jsonl"
+    if not path.exists():
+        raise EvalSetError(f"{path}: missing (no-match questions are a JSON Lines file of id, query, kind)")
+    out: list[NoMatchQuery] = []
+    seen: set[str] = set()
+    for number, row in _read_jsonl(path):
+        where = f"{path}:{number}"
+        if not isinstance(row, dict):
+            raise EvalSetError(f"{where}: expected a JSON object")
+        qid, query, kind = row.get("id"), row.get("query"), row.get("kind")
+        if not isinstance(qid, str) or not qid.strip() or not isinstance(query, str) or not query.strip():
+            raise EvalSetError(f"{where}: a no-match question needs a non-empty id and query")
+        if kind not in NOMATCH_KINDS:
+            raise EvalSetError(f"{where}: kind {kind!r} is not one of {', '.join(NOMATCH_KINDS)}")
+        if qid in seen:
+            raise EvalSetError(f"{where}: duplicate id {qid!r}")
+        seen.add(qid)
+        out.append(NoMatchQuery(qid, query, kind))
+    if not out:
+        raise EvalSetError(f"{path}: no questions")
+    return out

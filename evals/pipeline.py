@@ -20,7 +20,7 @@ from evals import metrics as metrics_mod
 from evals.datasets import EvalSet
 from evals.report import compare, write_reports
 from evals.runner import SearchFn, read_trec, run_queries, write_trec
-from indexer.build import build_index, is_up_to_date
+from indexer.build import build_index, staleness
 from indexer.chunking import ChunkerSettings
 from indexer.embedding import Embedder
 from indexer.index_store import IndexManifest
@@ -49,10 +49,11 @@ def cached_index(corpus_dirs: list[Path], cache_root: Path, embedder: Embedder, 
     """An index of `corpus_dirs` under `cache_root`, built only when no build of the same
     corpus, chunker and model exists: a second run does not re-embed."""
     root = cache_slot(corpus_dirs, cache_root, chunker)
-    if is_up_to_date(root, corpus_dirs, chunker, embedder.checksum):
+    reason = staleness(root, corpus_dirs, chunker, embedder.checksum)
+    if reason is None:
         log(f"reusing the cached index {root} (same corpus, chunker and model)")
         return root
-    log(f"building the index {root} ...")
+    log(f"building the index {root} ({reason}) ...")
     report = build_index(corpus_dirs, root, embedder, chunker, progress=progress)
     log(f"indexed {report.articles} articles as {report.chunks} chunks in {report.seconds:.1f}s; skipped {len(report.skipped)}")
     return root

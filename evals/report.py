@@ -12,6 +12,9 @@ from typing import Any
 
 from evals.metrics import HEADLINE, METRICS
 
+JUDGED_NOTE = ("judged@10 is the share of the top 10 that has any judgment (ir_measures' Judged@10, 1 - BEIR's Hole@10); "
+               "the other metrics count an unjudged unit as not relevant, so where judged@10 is low they understate the ranking.")
+
 
 @dataclass
 class Comparison:
@@ -100,7 +103,7 @@ def write_reports(out_dir: Path, title: str, info: dict[str, Any], mean: dict[st
         if comparison:
             row += f" {_fmt(comparison.baseline_means[m])} | {mean[m] - comparison.baseline_means[m]:+.4f} |"
         md.append(row)
-    md += ["", f"{len(per_query)} judged queries. {lat_line}", ""]
+    md += ["", f"{len(per_query)} judged queries. {lat_line}", "", JUDGED_NOTE, ""]
     if comparison:
         helped = sum(d > 0 for d in comparison.deltas.values())
         hurt = sum(d < 0 for d in comparison.deltas.values())
@@ -146,7 +149,7 @@ def write_reports(out_dir: Path, title: str, info: dict[str, Any], mean: dict[st
 td,th{{border:1px solid #d8dee4;padding:.2rem .45rem;text-align:left}}img{{max-width:100%}}.r{{color:#666}}</style></head><body>
 <h1>{html.escape(title)}</h1><ul>{''.join(f'<li>{html.escape(str(k))}: {html.escape(str(v))}</li>' for k, v in info.items())}</ul>
 <h2>Overall</h2><table><tr><th>metric</th><th>value</th>{'<th>baseline</th><th>difference</th>' if comparison else ''}</tr>{overall}</table>
-<p>{len(per_query)} judged queries. {html.escape(lat_line)}</p>
+<p>{len(per_query)} judged queries. {html.escape(lat_line)}</p><p>{html.escape(JUDGED_NOTE)}</p>
 {('<h2>Against ' + html.escape(comparison.baseline) + '</h2>' + img('compare.png')) if comparison else ''}
 {('<h2>By tag</h2><table><tr><th>tag</th><th>queries</th>' + ''.join(f'<th>{m}</th>' for m in METRICS) + '</tr>' + tag_rows + '</table>') if by_tag else ''}
 <h2>Distribution</h2>{img('per_query.png')}

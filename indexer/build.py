@@ -66,16 +66,32 @@ def loaded_fingerprint(loaded: CorpusLoad, chunker: ChunkerSettings, model_check
     return _fingerprint([(p.name, d) for p, d in zip(loaded.files, loaded.digests)], chunker, model_checksum)
 
 
-def is_up_to_date(root: Path, dirs: Sequence[Path], chunker: ChunkerSettings, model_checksum: str) -> bool:
-    """True when the published build was made from exactly these files, chunker and model.
-    A build of another format or with an unreadable manifest is stale, never an error."""
+def staleness(root: Path, dirs: Sequence[Path], chunker: ChunkerSettings, model_checksum: str) -> str | None:
+    """None when the published build is intact and was made from exactly these files, chunker and
+    model; otherwise why it is not, in one line. Another format, an unreadable or malformed manifest,
+    or a damaged data file (missing, another size, another SHA-256) make a build stale, never an error."""
+    return _staleness(root, lambda: corpus_fingerprint(dirs, chunker, model_checksum))
+
+
+def _staleness(root: Path, fingerprint: Callable[[], str]) -> str | None:
+    directory = index_store.current_dir(root)
+    if directory is None:
+        return f"no index is published under {root}"
     try:
         manifest = index_store.read_manifest(root)
-    except index_store.IndexProblem:
-        return False
-    if manifest is None:
-        return False
-    return manifest.corpus.fingerprint == corpus_fingerprint(dirs, chunker, model_checksum)
+        if manifest is None:
+            return f"no index is published under {root}"
+        if manifest.corpus.fingerprint != fingerprint():
+            return f"the corpus, chunker settings or model changed since build {directory.name}"
+        index_store.check_build(directory)  # the checksums last: hashing costs the most
+    except index_store.IndexProblem as exc:
+        return exc.reason
+    return None
+
+
+def is_up_to_date(root: Path, dirs: Sequence[Path], chunker: ChunkerSettings, model_checksum: str) -> bool:
+    """True when the published build is intact and was made from exactly these files, chunker and model (see `staleness`)."""
+    return staleness(root, dirs, chunker, model_checksum) is None
 
 
 def section_heading_text(title: str, path: list[str]) -> str:
@@ -110,10 +126,20 @@ def build_index(
     batch_size: int = 32,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
     on_loaded: Callable[[CorpusLoad], None] | None = None,
+    wait: bool = True,
+    on_wait: Callable[[str], None] | None = None,
+    if_stale: bool = False,
+    keep_builds: int = index_store.KEEP_BUILDS,
 ) -> BuildReport:
     """Build and atomically publish an index. Bad articles are skipped and reported,
     or stop the build when `strict`; either way the published index stays until a
-    complete new build replaces it."""
+    complete new build replaces it.
+
+    One build runs at a time per index root: another waits for it (`on_wait` is told
+    which process it waits for) or, unless `wait`, raises index_store.BuildBusy. With
+    `if_stale`, a build that finds, once it holds the lock, an intact published build of
+    exactly what it read (another process built it meanwhile) publishes nothing and
+    returns a report with `up_to_date` set. `keep_builds` builds are kept to fall back on."""
     started = time.perf_counter()
     dirs = [Path(d) for d in dirs]
     loaded = load_corpus(dirs)
@@ -128,7 +154,9 @@ def build_index(
     for article in loaded.articles:
         chunks.extend(chunk_article(article, embedder.count_tokens, chunker))
 
-    with index_store.build_lock(root):
+    with index_store.build_lock(root, wait=wait, on_wait=on_wait):
+        if if_stale and _staleness(root, lambda: loaded_fingerprint(loaded, chunker, embedder.checksum)) is None:
+            return _up_to_date_report(root, loaded, time.perf_counter() - started)
         staging = index_store.new_staging_dir(root)
         embed_started = time.perf_counter()
         tick = progress("embedding", len(chunks)) if progress else None
@@ -165,8 +193,8 @@ def build_index(
                 embed_seconds=round(embed_seconds, 3),
             ),
         )
-        index_store.write_build(staging, chunks, vectors, [_article_record(a) for a in loaded.articles], sections, lexical, manifest)
-        final = index_store.publish(root, staging)
+        manifest = index_store.write_build(staging, chunks, vectors, [_article_record(a) for a in loaded.articles], sections, lexical, manifest)
+        final = index_store.publish(root, staging, keep_builds)
     return BuildReport(
         directory=final,
         articles=len(loaded.articles),
@@ -180,3 +208,12 @@ def build_index(
         embed_seconds=embed_seconds,
         manifest=manifest,
     )
+
+
+def _up_to_date_report(root: Path, loaded: CorpusLoad, seconds: float) -> BuildReport:
+    manifest = index_store.read_manifest(root)
+    assert manifest is not None  # _staleness just read it
+    c = manifest.counts
+    return BuildReport(directory=index_store.current_dir(root), articles=c.articles, chunks=c.chunks, citations_resolved=c.citations_resolved,
+                       citations_unresolved=c.citations_unresolved, oversized_chunks=c.oversized_chunks, skipped=loaded.skipped,
+                       problems=loaded.problems, seconds=seconds, embed_seconds=0.0, up_to_date=True, manifest=manifest)

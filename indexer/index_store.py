@@ -8,26 +8,36 @@ Layout of an index root:
                                 lexical/ (BM25 over the chunks)
     <root>/current              symlink to the published build
     <root>/.staging-<id>/       a build being written; never read by anyone
+    <root>/.lock                flock held by the one build running (a second waits); holds its pid
 
 A build is written completely into a staging directory, fsynced, renamed into
 builds/, and only then published by atomically replacing the `current` symlink.
 A build that fails or is killed at any point leaves `current` untouched.
+
+The manifest lists every data file of its build with its size and SHA-256, and a
+build is checked against it before it is used. A published build that fails the
+check is refused, naming the damaged file, and loading falls back to the newest
+intact build among the last KEEP_BUILDS kept under builds/.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
+import re
 import shutil
-import time
+import types
+import typing
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,13 +45,20 @@ from indexer.chunking import Chunk
 from indexer.embedding import ModelInfo
 from indexer.vocabulary import Audience, Problem, Reference, ReviewStatus
 
-FORMAT_VERSION = 4  # 3: typed manifest (lexical.method, located problems), typed article records; 4: article authors
-FILES = ("manifest.json", "vectors.faiss", "chunks.jsonl", "articles.jsonl", "sections.jsonl", "section_vectors.npy", "lexical")
-KEEP_BUILDS = 2
+FORMAT_VERSION = 5  # 5: article authors (account names); 4: each data file's size and SHA-256 in the manifest (`files`); 3: typed manifest, typed article records
+DATA_FILES = ("vectors.faiss", "chunks.jsonl", "articles.jsonl", "sections.jsonl", "section_vectors.npy")
+LEXICAL = "lexical"  # a directory: every file under it is a data file too
+FILES = ("manifest.json", *DATA_FILES, LEXICAL)
+KEEP_BUILDS = 3  # builds kept under builds/, the published one included: what a damaged build falls back to
 
 
 class IndexProblem(Exception):
-    """Base for index problems that a user must act on; the message says what to run."""
+    """Base for index problems that a user must act on; the message says what to run.
+    `reason` is the message without the instruction (for composing messages)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class IndexMissing(IndexProblem):
@@ -56,10 +73,73 @@ class IndexMismatch(IndexProblem):
     """A build made by another format or another model than the one loading it."""
 
 
-REBUILD = "Rebuild it with `medkb index corpus` (or `make serve`, which rebuilds a stale index)."
+class BuildBusy(Exception):
+    """Another build holds the index root's lock and the caller chose not to wait."""
+
+
+REBUILD = "Rebuild it with `medkb index corpus` (or `make serve`, which rebuilds a stale or damaged index)."
+
+
+def _corrupt(reason: str) -> IndexCorrupt:
+    return IndexCorrupt(f"{reason}. {REBUILD}", reason)
 
 
 # ---------------------------------------------------------------- the manifest
+
+T = TypeVar("T")
+_SIMPLE = {str: (str,), int: (int,), float: (int, float), bool: (bool,)}
+
+
+def _typed(cls: type[T], data: Any) -> T:
+    """`cls(**data)`, checking that `data` is an object with exactly its fields and that fields
+    declared str, int, float or bool (or one of them | None) hold one. TypeError otherwise."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} must be an object, not {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    for name, value in data.items():
+        hint = hints.get(name)
+        if hint is None:
+            continue  # an unknown field: cls(**data) names it
+        allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+        if not all(a in _SIMPLE or a is type(None) for a in allowed):
+            continue
+        ok = any(value is None if a is type(None) else (isinstance(value, _SIMPLE[a]) and (a is bool or not isinstance(value, bool))) for a in allowed)
+        if not ok:
+            raise TypeError(f"{cls.__name__}.{name} must be {' or '.join(getattr(a, '__name__', str(a)) for a in allowed)}, not {value!r}")
+    return cls(**data)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One data file of a build, as written: its path inside the build ("/"-separated), size and SHA-256."""
+
+    path: str
+    size: int
+    sha256: str
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "FileEntry":
+        entry = _typed(cls, data)
+        parts = entry.path.split("/")
+        if entry.path.startswith("/") or ".." in parts or "" in parts or entry.path == "manifest.json":
+            raise ValueError(f"files: {entry.path!r} is not a data file path inside a build")
+        if entry.size < 0 or not _SHA256.fullmatch(entry.sha256):
+            raise ValueError(f"files: {entry.path}: bad size or sha256")
+        return entry
+
+    @classmethod
+    def of(cls, directory: Path, path: str) -> "FileEntry":
+        size, digest = _size_and_digest(directory / path)
+        return cls(path, size, digest)
+
+
+def _size_and_digest(path: Path) -> tuple[int, str]:
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        return size, hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -113,28 +193,45 @@ class IndexManifest:
     counts: Counts
     skipped: tuple[Problem, ...]
     build: BuildInfo
+    files: tuple[FileEntry, ...] = ()  # every data file of the build; filled in by write_build
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["corpus"]["dirs"] = list(self.corpus.dirs)
         out["skipped"] = [p.to_dict() for p in self.skipped]
+        out["files"] = [asdict(f) for f in self.files]
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "IndexManifest":
-        """Raises KeyError/TypeError/ValueError on a malformed manifest (load turns them into IndexCorrupt)."""
+        """Raises KeyError/TypeError/ValueError on a malformed manifest: a missing field, a field
+        of the wrong type, a data file left unlisted (load turns them into IndexCorrupt)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"the manifest must be an object, not {type(data).__name__}")
         corpus = data["corpus"]
-        return cls(
-            format_version=int(data["format_version"]),
-            medkb_version=str(data["medkb_version"]),
-            model=ModelInfo(**data["model"]),
-            lexical=LexicalInfo(**data["lexical"]),
-            chunker=dict(data["chunker"]),
-            corpus=CorpusInfo(tuple(corpus["dirs"]), corpus["fingerprint"], int(corpus["files"])),
-            counts=Counts(**data["counts"]),
-            skipped=tuple(Problem(**p) for p in data["skipped"]),
-            build=BuildInfo(**data["build"]),
-        )
+        if not isinstance(corpus, dict) or not isinstance(corpus.get("dirs"), list) or not all(isinstance(d, str) for d in corpus["dirs"]):
+            raise TypeError("corpus must be an object with dirs (a list of paths), fingerprint and files")
+        if not isinstance(data["chunker"], dict) or not isinstance(data["skipped"], list) or not isinstance(data["files"], list):
+            raise TypeError("chunker must be an object, skipped and files lists")
+        manifest = _typed(cls, {
+            "format_version": data["format_version"],
+            "medkb_version": data["medkb_version"],
+            "model": _typed(ModelInfo, data["model"]),
+            "lexical": _typed(LexicalInfo, data["lexical"]),
+            "chunker": dict(data["chunker"]),
+            "corpus": _typed(CorpusInfo, {**corpus, "dirs": tuple(corpus["dirs"])}),
+            "counts": _typed(Counts, data["counts"]),
+            "skipped": tuple(_typed(Problem, p) for p in data["skipped"]),
+            "build": _typed(BuildInfo, data["build"]),
+            "files": tuple(FileEntry.from_dict(f) for f in data["files"]),
+        })
+        listed = {f.path for f in manifest.files}
+        unlisted = [name for name in DATA_FILES if name not in listed]
+        if not any(p.startswith(LEXICAL + "/") for p in listed):
+            unlisted.append(LEXICAL + "/")
+        if unlisted or len(listed) != len(manifest.files):
+            raise ValueError(f"files: {', '.join(unlisted) or 'a file'} {'is' if len(unlisted) == 1 else 'are'} not listed once with its checksum")
+        return manifest
 
     def check_model(self, expected: ModelInfo) -> None:
         """Raise IndexMismatch, saying what differs and what to run, unless `expected` is the model this build used."""
@@ -212,7 +309,8 @@ class ArticleRecord:
 
 @dataclass
 class LoadedIndex:
-    """A published build in memory: chunks in FAISS id order, their vectors, BM25 and section vectors."""
+    """A checked build in memory: chunks in FAISS id order, their vectors, BM25 and section vectors.
+    `fallback` says why, when this is not the published build (which was damaged)."""
 
     directory: Path
     manifest: IndexManifest
@@ -221,6 +319,7 @@ class LoadedIndex:
     faiss_index: Any
     sections: SectionVectors
     lexical: Any  # indexer.lexical.LexicalIndex
+    fallback: str | None = None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -231,31 +330,58 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# ---------------------------------------------------------------- writing and publishing
+
+
 @contextlib.contextmanager
-def build_lock(root: Path) -> Iterator[None]:
-    """One build at a time per index root (a second waits)."""
+def build_lock(root: Path, wait: bool = True, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """One build at a time per index root. A second build waits (telling `on_wait` who it waits
+    for), or raises BuildBusy when `wait` is false. The lock is an flock on <root>/.lock, so the
+    kernel releases it when its holder exits, however it exits; the file holds the holder's pid."""
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)  # never truncated before we hold it
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            if not wait:
+                raise BuildBusy(f"another build is running (pid {holder}) under {root}; try again when it ends, or drop --no-wait to wait for it") from None
+            if on_wait:
+                on_wait(f"another build is running (pid {holder}); waiting...")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def new_staging_dir(root: Path) -> Path:
-    """A fresh staging directory. Leftovers of killed builds are removed (we hold the build lock)."""
+    """A fresh staging directory. Leftovers of killed builds are removed (we hold the build lock).
+    Names sort by start time (to the microsecond): the newest build has the greatest name."""
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".staging-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    staging = root / f".staging-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    staging = root / f".staging-{dt.datetime.now().strftime('%Y%m%dT%H%M%S-%f')}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     return staging
 
 
+def _data_files(directory: Path) -> list[str]:
+    """The data files of a build directory, as manifest paths, in a fixed order."""
+    lexical = sorted(p.relative_to(directory).as_posix() for p in (directory / LEXICAL).rglob("*") if p.is_file())
+    return [*DATA_FILES, *lexical]
+
+
 def write_build(staging: Path, chunks: list[Chunk], vectors: np.ndarray, articles: list[ArticleRecord], sections: SectionVectors,
-                lexical, manifest: IndexManifest) -> None:
-    """Write every file of a build into `staging`; the manifest goes last."""
+                lexical, manifest: IndexManifest) -> IndexManifest:
+    """Write every file of a build into `staging`; the manifest goes last, listing each data
+    file's size and SHA-256 as read back from disk. Returns the manifest as written."""
     import faiss  # heavy: imported on use only
 
     if len(chunks) != vectors.shape[0]:
@@ -274,20 +400,27 @@ def write_build(staging: Path, chunks: list[Chunk], vectors: np.ndarray, article
         for sid, text in zip(sections.ids, sections.texts):
             fh.write(json.dumps({"id": sid, "text": text}, ensure_ascii=False) + "\n")
     np.save(staging / "section_vectors.npy", np.ascontiguousarray(sections.vectors, dtype=np.float32))
-    (staging / "lexical").mkdir()
-    lexical.save(staging / "lexical")
+    (staging / LEXICAL).mkdir()
+    lexical.save(staging / LEXICAL)
+    entries = []
+    for name in _data_files(staging):
+        with open(staging / name, "rb") as fh:
+            os.fsync(fh.fileno())
+        entries.append(FileEntry.of(staging, name))
+    manifest = dataclasses.replace(manifest, files=tuple(entries))
     with open(staging / "manifest.json", "w", encoding="utf-8") as fh:
         json.dump(manifest.to_dict(), fh, indent=2, sort_keys=True)
         fh.write("\n")
-    for path in [staging / name for name in FILES if name != "lexical"] + list((staging / "lexical").iterdir()):
-        with open(path, "rb") as fh:
-            os.fsync(fh.fileno())
-    _fsync_dir(staging / "lexical")
+        fh.flush()
+        os.fsync(fh.fileno())
+    _fsync_dir(staging / LEXICAL)
     _fsync_dir(staging)
+    return manifest
 
 
-def publish(root: Path, staging: Path) -> Path:
-    """Move a complete staging build into builds/ and point `current` at it atomically."""
+def publish(root: Path, staging: Path, keep: int = KEEP_BUILDS) -> Path:
+    """Move a complete staging build into builds/ and point `current` at it atomically;
+    then keep the `keep` newest builds (the published one included) and remove the rest."""
     builds = root / "builds"
     builds.mkdir(parents=True, exist_ok=True)
     final = builds / staging.name.removeprefix(".staging-")
@@ -297,67 +430,162 @@ def publish(root: Path, staging: Path) -> Path:
     os.symlink(os.path.relpath(final, root), tmp_link)
     os.replace(tmp_link, root / "current")  # rename(2) over the old link: atomic
     _fsync_dir(root)
-    _prune(root, keep=final)
+    _prune(root, final, keep)
     return final
 
 
-def _prune(root: Path, keep: Path) -> None:
-    """Remove old builds, keeping the published one and the newest before it."""
-    others = sorted((b for b in (root / "builds").iterdir() if b != keep), key=lambda p: p.name, reverse=True)
-    for build in others[KEEP_BUILDS - 1 :]:
+def _prune(root: Path, published: Path, keep: int = KEEP_BUILDS) -> None:
+    """Remove old builds, keeping the published one and the `keep` - 1 newest others (to fall back on)."""
+    others = sorted((b for b in (root / "builds").iterdir() if b != published and b.is_dir()), key=lambda p: p.name, reverse=True)
+    for build in others[max(keep, 1) - 1 :]:
         shutil.rmtree(build, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- reading and checking
+
+
 def current_dir(root: Path) -> Path | None:
+    """The published build's directory (which may be missing if `current` dangles), or None when nothing is published."""
     link = root / "current"
-    if not link.exists():
+    if not link.is_symlink() and not link.exists():
         return None
     return link.resolve()
 
 
+def kept_builds(root: Path) -> list[Path]:
+    """Every build directory under builds/, newest first."""
+    builds = root / "builds"
+    if not builds.is_dir():
+        return []
+    return sorted((b for b in builds.iterdir() if b.is_dir()), key=lambda p: p.name, reverse=True)
+
+
 def _read_manifest_file(directory: Path) -> IndexManifest:
+    if not directory.is_dir():
+        raise _corrupt(f"index build {directory} is missing")
     try:
         data = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _corrupt(f"index build {directory}: manifest.json is missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IndexCorrupt(f"index {directory}: manifest.json cannot be read ({exc}). {REBUILD}") from None
-    version = data.get("format_version") if isinstance(data, dict) else None
+        raise _corrupt(f"index build {directory}: manifest.json cannot be read ({exc})") from None
+    if not isinstance(data, dict) or type(data.get("format_version")) is not int:
+        raise _corrupt(f"index build {directory}: manifest.json is malformed (no integer format_version)")
+    version = data["format_version"]
     # The format first: an older build lacks newer fields and files, and its format is the real reason.
     if version != FORMAT_VERSION:
         raise IndexMismatch(f"index {directory} has format {version}, this medkb reads format {FORMAT_VERSION}. {REBUILD}")
     try:
         return IndexManifest.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
-        raise IndexCorrupt(f"index {directory}: manifest.json is malformed ({type(exc).__name__}: {exc}). {REBUILD}") from None
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise _corrupt(f"index build {directory}: manifest.json is malformed ({what})") from None
 
 
 def read_manifest(root: Path) -> IndexManifest | None:
-    """The published build's manifest, or None when nothing is published.
-    Raises IndexMismatch for another format and IndexCorrupt for an unreadable manifest."""
+    """The published build's manifest (not checked against its files), or None when nothing is
+    published. Raises IndexMismatch for another format and IndexCorrupt for an unreadable manifest."""
     directory = current_dir(root)
-    if directory is None or not (directory / "manifest.json").exists():
+    if directory is None:
         return None
     return _read_manifest_file(directory)
 
 
+def damaged_files(directory: Path, manifest: IndexManifest) -> list[str]:
+    """What is wrong with the build's data files against its manifest, each naming its file:
+    missing, another size, or other bytes (SHA-256). Empty when the build is intact."""
+    problems = []
+    for entry in manifest.files:
+        path = directory / entry.path
+        try:
+            size = path.stat().st_size
+            if size != entry.size:
+                problems.append(f"{entry.path} has {size} bytes, the manifest says {entry.size}")
+                continue
+            if _size_and_digest(path)[1] != entry.sha256:
+                problems.append(f"{entry.path} does not match its SHA-256 in the manifest")
+        except FileNotFoundError:
+            problems.append(f"{entry.path} is missing")
+        except OSError as exc:
+            problems.append(f"{entry.path} cannot be read ({exc.strerror or exc})")
+    return problems
+
+
+def check_build(directory: Path, model: ModelInfo | None = None) -> IndexManifest:
+    """A build's manifest, once the build has passed every check that does not parse its data:
+    a readable manifest of this format, the model (when given), and each data file's size and
+    SHA-256. Raises IndexCorrupt (naming the damaged files) or IndexMismatch."""
+    manifest = _read_manifest_file(directory)
+    if model is not None:
+        manifest.check_model(model)
+    problems = damaged_files(directory, manifest)
+    if problems:
+        raise _corrupt(f"index build {directory} is damaged: {'; '.join(problems)}")
+    return manifest
+
+
+def _first_intact(root: Path, attempt: Callable[[Path], T]) -> tuple[T, Path, str | None]:
+    """`attempt` on the published build; if that build is damaged (IndexCorrupt), on each other
+    kept build, newest first, until one passes. Returns (result, its directory, why it is not the
+    published build or None). Raises IndexMissing, IndexMismatch (the published build's: another
+    model or format is not damage and is not papered over), or IndexCorrupt when nothing is intact."""
+    published = current_dir(root)
+    if published is None:
+        raise IndexMissing(f"no index published under {root}. Build one with `medkb index corpus --index-dir {root}`.")
+    try:
+        return attempt(published), published, None
+    except IndexCorrupt as exc:
+        damage = exc
+    refused = []
+    for candidate in kept_builds(root):
+        if candidate == published:
+            continue
+        try:
+            result = attempt(candidate)
+        except IndexProblem as exc:
+            refused.append(f"{candidate.name}: {exc.reason.removeprefix(f'index build {candidate}').lstrip(': ')}")
+            continue
+        why = f"serving build {candidate.name}, the newest intact one, not the published build: {damage.reason}. {REBUILD}"
+        return result, candidate, why
+    others = f"and no other kept build is intact ({'; '.join(refused)})" if refused else "and no other build is kept to fall back on"
+    raise IndexCorrupt(f"{damage.reason}, {others}. {REBUILD}", f"{damage.reason}, {others}")
+
+
+def choose_build(root: Path, model: ModelInfo | None = None) -> tuple[Path, IndexManifest, str | None]:
+    """The build a loader would serve, checked (`check_build`) but not read: the published one,
+    or when it is damaged the newest intact kept build. Returns (directory, manifest, why it is
+    not the published build or None); raises like `load_index`."""
+    manifest, directory, why = _first_intact(root, lambda d: check_build(d, model))
+    return directory, manifest, why
+
+
 def load_index(root: Path, model: ModelInfo | None = None) -> LoadedIndex:
-    """Load the published build, checking it once: format, files, counts and, when `model`
-    is given, that it was built by that model. Raises IndexMissing, IndexCorrupt or
-    IndexMismatch with a message that says what to run."""
+    """Load the published build, checking it once: format, model (when `model` is given), each
+    data file against its size and SHA-256 in the manifest, then counts. A damaged published
+    build is refused and the newest intact kept build is loaded instead, with `fallback` saying
+    which and why. Raises IndexMissing, IndexCorrupt (nothing intact) or IndexMismatch with a
+    message that says what to run."""
+    loaded, _, why = _first_intact(root, lambda d: _load_build(d, model))
+    loaded.fallback = why
+    return loaded
+
+
+def _load_build(directory: Path, model: ModelInfo | None) -> LoadedIndex:
+    manifest = check_build(directory, model)
+    try:
+        return _read_build(directory, manifest)
+    except IndexProblem:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        # The checksums matched, so the build was written like this: a bug, not damage; still one clear line.
+        raise _corrupt(f"index build {directory} cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _read_build(directory: Path, manifest: IndexManifest) -> LoadedIndex:
     import faiss  # heavy: imported on use only
 
     from indexer.lexical import LexicalIndex
 
-    directory = current_dir(root)
-    if directory is None:
-        raise IndexMissing(f"no index published under {root}. Build one with `medkb index corpus --index-dir {root}`.")
-    if not (directory / "manifest.json").exists():
-        raise IndexCorrupt(f"index {directory} lacks manifest.json. {REBUILD}")
-    manifest = _read_manifest_file(directory)
-    if model is not None:
-        manifest.check_model(model)
-    missing = [name for name in FILES if not (directory / name).exists()]
-    if missing:
-        raise IndexCorrupt(f"index {directory} lacks {', '.join(missing)}. {REBUILD}")
     chunks = [Chunk.from_dict(json.loads(line)) for line in (directory / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line]
     articles: dict[str, ArticleRecord] = {}
     for line in (directory / "articles.jsonl").read_text(encoding="utf-8").splitlines():
@@ -367,12 +595,12 @@ def load_index(root: Path, model: ModelInfo | None = None) -> LoadedIndex:
     index = faiss.read_index(str(directory / "vectors.faiss"))
     rows = [json.loads(line) for line in (directory / "sections.jsonl").read_text(encoding="utf-8").splitlines() if line]
     sections = SectionVectors([r["id"] for r in rows], [r["text"] for r in rows], np.load(directory / "section_vectors.npy"))
-    lexical = LexicalIndex.load(directory / "lexical", len(chunks))
+    lexical = LexicalIndex.load(directory / LEXICAL, len(chunks))
     expected = manifest.counts.chunks
     if index.ntotal != len(chunks) or expected != len(chunks):
-        raise IndexCorrupt(f"index {directory} is inconsistent: {index.ntotal} vectors, {len(chunks)} chunks, manifest says {expected}. {REBUILD}")
+        raise _corrupt(f"index build {directory} is inconsistent: {index.ntotal} vectors, {len(chunks)} chunks, manifest says {expected}")
     if index.d != manifest.model.dim:
-        raise IndexCorrupt(f"index {directory} holds {index.d}-dimensional vectors, its manifest says {manifest.model.dim}. {REBUILD}")
+        raise _corrupt(f"index build {directory} holds {index.d}-dimensional vectors, its manifest says {manifest.model.dim}")
     if len(sections.ids) != sections.vectors.shape[0] or not {c.section_id for c in chunks} <= set(sections.ids):
-        raise IndexCorrupt(f"index {directory} has inconsistent section vectors. {REBUILD}")
+        raise _corrupt(f"index build {directory} has inconsistent section vectors")
     return LoadedIndex(directory=directory, manifest=manifest, chunks=chunks, articles=articles, faiss_index=index, sections=sections, lexical=lexical)

@@ -31,10 +31,14 @@ def _progress_bar(label: str, total: int, unit: str = "chunk") -> Callable[[int]
     return tick
 
 
+EXIT_BUSY = 75  # EX_TEMPFAIL (sysexits.h): `medkb index --no-wait` found another build running; try again later
+
+
 def cmd_index(args: argparse.Namespace) -> int:
-    from indexer.build import BuildFailed, build_index, is_up_to_date
+    from indexer.build import BuildFailed, build_index, staleness
     from indexer.chunking import ChunkerSettings
     from indexer.embedding import default_model_dir, load_embedder, model_checksum
+    from indexer.index_store import BuildBusy, build_lock
 
     settings = _settings(args)
     dirs = [Path(d) for d in args.dirs] or list(settings.corpus_dirs)
@@ -45,21 +49,33 @@ def cmd_index(args: argparse.Namespace) -> int:
     chunker = ChunkerSettings(max_tokens=args.max_tokens)
     if args.if_stale:
         checksum = model_checksum(settings.model_dir or default_model_dir())
-        if is_up_to_date(settings.index_dir, dirs, chunker, checksum):
+        reason = staleness(settings.index_dir, dirs, chunker, checksum)
+        if reason is None:
             print(f"index is up to date with {', '.join(map(str, dirs))} ({settings.index_dir}/current)")
             return 0
-    started = time.perf_counter()
-    print("loading the embedding model ...", file=sys.stderr)
-    embedder = load_embedder(settings.model_dir)
-    loaded = []
+        print(f"medkb index: rebuilding: {reason}", file=sys.stderr)
     try:
+        if args.no_wait:  # say so before spending seconds on the model; build_index checks again under the lock
+            with build_lock(settings.index_dir, wait=False):
+                pass
+        started = time.perf_counter()
+        print("loading the embedding model ...", file=sys.stderr)
+        embedder = load_embedder(settings.model_dir)
+        loaded: list = []  # the corpus as the build read it, for the review report
         report = build_index(dirs, settings.index_dir, embedder, chunker, strict=args.strict, batch_size=args.batch_size, progress=_progress_bar,
-                             on_loaded=loaded.append)
+                             wait=not args.no_wait, on_wait=lambda message: print(f"medkb index: {message}", file=sys.stderr, flush=True),
+                             if_stale=args.if_stale, keep_builds=settings.keep_builds, on_loaded=loaded.append)
+    except BuildBusy as exc:
+        print(f"medkb index: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except BuildFailed as exc:
         for problem in exc.problems:
             print(f"  error: {problem}", file=sys.stderr)
         print(f"medkb index: {exc}", file=sys.stderr)
         return 1
+    if report.up_to_date:
+        print(f"index is up to date with {', '.join(map(str, dirs))} ({report.directory}, published by another build meanwhile)")
+        return 0
     for problem in report.problems:
         print(f"  skipped: {problem}", file=sys.stderr)
     print(f"published {report.directory}")
@@ -113,19 +129,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from indexer.embedding import model_identity
-    from indexer.index_store import IndexProblem, read_manifest
+    from indexer.index_store import IndexMissing, IndexProblem, choose_build
 
     settings = _settings(args)
     try:
-        manifest = read_manifest(settings.index_dir)
-        if manifest is None:
-            print(f"medkb serve: no index under {settings.index_dir}. Build one with `medkb index corpus` (or run `make serve`).", file=sys.stderr)
-            return 2
-        manifest.check_model(model_identity(settings.model_dir))
+        # The checks the server will make (checksums included), before uvicorn starts: a refusal is one line and exit 2.
+        # When the published build is damaged the server falls back to the newest intact one and logs which and why.
+        directory, manifest, _ = choose_build(settings.index_dir, model_identity(settings.model_dir))
+    except IndexMissing:
+        print(f"medkb serve: no index under {settings.index_dir}. Build one with `medkb index corpus` (or run `make serve`).", file=sys.stderr)
+        return 2
     except (IndexProblem, FileNotFoundError) as exc:
         print(f"medkb serve: {exc}", file=sys.stderr)
         return 2
-    print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles on http://{args.host}:{args.port}", file=sys.stderr)
+    print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (build {directory.name}) on http://{args.host}:{args.port}",
+          file=sys.stderr)
     # The app factory reads its settings from the environment, so the command line's win.
     os.environ["MEDKB_INDEX_DIR"] = str(settings.index_dir)
     if settings.model_dir:
@@ -147,10 +165,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     except IndexProblem as exc:
         print(f"medkb search: {exc}", file=sys.stderr)
         return 2
-    if settings.reviews_path.exists():
-        from retrieval.reviews import ReviewBook, ReviewStore
-
-        service.use_reviews(ReviewBook(ReviewStore(settings.reviews_path)))
+    if service.index.fallback:
+        print(f"medkb search: warning: {service.index.fallback}", file=sys.stderr)
     result = service.search(args.query, args.k)
     if args.json:
         print(json.dumps(asdict(result), indent=2, default=str, ensure_ascii=False))
@@ -194,7 +210,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from evals.runner import contextual_search
     from indexer.chunking import CONTEXT_TEMPLATES, ChunkerSettings
     from indexer.embedding import ModelInfo, load_embedder
-    from indexer.index_store import load_index
+    from indexer.index_store import IndexProblem, load_index
     from retrieval.search import RetrievalSettings, SearchService
 
     settings = _settings(args)
@@ -218,10 +234,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{evalset.name}: {len(evalset.judged_queries())} judged queries, {evalset.level}-level judgments", file=sys.stderr)
     embedder = load_embedder(settings.model_dir)
     chunker = ChunkerSettings(context_template=CONTEXT_TEMPLATES[args.embed_context])
-    root = cached_index(corpus_dirs, cache, embedder, chunker, progress=_progress_bar, log=_log)
+    try:
+        root = cached_index(corpus_dirs, cache, embedder, chunker, progress=_progress_bar, log=_log)
+        index = load_index(root, ModelInfo.of(embedder))
+    except IndexProblem as exc:
+        print(f"medkb eval: {exc}", file=sys.stderr)
+        return 2
+    if index.fallback:
+        print(f"medkb eval: warning: {index.fallback}", file=sys.stderr)
     retrieval = RetrievalSettings(retriever=args.retriever, rrf_k=args.rrf_k, heading_weight=0.0 if args.no_headings else args.heading_weight,
                                   lexical_weight=args.lexical_weight, expand_abbreviations=not args.no_abbreviations, max_per_article=0)
-    service = SearchService(load_index(root, ModelInfo.of(embedder)), embedder, cache_size=settings.query_cache_size, settings=retrieval)
+    service = SearchService(index, embedder, cache_size=settings.query_cache_size, settings=retrieval)
 
     out_dir = args.out or Path("runs") / f"{evalset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_settings = {**retrieval.to_dict(), "embed_context": args.embed_context, "chunker": chunker.to_dict(), "conversation_context": args.context}
@@ -323,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-dir", type=Path, help="index root (default: MEDKB_INDEX_DIR or var/index)")
     p.add_argument("--model-dir", type=Path, help="embedding model folder (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--strict", action="store_true", help="fail, publishing nothing, if any article has an error")
-    p.add_argument("--if-stale", action="store_true", help="do nothing when the published index already matches the corpus, chunker and model")
+    p.add_argument("--if-stale", action="store_true", help="do nothing when the published index is intact (every file matches its checksum) and already matches the corpus, chunker and model")
+    p.add_argument("--no-wait", action="store_true", help=f"if another build of this index is running, exit {EXIT_BUSY} at once instead of waiting for it")
     p.add_argument("--max-tokens", type=int, default=220, help="word pieces per embedded chunk, title and section included (model reads 256)")
     p.add_argument("--batch-size", type=int, default=32, help="texts per model batch")
     p.set_defaults(func=cmd_index)

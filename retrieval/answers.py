@@ -22,6 +22,7 @@ from indexer.citations import CITATION_RE, expand, format_citation
 from indexer.index_store import ArticleRecord
 from indexer.lexical import tokenize
 from indexer.vocabulary import EvidenceKind, Reference, ReviewStatus
+from retrieval.aspects import aspect_of, aspects_in
 from retrieval.reviews import ArticleReview
 from retrieval.search import Filters, Hit, SearchResult
 
@@ -162,6 +163,32 @@ def key_point_candidates(source: AnswerSource, hits: list[Hit], limit_passages: 
     return out
 
 
+ASPECT_MATCH_BONUS = 0.12
+OTHER_ASPECT_PENALTY = 0.08
+
+
+ENOUGH_ON_ASPECT = 3
+
+
+def aspect_bonus(question: str, candidates: list[tuple[Hit, str]]) -> np.ndarray:
+    """Per candidate sentence: +ASPECT_MATCH_BONUS when it (or its section heading) addresses
+    the question's aspect; when it speaks only of other aspects, -OTHER_ASPECT_PENALTY, or
+    -inf (left out) once ENOUGH_ON_ASPECT sentences address the aspect asked; 0 when the
+    question names no single aspect."""
+    asked = aspect_of(question)
+    out = np.zeros(len(candidates))
+    if asked is None:
+        return out
+    spoken = [aspects_in(sentence) | aspects_in(" ".join(hit.chunk.section_path[1:])) for hit, sentence in candidates]
+    enough = sum(asked in s for s in spoken) >= ENOUGH_ON_ASPECT
+    for i, aspects in enumerate(spoken):
+        if asked in aspects:
+            out[i] = ASPECT_MATCH_BONUS
+        elif aspects:
+            out[i] = -np.inf if enough else -OTHER_ASPECT_PENALTY
+    return out
+
+
 def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8, filters: Filters = Filters(),
                  max_key_points: int = 5, key_point_passages: int = 8) -> CitedAnswer:
     """Search with the resolved question and assemble the cited answer."""
@@ -180,9 +207,13 @@ def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8,
         query_terms = set(tokenize(question))
         overlap = np.array([len(query_terms & set(tokenize(s))) / max(len(query_terms), 1) for _, s in candidates])
         scores = vectors @ query_vector + 0.15 * overlap + np.array([0.05 / hit.rank for hit, _ in candidates])
+        # The aspect asked (treatment, cause, diagnosis, ...) steers the points: a sentence that
+        # addresses it, in its words or its section's heading, beats one that only names the topic,
+        # and a sentence about another aspect alone gives way.
+        scores += aspect_bonus(question, candidates)
         chosen: list[int] = []
         for i in np.argsort(-scores, kind="stable"):
-            if len(chosen) >= max_key_points:
+            if len(chosen) >= max_key_points or scores[i] == -np.inf:
                 break
             if any(float(vectors[i] @ vectors[j]) > 0.92 for j in chosen):
                 continue  # near-duplicate of a point already made

@@ -16,7 +16,6 @@ list for one query with its provenance (the query as searched, the build, timing
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from indexer.embedding import Embedder
 from indexer.index_store import ArticleRecord, IndexManifest, LoadedIndex
 from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from retrieval.abbreviations import Abbreviations
+from retrieval.batching import QueryBatcher
 from retrieval.reviews import ArticleReview, ReviewBook
 
 RETRIEVERS = ("dense", "lexical", "hybrid")
@@ -172,15 +172,15 @@ class SearchService:
 
     def __init__(self, index: LoadedIndex, embedder: Embedder, cache_size: int = 1024,
                  settings: RetrievalSettings = RetrievalSettings(), abbreviations: Abbreviations | None = None,
-                 reviews: ReviewBook | None = None):
+                 batch_window_ms: float = 2.0, reviews: ReviewBook | None = None):
         import faiss
 
         # One query at a time is a tiny job: a single OpenMP thread answers it in ~2 ms at 32k
         # chunks, where two threads spin against each other (and any other load) for ~20 ms.
         faiss.omp_set_num_threads(1)
-        # The model runs one call at a time: concurrent requests would each start torch's
-        # threads and oversubscribe the cores, which collapses throughput under load.
-        self._model_lock = threading.Lock()
+        # The model runs one call at a time (concurrent calls would each start torch's threads
+        # and oversubscribe the cores); queries arriving together share one call.
+        self._batcher = QueryBatcher(embedder.encode_queries, window_ms=batch_window_ms)
         self._section_index = faiss.IndexFlatIP(embedder.dim)
         if len(index.sections.ids):
             self._section_index.add(np.ascontiguousarray(index.sections.vectors, dtype=np.float32))
@@ -223,15 +223,13 @@ class SearchService:
         key = " ".join(query.split()).lower()
         vector = self.cache.get(key)
         if vector is None:
-            with self._model_lock:
-                vector = self._embedder.encode_queries([query])[0]
+            vector = self._batcher.embed(query)
             self.cache.put(key, vector)
         return vector
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         """Vectors (len(texts), dim) for passage-like texts (e.g. an answer's sentences)."""
-        with self._model_lock:
-            return self._embedder.encode_documents(texts)
+        return self._batcher.run_exclusive(lambda: self._embedder.encode_documents(texts))
 
     def section_scores(self, vector: np.ndarray, depth: int) -> list[tuple[int, float]]:
         """The `depth` sections whose title and heading best match the query vector, best first."""
@@ -352,15 +350,15 @@ class SearchService:
 
 
 def open_service(index_dir: Path, model_dir: Path | None = None, settings: RetrievalSettings = RetrievalSettings(),
-                 cache_size: int = 1024) -> SearchService:
+                 cache_size: int = 1024, batch_window_ms: float = 2.0) -> SearchService:
     """Load the model and the published index under `index_dir`, checked to belong together.
     Raises indexer.index_store.IndexProblem (with what to run) when they do not."""
     from indexer.embedding import ModelInfo, load_embedder
     from indexer.index_store import load_index
 
     embedder = load_embedder(model_dir)
-    index = load_index(index_dir, ModelInfo.of(embedder))
-    return SearchService(index, embedder, cache_size=cache_size, settings=settings)
+    index = load_index(Path(index_dir), ModelInfo.of(embedder))
+    return SearchService(index, embedder, cache_size=cache_size, settings=settings, batch_window_ms=batch_window_ms)
 
 
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:

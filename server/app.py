@@ -20,8 +20,10 @@ log = logging.getLogger("medkb.server")
 
 
 def load_service(settings: Settings) -> SearchService:
-    """Load the published index and the model, and check that they belong together."""
-    return open_service(settings.index_dir, settings.model_dir, retrieval_settings(settings), settings.query_cache_size)
+    """Load the published index and the model, and check that they belong together. A damaged
+    published build is refused for the newest intact kept one (`index.fallback` says why)."""
+    return open_service(settings.index_dir, settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
+                        settings.batch_window_ms)
 
 
 def retrieval_settings(settings: Settings) -> RetrievalSettings:
@@ -38,7 +40,11 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
         app.state.search = factory(settings)
         reviews.attach(app, settings)  # review statuses come from the review log, joined at query time
         app.state.conversations = ConversationStore(settings.conversations_db, settings.conversation_ttl, settings.conversation_turns, settings.max_conversations)
-        log.info("serving %d chunks from build %s", app.state.search.manifest.counts.chunks, app.state.search.info.build)
+        fallback = app.state.search.index.fallback  # the published build was damaged: say which build serves, and why
+        if fallback:
+            log.warning("%s", fallback)
+        else:
+            log.info("serving %d chunks from build %s", app.state.search.manifest.counts.chunks, app.state.search.info.build)
         yield
         app.state.search = None
 

@@ -42,7 +42,8 @@ def test_search_returns_ranked_cited_passages(client):
     assert "Lead poisoning" in top["text"]
     assert top["citations"] == [1, 2] and [r["number"] for r in top["references"]] == [1, 2]
     assert top["references"][1] == {"number": 2, "kind": "research", "title": "A review", "source": "A journal", "year": 2019,
-                                   "authors": [], "identifiers": {"pmid": "12345", "doi": None, "url": None}, "notices": [], "retracted": False}
+                                   "authors": [], "identifiers": {"pmid": "12345", "doi": None, "url": None},
+                                   "notices": [], "retracted": False}
     assert top["review_status"] == "under_review" and top["review_status_label"] == "Under review"
     assert top["caution"] and top["last_updated"] == "2025-04-05"
     scores = [p["score"] for p in body["results"]]

@@ -1,6 +1,7 @@
 """End to end on the real parts: the packaged model, the default corpus, uvicorn, and Chromium."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -72,6 +73,20 @@ def test_http_api_under_uvicorn(live_server):
     assert top["citations"] and top["review_status_label"] in ("Submitted", "Under review") and top["caution"]
     bad = httpx.get(f"{live_server}/api/search", params={"q": ""})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.model
+def test_asking_how_chronic_microcytosis_is_treated_gives_cited_treatment_points(live_server):
+    r = httpx.post(f"{live_server}/api/ask", json={"question": "how is chronic microcytosis treated?"})
+    assert r.status_code == 200
+    points = r.json()["key_points"]
+    assert len(points) >= 3
+    assert all(p["citations"] for p in points), "every key point carries the citation that supports it"
+    treatment = re.compile(r"\b(?:treat|manag|therap|transfus|chelat|phlebotom|pyridoxine|iron replacement|oral iron|intravenous iron)", re.I)
+    cause = re.compile(r"\bcaus", re.I)
+    assert treatment.search(points[0]["text"]), points[0]["text"]
+    causes_only = [p["text"] for p in points if cause.search(p["text"]) and not treatment.search(p["text"])]
+    assert not causes_only, f"key points about causes, not treatment: {causes_only}"
 
 
 def test_serve_refuses_without_an_index(tmp_path):

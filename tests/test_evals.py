@@ -148,6 +148,10 @@ def test_bench_smoke_prints_and_writes_its_figures(tmp_path, tiny_corpus):
     assert synthetic["vectors"] == 5000 and all(0 <= ivf["recall@10_vs_flat"] <= 1 for ivf in synthetic["ivf"])
     table = format_table(results)
     assert "default" in table and "vector search alone" in table
+    assert [entry["measurement"] for entry in results["load"]] == ["default: build and search", "synthetic vectors"]
+    assert all(entry["load_1m"] >= 0 and isinstance(entry["busy"], bool) for entry in results["load"])
+    busy = {**results, "load": [{**results["load"][0], "busy": True, "load_1m": 9.0}]}
+    assert "WARNING: the machine was busy during default: build and search" in format_table(busy)
     json.dumps(results)  # the JSON output is serialisable
 
 

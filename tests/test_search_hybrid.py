@@ -69,10 +69,7 @@ def test_filters_apply_to_every_list(service):
 
 
 def test_lexical_search_alone_never_runs_the_model(service):
-    calls = []
-    encode = service._embedder.encode_queries
-    service._embedder.encode_queries = lambda texts: calls.append(texts) or encode(texts)
     assert service.search("intravenous iron", 3, settings=RetrievalSettings(retriever="lexical")).hits
-    assert calls == []
+    assert service._batcher.queries == 0
     service.search("intravenous iron", 3)
-    assert calls == [["intravenous iron"]]
+    assert service._batcher.queries == 1
