@@ -15,8 +15,8 @@ from indexer.articles import ArticleInvalid, load_corpus, parse_article
 from indexer.build import BuildFailed, build_index
 from indexer.chunking import chunk_article
 
-from sample_articles import MICRO_BODY, article
 from fakes import FakeEmbedder
+from sample_articles import MICRO_BODY, article
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CASES = SHARED / "cases"

@@ -11,8 +11,8 @@ import indexer.articles as articles
 from indexer.articles import ArticleInvalid, parse_article
 from indexer.chunking import ChunkerSettings, chunk_article
 
-from sample_articles import article
 from fakes import FakeEmbedder
+from sample_articles import article
 
 ONE_REF = "- id: 1\n  kind: research\n  title: T\n  source: S\n  url: https://example.org/one\n"
 TWO_REFS = ONE_REF + "- id: 2\n  kind: guideline\n  title: G\n  source: S\n"
