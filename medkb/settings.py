@@ -31,6 +31,12 @@ class Settings:
     conversation_turns: int = _setting(20, "MEDKB_CONVERSATION_TURNS", "Questions kept per conversation (oldest dropped first).")
     max_conversations: int = _setting(10000, "MEDKB_MAX_CONVERSATIONS", "Conversations kept at once (least recently used dropped first).")
     max_per_article: int = _setting(3, "MEDKB_MAX_PER_ARTICLE", "Most passages one article may contribute to a result page (0: no cap).")
+    max_body_bytes: int = _setting(262144, "MEDKB_MAX_BODY_BYTES", "Largest request body accepted, in bytes; a larger one gets a 413 before it is parsed.")
+    conversation_starts_per_minute: int = _setting(120, "MEDKB_CONVERSATION_STARTS_PER_MINUTE",
+                                                   "New conversations one client address may start per minute (a burst of as many, then evenly); more get a 429. 0: no limit.")
+    conversations_per_client: int = _setting(1000, "MEDKB_CONVERSATIONS_PER_CLIENT",
+                                             "Live conversations one client address may hold; starting another drops that client's own least recently used.")
+    conversations_timeout: float = _setting(0.25, "MEDKB_CONVERSATIONS_TIMEOUT", "Seconds to wait for a lock on the conversations file before answering without the conversation.")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -52,6 +58,8 @@ def _convert(name: str, raw: str) -> Any:
         return tuple(Path(p) for p in raw.split(":") if p)
     if name == "retriever":
         return raw
+    if name == "conversations_timeout":
+        return float(raw)
     return int(raw)
 
 

@@ -14,8 +14,10 @@ from indexer.citations import CITATION_RE
 from indexer.vocabulary import CAUTION
 from server.deps import AppSettings, get_service
 from server.errors import ApiError
+from server.links import doi_url, http_url, pubmed_url
 from server.present import search_out
 from server.queries import validate
+from server.schemas import K_CEILING, TEXT_CEILING
 
 router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -29,16 +31,20 @@ def cite(text: str, anchor: str) -> Markup:
 
 
 templates.env.filters["cite"] = cite
+templates.env.filters["http_url"] = http_url
+templates.env.filters["pubmed_url"] = pubmed_url
+templates.env.filters["doi_url"] = doi_url
 
 
 @router.get("/", response_class=HTMLResponse)
 def search_page(
     request: Request,
     settings: AppSettings,
-    q: Annotated[str | None, Query()] = None,
-    k: Annotated[int | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=TEXT_CEILING)] = None,
+    k: Annotated[int | None, Query(ge=1, le=K_CEILING)] = None,
 ) -> HTMLResponse:
-    context = {"q": q or "", "result": None, "error": None, "caution": CAUTION, "max_chars": settings.max_query_chars}
+    # The query is echoed in the search box and title: never more of it than a query may hold.
+    context = {"q": (q or "")[:settings.max_query_chars], "result": None, "error": None, "caution": CAUTION, "max_chars": settings.max_query_chars}
     status = 200
     if q is not None and q.strip():
         try:
