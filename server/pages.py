@@ -17,7 +17,7 @@ from server.errors import ApiError
 from server.links import doi_url, http_url, pubmed_url
 from server.present import search_out
 from server.queries import validate
-from server.schemas import K_CEILING, TEXT_CEILING
+from server.schemas import K_CEILING, TEXT_CEILING, ErrorOut
 
 router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -35,8 +35,15 @@ templates.env.filters["http_url"] = http_url
 templates.env.filters["pubmed_url"] = pubmed_url
 templates.env.filters["doi_url"] = doi_url
 
+# The page answers a query it cannot search with the page itself (HTML); a parameter of the
+# wrong type or size, or an oversized body, gets the API's JSON error shape.
+HTML_OR_JSON = {"text/html": {"schema": {"type": "string"}}, "application/json": {"schema": {"$ref": f"#/components/schemas/{ErrorOut.__name__}"}}}
+RESPONSES = {422: {"content": HTML_OR_JSON, "description": "The page with the reason, or the JSON error shape."},
+             503: {"content": HTML_OR_JSON, "description": "The index is not loaded yet."},
+             413: {"content": HTML_OR_JSON, "description": "The request body is too large."}}
 
-@router.get("/", response_class=HTMLResponse)
+
+@router.get("/", response_class=HTMLResponse, responses=RESPONSES)
 def search_page(
     request: Request,
     settings: AppSettings,
