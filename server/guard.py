@@ -2,8 +2,11 @@
 before any routing or parsing.
 
 - A request body larger than `max_body_bytes` is answered 413 (in the one error shape)
-  without being parsed: at once when Content-Length says so, otherwise as soon as the
-  bytes streamed in pass the limit (a Content-Length that lies, or chunked transfer).
+  without being parsed or kept: when Content-Length says so, or as soon as the bytes
+  streamed in pass the limit (a Content-Length that lies, or chunked transfer). Up to
+  DRAIN_BYTES of the rest is read and thrown away first, so that a client still sending
+  gets to read the 413 instead of a reset connection; a larger body, or one sent with
+  `Expect: 100-continue`, is answered at once and the connection closed.
   A body within the limit is read here and handed on whole.
 - A query string or JSON body that is not valid UTF-8 is answered 422.
 - Every response carries the security headers: a Content-Security-Policy that allows
@@ -22,6 +25,7 @@ from server.errors import error_response
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+DRAIN_BYTES = 16 * 1024 * 1024
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -51,6 +55,8 @@ class Guard:
 
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
+            if declared <= DRAIN_BYTES and not _expects_continue(scope):
+                await _drain(receive, 0)
             await self._too_large(scope, receive, send, declared)
             return
 
@@ -64,6 +70,8 @@ class Guard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
+                if message.get("more_body", False):
+                    await _drain(receive, size)
                 await self._too_large(scope, receive, send, None)
                 return
             chunks.append(chunk)
@@ -98,6 +106,21 @@ class Guard:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int, message: str,
                       details: list[dict] | None = None, headers: dict | None = None) -> None:
         await error_response(status, message, details=details, headers=headers)(scope, receive, send)
+
+
+async def _drain(receive: Receive, received: int) -> None:
+    """Read and discard the rest of a refused body, up to DRAIN_BYTES in all."""
+    while received <= DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        received += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+def _expects_continue(scope: Scope) -> bool:
+    return (_header(scope, b"expect") or b"").lower() == b"100-continue"
 
 
 def _with_headers(send: Send) -> Send:

@@ -195,27 +195,43 @@ def test_a_large_body_is_refused_before_it_is_parsed(client, app):
     assert r.status_code == 422, "a body within the limit reaches validation whole"
 
 
-def test_a_lying_content_length_is_counted_as_the_bytes_arrive():
+def _through_guard(headers: list[tuple[bytes, bytes]], chunks: list[bytes], limit: int = 1000):
+    """Send one request through the guard alone: (whether the app ran, messages sent, chunks left unread)."""
     reached = []
-
-    async def app(scope, receive, send):
-        reached.append(scope)
-
-    guard = Guard(app, max_body_bytes=1000)
-    chunks = [{"type": "http.request", "body": b"x" * 400, "more_body": True}] * 5 + [{"type": "http.request", "body": b"", "more_body": False}]
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
     sent = []
 
+    async def app(scope, receive, send):
+        reached.append(await receive())
+
     async def receive():
-        return chunks.pop(0)
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
 
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/api/ask", "query_string": b"", "headers": [(b"content-length", b"10"), (b"content-type", b"application/json")]}
-    asyncio.run(guard(scope, receive, send))
+    scope = {"type": "http", "method": "POST", "path": "/api/ask", "query_string": b"", "headers": [(b"content-type", b"application/json"), *headers]}
+    asyncio.run(Guard(app, max_body_bytes=limit)(scope, receive, send))
+    return bool(reached), sent, len(messages)
+
+
+def test_a_lying_content_length_is_counted_as_the_bytes_arrive():
+    reached, sent, _ = _through_guard([(b"content-length", b"10")], [b"x" * 400] * 5)
     assert not reached and sent[0]["status"] == 413
     assert json.loads(sent[1]["body"])["error"]["status"] == 413
-    assert len(chunks) == 3, "reading stopped as soon as the limit was passed"
+
+
+def test_a_refused_body_is_drained_within_bounds_so_the_client_reads_the_413():
+    from server.guard import DRAIN_BYTES
+
+    reached, sent, unread = _through_guard([(b"content-length", b"2000")], [b"x" * 400] * 5)
+    assert not reached and sent[0]["status"] == 413 and unread == 0, "a small refused body is read and thrown away"
+    reached, sent, unread = _through_guard([(b"content-length", str(DRAIN_BYTES + 1).encode())], [b"x" * 400] * 5)
+    assert sent[0]["status"] == 413 and unread == 5, "a body too large to drain is not read at all"
+    reached, sent, unread = _through_guard([(b"content-length", b"2000"), (b"expect", b"100-continue")], [b"x" * 400] * 5)
+    assert sent[0]["status"] == 413 and unread == 5, "a client waiting for 100 Continue is told at once and sends nothing"
+    reached, sent, _ = _through_guard([(b"content-length", b"999")], [b"y" * 999])
+    assert reached and sent == [], "a body within the limit reaches the app"
 
 
 @pytest.mark.parametrize("body", [
@@ -265,9 +281,20 @@ def test_a_lone_surrogate_over_real_http_keeps_the_connection(tiny_corpus, tmp_p
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
         assert bad_query.status_code == 422 and good.status_code == 200
         assert len(ports) == 1, "all three went over one keep-alive connection"
-        big = http.post("/api/ask", content=b"x" * 5_000_000, headers={"content-type": "application/json"})
-        assert big.status_code == 413 and big.json()["error"]["code"] == "too_large"
-        assert http.get("/api/search", params={"q": "iron"}).status_code == 200, "the server goes on after a 413"
+
+
+def test_large_bodies_over_real_http_get_a_413_not_a_reset(tiny_corpus, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(size: int) -> int:
+        with httpx.Client(base_url=base, timeout=60) as http:
+            return http.post("/api/ask", content=b"x" * size, headers={"content-type": "application/json"}).status_code
+
+    with serve(make_app(tiny_corpus, tmp_path)) as base:
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(post, [300_000, 5_000_000] * 4))
+        assert statuses == [413] * 8
+        assert httpx.get(f"{base}/api/search", params={"q": "iron"}).status_code == 200, "the server goes on after them"
 
 
 # -- conversations belong to their client --------------------------------------------------
