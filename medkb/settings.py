@@ -50,6 +50,12 @@ class Settings:
     def accounts_path(self) -> Path:
         """The accounts database: MEDKB_ACCOUNTS_DB, or accounts.sqlite beside the index root."""
         return self.accounts_db or self.index_dir.parent / "accounts.sqlite"
+    max_body_bytes: int = _setting(262144, "MEDKB_MAX_BODY_BYTES", "Largest request body accepted, in bytes; a larger one gets a 413 before it is parsed.")
+    conversation_starts_per_minute: int = _setting(120, "MEDKB_CONVERSATION_STARTS_PER_MINUTE",
+                                                   "New conversations one client address may start per minute (a burst of as many, then evenly); more get a 429. 0: no limit.")
+    conversations_per_client: int = _setting(1000, "MEDKB_CONVERSATIONS_PER_CLIENT",
+                                             "Live conversations one client address may hold; starting another drops that client's own least recently used.")
+    conversations_timeout: float = _setting(0.25, "MEDKB_CONVERSATIONS_TIMEOUT", "Seconds to wait for a lock on the conversations file before answering without the conversation.")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -71,7 +77,7 @@ def _convert(name: str, raw: str) -> Any:
         return tuple(Path(p) for p in raw.split(":") if p)
     if name == "retriever":
         return raw
-    if name == "batch_window_ms":
+    if name in ("batch_window_ms", "conversations_timeout"):
         return float(raw)
     return int(raw)
 

@@ -1,20 +1,40 @@
 """Conversations for follow-up questions, kept in SQLite so they survive a restart.
 
-Bounded three ways: a conversation expires `ttl_seconds` after its last question, keeps
-at most `max_turns` questions (the oldest go first), and at most `max_conversations`
-live at once (the least recently used go first).
+Bounded four ways: a conversation expires `ttl_seconds` after its last question, keeps
+at most `max_turns` questions (the oldest go first), one client holds at most
+`max_per_client` live conversations (its own least recently used go first), and at most
+`max_conversations` live at once (the least recently used go first).
+
+Ids are 192 random bits (`secrets.token_urlsafe(24)`, 32 characters of A-Z a-z 0-9 _ -):
+holding the id is what lets a client continue a conversation.
+
+A store that cannot be used (a corrupt or truncated file, a read-only file or folder, a
+lock held by another process) never raises anything but `ConversationStoreUnavailable`,
+quickly: lock waits last `timeout` seconds, and after a failure the store is not tried
+again for `retry_seconds`, so callers answer without the conversation instead of queueing
+behind it. `health()` says whether it works and why not; the first failure of a kind is
+logged once, with what to do. Moving a bad file aside brings follow-ups back without a
+restart: the next attempt creates a fresh file.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+log = logging.getLogger("medkb.conversations")
+
+ID_BYTES = 24  # 192 bits; token_urlsafe gives 32 characters
+ID_ALPHABET = "A-Za-z0-9_-"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -32,10 +52,22 @@ CREATE TABLE IF NOT EXISTS turns (
 );
 CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated);
 """
+CLIENT_COLUMN = "ALTER TABLE conversations ADD COLUMN client TEXT NOT NULL DEFAULT ''"
+CLIENT_INDEX = "CREATE INDEX IF NOT EXISTS conversations_client ON conversations(client, updated)"
+
+T = TypeVar("T")
 
 
 class ConversationNotFound(KeyError):
     pass
+
+
+class ConversationStoreUnavailable(RuntimeError):
+    """The store cannot be read or written now; `reason` says why in a few words."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -44,57 +76,186 @@ class Turn:
     resolved: str
 
 
+@dataclass(frozen=True)
+class StoreHealth:
+    ok: bool
+    reason: str | None = None
+
+
+def diagnose(exc: BaseException, path: Path) -> tuple[str, str]:
+    """(a short reason, one line of advice naming the file) for a failure of the store."""
+    text = str(exc).lower()
+    off = "follow-ups are off until then (answers go on without them)"
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return ("locked: another process holds a lock on the conversations file",
+                f"another process holds a lock on {path}: stop it (`fuser {path}` names it); {off}")
+    if "readonly" in text or "read-only" in text or "unable to open" in text or (
+            isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR)):
+        return (f"not writable: {exc}",
+                f"the server cannot write {path} (or its folder, where SQLite keeps -wal and -shm files beside it): "
+                f"make both writable or set MEDKB_CONVERSATIONS_DB elsewhere; {off}")
+    if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text or "corrupt" in text
+                                                     or "integrity" in text):
+        return (f"corrupt: {exc}", f"move {path} (and any {path.name}-wal and {path.name}-shm beside it) aside; {off}")
+    return (f"unavailable: {exc}", f"the conversations file {path} cannot be used ({exc}); {off}")
+
+
 class ConversationStore:
-    def __init__(self, path: Path, ttl_seconds: int = 86400, max_turns: int = 20, max_conversations: int = 10000, clock=time.time):
+    def __init__(self, path: Path, ttl_seconds: int = 86400, max_turns: int = 20, max_conversations: int = 10000, clock=time.time,
+                 max_per_client: int = 1000, timeout: float = 0.25, retry_seconds: float = 1.0, monotonic=time.monotonic):
         self.path = Path(path)
         self.ttl = ttl_seconds
         self.max_turns = max_turns
         self.max_conversations = max_conversations
+        self.max_per_client = max_per_client
+        self.timeout = timeout
+        self.retry_seconds = retry_seconds
         self.clock = clock
+        self.monotonic = monotonic
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
+        self._schema_ready = False
+        self._failure: str | None = None  # the reason, while the store is failing
+        self._retry_at = 0.0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                self._check(db, full=True)
+            self._recovered()
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(exc)
+
+    # -- connections, schema, health ---------------------------------------------------
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
+        """A connection in autocommit mode: each method opens its own transaction."""
+        db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         try:
             db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA journal_mode = WAL")
+            if not self._schema_ready:
+                self._ensure_schema(db)
             yield db
-            db.commit()
+        except BaseException:
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
         finally:
             db.close()
 
+    def _ensure_schema(self, db: sqlite3.Connection) -> None:
+        db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
+        if "client" not in columns:
+            db.execute(CLIENT_COLUMN)  # files written before conversations had an owner
+        db.execute(CLIENT_INDEX)
+        self._schema_ready = True
+
+    def _check(self, db: sqlite3.Connection, full: bool = False) -> None:
+        """Raise unless the file reads, checks and takes the write lock."""
+        if full:
+            problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError(f"integrity check failed: {'; '.join(problems[:3])}")
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("UPDATE conversations SET updated = updated WHERE 0")  # a write: refused by a read-only file
+        db.execute("ROLLBACK")
+
+    def _failed(self, exc: BaseException) -> ConversationStoreUnavailable:
+        reason, advice = diagnose(exc, self.path)
+        if self._failure != reason:
+            log.error("conversation store unusable (%s): %s", reason, advice)
+        self._failure = reason
+        self._schema_ready = False
+        self._retry_at = self.monotonic() + self.retry_seconds
+        return ConversationStoreUnavailable(reason)
+
+    def _recovered(self) -> None:
+        if self._failure is not None:
+            log.warning("conversation store %s works again; follow-ups are back on", self.path)
+        self._failure = None
+
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in a connection, turning every storage failure into ConversationStoreUnavailable."""
+        if self._failure is not None and self.monotonic() < self._retry_at:
+            raise ConversationStoreUnavailable(self._failure)
+        with self._lock:
+            try:
+                with self._connect() as db:
+                    result = work(db)
+            except ConversationNotFound:
+                raise
+            except (sqlite3.Error, OSError) as exc:
+                raise self._failed(exc) from exc
+            self._recovered()
+            return result
+
+    def health(self) -> StoreHealth:
+        """Probe the file now (bounded by the lock timeout): readable, writable, not locked."""
+        try:
+            with self._connect() as db:
+                self._check(db)
+        except (sqlite3.Error, OSError) as exc:
+            return StoreHealth(False, self._failed(exc).reason)
+        self._recovered()
+        return StoreHealth(True)
+
+    # -- conversations -----------------------------------------------------------------
+
     def history(self, conversation_id: str) -> list[Turn]:
         """The conversation's turns, oldest first. Raises ConversationNotFound if unknown or expired."""
-        with self._lock, self._connect() as db:
+        def work(db: sqlite3.Connection) -> list[Turn]:
+            db.execute("BEGIN")
             row = db.execute("SELECT updated FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
             if row is None or row[0] < self.clock() - self.ttl:
                 raise ConversationNotFound(conversation_id)
             rows = db.execute("SELECT question, resolved FROM turns WHERE conversation_id = ? ORDER BY position", (conversation_id,)).fetchall()
-        return [Turn(q, r) for q, r in rows]
+            db.execute("COMMIT")
+            return [Turn(q, r) for q, r in rows]
 
-    def append(self, conversation_id: str | None, question: str, resolved: str) -> str:
-        """Record a question (starting a conversation when `conversation_id` is None); returns the id."""
-        now = self.clock()
-        with self._lock, self._connect() as db:
+        return self._run(work)
+
+    def append(self, conversation_id: str | None, question: str, resolved: str, client: str = "") -> str:
+        """Record a question (starting a conversation for `client` when `conversation_id` is None); returns the id.
+        Raises ConversationNotFound when the conversation expired or was dropped meanwhile."""
+        def work(db: sqlite3.Connection) -> str:
+            now = self.clock()
+            db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM conversations WHERE updated < ?", (now - self.ttl,))
-            if conversation_id is None:
-                conversation_id = secrets.token_urlsafe(12)
-                db.execute("INSERT INTO conversations (id, created, updated) VALUES (?, ?, ?)", (conversation_id, now, now))
-            else:
-                if db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id)).rowcount == 0:
-                    raise ConversationNotFound(conversation_id)
-            last = db.execute("SELECT COALESCE(MAX(position), -1) FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()[0]
-            db.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?)", (conversation_id, last + 1, question, resolved, now))
-            db.execute("DELETE FROM turns WHERE conversation_id = ? AND position <= ?", (conversation_id, last + 1 - self.max_turns))
+            cid = conversation_id
+            if cid is None:
+                cid = secrets.token_urlsafe(ID_BYTES)
+                held = db.execute("SELECT COUNT(*) FROM conversations WHERE client = ?", (client,)).fetchone()[0]
+                if self.max_per_client and held >= self.max_per_client:
+                    db.execute("DELETE FROM conversations WHERE id IN (SELECT id FROM conversations WHERE client = ? ORDER BY updated LIMIT ?)",
+                               (client, held - self.max_per_client + 1))
+                db.execute("INSERT INTO conversations (id, created, updated, client) VALUES (?, ?, ?, ?)", (cid, now, now, client))
+            elif db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, cid)).rowcount == 0:
+                raise ConversationNotFound(cid)
+            last = db.execute("SELECT COALESCE(MAX(position), -1) FROM turns WHERE conversation_id = ?", (cid,)).fetchone()[0]
+            db.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?)", (cid, last + 1, question, resolved, now))
+            db.execute("DELETE FROM turns WHERE conversation_id = ? AND position <= ?", (cid, last + 1 - self.max_turns))
             excess = db.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] - self.max_conversations
             if excess > 0:
-                db.execute("DELETE FROM conversations WHERE id IN (SELECT id FROM conversations WHERE id != ? ORDER BY updated LIMIT ?)", (conversation_id, excess))
-        return conversation_id
+                db.execute("DELETE FROM conversations WHERE id IN (SELECT id FROM conversations WHERE id != ? ORDER BY updated LIMIT ?)", (cid, excess))
+            db.execute("COMMIT")
+            return cid
 
-    def count(self) -> int:
-        with self._lock, self._connect() as db:
-            return db.execute("SELECT COUNT(*) FROM conversations WHERE updated >= ?", (self.clock() - self.ttl,)).fetchone()[0]
+        return self._run(work)
+
+    def delete(self, conversation_id: str) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            return db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount > 0
+
+        return self._run(work)
+
+    def count(self, client: str | None = None) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            if client is None:
+                return db.execute("SELECT COUNT(*) FROM conversations WHERE updated >= ?", (self.clock() - self.ttl,)).fetchone()[0]
+            return db.execute("SELECT COUNT(*) FROM conversations WHERE updated >= ? AND client = ?", (self.clock() - self.ttl, client)).fetchone()[0]
+
+        return self._run(work)

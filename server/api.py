@@ -5,31 +5,32 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from server.deps import AppSettings, Service
 from server.present import search_out
 from server.queries import make_filters, validate
-from server.schemas import RETRACTED_DESCRIPTION, ErrorOut, HealthOut, SearchOut
+from server.schemas import FILTER_VALUES, K_CEILING, RETRACTED_DESCRIPTION, TEXT_CEILING, ErrorOut, HealthOut, SearchOut, StoreHealthOut
 
 router = APIRouter()
-ERRORS = {422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
+ERRORS = {code: {"model": ErrorOut} for code in (413, 422, 503)}
 
 
 @router.get("/api/search", response_model=SearchOut, responses=ERRORS)
 def search(
     service: Service,
     settings: AppSettings,
-    q: Annotated[str | None, Query(description="The question or keywords.")] = None,
-    k: Annotated[int | None, Query(description="How many passages to return.")] = None,
-    review_status: Annotated[list[ReviewStatus] | None, Query(description="Only articles with these review statuses (repeat the parameter for several).")] = None,
-    evidence_kind: Annotated[list[EvidenceKind] | None, Query(description="Only passages citing these evidence kinds.")] = None,
-    audience: Annotated[list[Audience] | None, Query(description="Only articles for this audience ('both' matches either).")] = None,
+    q: Annotated[str | None, Query(max_length=TEXT_CEILING, description="The question or keywords.")] = None,
+    k: Annotated[int | None, Query(ge=1, le=K_CEILING, description="How many passages to return.")] = None,
+    review_status: Annotated[list[ReviewStatus] | None, Query(max_length=FILTER_VALUES,
+                                                              description="Only articles with these review statuses (repeat the parameter for several).")] = None,
+    evidence_kind: Annotated[list[EvidenceKind] | None, Query(max_length=FILTER_VALUES, description="Only passages citing these evidence kinds.")] = None,
+    audience: Annotated[list[Audience] | None, Query(max_length=FILTER_VALUES, description="Only articles for this audience ('both' matches either).")] = None,
     updated_since: Annotated[dt.date | None, Query(description="Only articles updated on or after this date (YYYY-MM-DD).")] = None,
     retracted: Annotated[Literal["demote", "include", "exclude"], Query(description=RETRACTED_DESCRIPTION)] = "demote",
-    status: Annotated[list[ReviewStatus] | None, Query(description="Older name of `review_status`, still accepted.", deprecated=True)] = None,
-    kind: Annotated[list[EvidenceKind] | None, Query(description="Older name of `evidence_kind`, still accepted.", deprecated=True)] = None,
+    status: Annotated[list[ReviewStatus] | None, Query(max_length=FILTER_VALUES, description="Older name of `review_status`, still accepted.", deprecated=True)] = None,
+    kind: Annotated[list[EvidenceKind] | None, Query(max_length=FILTER_VALUES, description="Older name of `evidence_kind`, still accepted.", deprecated=True)] = None,
 ) -> SearchOut:
     filters = make_filters([*(review_status or ()), *(status or ())], [*(evidence_kind or ()), *(kind or ())], audience or (), updated_since, retracted)
     request = validate(settings, q, k, filters)
@@ -37,7 +38,11 @@ def search(
 
 
 @router.get("/healthz", response_model=HealthOut, responses=ERRORS)
-def healthz(service: Service) -> HealthOut:
+def healthz(service: Service, request: Request) -> HealthOut:
+    """The loaded index, and whether the conversation store works (probed now, within its lock timeout)."""
     manifest = service.manifest
-    return HealthOut(status="ok", chunks=manifest.counts.chunks, articles=manifest.counts.articles,
-                     build=service.info.build, model=manifest.model.name)
+    store = getattr(request.app.state, "conversations", None)
+    health = store.health() if store is not None else None
+    conversations = StoreHealthOut(status="ok") if health and health.ok else StoreHealthOut(status="degraded", reason=health.reason if health else "not open")
+    return HealthOut(status=conversations.status, chunks=manifest.counts.chunks, articles=manifest.counts.articles,
+                     build=service.info.build, model=manifest.model.name, conversations=conversations)

@@ -9,12 +9,15 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 import medkb
 from medkb.settings import Settings
 from retrieval.conversations import ConversationStore
 from retrieval.search import RetrievalSettings, SearchService, open_service
-from server import api, ask, errors, pages, reviews
+from server import api, ask, docs, errors, openapi, pages, reviews
+from server.guard import Guard
+from server.limits import StartLimiter
 
 log = logging.getLogger("medkb.server")
 
@@ -30,6 +33,20 @@ def retrieval_settings(settings: Settings) -> RetrievalSettings:
     return RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article)
 
 
+class MedkbApp(FastAPI):
+    """FastAPI with the guard (body limit, UTF-8 checks, security headers) outside everything,
+    Starlette's error middleware included, so even a 500 carries the headers."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Guard(super().build_middleware_stack(), max_body_bytes=self.state.settings.max_body_bytes)
+
+
+def open_conversations(settings: Settings) -> ConversationStore:
+    """The conversation store; a file that cannot be used leaves it degraded (logged), never stops the server."""
+    return ConversationStore(settings.conversations_db, settings.conversation_ttl, settings.conversation_turns, settings.max_conversations,
+                             max_per_client=settings.conversations_per_client, timeout=settings.conversations_timeout)
+
+
 def create_app(settings: Settings | None = None, service_factory: Callable[[Settings], SearchService] | None = None) -> FastAPI:
     """Build the app. `service_factory` lets tests supply a service over a tiny index and a fake model."""
     settings = settings or Settings.from_env()
@@ -39,7 +56,7 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
     async def lifespan(app: FastAPI):
         app.state.search = factory(settings)
         reviews.attach(app, settings)  # review statuses come from the review log, joined at query time
-        app.state.conversations = ConversationStore(settings.conversations_db, settings.conversation_ttl, settings.conversation_turns, settings.max_conversations)
+        app.state.conversations = open_conversations(settings)
         fallback = app.state.search.index.fallback  # the published build was damaged: say which build serves, and why
         if fallback:
             log.warning("%s", fallback)
@@ -48,11 +65,14 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
         yield
         app.state.search = None
 
-    app = FastAPI(title="medkb", version=medkb.__version__, lifespan=lifespan,
-                  description="Cited passages from a medical knowledge base, with the review status of every article.")
+    app = MedkbApp(title="medkb", version=medkb.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                   description="Cited passages from a medical knowledge base, with the review status of every article.")
     app.state.settings = settings
     app.state.search = None
+    app.state.start_limiter = StartLimiter(settings.conversation_starts_per_minute)
     errors.install(app)
+    openapi.install(app, settings)
+    docs.install(app)
     app.include_router(api.router)
     app.include_router(ask.router)
     app.include_router(pages.router)

@@ -3,7 +3,9 @@
     {"error": {"status": 422, "code": "invalid_request", "message": "...", "details": [...]}}
 
 No stack trace ever reaches a client: unexpected exceptions are logged here and
-answered with a 500 in the same shape.
+answered with a 500 in the same shape. Nothing a client sent is echoed unbounded: every
+message and location is cut to a few hundred characters (`clip`), text that cannot be
+encoded (a lone surrogate) is escaped, and at most MAX_DETAILS details are listed.
 """
 
 from __future__ import annotations
@@ -17,22 +19,46 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("medkb.server")
 
-CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large", 422: "invalid_request", 503: "unavailable"}
+CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large", 422: "invalid_request",
+         429: "too_many_requests", 503: "unavailable"}
+MAX_MESSAGE_CHARS = 500
+MAX_LOCATION_CHARS = 120
+MAX_DETAILS = 20
+
+
+def clip(text: object, limit: int = 80) -> str:
+    """`text` as something safe to echo: at most `limit` characters (with a mark where it was cut), encodable as UTF-8."""
+    s = str(text)
+    if len(s) > limit:
+        s = s[:limit] + f"... ({len(s) - limit} more characters)"
+    return s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class ApiError(Exception):
     """A client-facing error raised by handlers and services."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, details: list[dict] | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, details: list[dict] | None = None, headers: dict | None = None):
         super().__init__(message)
         self.status = status
         self.code = code or CODES.get(status, "error")
         self.message = message
         self.details = details or []
+        self.headers = headers
 
 
 def error_body(status: int, code: str, message: str, details: list[dict] | None = None) -> dict:
-    return {"error": {"status": status, "code": code, "message": message, "details": details or []}}
+    details = list(details or [])
+    shown = [{"location": clip(d.get("location", ""), MAX_LOCATION_CHARS), "message": clip(d.get("message", ""), MAX_MESSAGE_CHARS)}
+             for d in details[:MAX_DETAILS]]
+    if len(details) > MAX_DETAILS:
+        shown.append({"location": "", "message": f"and {len(details) - MAX_DETAILS} more problems"})
+    return {"error": {"status": status, "code": code, "message": clip(message, MAX_MESSAGE_CHARS), "details": shown}}
+
+
+def error_response(status: int, message: str, code: str | None = None, details: list[dict] | None = None,
+                   headers: dict | None = None) -> JSONResponse:
+    """The error shape as a response, for code outside the exception handlers (the ASGI guard)."""
+    return _respond(status, code or CODES.get(status, "error"), message, details, headers)
 
 
 def _respond(status: int, code: str, message: str, details: list[dict] | None = None, headers: dict | None = None) -> JSONResponse:
@@ -40,18 +66,21 @@ def _respond(status: int, code: str, message: str, details: list[dict] | None = 
 
 
 def _location(loc: tuple) -> str:
-    return ".".join(str(part) for part in loc)
+    return ".".join(clip(part, 40) for part in loc)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        return _respond(exc.status, exc.code, exc.message, exc.details)
+        return _respond(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        details = [{"location": _location(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors()]
-        message = "; ".join(f"{d['location'].split('.')[-1]}: {d['message']}" for d in details) or "invalid request"
+        details = [{"location": clip(_location(e.get("loc", ())), MAX_LOCATION_CHARS), "message": clip(e.get("msg", "invalid"), MAX_MESSAGE_CHARS)}
+                   for e in exc.errors()]
+        message = "; ".join(f"{d['location'].split('.')[-1]}: {d['message']}" for d in details[:3]) or "invalid request"
+        if len(details) > 3:
+            message += f"; and {len(details) - 3} more"
         return _respond(422, "invalid_request", message, details)
 
     @app.exception_handler(StarletteHTTPException)

@@ -14,8 +14,10 @@ from indexer.citations import CITATION_RE
 from indexer.vocabulary import CAUTION
 from server.deps import AppSettings, get_service
 from server.errors import ApiError
+from server.links import doi_url, http_url, pubmed_url
 from server.present import search_out
 from server.queries import validate
+from server.schemas import K_CEILING, TEXT_CEILING, ErrorOut
 
 router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -29,16 +31,27 @@ def cite(text: str, anchor: str) -> Markup:
 
 
 templates.env.filters["cite"] = cite
+templates.env.filters["http_url"] = http_url
+templates.env.filters["pubmed_url"] = pubmed_url
+templates.env.filters["doi_url"] = doi_url
+
+# The page answers a query it cannot search with the page itself (HTML); a parameter of the
+# wrong type or size, or an oversized body, gets the API's JSON error shape.
+HTML_OR_JSON = {"text/html": {"schema": {"type": "string"}}, "application/json": {"schema": {"$ref": f"#/components/schemas/{ErrorOut.__name__}"}}}
+RESPONSES = {422: {"content": HTML_OR_JSON, "description": "The page with the reason, or the JSON error shape."},
+             503: {"content": HTML_OR_JSON, "description": "The index is not loaded yet."},
+             413: {"content": HTML_OR_JSON, "description": "The request body is too large."}}
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, responses=RESPONSES)
 def search_page(
     request: Request,
     settings: AppSettings,
-    q: Annotated[str | None, Query()] = None,
-    k: Annotated[int | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=TEXT_CEILING)] = None,
+    k: Annotated[int | None, Query(ge=1, le=K_CEILING)] = None,
 ) -> HTMLResponse:
-    context = {"q": q or "", "result": None, "error": None, "caution": CAUTION, "max_chars": settings.max_query_chars}
+    # The query is echoed in the search box and title: never more of it than a query may hold.
+    context = {"q": (q or "")[:settings.max_query_chars], "result": None, "error": None, "caution": CAUTION, "max_chars": settings.max_query_chars}
     status = 200
     if q is not None and q.strip():
         try:

@@ -95,10 +95,11 @@ def _answer_reference(ref: NumberedReference) -> AnswerReferenceOut:
                               identifiers=Identifiers(**r.identifiers()), **_notices(r), **common)
 
 
-def ask_out(answer: CitedAnswer, conversation_id: str) -> AskOut:
+def ask_out(answer: CitedAnswer, conversation_id: str | None, notice: str | None = None) -> AskOut:
     """A cited answer as /api/ask returns it (and the page's script renders it)."""
     return AskOut(
         conversation_id=conversation_id,
+        notice=notice,
         question=answer.question,
         resolved_query=answer.resolved_query,
         key_points=[KeyPointOut(text=p.text, citations=p.citations, article_id=p.hit.chunk.article_id, section_path=p.hit.chunk.section_path,

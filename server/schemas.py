@@ -9,15 +9,38 @@ numbers a text carries; `references` the full references those numbers name.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from indexer.vocabulary import Audience, EvidenceKind, NoticeType, ReviewStatus
 from server.review_schemas import ReviewOut
 
 RETRACTED_DESCRIPTION = ("Passages citing a retracted source: ranked below all others (demote, the default), "
                          "ranked by score (include), or left out (exclude).")
+# Every string, list and identifier a client sends is bounded here, so the limits are in
+# /openapi.json and nothing unbounded reaches a handler. These are ceilings: settings set
+# the limits in force (MEDKB_MAX_QUERY_CHARS, MEDKB_MAX_K, MEDKB_CONVERSATION_TURNS), which
+# server/queries.py checks and server/openapi.py writes into the published schema.
+TEXT_CEILING = 10_000  # characters in a question or one history entry
+K_CEILING = 1_000
+HISTORY_CEILING = 1_000  # entries in `history`
+FILTER_VALUES = 10  # values in one filter list (each enumeration has fewer members; repeats are harmless)
+CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+CONVERSATION_ID_CHARS = 64
+
+
+def _valid_unicode(text: str) -> str:
+    """Refuse text that cannot be encoded: JSON may carry a lone surrogate such as "\\ud800"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains invalid Unicode (a lone surrogate)") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+
 SCORE_DESCRIPTION = ("Ranking score; its meaning depends on the retriever (see `retriever`): dense = cosine similarity (-1..1), "
                      "lexical = BM25, hybrid = reciprocal rank fusion (sum over lists of weight / (60 + rank)). "
                      "Compare scores within one response only.")
@@ -106,20 +129,26 @@ class ErrorOut(BaseModel):
     error: ErrorInfo
 
 
+class StoreHealthOut(BaseModel):
+    status: Literal["ok", "degraded"] = Field(description="degraded: the conversations file cannot be used; answers go on without follow-ups.")
+    reason: str | None = Field(default=None, description="Why the store is degraded.")
+
+
 class HealthOut(BaseModel):
-    status: str
+    status: Literal["ok", "degraded"] = Field(description="degraded: search and answers work, something else does not (see the parts).")
     chunks: int
     articles: int
     build: str
     model: str
+    conversations: StoreHealthOut
 
 
 class FiltersIn(BaseModel):
     model_config = {"extra": "forbid"}
 
-    review_status: list[ReviewStatus] = Field(default=[], description="Only articles with these review statuses.")
-    evidence_kind: list[EvidenceKind] = Field(default=[], description="Only passages citing these evidence kinds.")
-    audience: list[Audience] = Field(default=[], description="Only articles for this audience ('both' matches either).")
+    review_status: list[ReviewStatus] = Field(default=[], max_length=FILTER_VALUES, description="Only articles with these review statuses.")
+    evidence_kind: list[EvidenceKind] = Field(default=[], max_length=FILTER_VALUES, description="Only passages citing these evidence kinds.")
+    audience: list[Audience] = Field(default=[], max_length=FILTER_VALUES, description="Only articles for this audience ('both' matches either).")
     updated_since: dt.date | None = Field(default=None, description="Only articles updated on or after this date (YYYY-MM-DD).")
     retracted: Literal["demote", "include", "exclude"] = Field(default="demote", description=RETRACTED_DESCRIPTION)
 
@@ -127,11 +156,13 @@ class FiltersIn(BaseModel):
 class AskIn(BaseModel):
     model_config = {"extra": "forbid"}
 
-    question: str = Field(description="The question; a follow-up may refer to earlier ones ('how is it treated?').")
-    k: int | None = Field(default=None, description="Passages to draw the answer from.")
+    question: Text = Field(max_length=TEXT_CEILING, description="The question; a follow-up may refer to earlier ones ('how is it treated?').")
+    k: int | None = Field(default=None, ge=1, le=K_CEILING, description="Passages to draw the answer from.")
     filters: FiltersIn = FiltersIn()
-    conversation_id: str | None = Field(default=None, description="Continue this conversation (from an earlier answer).")
-    history: list[str] | None = Field(default=None, description="Earlier questions, oldest first, instead of a conversation_id.")
+    conversation_id: str | None = Field(default=None, max_length=CONVERSATION_ID_CHARS, pattern=CONVERSATION_ID_PATTERN,
+                                        description="Continue this conversation (from an earlier answer).")
+    history: list[Annotated[Text, Field(max_length=TEXT_CEILING)]] | None = Field(
+        default=None, max_length=HISTORY_CEILING, description="Earlier questions, oldest first, instead of a conversation_id.")
 
 
 class AnswerReferenceOut(ReferenceOut):
@@ -175,7 +206,9 @@ class ArticleStatusOut(BaseModel):
 
 
 class AskOut(BaseModel):
-    conversation_id: str
+    conversation_id: str | None = Field(description="Send it with the next question to follow up; null when this answer was not kept "
+                                                    "(see `notice`).")
+    notice: str | None = Field(default=None, description="Present when something limited this answer, e.g. follow-ups being unavailable.")
     question: str
     resolved_query: str = Field(description="The question as searched, with the conversation's context applied.")
     key_points: list[KeyPointOut]

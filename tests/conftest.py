@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +43,27 @@ def real_index(tmp_path_factory):
                          capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     return root, out.stdout, cache
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        reason = "Debian's chromium and chromium-driver are not installed (`make test` installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    os.environ["SE_OFFLINE"] = "true"  # selenium must never try to download a driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1200,1600",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console messages, e.g. CSP violations
+    drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    yield drv
+    drv.quit()

@@ -21,7 +21,8 @@ def app(tiny_corpus, tmp_path):
     build_index([tiny_corpus], root, FakeEmbedder())
     # Review statuses come from the review log beside the index: a reviewer has started on "microcytosis".
     record(tmp_path / "reviews.sqlite", load_index(root), {"microcytosis": "start_review"})
-    settings = Settings(index_dir=root, max_query_chars=100, max_k=20)
+    settings = Settings(index_dir=root, max_query_chars=100, max_k=20, conversations_db=tmp_path / "conversations.sqlite",
+                        max_body_bytes=4096, conversation_starts_per_minute=2)
     return create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
 
 
@@ -79,24 +80,44 @@ def test_health(client):
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["articles"] == 2
 
 
-@pytest.mark.parametrize("method,url,params,status", [
-    ("get", "/api/search", {}, 422),
-    ("get", "/api/search", {"q": ""}, 422),
-    ("get", "/api/search", {"q": "   "}, 422),
-    ("get", "/api/search", {"q": "x" * 101}, 422),
-    ("get", "/api/search", {"q": "iron", "k": 0}, 422),
-    ("get", "/api/search", {"q": "iron", "k": 21}, 422),
-    ("get", "/api/search", {"q": "iron", "k": "ten"}, 422),
-    ("get", "/api/search", {"q": "iron", "status": "final"}, 422),
-    ("get", "/api/search", {"q": "iron", "review_status": "final"}, 422),
-    ("get", "/api/search", {"q": "iron", "evidence_kind": "opinion"}, 422),
-    ("get", "/api/search", {"q": "iron", "audience": "everyone"}, 422),
-    ("get", "/api/search", {"q": "iron", "updated_since": "last week"}, 422),
-    ("post", "/api/search", {"q": "iron"}, 405),
+JSON = {"content-type": "application/json"}
+
+
+def _query(params: dict) -> dict:
+    return {"params": params}
+
+
+@pytest.mark.parametrize("method,url,request_args,status", [
+    ("get", "/api/search", _query({}), 422),
+    ("get", "/api/search", _query({"q": ""}), 422),
+    ("get", "/api/search", _query({"q": "   "}), 422),
+    ("get", "/api/search", _query({"q": "x" * 101}), 422),
+    ("get", "/api/search", _query({"q": "iron", "k": 0}), 422),
+    ("get", "/api/search", _query({"q": "iron", "k": 21}), 422),
+    ("get", "/api/search", _query({"q": "iron", "k": "ten"}), 422),
+    ("get", "/api/search", _query({"q": "iron", "status": "final"}), 422),
+    ("get", "/api/search", _query({"q": "iron", "review_status": "final"}), 422),
+    ("get", "/api/search", _query({"q": "iron", "evidence_kind": "opinion"}), 422),
+    ("get", "/api/search", _query({"q": "iron", "audience": "everyone"}), 422),
+    ("get", "/api/search", _query({"q": "iron", "updated_since": "last week"}), 422),
+    ("get", "/api/search", _query({"q": "x" * 10_001}), 422),
+    ("get", "/api/search", _query({"q": "iron", "review_status": ["submitted"] * 11}), 422),
+    ("get", "/api/search?q=iron%ED%A0%80", {}, 422),  # a lone surrogate, percent-encoded: not UTF-8
+    ("post", "/api/search", _query({"q": "iron"}), 405),
     ("get", "/api/nothing-here", {}, 404),
+    ("post", "/api/ask", {"content": b'{"question": "iron \\ud800 deficiency"}', "headers": JSON}, 422),  # a lone surrogate in JSON
+    ("post", "/api/ask", {"content": b'{"question": "iron \xff"}', "headers": JSON}, 422),  # not UTF-8
+    ("post", "/api/ask", {"json": {"question": "iron", "conversation_id": "x" * 65}}, 422),
+    ("post", "/api/ask", {"json": {"question": "iron", "conversation_id": "a/b"}}, 422),
+    ("post", "/api/ask", {"json": {"question": "iron", "conversation_id": "A" * 32}}, 404),
+    ("post", "/api/ask", {"content": b'{"question": "' + b"x" * 5000 + b'"}', "headers": JSON}, 413),
+    ("post", "/api/ask", {"content": iter([b"x" * 1000] * 5), "headers": JSON}, 413),  # chunked: no Content-Length
+    ("post", "/api/ask", {"json": {"question": "iron"}, "repeat": 3}, 429),  # the third new conversation in a minute
 ])
-def test_bad_requests_get_one_json_error_shape(client, method, url, params, status):
-    r = getattr(client, method)(url, params=params)
+def test_bad_requests_get_one_json_error_shape(client, method, url, request_args, status):
+    request_args = dict(request_args)
+    for _ in range(request_args.pop("repeat", 1)):
+        r = getattr(client, method)(url, **request_args)
     assert r.status_code == status
     assert r.headers["content-type"].startswith("application/json")
     error = r.json()["error"]

@@ -2,7 +2,6 @@
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -92,29 +91,6 @@ def test_asking_how_chronic_microcytosis_is_treated_gives_cited_treatment_points
 def test_serve_refuses_without_an_index(tmp_path):
     out = subprocess.run([*MEDKB, "serve", "--index-dir", str(tmp_path / "none")], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 2 and "medkb index" in out.stderr
-
-
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory):
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        reason = "Debian's chromium and chromium-driver are not installed (`make test` installs them)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    os.environ["SE_OFFLINE"] = "true"  # selenium must never try to download a driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1200,1600",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
-        options.add_argument(flag)
-    drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    yield drv
-    drv.quit()
 
 
 @pytest.mark.model

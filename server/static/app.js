@@ -31,6 +31,17 @@ function cited(text, answerId) {
   return frag;
 }
 
+// An absolute http(s) URL as a link target, or null: anything else (javascript:, data:, ...) is shown as text.
+function httpUrl(value) {
+  if (typeof value !== "string" || /[\s\u0000-\u001f\u007f\\]/.test(value)) return null;
+  try {
+    const url = new URL(value);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.hostname ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
 function badge(status, review) {
   return el("span", { class: `badge status-${status} state-${review.state}`, title: "Article review status" }, review.label);
 }
@@ -45,8 +56,9 @@ function reviewLine(review) {
 function renderAnswer(data) {
   turn += 1;
   const id = `a${turn}`;
-  const card = el("article", { class: "answer", id, "data-conversation": data.conversation_id });
+  const card = el("article", { class: "answer", id, "data-conversation": data.conversation_id || "" });
   card.append(el("h2", { class: "answer-question" }, data.question));
+  if (data.notice) card.append(el("p", { class: "notice", role: "note" }, data.notice));
   if (data.resolved_query !== data.question) {
     card.append(el("p", { class: "resolved" }, "Searched as: ", el("q", {}, data.resolved_query)));
   }
@@ -83,13 +95,16 @@ function renderAnswer(data) {
   const refs = el("ol", { class: "refs", "aria-label": "References" });
   for (const r of data.references) {
     const ids = [];
-    if (r.identifiers.pmid) ids.push(el("a", { href: `https://pubmed.ncbi.nlm.nih.gov/${r.identifiers.pmid}/`, rel: "noopener" }, `PMID ${r.identifiers.pmid}`));
-    if (r.identifiers.doi) ids.push(el("a", { href: `https://doi.org/${r.identifiers.doi}`, rel: "noopener" }, `doi:${r.identifiers.doi}`));
-    if (r.identifiers.url && !ids.length) ids.push(el("a", { href: r.identifiers.url, rel: "noopener" }, "source"));
+    if (r.identifiers.pmid) ids.push(el("a", { href: `https://pubmed.ncbi.nlm.nih.gov/${encodeURIComponent(r.identifiers.pmid)}/`, rel: "noopener noreferrer" }, `PMID ${r.identifiers.pmid}`));
+    if (r.identifiers.doi) ids.push(el("a", { href: `https://doi.org/${r.identifiers.doi.split("/").map(encodeURIComponent).join("/")}`, rel: "noopener noreferrer" }, `doi:${r.identifiers.doi}`));
+    if (r.identifiers.url && !ids.length) {
+      const href = httpUrl(r.identifiers.url);
+      ids.push(href ? el("a", { href, rel: "noopener noreferrer" }, "source") : el("span", { class: "url" }, r.identifiers.url));
+    }
     refs.append(el("li", { class: r.unresolved ? "ref unresolved" : "ref", id: `${id}-ref-${r.number}`, value: r.number },
       el("span", { class: "kind" }, r.kind || "unresolved"), " ", r.title, r.source ? ". " : "", r.source ? el("em", {}, r.source) : null,
       r.year ? `, ${r.year}` : "", ". ", ...ids,
-      ...r.notices.map((n) => el("span", { class: `notice notice-${n.type}` }, ` ${n.type.replace(/_/g, " ")}${n.pmid ? ` (PMID ${n.pmid})` : ""}${n.citation ? `: ${n.citation}` : ""}`)), el("span", { class: "from" }, ` (in: ${r.article_title})`)));
+      ...r.notices.map((n) => el("span", { class: `ref-notice ref-notice-${n.type}` }, ` ${n.type.replace(/_/g, " ")}${n.pmid ? ` (PMID ${n.pmid})` : ""}${n.citation ? `: ${n.citation}` : ""}`)), el("span", { class: "from" }, ` (in: ${r.article_title})`)));
   }
   card.append(el("h3", {}, "References"), refs);
 
