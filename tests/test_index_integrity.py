@@ -367,7 +367,7 @@ def test_eval_reports_a_corrupt_cached_index_and_rebuilds_it(tmp_path):
     first = run(cmd)
     assert first.returncode == 0, first.stderr
     (build,) = [index_store.current_dir(slot) for slot in cache.glob("index-*")]
-    (build / "manifest.json").write_text('{"format_version": 4, "counts": []}')
+    (build / "manifest.json").write_text(json.dumps({"format_version": index_store.FORMAT_VERSION, "counts": []}))
     again = run(cmd)
     assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
     (line,) = [line for line in again.stderr.splitlines() if "manifest.json" in line]
