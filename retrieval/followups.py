@@ -59,7 +59,7 @@ _FRAME = [
 ]
 _TRAILING = re.compile(r"\s*(?:\?|\.|!)+\s*$")
 # A second clause ("... and what does it measure?") is not part of the subject.
-_SECOND_CLAUSE = re.compile(r"\s*(?:[,;:]|\band\s+(?=(?:what|how|why|when|where|which|who|is|are|does|do|can|should|could|would|will)\b))", re.I)
+_SECOND_CLAUSE = re.compile(r"(?:\s*[,;:]\s*(?:and\s+)?|\s+and\s+)(?=(?:what|how|why|when|where|which|who|is|are|does|do|can|should|could|would|will)\b)", re.I)
 
 _STOP = {"a", "an", "the", "and", "or", "but", "so", "also", "then", "in", "on", "of", "for", "to", "with", "about", "what", "how", "is", "are", "was",
          "were", "does", "do", "did", "can", "could", "should", "would", "will", "may", "might", "must", "shall", "when", "why", "which", "who", "whom",
