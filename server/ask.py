@@ -19,9 +19,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
+from retrieval.answer_store import AnswerStoreUnavailable, AnswerTooLarge, new_answer_id, permalink_of
 from retrieval.answers import acknowledgement_answer, build_answer, no_subject_answer
 from retrieval.conversations import ConversationNotFound, ConversationStore, ConversationStoreUnavailable, Turn
 from retrieval.followups import ACKNOWLEDGEMENT, NO_SUBJECT, read_turn, topic_after
+from server.answers_api import Answers
 from server.deps import AppSettings, Service
 from server.errors import ApiError, clip
 from server.limits import StartLimiter, client_address, client_key, retry_after
@@ -81,8 +83,26 @@ def _earlier_topic(body: AskIn, settings, conversations: ConversationStore | Non
     return None
 
 
+def keep(store, out: AskOut) -> AskOut:
+    """Give the answer its permalink and keep it as it was given (without the conversation id:
+    a shared permalink must not let its reader continue the conversation). An answer that
+    cannot be kept is returned without a permalink, and says why."""
+    if store is None or out.turn == ACKNOWLEDGEMENT:
+        return out
+    answer_id = new_answer_id()
+    given = out.model_copy(update={"answer_id": answer_id, "permalink": permalink_of(answer_id)})
+    try:
+        store.put(answer_id, out.question, given.model_copy(update={"conversation_id": None}).model_dump_json())
+    except AnswerTooLarge:
+        return out.model_copy(update={"notice": " ".join(filter(None, [out.notice, "This answer is too large to keep, so it has no permalink."]))})
+    except AnswerStoreUnavailable:
+        return out.model_copy(update={"notice": " ".join(filter(None, [out.notice, "Permalinks are unavailable right now, so this answer has none."]))})
+    return given
+
+
 @router.post("/api/ask", response_model=AskOut, responses=RESPONSES)
-def ask(body: AskIn, request: Request, service: Service, settings: AppSettings, conversations: Conversations, limiter: StartLimit) -> AskOut:
+def ask(body: AskIn, request: Request, service: Service, settings: AppSettings, conversations: Conversations, limiter: StartLimit,
+        answers: Answers) -> AskOut:
     f = body.filters
     search = validate(settings, body.question, body.k if body.k is not None else DEFAULT_ASK_K,
                       make_filters(f.review_status, f.evidence_kind, f.audience, f.updated_since, f.retracted),
@@ -114,4 +134,4 @@ def ask(body: AskIn, request: Request, service: Service, settings: AppSettings, 
             raise _not_found(body.conversation_id or "") from None
         except ConversationStoreUnavailable:
             notices.append(f"{STORE_DOWN}; a follow-up will be answered as a question of its own.")
-    return ask_out(answer, conversation_id, " ".join(notices) or None)
+    return keep(answers, ask_out(answer, conversation_id, " ".join(notices) or None))

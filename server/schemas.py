@@ -245,3 +245,36 @@ class AskOut(BaseModel):
     caution: str | None = Field(description="Present whenever any content shown is not approved.")
     related_questions: list[str]
     took_ms: float
+
+
+ANSWER_ID_PATTERN = r"^[A-Za-z0-9_-]{16}$"
+COMMENT_CEILING = 10_000  # MEDKB_FEEDBACK_COMMENT_CHARS sets the limit in force
+FEEDBACK_PAGE_CEILING = 100
+FEEDBACK_OFFSET_CEILING = 1_000_000
+
+
+class FeedbackIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    helpful: bool = Field(description="Was the answer helpful?")
+    comment: Text | None = Field(default=None, max_length=COMMENT_CEILING,
+                                 description="Optional; at most MEDKB_FEEDBACK_COMMENT_CHARS characters (2000 by default).")
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    answer_id: str
+    permalink: str = Field(description="The answer the feedback is about, as it was given.")
+    created: dt.datetime
+    helpful: bool
+    comment: str | None
+    question: str = Field(description="The answer's question, as asked.")
+    resolved_query: str = Field(description="The question as it was searched.")
+
+
+class FeedbackPageOut(BaseModel):
+    total: int = Field(description="Feedback entries kept (at most MEDKB_MAX_FEEDBACK; the oldest are dropped first).")
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="The offset of the next page, or null on the last one.")
+    items: list[FeedbackOut] = Field(description="Newest first.")
