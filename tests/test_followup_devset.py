@@ -81,3 +81,22 @@ def test_beir_queries_carry_their_tags(tmp_path):
     (d / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
     evalset = load_beir(d)
     assert evalset.tags == {"q1": ["acknowledgement", "treatment"]} and evalset.context == {"q1": ["What is gout?", "thanks"]}
+
+
+def test_eval_context_modes_search_what_ask_would():
+    from evals.runner import contextual_search
+
+    searched = []
+
+    class Service:
+        def search(self, query, k):
+            searched.append(query)
+
+            class Result:
+                hits = []
+            return Result()
+
+    context = ["What are the causes of Gout?", "What is (are) Fabry disease ?", "ok, thanks"]
+    for mode in ("resolve", "concatenate", "none"):
+        contextual_search(Service(), mode)("How is it treated?", context, 10)
+    assert searched == ["How is Fabry disease treated?", "ok, thanks How is it treated?", "How is it treated?"]
