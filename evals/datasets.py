@@ -85,6 +85,7 @@ def load_beir(directory: Path, queries_file: Path | None = None, qrels_file: Pat
             raise EvalSetError(f"{path}: missing (a BEIR dataset has corpus.jsonl, queries.jsonl and qrels/{split}.tsv)")
     queries: dict[str, str] = {}
     context: dict[str, list[str]] = {}
+    tags: dict[str, list[str]] = {}
     for number, row in _read_jsonl(queries_path):
         if "_id" not in row or "text" not in row:
             raise EvalSetError(f"{queries_path}:{number}: a query needs _id and text")
@@ -92,6 +93,9 @@ def load_beir(directory: Path, queries_file: Path | None = None, qrels_file: Pat
         history = (row.get("metadata") or {}).get("context")
         if history:
             context[str(row["_id"])] = [str(t) for t in history]
+        labels = (row.get("metadata") or {}).get("tags")
+        if labels:
+            tags[str(row["_id"])] = [str(t) for t in labels]
     qrels: dict[str, dict[str, int]] = {}
     with open(qrels_path, encoding="utf-8", newline="") as fh:
         for number, fields in enumerate(csv.reader(fh, delimiter="\t"), start=1):
@@ -111,7 +115,7 @@ def load_beir(directory: Path, queries_file: Path | None = None, qrels_file: Pat
         notes["dropped_judged_queries"] = f"{len(unknown)} judged query id(s) not in {queries_path.name}, e.g. {unknown[0]!r}"
         for q in unknown:
             del qrels[q]
-    return EvalSet(name=directory.name, queries=queries, qrels=qrels, level="article", context=context,
+    return EvalSet(name=directory.name, queries=queries, qrels=qrels, level="article", context=context, tags=tags,
                    source={"kind": "beir", "dataset": str(directory), "queries": str(queries_path), "qrels": str(qrels_path), **notes})
 
 

@@ -9,7 +9,16 @@
    the second question's answer, with the first question as the conversation's context
    (queries.jsonl metadata.context).
 
-Both share one corpus.jsonl (identical bytes), so `medkb eval` imports and indexes it once.
+3. medquad-followup-aspects (the harder one): a first question names the focus; the
+   follow-up asks another aspect of the same focus in generic words ("how is it treated?",
+   "what are the symptoms?", "who is at risk?"), judged against that aspect's answer. Mixed
+   in: an acknowledgement before the follow-up ("thanks"), a topic switch (an earlier
+   question about another focus, then one about this focus), and both. Each query's
+   metadata has the conversation (`context`), the MedQuAD question type asked (`qtype`), the
+   aspect (`aspect`, retrieval.aspects' name) and `tags` (the mix). `doc_types.tsv` gives
+   every corpus document's question type, for `python -m evals.followup_aspects`.
+
+All share one corpus.jsonl (identical bytes), so `medkb eval` imports and indexes it once.
 Questions whose answer MedQuAD repeats word for word under other documents (boilerplate
 such as GHR's inheritance paragraphs) are not used as queries: any copy would answer them,
 so they cannot tell two rankings apart. Their documents stay in the corpus as distractors.
@@ -64,6 +73,7 @@ def collect(medquad: Path) -> list[dict]:
     for article in read_medquad(medquad, report):
         qids = article.metadata.get("question_ids") or []
         questions = article.metadata.get("questions")  # original wording, when the importer keeps it
+        qtypes = article.metadata.get("question_types") or []
         for index, section in enumerate(article.sections):
             text = _plain(section.blocks).strip()
             if not text:
@@ -75,12 +85,68 @@ def collect(medquad: Path) -> list[dict]:
                 "title": article.title,
                 "question": questions[index] if questions else section.heading,
                 "qid": qids[index] if index < len(qids) else "",
+                "qtype": qtypes[index] if index < len(qtypes) else "",
                 "text": text,
             })
     return pairs
 
 
-def build(medquad: Path, out: Path, n_queries: int, seed: int = 13) -> dict[str, int]:
+# MedQuAD question type -> (retrieval.aspects' name, follow-ups that ask it in generic words).
+ASPECT_FOLLOW_UPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "treatment": ("treatment", ("How is it treated?", "What are the treatments?", "What treatment is there for this condition?",
+                                "How do you treat it?")),
+    "symptoms": ("symptoms", ("What are the symptoms?", "What are its signs and symptoms?", "What symptoms does it have?")),
+    "causes": ("cause", ("What causes it?", "What are the causes?", "Why does it happen?")),
+    "exams and tests": ("diagnosis", ("How is it diagnosed?", "What tests are used to diagnose it?", "How is this condition diagnosed?")),
+    "outlook": ("prognosis", ("What is the outlook?", "What is the prognosis?", "What is the outlook for this condition?")),
+    "susceptibility": ("risk", ("Who is at risk?", "Who gets it?", "Who is at risk for this condition?")),
+    "prevention": ("prevention", ("How can it be prevented?", "Can it be prevented?", "How is it prevented?")),
+}
+ACKNOWLEDGEMENTS = ("thanks", "ok, thanks", "great", "thank you!", "ok", "got it, thanks")
+MIXES = ("plain", "acknowledgement", "switch", "switch+acknowledgement")
+
+
+def aspect_conversations(pairs: list[dict], same_answer: dict[str, list[str]], n_queries: int, rng: random.Random) -> list[dict]:
+    """Follow-ups asking another aspect of the first question's focus in generic words (see the module's docstring)."""
+    by_article: dict[str, list[dict]] = {}
+    for p in pairs:
+        by_article.setdefault(p["article"], []).append(p)
+    openers: dict[str, dict] = {}  # article -> a first question that names its focus
+    candidates = []
+    for article_id in sorted(by_article):
+        group = by_article[article_id]
+        naming = [p for p in group if p["focus"] and p["focus"].lower() in p["question"].lower()]
+        if not naming:
+            continue
+        openers[article_id] = naming[0]
+        for target in group:
+            if target["qtype"] not in ASPECT_FOLLOW_UPS or len(same_answer[target["answer_key"]]) != 1:
+                continue
+            first = next((p for p in naming if p["qtype"] != target["qtype"]), None)
+            if first is not None:
+                candidates.append((first, target))
+    chosen = rng.sample(candidates, min(n_queries, len(candidates)))
+    others = sorted(openers)
+    out = []
+    for first, target in chosen:
+        aspect, phrasings = ASPECT_FOLLOW_UPS[target["qtype"]]
+        mix = MIXES[rng.randrange(len(MIXES))]
+        context = [first["question"]]
+        if mix.startswith("switch"):
+            other = openers[others[rng.randrange(len(others))]]
+            while other["article"] == first["article"]:
+                other = openers[others[rng.randrange(len(others))]]
+            context = [other["question"], first["question"]]
+        if mix.endswith("acknowledgement"):
+            context.append(ACKNOWLEDGEMENTS[rng.randrange(len(ACKNOWLEDGEMENTS))])
+        out.append({"_id": f"fa-{target['doc_id']}", "text": phrasings[rng.randrange(len(phrasings))],
+                    "metadata": {"context": context, "original": target["question"], "qtype": target["qtype"], "aspect": aspect,
+                                 "focus": target["focus"], "tags": [mix, target["qtype"]]},
+                    "doc_id": target["doc_id"]})
+    return out
+
+
+def build(medquad: Path, out: Path, n_queries: int, seed: int = 13, aspect_queries: int | None = None) -> dict[str, int]:
     pairs = collect(medquad)
     same_answer: dict[str, list[str]] = {}
     for p in pairs:
@@ -117,7 +183,12 @@ def build(medquad: Path, out: Path, n_queries: int, seed: int = 13) -> dict[str,
     fu_queries = [{"_id": f"fu-{p['doc_id']}", "text": q, "metadata": {"context": [first["question"]], "original": p["question"]}} for first, p, q in fu]
     fu_qrels = [(f"fu-{p['doc_id']}", p["doc_id"], 1) for _, p, _ in fu]
 
-    for name, queries, qrels in (("medquad-qa", qa_queries, qa_qrels), ("medquad-followup", fu_queries, fu_qrels)):
+    # 3. follow-ups asking another aspect of the same focus in generic words
+    fa = aspect_conversations(pairs, same_answer, n_queries if aspect_queries is None else aspect_queries, random.Random(seed + 1))
+    fa_qrels = [(q["_id"], q.pop("doc_id"), 1) for q in fa]
+
+    sets = (("medquad-qa", qa_queries, qa_qrels), ("medquad-followup", fu_queries, fu_qrels), ("medquad-followup-aspects", fa, fa_qrels))
+    for name, queries, qrels in sets:
         d = out / name
         (d / "qrels").mkdir(parents=True, exist_ok=True)
         (d / "corpus.jsonl").write_text("\n".join(corpus_lines) + "\n", encoding="utf-8")
@@ -126,7 +197,11 @@ def build(medquad: Path, out: Path, n_queries: int, seed: int = 13) -> dict[str,
             fh.write("query-id\tcorpus-id\tscore\n")
             for row in sorted(qrels):
                 fh.write("\t".join(map(str, row)) + "\n")
-    return {"documents": len(pairs), "documents_with_unique_answers": len(unique), "qa_queries": len(qa_queries), "followup_candidates": len(candidates), "followup_queries": len(fu_queries)}
+    with open(out / "medquad-followup-aspects" / "doc_types.tsv", "w", encoding="utf-8") as fh:
+        fh.write("corpus-id\tqtype\n")
+        for p in pairs:
+            fh.write(f"{p['doc_id']}\t{p['qtype']}\n")
+    return {"aspect_followup_queries": len(fa), "documents": len(pairs), "documents_with_unique_answers": len(unique), "qa_queries": len(qa_queries), "followup_candidates": len(candidates), "followup_queries": len(fu_queries)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,13 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--medquad", type=Path, default=DEFAULT_MEDQUAD, help="MedQuAD folder (default ../shared/data/medquad)")
     parser.add_argument("--out", type=Path, default=Path("var/devsets"), help="where the two dev sets are written")
     parser.add_argument("--queries", type=int, default=2000, help="queries sampled per dev set (deterministic)")
+    parser.add_argument("--aspect-queries", type=int, default=None, help="queries in medquad-followup-aspects (default: --queries)")
     args = parser.parse_args(argv)
     if not args.medquad.is_dir():
         print(f"MedQuAD not found at {args.medquad}", file=sys.stderr)
         return 2
-    counts = build(args.medquad, args.out, args.queries)
+    counts = build(args.medquad, args.out, args.queries, aspect_queries=args.aspect_queries)
     print(json.dumps(counts))
-    print(f"wrote {args.out}/medquad-qa and {args.out}/medquad-followup")
+    print(f"wrote {args.out}/medquad-qa, {args.out}/medquad-followup and {args.out}/medquad-followup-aspects")
     return 0
 
 

@@ -86,7 +86,7 @@ def contextual_search(service, mode: str = "resolve") -> SearchFn:
     - concatenate: prepend the last earlier question;
     - none: ignore the context.
     Raises ValueError for another mode."""
-    from retrieval.followups import resolve, resolve_history
+    from retrieval.followups import resolve
 
     if mode not in CONTEXT_MODES:
         raise ValueError(f"context mode must be one of {', '.join(CONTEXT_MODES)}, got {mode!r}")
@@ -94,7 +94,7 @@ def contextual_search(service, mode: str = "resolve") -> SearchFn:
     def search(query: str, context: list[str], k: int) -> tuple[list[Hit], str]:
         searched = query
         if context and mode == "resolve":
-            searched = resolve(query, resolve_history(context))
+            searched = resolve(query, context)
         elif context and mode == "concatenate":
             searched = f"{context[-1]} {query}"
         return service.search(searched, k).hits, searched

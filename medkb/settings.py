@@ -56,6 +56,17 @@ class Settings:
     conversations_per_client: int = _setting(1000, "MEDKB_CONVERSATIONS_PER_CLIENT",
                                              "Live conversations one client address may hold; starting another drops that client's own least recently used.")
     conversations_timeout: float = _setting(0.25, "MEDKB_CONVERSATIONS_TIMEOUT", "Seconds to wait for a lock on the conversations file before answering without the conversation.")
+    answers_db: Path | None = _setting(None, "MEDKB_ANSWERS_DB", "SQLite file of answers as they were given (permalinks) and readers' feedback; default: answers.sqlite beside the index root.")
+    max_answers: int = _setting(10000, "MEDKB_MAX_ANSWERS", "Answers kept for their permalinks (the oldest dropped first).")
+    max_answer_bytes: int = _setting(524288, "MEDKB_MAX_ANSWER_BYTES", "Largest answer kept for a permalink, in bytes of JSON; a larger one is answered without a permalink.")
+    max_feedback: int = _setting(10000, "MEDKB_MAX_FEEDBACK", "Feedback entries kept (the oldest dropped first).")
+    feedback_per_answer: int = _setting(20, "MEDKB_FEEDBACK_PER_ANSWER", "Feedback entries one answer may receive; more get a 429.")
+    feedback_comment_chars: int = _setting(2000, "MEDKB_FEEDBACK_COMMENT_CHARS", "Longest feedback comment accepted, in characters; longer ones get a 422.")
+
+    @property
+    def answers_path(self) -> Path:
+        """Permalinks and feedback: MEDKB_ANSWERS_DB, or answers.sqlite beside the index root."""
+        return self.answers_db or self.index_dir.parent / "answers.sqlite"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -71,7 +82,7 @@ class Settings:
 
 
 def _convert(name: str, raw: str) -> Any:
-    if name in ("index_dir", "model_dir", "conversations_db", "reviews_db", "accounts_db"):
+    if name in ("index_dir", "model_dir", "conversations_db", "reviews_db", "accounts_db", "answers_db"):
         return Path(raw)
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)

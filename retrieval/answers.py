@@ -1,6 +1,13 @@
 """Cited answers: from ranked passages to key points, grouped passages and one numbered
 reference list.
 
+The aspect the question asks (treatment, cause, diagnosis, dose, ...) steers the answer
+within the topic's articles first: passages of the topic that address the aspect are
+shown first and the key points are their sentences that address it. Where nothing on the
+topic addresses the aspect, the answer has no key points and says so ("No passage on the
+treatment of X; the nearest passages are shown"), instead of presenting the topic's other
+passages as the answer.
+
 Citation numbers are renumbered across the whole answer, so [1] names the same reference
 in every key point and passage. No sentence is shown without its citation; a passage from
 an article that lists no references says so.
@@ -11,6 +18,7 @@ into the index or the model.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,6 +31,7 @@ from indexer.index_store import ArticleRecord
 from indexer.lexical import tokenize
 from indexer.vocabulary import EvidenceKind, Reference, ReviewStatus
 from retrieval.aspects import aspect_of, aspects_in
+from retrieval.followups import ACKNOWLEDGEMENT, NO_SUBJECT, QUESTION, topic_of
 from retrieval.reviews import ArticleReview
 from retrieval.search import Filters, Hit, SearchResult
 
@@ -78,10 +87,40 @@ class AnswerPassage:
     note: str | None = None
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """What an answer stands on: how many articles, how many of them approved, the most
+    recent update among them, and how many of its cited sources were retracted."""
+
+    articles: int
+    approved: int
+    latest_update: dt.date | None
+    retracted: int
+
+    @property
+    def summary(self) -> str:
+        parts = [f"Draws on {self.articles} article{'' if self.articles == 1 else 's'}, {self.approved} approved",
+                 f"most recent update {self.latest_update.isoformat()}" if self.latest_update else "no update date given",
+                 f"{self.retracted} cited source{' was' if self.retracted == 1 else 's were'} retracted" if self.retracted else "no cited source is retracted"]
+        return "; ".join(parts) + "."
+
+
+# How the answer names an aspect in "No passage on the treatment of X".
+ASPECT_NOUNS = {"cause": "causes", "diagnosis": "diagnosis", "treatment": "treatment", "dose": "dosing", "prognosis": "prognosis",
+                "prevention": "prevention", "risk": "risk factors", "symptoms": "symptoms", "interpretation": "interpretation"}
+NO_SUBJECT_MESSAGE = ("This question does not say what it is about, and there is no earlier question to take its subject from: "
+                      "ask it with its subject, e.g. \u201chow is iron deficiency treated?\u201d.")
+
+
 @dataclass
 class CitedAnswer:
     """Everything an answer shows: key points, passages grouped as the seed page groups them,
-    one reference list, the articles drawn on (with their review status), related questions."""
+    one reference list, the articles drawn on (with their review status), related questions.
+
+    `turn` says how the question was read (retrieval.followups.TURN_KINDS); an
+    acknowledgement is not searched and has a `reply`; a question with no subject, or one
+    nothing matches, has `no_match` and no key points. `aspect_note` says when the
+    knowledge base has nothing on the aspect asked of the topic."""
 
     question: str
     resolved_query: str
@@ -92,10 +131,31 @@ class CitedAnswer:
     related_questions: list[str]
     took_ms: float = 0.0
     reviews: dict[str, ArticleReview] = field(default_factory=dict)  # review status of each article drawn on, derived at query time
+    turn: str = QUESTION
+    topic: str | None = None
+    reply: str | None = None
+    no_match: str | None = None  # why nothing answers (then no key points, no passages)
+    searched_for: str | None = None  # the words searched, when they differ from the question as typed
+    aspect: str | None = None
+    aspect_note: str | None = None
 
     @property
     def all_approved(self) -> bool:
         return bool(self.articles) and all(a.id in self.reviews and self.reviews[a.id].status == ReviewStatus.APPROVED for a in self.articles)
+
+    @property
+    def searched(self) -> bool:
+        return self.turn not in (ACKNOWLEDGEMENT, NO_SUBJECT)
+
+    @property
+    def coverage(self) -> Coverage | None:
+        """None for a turn that was not searched."""
+        if not self.searched:
+            return None
+        dates = [a.last_updated for a in self.articles if a.last_updated]
+        approved = sum(1 for a in self.articles if a.id in self.reviews and self.reviews[a.id].status == ReviewStatus.APPROVED)
+        retracted = sum(1 for r in self.references if r.reference is not None and r.reference.retracted)
+        return Coverage(len(self.articles), approved, max(dates) if dates else None, retracted)
 
     def group(self, name: str) -> list[AnswerPassage]:
         return [p for p in self.passages if p.group == name]
@@ -189,15 +249,107 @@ def aspect_bonus(question: str, candidates: list[tuple[Hit, str]]) -> np.ndarray
     return out
 
 
+def acknowledgement_answer(question: str, topic: str | None) -> CitedAnswer:
+    """'thanks', 'ok': not searched, a short reply, the topic left as it was."""
+    thanks = re.search(r"\b(?:thank|thanks|thx|ty|cheers|appreciate)", question, re.I)
+    reply = "You're welcome." if thanks else "OK."
+    reply += f" Follow-up questions stay on {topic}." if topic else " Ask a question whenever you like."
+    return CitedAnswer(question=question, resolved_query="", key_points=[], passages=[], references=[], articles=[], related_questions=[],
+                       turn=ACKNOWLEDGEMENT, topic=topic, reply=reply)
+
+
+def no_subject_answer(question: str) -> CitedAnswer:
+    """'what is it?' with nothing earlier to refer to: not searched, and said so."""
+    return CitedAnswer(question=question, resolved_query="", key_points=[], passages=[], references=[], articles=[], related_questions=[],
+                       turn=NO_SUBJECT, no_match=NO_SUBJECT_MESSAGE)
+
+
+TOPIC_ARTICLES = 3  # the topic's articles: the first this many articles a search for the topic alone ranks
+TOPIC_DEPTH = 10
+POOL_FACTOR = 3  # with an aspect to steer by, passages are chosen from this many times k
+_PARTS = {"from the guidelines", "from the research", "text"}
+
+
+def heading_aspects(chunk: Chunk) -> set[str]:
+    """The aspects the passage's section headings speak of (the part names left out)."""
+    return aspects_in(" ".join(p for p in chunk.section_path if p.lower() not in _PARTS))
+
+
+def sentence_addresses(hit: Hit, sentence: str, aspect: str) -> bool:
+    return aspect in aspects_in(sentence) or aspect in heading_aspects(hit.chunk)
+
+
+def passage_addresses(hit: Hit, aspect: str) -> bool:
+    if aspect in heading_aspects(hit.chunk):
+        return True
+    text = CITATION_RE.sub("", hit.chunk.text)
+    return any(aspect in aspects_in(text[a:b]) for a, b in sentence_spans(text))
+
+
+def topic_terms(topic: str) -> set[str]:
+    return set(tokenize(topic))
+
+
+def mentions_topic(chunk: Chunk, terms: set[str]) -> bool:
+    """Most of the topic's words (stemmed) are in the passage, its title or its headings."""
+    if not terms:
+        return False
+    words = set(tokenize(" ".join([chunk.article_title, *chunk.section_path, chunk.text])))
+    return len(terms & words) >= max(1, -(-2 * len(terms) // 3))
+
+
+def topic_articles(source: AnswerSource, topic: str, filters: Filters) -> list[str]:
+    """The articles a search for the topic alone ranks first."""
+    out: list[str] = []
+    for hit in source.search(topic, TOPIC_DEPTH, filters).hits:
+        if hit.chunk.article_id not in out:
+            out.append(hit.chunk.article_id)
+        if len(out) >= TOPIC_ARTICLES:
+            break
+    return out
+
+
 def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8, filters: Filters = Filters(),
-                 max_key_points: int = 5, key_point_passages: int = 8) -> CitedAnswer:
-    """Search with the resolved question and assemble the cited answer."""
-    result = source.search(resolved, k, filters)
-    hits = result.hits
+                 max_key_points: int = 5, key_point_passages: int = 8, topic: str | None = None, turn: str = QUESTION) -> CitedAnswer:
+    """Search with the resolved question and assemble the cited answer. `topic` is the
+    conversation's topic (default: the resolved question's subject)."""
+    topic = topic if topic is not None else topic_of(resolved)
+    asked = aspect_of(question)
+    terms = topic_terms(topic) if topic else set()
+    steer = asked is not None and bool(terms)
+    result = source.search(resolved, max(k * POOL_FACTOR, k + 16) if steer else k, filters)
+    common = dict(question=question, resolved_query=resolved, took_ms=result.took_ms, turn=turn, topic=topic, aspect=asked,
+                  searched_for=getattr(result, "searched_for", None))
+    no_match = getattr(result, "no_match", None)
+    if no_match:
+        # Nothing answers: say so, with the nearest articles' titles to try instead.
+        return CitedAnswer(key_points=[], passages=[], references=[], articles=[], related_questions=list(getattr(result, "suggestions", [])),
+                           no_match=no_match, **common)
+    pool = result.hits
+    hits = pool[:k]
+    aspect_note = None
+    on_aspect: list[Hit] | None = None  # the topic's passages on the aspect asked, when steering
+    if steer:
+        own = set(topic_articles(source, topic, filters))
+        on_aspect = [h for h in pool if (h.chunk.article_id in own or mentions_topic(h.chunk, terms)) and passage_addresses(h, asked)]
+        if on_aspect:
+            chosen = {h.chunk.id for h in on_aspect[:k]}
+            hits = on_aspect[:k] + [h for h in pool if h.chunk.id not in chosen][: k - len(chosen)]
+        else:
+            aspect_note = f"No passage on the {ASPECT_NOUNS.get(asked, asked)} of {topic}; the nearest passages are shown."
+        for rank, hit in enumerate(hits, start=1):
+            hit.rank = rank
     numbering = _Numbering(source)
 
     key_points: list[KeyPoint] = []
-    candidates = key_point_candidates(source, hits, key_point_passages)
+    if on_aspect is None:
+        candidates = key_point_candidates(source, hits, key_point_passages)
+    elif on_aspect:
+        steered = {h.chunk.id for h in on_aspect}
+        candidates = [(h, s) for h, s in key_point_candidates(source, hits, key_point_passages)
+                      if h.chunk.id in steered and sentence_addresses(h, s, asked)]
+    else:
+        candidates = []  # nothing on the aspect asked: the nearest passages are not presented as its answer
     if candidates:
         query_vector = source.embed_query(result.expanded_query)
         vectors = source.embed_passages([CITATION_RE.sub("", s) for _, s in candidates])
@@ -211,14 +363,14 @@ def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8,
         # addresses it, in its words or its section's heading, beats one that only names the topic,
         # and a sentence about another aspect alone gives way.
         scores += aspect_bonus(question, candidates)
-        chosen: list[int] = []
+        chosen_points: list[int] = []
         for i in np.argsort(-scores, kind="stable"):
-            if len(chosen) >= max_key_points or scores[i] == -np.inf:
+            if len(chosen_points) >= max_key_points or scores[i] == -np.inf:
                 break
-            if any(float(vectors[i] @ vectors[j]) > 0.92 for j in chosen):
+            if any(float(vectors[i] @ vectors[j]) > 0.92 for j in chosen_points):
                 continue  # near-duplicate of a point already made
-            chosen.append(int(i))
-        for i in chosen:
+            chosen_points.append(int(i))
+        for i in chosen_points:
             hit, sentence = candidates[i]
             text, cites = numbering.renumber(hit.chunk, sentence)
             note = "The source article lists no references." if not cites else None
@@ -239,15 +391,14 @@ def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8,
             articles.append(record)
 
     return CitedAnswer(
-        question=question,
-        resolved_query=resolved,
         key_points=key_points,
         passages=passages,
         references=sorted(numbering.references, key=lambda ref: ref.number),
         articles=articles,
         related_questions=related_questions(source, articles, result.expanded_query),
-        took_ms=result.took_ms,
-        reviews=dict(result.reviews),
+        reviews={a: r for a, r in result.reviews.items() if any(h.chunk.article_id == a for h in hits)},
+        aspect_note=aspect_note,
+        **common,
     )
 
 

@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import re
 
-# Aspect -> stems that signal it (matched at word starts, case-insensitively).
+# Aspect -> stems that signal it (matched at word starts, case-insensitively; a stem ending in
+# "=" is a whole word: "sign=" is "sign" but not "significant").
 ASPECT_STEMS: dict[str, tuple[str, ...]] = {
     "cause": ("cause", "caused", "causes", "causing", "etiolog", "aetiolog", "why does", "why do", "due to", "result from", "origin"),
-    "diagnosis": ("diagnos", "work-up", "workup", "work up", "evaluat", "test", "investigat", "screen", "differential", "assess", "detect"),
+    "diagnosis": ("diagnos", "work-up", "workup", "work up", "evaluat", "test=", "tests=", "tested", "testing", "investigat", "screen", "differential", "assess", "detect"),
     "treatment": ("treat", "therap", "manag", "cure", "replac", "transfus", "supplement", "medication", "drug of choice"),
     "dose": ("dose", "dosing", "dosage", "how much", "mg/kg", "regimen"),
     "prognosis": ("prognos", "outlook", "survival", "life expectancy", "course of"),
     "prevention": ("prevent", "avoid", "prophyla"),
     "risk": ("risk", "who gets", "at risk", "susceptib"),
-    "symptoms": ("symptom", "sign", "present with", "presentation", "complain"),
+    "symptoms": ("symptom", "sign=", "signs=", "present with", "presents with", "presenting with", "presentation", "complain"),
     "interpretation": ("interpret", "what does", "mean", "high ", "low ", "raised", "elevated", "normal range", "threshold", "cut-off", "cutoff"),
 }
 
-_PATTERNS = {aspect: re.compile(r"\b(?:" + "|".join(re.escape(s) for s in stems) + r")", re.I) for aspect, stems in ASPECT_STEMS.items()}
+def _stem(stem: str) -> str:
+    return re.escape(stem[:-1]) + r"\b" if stem.endswith("=") else re.escape(stem)
+
+
+_PATTERNS = {aspect: re.compile(r"\b(?:" + "|".join(_stem(s) for s in stems) + r")", re.I) for aspect, stems in ASPECT_STEMS.items()}
 
 # Words that ask "what about it" rather than naming an aspect themselves.
 _QUESTION_ONLY = ("interpretation",)

@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS turns (
 CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated);
 """
 CLIENT_COLUMN = "ALTER TABLE conversations ADD COLUMN client TEXT NOT NULL DEFAULT ''"
+# Each turn keeps how it was read and the conversation's topic after it (files written before
+# turns were classified have neither: their topic is read again from the questions).
+TURN_COLUMNS = {"kind": "ALTER TABLE turns ADD COLUMN kind TEXT", "topic": "ALTER TABLE turns ADD COLUMN topic TEXT"}
 CLIENT_INDEX = "CREATE INDEX IF NOT EXISTS conversations_client ON conversations(client, updated)"
 
 T = TypeVar("T")
@@ -72,8 +75,14 @@ class ConversationStoreUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Turn:
+    """One turn: the question as asked, as searched ('' when it was not searched), how it was
+    read (retrieval.followups.TURN_KINDS; None in files from before turns were classified)
+    and the conversation's topic after it."""
+
     question: str
     resolved: str
+    kind: str | None = None
+    topic: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,10 @@ class ConversationStore:
         if "client" not in columns:
             db.execute(CLIENT_COLUMN)  # files written before conversations had an owner
         db.execute(CLIENT_INDEX)
+        turn_columns = {row[1] for row in db.execute("PRAGMA table_info(turns)")}
+        for name, statement in TURN_COLUMNS.items():
+            if name not in turn_columns:
+                db.execute(statement)
         self._schema_ready = True
 
     def _check(self, db: sqlite3.Connection, full: bool = False) -> None:
@@ -212,14 +225,16 @@ class ConversationStore:
             row = db.execute("SELECT updated FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
             if row is None or row[0] < self.clock() - self.ttl:
                 raise ConversationNotFound(conversation_id)
-            rows = db.execute("SELECT question, resolved FROM turns WHERE conversation_id = ? ORDER BY position", (conversation_id,)).fetchall()
+            rows = db.execute("SELECT question, resolved, kind, topic FROM turns WHERE conversation_id = ? ORDER BY position",
+                              (conversation_id,)).fetchall()
             db.execute("COMMIT")
-            return [Turn(q, r) for q, r in rows]
+            return [Turn(*row) for row in rows]
 
         return self._run(work)
 
-    def append(self, conversation_id: str | None, question: str, resolved: str, client: str = "") -> str:
-        """Record a question (starting a conversation for `client` when `conversation_id` is None); returns the id.
+    def append(self, conversation_id: str | None, question: str, resolved: str, client: str = "", kind: str | None = None,
+               topic: str | None = None) -> str:
+        """Record a turn (starting a conversation for `client` when `conversation_id` is None); returns the id.
         Raises ConversationNotFound when the conversation expired or was dropped meanwhile."""
         def work(db: sqlite3.Connection) -> str:
             now = self.clock()
@@ -236,7 +251,8 @@ class ConversationStore:
             elif db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, cid)).rowcount == 0:
                 raise ConversationNotFound(cid)
             last = db.execute("SELECT COALESCE(MAX(position), -1) FROM turns WHERE conversation_id = ?", (cid,)).fetchone()[0]
-            db.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?)", (cid, last + 1, question, resolved, now))
+            db.execute("INSERT INTO turns (conversation_id, position, question, resolved, created, kind, topic) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (cid, last + 1, question, resolved, now, kind, topic))
             db.execute("DELETE FROM turns WHERE conversation_id = ? AND position <= ?", (cid, last + 1 - self.max_turns))
             excess = db.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] - self.max_conversations
             if excess > 0:

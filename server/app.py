@@ -15,7 +15,7 @@ import medkb
 from medkb.settings import Settings
 from retrieval.conversations import ConversationStore
 from retrieval.search import RetrievalSettings, SearchService, open_service
-from server import api, ask, docs, errors, openapi, pages, reviews
+from server import answers_api, api, ask, docs, errors, openapi, pages, reviews
 from server.guard import Guard
 from server.limits import StartLimiter
 
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
         app.state.search = factory(settings)
         reviews.attach(app, settings)  # review statuses come from the review log, joined at query time
         app.state.conversations = open_conversations(settings)
+        app.state.answers = answers_api.open_answers(settings)  # permalinks and feedback
         fallback = app.state.search.index.fallback  # the published build was damaged: say which build serves, and why
         if fallback:
             log.warning("%s", fallback)
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
     docs.install(app)
     app.include_router(api.router)
     app.include_router(ask.router)
+    app.include_router(answers_api.router)
     app.include_router(pages.router)
     reviews.install(app)  # sign-in, review API and pages, what's new
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")

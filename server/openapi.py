@@ -27,6 +27,9 @@ def tighten(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
         for branch in [ask["history"], *ask["history"].get("anyOf", [])]:
             if "items" in branch:
                 _limit(branch["items"], "maxLength", settings.max_query_chars)
+    feedback = schema.get("components", {}).get("schemas", {}).get("FeedbackIn", {}).get("properties", {})
+    if "comment" in feedback:
+        _limit(feedback["comment"], "maxLength", settings.feedback_comment_chars)
     for path in ("/api/search", "/"):
         for parameter in schema.get("paths", {}).get(path, {}).get("get", {}).get("parameters", []):
             if parameter.get("name") == "q":

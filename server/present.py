@@ -14,6 +14,7 @@ from server.schemas import (
     AnswerReferenceOut,
     ArticleStatusOut,
     AskOut,
+    CoverageOut,
     Identifiers,
     IndexInfo,
     KeyPointOut,
@@ -95,13 +96,28 @@ def _answer_reference(ref: NumberedReference) -> AnswerReferenceOut:
                               identifiers=Identifiers(**r.identifiers()), **_notices(r), **common)
 
 
+def coverage_out(answer: CitedAnswer) -> CoverageOut | None:
+    c = answer.coverage
+    if c is None:
+        return None
+    return CoverageOut(articles=c.articles, approved=c.approved, latest_update=c.latest_update, retracted_sources=c.retracted, summary=c.summary)
+
+
 def ask_out(answer: CitedAnswer, conversation_id: str | None, notice: str | None = None) -> AskOut:
     """A cited answer as /api/ask returns it (and the page's script renders it)."""
     return AskOut(
         conversation_id=conversation_id,
         notice=notice,
+        turn=answer.turn,
+        topic=answer.topic,
+        reply=answer.reply,
         question=answer.question,
         resolved_query=answer.resolved_query,
+        searched_for=answer.searched_for,
+        no_match=answer.no_match,
+        aspect=answer.aspect,
+        aspect_note=answer.aspect_note,
+        coverage=coverage_out(answer),
         key_points=[KeyPointOut(text=p.text, citations=p.citations, article_id=p.hit.chunk.article_id, section_path=p.hit.chunk.section_path,
                                 chunk_id=p.hit.chunk.id, note=p.note) for p in answer.key_points],
         groups=[PassageGroupOut(name=name, label=label, passages=[
@@ -110,7 +126,7 @@ def ask_out(answer: CitedAnswer, conversation_id: str | None, notice: str | None
         references=[_answer_reference(r) for r in answer.references],
         articles=[ArticleStatusOut(id=a.id, title=a.title, last_updated=a.last_updated, **_status(_review(answer.reviews, a.id, a.content_sha256)))
                   for a in answer.articles],
-        caution=None if answer.all_approved else CAUTION,
+        caution=None if answer.all_approved or not answer.articles else CAUTION,
         related_questions=answer.related_questions,
         took_ms=round(answer.took_ms, 3),
     )

@@ -205,12 +205,39 @@ class ArticleStatusOut(BaseModel):
     last_updated: dt.date | None
 
 
+class CoverageOut(BaseModel):
+    """What an answer stands on."""
+
+    articles: int = Field(description="Articles the answer draws on.")
+    approved: int = Field(description="How many of them are approved (review status derived from the review log).")
+    latest_update: dt.date | None = Field(description="The most recent `last_updated` among them.")
+    retracted_sources: int = Field(description="Sources in the answer's reference list that a notice says were retracted.")
+    summary: str = Field(description="The coverage line as the page shows it.")
+
+
+TurnKind = Literal["question", "follow_up", "acknowledgement", "no_subject"]
+
+
 class AskOut(BaseModel):
     conversation_id: str | None = Field(description="Send it with the next question to follow up; null when this answer was not kept "
-                                                    "(see `notice`).")
+                                                    "(see `notice`), and in a stored answer (GET /api/answers/{id}).")
     notice: str | None = Field(default=None, description="Present when something limited this answer, e.g. follow-ups being unavailable.")
+    answer_id: str | None = Field(default=None, description="The answer's permanent id (GET /api/answers/{answer_id}); null when it could not be stored.")
+    permalink: str | None = Field(default=None, description="Where the answer can be read again as it was given (/answers/{answer_id}).")
+    turn: TurnKind = Field(default="question", description="How the question was read: a question naming its own subject, a follow-up "
+                                                           "on the conversation's topic, an acknowledgement (not searched), or a question "
+                                                           "with no subject and nothing earlier to take one from (not searched).")
+    topic: str | None = Field(default=None, description="The conversation's topic after this turn.")
+    reply: str | None = Field(default=None, description="For an acknowledgement: a short reply (no search, no key points).")
     question: str
-    resolved_query: str = Field(description="The question as searched, with the conversation's context applied.")
+    resolved_query: str = Field(description="The question as searched, with the conversation's context applied; empty when it was not searched.")
+    searched_for: str | None = Field(default=None, description="The words searched, when they differ from the question as typed (a correction).")
+    no_match: str | None = Field(default=None, description="Why there is no answer: nothing in the knowledge base matches, or the question names no subject.")
+    aspect: str | None = Field(default=None, description="The aspect asked (treatment, cause, diagnosis, dose, ...), which steers the key points.")
+    aspect_note: str | None = Field(default=None, description="Present when the knowledge base has nothing on that aspect of the topic: "
+                                                              "then there are no key points and the passages are only the nearest ones.")
+    coverage: CoverageOut | None = Field(default=None, description="How many articles the answer draws on, how many approved, the most recent "
+                                                                   "update, retracted sources; null when nothing was searched.")
     key_points: list[KeyPointOut]
     groups: list[PassageGroupOut] = Field(description="From the guidelines first, then from the research, then other sources.")
     references: list[AnswerReferenceOut]
@@ -218,3 +245,36 @@ class AskOut(BaseModel):
     caution: str | None = Field(description="Present whenever any content shown is not approved.")
     related_questions: list[str]
     took_ms: float
+
+
+ANSWER_ID_PATTERN = r"^[A-Za-z0-9_-]{16}$"
+COMMENT_CEILING = 10_000  # MEDKB_FEEDBACK_COMMENT_CHARS sets the limit in force
+FEEDBACK_PAGE_CEILING = 100
+FEEDBACK_OFFSET_CEILING = 1_000_000
+
+
+class FeedbackIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    helpful: bool = Field(description="Was the answer helpful?")
+    comment: Text | None = Field(default=None, max_length=COMMENT_CEILING,
+                                 description="Optional; at most MEDKB_FEEDBACK_COMMENT_CHARS characters (2000 by default).")
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    answer_id: str
+    permalink: str = Field(description="The answer the feedback is about, as it was given.")
+    created: dt.datetime
+    helpful: bool
+    comment: str | None
+    question: str = Field(description="The answer's question, as asked.")
+    resolved_query: str = Field(description="The question as it was searched.")
+
+
+class FeedbackPageOut(BaseModel):
+    total: int = Field(description="Feedback entries kept (at most MEDKB_MAX_FEEDBACK; the oldest are dropped first).")
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="The offset of the next page, or null on the last one.")
+    items: list[FeedbackOut] = Field(description="Newest first.")

@@ -1,4 +1,6 @@
-// The search page: asks /api/ask and renders a cited answer; follow-ups continue the conversation.
+// The search page: asks /api/ask and renders each turn's answer, keeping the whole conversation
+// on the page; follow-ups continue the conversation. An answer's permalink page (/answers/ID)
+// renders the stored answer the same way. No inline script: every handler is attached here.
 "use strict";
 
 const CITATION = /\[(\d{1,4}(?:\s*[-\u2013]\s*\d{1,4})?(?:\s*,\s*\d{1,4}(?:\s*[-\u2013]\s*\d{1,4})?)*)\]/g;
@@ -53,15 +55,102 @@ function reviewLine(review) {
     : el("p", { class: "passage-caution review" }, review.note);
 }
 
+const COMMENT_CHARS = 2000;
+
+// Helpful / not helpful, with an optional comment, sent with the answer's id.
+function feedbackBox(answerId) {
+  const box = el("div", { class: "feedback" }, el("span", { class: "feedback-ask" }, "Was this answer helpful? "));
+  const yes = el("button", { type: "button", class: "feedback-helpful", "data-helpful": "true" }, "Helpful");
+  const no = el("button", { type: "button", class: "feedback-not-helpful", "data-helpful": "false" }, "Not helpful");
+  const comment = el("textarea", { class: "feedback-comment", maxlength: String(COMMENT_CHARS), rows: "2",
+    placeholder: "Optional: what was missing or wrong?", "aria-label": "Feedback comment (optional)" });
+  const send = el("button", { type: "button", class: "feedback-send" }, "Send feedback");
+  const form = el("div", { class: "feedback-form", hidden: "" }, comment, send);
+  const said = el("p", { class: "feedback-status", role: "status" });
+  let helpful = null;
+  for (const button of [yes, no]) {
+    button.addEventListener("click", () => {
+      helpful = button.dataset.helpful === "true";
+      yes.setAttribute("aria-pressed", String(helpful));
+      no.setAttribute("aria-pressed", String(!helpful));
+      form.hidden = false;
+      comment.focus();
+    });
+  }
+  send.addEventListener("click", async () => {
+    if (helpful === null) return;
+    send.disabled = true;
+    const body = { helpful };
+    if (comment.value.trim()) body.comment = comment.value.trim();
+    try {
+      const response = await fetch(`/api/answers/${encodeURIComponent(answerId)}/feedback`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      const data = await response.json();
+      if (response.ok) {
+        form.hidden = true; yes.disabled = true; no.disabled = true;
+        said.textContent = "Thank you: your feedback was recorded with this answer.";
+      } else {
+        said.textContent = data.error ? data.error.message : `Error ${response.status}`;
+        send.disabled = false;
+      }
+    } catch (error) {
+      said.textContent = "The server could not be reached.";
+      send.disabled = false;
+    }
+  });
+  box.append(yes, " ", no, form, said);
+  return box;
+}
+
+// Permalink, reference export and feedback for a kept answer.
+function answerActions(data) {
+  const actions = el("div", { class: "answer-actions" });
+  if (!data.answer_id) return actions;
+  const id = encodeURIComponent(data.answer_id);
+  actions.append(el("p", { class: "permalink" }, "Permalink: ", el("a", { href: data.permalink, class: "permalink-link" }, `${location.origin}${data.permalink}`)));
+  if (data.references.length) {
+    actions.append(el("p", { class: "export" }, "Export references: ",
+      el("a", { href: `/api/answers/${id}/references.ris`, class: "export-ris" }, "RIS"), " · ",
+      el("a", { href: `/api/answers/${id}/references.bib`, class: "export-bib" }, "BibTeX"), " · ",
+      el("a", { href: `/api/answers/${id}/references.txt`, class: "export-txt" }, "Text (NLM)")));
+  }
+  actions.append(feedbackBox(data.answer_id));
+  return actions;
+}
+
+function suggestionLinks(questions) {
+  const list = el("ul", { class: "related suggestions" });
+  for (const q of questions) {
+    const link = el("a", { href: `/?q=${encodeURIComponent(q)}`, class: "related-question" }, q);
+    // On the search page a suggestion is asked in place; on a permalink page the link goes to the search page.
+    if (!document.body.dataset.answerId) link.addEventListener("click", (event) => { event.preventDefault(); ask(q, false); });
+    list.append(el("li", {}, link));
+  }
+  return list;
+}
+
 function renderAnswer(data) {
   turn += 1;
   const id = `a${turn}`;
-  const card = el("article", { class: "answer", id, "data-conversation": data.conversation_id || "" });
+  const card = el("article", { class: `answer turn-${data.turn || "question"}`, id, "data-conversation": data.conversation_id || "",
+    "data-turn": data.turn || "question", "data-answer": data.answer_id || "" });
   card.append(el("h2", { class: "answer-question" }, data.question));
   if (data.notice) card.append(el("p", { class: "notice", role: "note" }, data.notice));
-  if (data.resolved_query !== data.question) {
+  if (data.turn === "acknowledgement") {
+    card.append(el("p", { class: "reply" }, data.reply || "OK."));
+    return card;
+  }
+  if (data.searched_for) card.append(el("p", { class: "searched-for" }, "Searched for: ", el("q", {}, data.searched_for)));
+  if (data.resolved_query && data.resolved_query !== data.question) {
     card.append(el("p", { class: "resolved" }, "Searched as: ", el("q", {}, data.resolved_query)));
   }
+  if (data.no_match) {
+    card.append(el("p", { class: "no-match", role: "note" }, data.no_match));
+    if (data.related_questions.length) card.append(el("h3", {}, "Try instead"), suggestionLinks(data.related_questions));
+    card.append(answerActions(data));
+    return card;
+  }
+  if (data.coverage) card.append(el("p", { class: "coverage" }, data.coverage.summary));
   if (data.caution) card.append(el("div", { class: "caution", role: "note" }, data.caution));
 
   const statuses = el("ul", { class: "article-statuses" });
@@ -75,7 +164,11 @@ function renderAnswer(data) {
   for (const p of data.key_points) {
     points.append(el("li", {}, cited(p.text, id), p.note ? el("span", { class: "note" }, ` (${p.note})`) : null));
   }
-  card.append(el("h3", {}, "Key points"), data.key_points.length ? points : el("p", { class: "empty" }, "No cited sentence answers this directly; see the passages below."));
+  if (data.aspect_note) {
+    card.append(el("p", { class: "aspect-note", role: "note" }, data.aspect_note));
+  } else {
+    card.append(el("h3", {}, "Key points"), data.key_points.length ? points : el("p", { class: "empty" }, "No cited sentence answers this directly; see the passages below."));
+  }
 
   for (const group of data.groups) {
     if (!group.passages.length) continue;
@@ -108,15 +201,8 @@ function renderAnswer(data) {
   }
   card.append(el("h3", {}, "References"), refs);
 
-  if (data.related_questions.length) {
-    const related = el("ul", { class: "related" });
-    for (const q of data.related_questions) {
-      const link = el("a", { href: `/?q=${encodeURIComponent(q)}`, class: "related-question" }, q);
-      link.addEventListener("click", (event) => { event.preventDefault(); ask(q, false); });
-      related.append(el("li", {}, link));
-    }
-    card.append(el("h3", {}, "Related questions"), related);
-  }
+  if (data.related_questions.length) card.append(el("h3", {}, "Related questions"), suggestionLinks(data.related_questions));
+  card.append(answerActions(data));
   return card;
 }
 
@@ -142,7 +228,25 @@ async function ask(question, followUp) {
   }
 }
 
+// The permalink page: the stored answer, rendered as the search page renders answers.
+async function showStoredAnswer(answerId) {
+  const status = document.getElementById("status");
+  try {
+    const response = await fetch(`/api/answers/${encodeURIComponent(answerId)}`);
+    if (!response.ok) return; // the page already lists the answer without the script
+    const data = await response.json();
+    document.getElementById("answers").replaceChildren(renderAnswer(data));
+  } catch (error) {
+    status.textContent = "The server could not be reached; the answer is shown without its feedback buttons.";
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  const stored = document.body.dataset.answerId;
+  if (stored) {
+    showStoredAnswer(stored);
+    return; // the search box there is an ordinary form to the search page
+  }
   const form = document.getElementById("search-form");
   const box = document.getElementById("q");
   form.addEventListener("submit", (event) => {
