@@ -34,7 +34,7 @@ import shutil
 import types
 import typing
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -375,10 +375,21 @@ def _data_files(directory: Path) -> list[str]:
     return [*DATA_FILES, *lexical]
 
 
-def write_build(staging: Path, chunks: list[Chunk], vectors: np.ndarray, articles: list[ArticleRecord], sections: SectionVectors,
+def json_line(data: dict[str, Any]) -> str:
+    """One line of chunks.jsonl or articles.jsonl (without its newline)."""
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _line(item: Chunk | ArticleRecord | str) -> str:
+    return item if isinstance(item, str) else json_line(item.to_dict())
+
+
+def write_build(staging: Path, chunks: Sequence[Chunk | str], vectors: np.ndarray, articles: Sequence[ArticleRecord | str], sections: SectionVectors,
                 lexical, manifest: IndexManifest) -> IndexManifest:
     """Write every file of a build into `staging`; the manifest goes last, listing each data
-    file's size and SHA-256 as read back from disk. Returns the manifest as written."""
+    file's size and SHA-256 as read back from disk. Returns the manifest as written.
+    Chunks and articles are objects, or their lines as `json_line` writes them (what the
+    build cache keeps)."""
     import faiss  # heavy: imported on use only
 
     if len(chunks) != vectors.shape[0]:
@@ -388,11 +399,9 @@ def write_build(staging: Path, chunks: list[Chunk], vectors: np.ndarray, article
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     faiss.write_index(index, str(staging / "vectors.faiss"))
     with open(staging / "chunks.jsonl", "w", encoding="utf-8") as fh:
-        for chunk in chunks:
-            fh.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
+        fh.writelines(_line(chunk) + "\n" for chunk in chunks)
     with open(staging / "articles.jsonl", "w", encoding="utf-8") as fh:
-        for article in articles:
-            fh.write(json.dumps(article.to_dict(), ensure_ascii=False) + "\n")
+        fh.writelines(_line(article) + "\n" for article in articles)
     with open(staging / "sections.jsonl", "w", encoding="utf-8") as fh:
         for sid, text in zip(sections.ids, sections.texts):
             fh.write(json.dumps({"id": sid, "text": text}, ensure_ascii=False) + "\n")
@@ -447,6 +456,17 @@ def current_dir(root: Path) -> Path | None:
     if not link.is_symlink() and not link.exists():
         return None
     return link.resolve()
+
+
+def article_ids(directory: Path) -> list[tuple[str, str]]:
+    """(article id, file name) of every article in a build, from its articles.jsonl."""
+    out = []
+    with open(directory / "articles.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                record = json.loads(line)
+                out.append((record["id"], record["path"]))
+    return out
 
 
 def kept_builds(root: Path) -> list[Path]:

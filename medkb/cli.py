@@ -34,10 +34,12 @@ EXIT_BUSY = 75  # EX_TEMPFAIL (sysexits.h): `medkb index --no-wait` found anothe
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from indexer.build import BuildFailed, build_index, staleness
+    from indexer.build import staleness
+    from indexer.build_cache import open_cache
     from indexer.chunking import ChunkerSettings
-    from indexer.embedding import default_model_dir, load_embedder, model_checksum
+    from indexer.embedding import default_model_dir, model_checksum
     from indexer.index_store import BuildBusy, build_lock
+    from indexer.lazy_embedder import LazyEmbedder
 
     settings = _settings(args)
     dirs = [Path(d) for d in args.dirs] or list(settings.corpus_dirs)
@@ -46,7 +48,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"medkb index: corpus directory not found: {d}", file=sys.stderr)
             return 2
     chunker = ChunkerSettings(max_tokens=args.max_tokens)
-    if args.if_stale:
+    if args.if_stale and not args.watch:
         checksum = model_checksum(settings.model_dir or default_model_dir())
         reason = staleness(settings.index_dir, dirs, chunker, checksum)
         if reason is None:
@@ -54,15 +56,60 @@ def cmd_index(args: argparse.Namespace) -> int:
             return 0
         print(f"medkb index: rebuilding: {reason}", file=sys.stderr)
     try:
-        if args.no_wait:  # say so before spending seconds on the model; build_index checks again under the lock
+        if args.no_wait:  # say so before reading the corpus; build_index checks again under the lock
             with build_lock(settings.index_dir, wait=False):
                 pass
-        started = time.perf_counter()
-        print("loading the embedding model ...", file=sys.stderr)
-        embedder = load_embedder(settings.model_dir)
+    except BuildBusy as exc:
+        print(f"medkb index: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    # The model loads only if a build needs it: an unchanged corpus, or one that only lost
+    # articles, is built from the build cache without torch.
+    embedder = LazyEmbedder(settings.model_dir)
+    cache = open_cache(settings.build_cache_dir(), settings.build_cache_mb)
+    try:
+        if not args.watch:
+            return _index_once(args, settings, dirs, chunker, embedder, cache, watching=False)
+        from indexer.watch import watch_corpus
+
+        _index_once(args, settings, dirs, chunker, embedder, cache, watching=True)
+        print(f"watching {', '.join(map(str, dirs))} for changes (Ctrl-C to stop)", file=sys.stderr, flush=True)
+
+        def rebuild(changed: list[str]) -> None:
+            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            print(f"\nchanged: {shown}", file=sys.stderr, flush=True)
+            _index_once(args, settings, dirs, chunker, embedder, cache, watching=True)
+
+        try:
+            watch_corpus(dirs, rebuild, debounce_ms=settings.watch_debounce_ms)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    finally:
+        cache.close()
+
+
+def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], chunker, embedder, cache, watching: bool) -> int:
+    """One build and its report; in watch mode a failure is reported and watching goes on."""
+    from indexer.build import BuildFailed, build_index
+    from indexer.index_store import BuildBusy
+
+    started = time.perf_counter()
+
+    def on_loss(lost) -> bool:
+        # Never fewer good articles than the published build without saying so. A deleted file is
+        # meant; an article lost to errors in watch mode is withheld (the server keeps the last
+        # good build) until it is fixed or deleted, or --allow-loss says to publish anyway.
+        broken = [a for a in lost if a.reason == "has errors"]
+        withhold = watching and bool(broken) and not args.allow_loss
+        verb = "would lose" if withhold else "loses"
+        print(f"medkb index: warning: this build {verb} {len(lost)} article(s) of the published one: {', '.join(map(str, lost))}",
+              file=sys.stderr, flush=True)
+        return not withhold
+
+    try:
         report = build_index(dirs, settings.index_dir, embedder, chunker, strict=args.strict, batch_size=args.batch_size, progress=_progress_bar,
                              wait=not args.no_wait, on_wait=lambda message: print(f"medkb index: {message}", file=sys.stderr, flush=True),
-                             if_stale=args.if_stale, keep_builds=settings.keep_builds)
+                             if_stale=args.if_stale, keep_builds=settings.keep_builds, cache=cache, on_loss=on_loss)
     except BuildBusy as exc:
         print(f"medkb index: {exc}", file=sys.stderr)
         return EXIT_BUSY
@@ -70,9 +117,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  error: {problem}", file=sys.stderr)
         print(f"medkb index: {exc}", file=sys.stderr)
+        if watching and "would be lost" in str(exc):
+            print("medkb index: fix the articles above or delete their files (or run with --allow-loss); the published build keeps serving", file=sys.stderr)
         return 1
     if report.up_to_date:
-        print(f"index is up to date with {', '.join(map(str, dirs))} ({report.directory}, published by another build meanwhile)")
+        print(f"index is up to date with {', '.join(map(str, dirs))} ({report.directory}" + (")" if watching else ", published by another build meanwhile)"))
         return 0
     for problem in report.problems:
         print(f"  skipped: {problem}", file=sys.stderr)
@@ -85,7 +134,13 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"  citations unresolved (declared by their articles) {report.citations_unresolved}")
     if report.oversized_chunks:
         print(f"  oversized chunks    {report.oversized_chunks} (a single sentence longer than the chunk budget, kept whole)")
-    print(f"  time                {time.perf_counter() - started:.1f}s (embedding {report.embed_seconds:.1f}s, {report.chunks / max(report.embed_seconds, 1e-9):.1f} chunks/s)")
+    total_files = report.manifest.corpus.files if report.manifest else report.parsed
+    print(f"  reused from cache   {total_files - report.parsed} of {total_files} files parsed before, {report.chunks + report.manifest.counts.sections - report.embedded} of "
+          f"{report.chunks + report.manifest.counts.sections} texts embedded before ({cache.path or 'no cache'})")
+    model_load = getattr(embedder, "loaded_seconds", None)
+    load_note = f", model load {model_load:.1f}s" if model_load and not watching else ""
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in report.stages.items())
+    print(f"  time                {time.perf_counter() - started:.1f}s ({stages}{load_note}; embedded {report.embedded} texts)", flush=True)
     return 0
 
 
@@ -272,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help=f"if another build of this index is running, exit {EXIT_BUSY} at once instead of waiting for it")
     p.add_argument("--max-tokens", type=int, default=220, help="word pieces per embedded chunk, title and section included (model reads 256)")
     p.add_argument("--batch-size", type=int, default=32, help="texts per model batch")
+    p.add_argument("--watch", action="store_true", help="after building, watch the corpus directories and republish whenever an article changes (debounced: MEDKB_WATCH_DEBOUNCE_MS)")
+    p.add_argument("--allow-loss", action="store_true", help="--watch: publish even when articles of the published build would be lost to errors (by default such a build is withheld until they are fixed or deleted)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("serve", help="serve the search page and JSON API", description="Serve the search page at / and the JSON API under /api with uvicorn.")
