@@ -317,6 +317,7 @@ class LoadedIndex:
     sections: SectionVectors
     lexical: Any  # indexer.lexical.LexicalIndex
     fallback: str | None = None
+    loaded_at: str = ""  # when it was read from disk (ISO 8601, UTC)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -587,10 +588,19 @@ def load_index(root: Path, model: ModelInfo | None = None) -> LoadedIndex:
     return loaded
 
 
+def load_build(directory: Path, model: ModelInfo | None = None) -> LoadedIndex:
+    """Load exactly this build, checked like `load_index` (format, model, every file's size and
+    SHA-256, counts), with no fallback: what a running server swaps to. Raises IndexCorrupt or
+    IndexMismatch."""
+    return _load_build(directory, model)
+
+
 def _load_build(directory: Path, model: ModelInfo | None) -> LoadedIndex:
     manifest = check_build(directory, model)
     try:
-        return _read_build(directory, manifest)
+        loaded = _read_build(directory, manifest)
+        loaded.loaded_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        return loaded
     except IndexProblem:
         raise
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RuntimeError) as exc:

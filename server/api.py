@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from server.deps import AppSettings, Service
@@ -37,7 +37,10 @@ def search(
 
 
 @router.get("/healthz", response_model=HealthOut, responses=ERRORS)
-def healthz(service: Service) -> HealthOut:
+def healthz(service: Service, request: Request) -> HealthOut:
     manifest = service.manifest
+    reloader = getattr(request.app.state, "reloader", None)
+    live = reloader.status() if reloader is not None else {}
     return HealthOut(status="ok", chunks=manifest.counts.chunks, articles=manifest.counts.articles,
-                     build=service.info.build, model=manifest.model.name)
+                     build=service.info.build, model=manifest.model.name, loaded_at=service.index.loaded_at,
+                     published=live.get("published"), reload_refused=live.get("refused"))
