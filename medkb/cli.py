@@ -72,7 +72,6 @@ def cmd_index(args: argparse.Namespace) -> int:
         from indexer.watch import watch_corpus
 
         _index_once(args, settings, dirs, chunker, embedder, cache, watching=True)
-        print(f"watching {', '.join(map(str, dirs))} for changes (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
         def rebuild(changed: list[str]) -> None:
             shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
@@ -80,7 +79,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             _index_once(args, settings, dirs, chunker, embedder, cache, watching=True)
 
         try:
-            watch_corpus(dirs, rebuild, debounce_ms=settings.watch_debounce_ms)
+            watch_corpus(dirs, rebuild, debounce_ms=settings.watch_debounce_ms,
+                         ready=lambda: print(f"watching {', '.join(map(str, dirs))} for changes (Ctrl-C to stop)", file=sys.stderr, flush=True))
         except KeyboardInterrupt:
             pass
         return 0
