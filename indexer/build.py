@@ -141,16 +141,19 @@ class Lost:
 @dataclass
 class _Entry:
     """What one article file gives a build: its chunks as written to chunks.jsonl, its record,
-    its sections, BM25 term counts and vector keys, or its problems. Made by parsing and
-    chunking the file, or read back from the build cache; marshalled with builtins only."""
+    its sections, BM25 term ids and counts and vector keys, or its problems. Made by parsing
+    and chunking the file, or read back from the build cache (marshalled: builtins only, the
+    bulky parts as bytes, so reading thousands back costs little)."""
 
     article_id: str | None
     id_line: int
     problems: list[tuple]  # Problem fields, with file None for the entry's own file (a cached entry serves any folder)
     record: str | None  # the articles.jsonl line
-    chunks: list[str]  # the chunks.jsonl lines
-    embed: list[bytes]  # sha256 of each chunk's embed_text (the vector's key)
-    terms: list[tuple]  # each chunk's BM25 term counts (lexical.term_counts)
+    chunks: bytes  # the chunks.jsonl lines, UTF-8, each ending in a newline
+    embed: bytes  # sha256 of each chunk's embed_text (the vector's key), 32 bytes each
+    term_ids: bytes  # each chunk's distinct BM25 terms (ids in the cache's term table), int32, chunk after chunk
+    term_counts: bytes  # how often each occurs, int32
+    terms_per_chunk: bytes  # how many distinct terms each chunk has, int32
     sections: list[tuple[str, str]]  # (section id, heading text) in first-appearance order
     citations: tuple[int, int, int]  # (resolved, unresolved, oversized chunks)
 
@@ -161,17 +164,30 @@ class _Entry:
     def loads(cls, data: bytes) -> "_Entry":
         return cls(*marshal.loads(data))
 
+    @property
+    def n_chunks(self) -> int:
+        return len(self.embed) // 32
+
+    def embed_keys(self) -> list[bytes]:
+        return [self.embed[i : i + 32] for i in range(0, len(self.embed), 32)]
+
+    def chunk_line(self, i: int) -> str:
+        return self.chunks.split(b"\n")[i].decode("utf-8")
+
     def problems_for(self, path: Path) -> list[Problem]:
         return [Problem(str(path) if f is None else f, line, message, column, position) for f, line, message, column, position in self.problems]
 
 
-def _entry_of(path: Path, embedder: Embedder, chunker: ChunkerSettings) -> tuple[_Entry, str]:
+_NO_ENTRY = dict(record=None, chunks=b"", embed=b"", term_ids=b"", term_counts=b"", terms_per_chunk=b"", sections=[], citations=(0, 0, 0))
+
+
+def _entry_of(path: Path, embedder: Embedder, chunker: ChunkerSettings, cache) -> tuple[_Entry, str]:
     """Parse and chunk one file, exactly as `load_corpus` reads it. Returns (entry, file sha256)."""
     loaded = load_corpus([path])
     digest = loaded.digests[0]
     problems = [(None if p.file == str(path) else p.file, p.line, p.message, p.column, p.position) for p in loaded.problems]
     if not loaded.articles:
-        return _Entry(None, 1, problems, None, [], [], [], [], (0, 0, 0)), digest
+        return _Entry(None, 1, problems, **_NO_ENTRY), digest
     article = loaded.articles[0]
     chunks = chunk_article(article, embedder.count_tokens, chunker)
     sections: dict[str, str] = {}
@@ -181,14 +197,18 @@ def _entry_of(path: Path, embedder: Embedder, chunker: ChunkerSettings) -> tuple
         id_line = _id_line(path.read_bytes())
     except OSError:
         id_line = 1
+    counts = [term_counts(c.embed_text) for c in chunks]
+    ids = cache.term_ids([t for terms, _ in counts for t in terms])
     entry = _Entry(
         article_id=article.id,
         id_line=id_line,
         problems=problems,
         record=index_store.json_line(_article_record(article).to_dict()),
-        chunks=[index_store.json_line(c.to_dict()) for c in chunks],
-        embed=[text_digest(c.embed_text) for c in chunks],
-        terms=[term_counts(c.embed_text) for c in chunks],
+        chunks="".join(index_store.json_line(c.to_dict()) + "\n" for c in chunks).encode("utf-8"),
+        embed=b"".join(text_digest(c.embed_text) for c in chunks),
+        term_ids=np.asarray(ids, dtype=np.int32).tobytes(),
+        term_counts=np.asarray([n for _, ns in counts for n in ns], dtype=np.int32).tobytes(),
+        terms_per_chunk=np.asarray([len(terms) for terms, _ in counts], dtype=np.int32).tobytes(),
         sections=list(sections.items()),
         citations=(sum(len(c.references) for c in chunks), sum(len(c.unresolved_citations) for c in chunks), sum(c.oversized for c in chunks)),
     )
@@ -231,7 +251,7 @@ def _read_corpus(dirs: list[Path], embedder: Embedder, chunker: ChunkerSettings,
         if blob is not None:
             entries_by_file.append(_Entry.loads(blob))
             continue
-        entry, digest = _entry_of(path, embedder, chunker)
+        entry, digest = _entry_of(path, embedder, chunker, cache)
         if digest != digests[i]:  # the file changed while we read it: key the entry by what was parsed
             digests[i] = digest
             key = _entry_key(code, chunker, model, path, digest)
@@ -335,27 +355,33 @@ def build_index(
         embed_started = time.perf_counter()
         # One pass in corpus order, each article's passages then its section headings, so a
         # build killed mid-way has cached whole articles, and the next one goes on from there.
-        chunk_lines: list[str] = []
         section_texts: dict[str, str] = {}
-        order: list[tuple[bool, str]] = []  # (is a chunk line, line or heading text)
+        order: list[tuple[_Entry | None, int | str]] = []  # (entry, chunk number) or (None, heading text)
         keys: list[bytes] = []
+        n_chunks = 0
         for e in corpus.entries:
-            chunk_lines.extend(e.chunks)
-            order.extend((True, line) for line in e.chunks)
-            keys.extend(e.embed)
+            n = e.n_chunks
+            n_chunks += n
+            order.extend((e, i) for i in range(n))
+            keys.extend(e.embed_keys())
             for sid, text in e.sections:
                 if sid not in section_texts:
                     section_texts[sid] = text
-                    order.append((False, text))
+                    order.append((None, text))
                     keys.append(text_digest(text))
         tick = progress("embedding", len(order)) if progress else None
         every, embedded = embed_cached(_EmbedTexts(order), embedder, cache, model, batch_size=batch_size, progress=tick, digests=keys)
-        is_chunk = np.fromiter((c for c, _ in order), dtype=bool, count=len(order))
+        is_chunk = np.fromiter((e is not None for e, _ in order), dtype=bool, count=len(order))
         vectors, section_vectors = every[is_chunk], every[~is_chunk]
         sections = SectionVectors(list(section_texts), list(section_texts.values()), section_vectors)
         embed_seconds = time.perf_counter() - embed_started
         lexical_started = time.perf_counter()
-        lexical = LexicalIndex.from_counts([t for e in corpus.entries for t in e.terms])
+        lexical = LexicalIndex.from_arrays(
+            cache.terms(),
+            np.frombuffer(b"".join(e.term_ids for e in corpus.entries), dtype=np.int32),
+            np.frombuffer(b"".join(e.term_counts for e in corpus.entries), dtype=np.int32),
+            np.frombuffer(b"".join(e.terms_per_chunk for e in corpus.entries), dtype=np.int32),
+        )
         lexical_seconds = time.perf_counter() - lexical_started
         resolved = sum(e.citations[0] for e in corpus.entries)
         unresolved = sum(e.citations[1] for e in corpus.entries)
@@ -369,7 +395,7 @@ def build_index(
             corpus=CorpusInfo(tuple(str(d) for d in dirs), fingerprint, len(corpus.files)),
             counts=Counts(
                 articles=len(corpus.entries),
-                chunks=len(chunk_lines),
+                chunks=n_chunks,
                 sections=len(sections.ids),
                 citations_resolved=resolved,
                 citations_unresolved=unresolved,
@@ -384,14 +410,16 @@ def build_index(
             ),
         )
         write_started = time.perf_counter()
-        manifest = index_store.write_build(staging, chunk_lines, vectors, [e.record for e in corpus.entries], sections, lexical, manifest)
+        manifest = index_store.write_build(staging, b"".join(e.chunks for e in corpus.entries), vectors, [e.record for e in corpus.entries], sections,
+                                           lexical, manifest)
         final = index_store.publish(root, staging, keep_builds)
         write_seconds = time.perf_counter() - write_started
+    cache.snapshot(model, keys, every)  # after publishing: the next build reads these vectors in one go
     cache.finish()
     return BuildReport(
         directory=final,
         articles=len(corpus.entries),
-        chunks=len(chunk_lines),
+        chunks=n_chunks,
         citations_resolved=resolved,
         citations_unresolved=unresolved,
         oversized_chunks=manifest.counts.oversized_chunks,
@@ -411,15 +439,15 @@ class _EmbedTexts(Sequence):
     """The texts to embed: a chunk line's embed_text, decoded only when asked for (only texts
     missing from the cache are), or a section's heading text."""
 
-    def __init__(self, order: list[tuple[bool, str]]):
+    def __init__(self, order: list[tuple]):
         self._order = order
 
     def __len__(self) -> int:
         return len(self._order)
 
     def __getitem__(self, i):
-        is_line, value = self._order[i]
-        return json.loads(value)["embed_text"] if is_line else value
+        entry, value = self._order[i]
+        return value if entry is None else json.loads(entry.chunk_line(value))["embed_text"]
 
 
 def _up_to_date_report(root: Path, loaded: "_Corpus", seconds: float) -> BuildReport:

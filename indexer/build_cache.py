@@ -27,9 +27,11 @@ import dataclasses
 import hashlib
 import json
 import marshal
+import os
 import sqlite3
 import sys
 import time
+import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA = 1
+SCHEMA = 3
 FILE_NAME = "build-cache.sqlite"
 DEFAULT_MAX_MB = 2048
 _BATCH = 500  # keys per SQL statement (SQLite allows 32766 parameters; smaller keeps statements cheap)
@@ -82,6 +84,7 @@ class CacheStats:
     article_hits: int = 0
     article_misses: int = 0
     damaged: int = 0  # rows that failed their CRC: dropped, counted as misses
+    snapshot_hits: int = 0  # vectors read from the last build's snapshot (the rest from the database)
     evicted: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # time spent in the cache, by operation
 
@@ -96,8 +99,26 @@ class MemoryCache:
     def __init__(self) -> None:
         self._vectors: dict[tuple[str, bytes], np.ndarray] = {}
         self._articles: dict[bytes, bytes] = {}
+        self._term_ids: dict[str, int] = {}
+        self._terms: list[str] = []
         self.stats = CacheStats()
         self.path: Path | None = None
+
+    def term_ids(self, terms: Sequence[str]) -> list[int]:
+        out = []
+        for t in terms:
+            i = self._term_ids.get(t)
+            if i is None:
+                i = self._term_ids[t] = len(self._terms)
+                self._terms.append(t)
+            out.append(i)
+        return out
+
+    def terms(self) -> list[str]:
+        return self._terms
+
+    def snapshot(self, model: str, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        pass
 
     def begin(self) -> None:
         self.stats = CacheStats()
@@ -107,6 +128,17 @@ class MemoryCache:
         self.stats.vector_hits += len(out)
         self.stats.vector_misses += len(digests) - len(out)
         return out
+
+    def lookup(self, model: str, digests: Sequence[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, found): one row per digest, zeros where not cached."""
+        found = self.vectors(model, digests)
+        out = np.zeros((len(digests), dim), dtype=np.float32)
+        have = np.zeros(len(digests), dtype=bool)
+        for i, d in enumerate(digests):
+            v = found.get(d)
+            if v is not None:
+                out[i], have[i] = v, True
+        return out, have
 
     def put_vectors(self, model: str, digests: Sequence[bytes], vectors: np.ndarray) -> None:
         for d, v in zip(digests, np.asarray(vectors, dtype=np.float32)):
@@ -129,7 +161,13 @@ class MemoryCache:
 
 
 class BuildCache:
-    """The on-disk cache (see the module docstring). One connection, used from one thread."""
+    """The on-disk cache (see the module docstring). One connection, used from one thread.
+
+    Layout: `vectors` and `articles` hold the entries; `used` holds, per entry, the generation
+    (build) that last used it and its size, in small rows of their own, so that stamping every
+    entry a build uses rewrites a few bytes each, never the vectors and articles themselves."""
+
+    VECTOR, ARTICLE = 0, 1
 
     def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_MB << 20):
         directory = Path(directory)
@@ -142,20 +180,28 @@ class BuildCache:
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a crash loses at most the last commits, never consistency
         with self._transaction():
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._db.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, text_sha256 BLOB NOT NULL, vector BLOB NOT NULL,"
-                             " crc INTEGER NOT NULL, used INTEGER NOT NULL, PRIMARY KEY (model, text_sha256)) WITHOUT ROWID")
-            self._db.execute("CREATE TABLE IF NOT EXISTS articles (key BLOB PRIMARY KEY, value BLOB NOT NULL,"
-                             " crc INTEGER NOT NULL, used INTEGER NOT NULL) WITHOUT ROWID")
-            self._db.execute("CREATE INDEX IF NOT EXISTS vectors_used ON vectors (used)")
-            self._db.execute("CREATE INDEX IF NOT EXISTS articles_used ON articles (used)")
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is not None and row[0] != str(SCHEMA):  # another layout: start afresh (it is only a cache)
+                for table in ("vectors", "articles", "used", "models", "terms"):
+                    self._db.execute(f"DROP TABLE IF EXISTS {table}")
+                self._db.execute("DELETE FROM meta")
+                row = None
+            self._db.execute("CREATE TABLE IF NOT EXISTS models (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS vectors (model INTEGER NOT NULL, text_sha256 BLOB NOT NULL, vector BLOB NOT NULL,"
+                             " crc INTEGER NOT NULL, PRIMARY KEY (model, text_sha256)) WITHOUT ROWID")
+            self._db.execute("CREATE TABLE IF NOT EXISTS articles (key BLOB PRIMARY KEY, value BLOB NOT NULL, crc INTEGER NOT NULL) WITHOUT ROWID")
+            self._db.execute("CREATE TABLE IF NOT EXISTS used (kind INTEGER NOT NULL, model INTEGER NOT NULL, key BLOB NOT NULL,"
+                             " generation INTEGER NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (kind, model, key)) WITHOUT ROWID")
+            self._db.execute("CREATE INDEX IF NOT EXISTS used_generation ON used (generation)")
+            # BM25 terms get ids once, for good: article entries hold their chunks' term ids
+            self._db.execute("CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE)")
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?), ('generation', '0')", (str(SCHEMA),))
-            elif row[0] != str(SCHEMA):  # another layout: start afresh (it is only a cache)
-                self._db.execute("DELETE FROM vectors")
-                self._db.execute("DELETE FROM articles")
-                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA),))
         self.generation = self._generation()
+        self._models: dict[str, int] = {}
+        self._term_list: list[str] | None = None
+        self._term_index: dict[str, int] | None = None
+        self._snapshot: tuple[str, dict[bytes, int], np.ndarray] | None = None
 
     # ------------------------------------------------------------ plumbing
 
@@ -176,6 +222,13 @@ class BuildCache:
     def _generation(self) -> int:
         return int(self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
 
+    def _model_id(self, model: str) -> int:
+        if model not in self._models:
+            with self._transaction():
+                self._db.execute("INSERT OR IGNORE INTO models (key) VALUES (?)", (model,))
+                self._models[model] = self._db.execute("SELECT id FROM models WHERE key = ?", (model,)).fetchone()[0]
+        return self._models[model]
+
     def begin(self) -> None:
         """Start a build: a new generation, which every entry this build uses is stamped with."""
         with self._transaction():
@@ -186,43 +239,160 @@ class BuildCache:
     def close(self) -> None:
         self._db.close()
 
+    def _stamp(self, kind: int, model: int, keys: Sequence[bytes]) -> None:
+        """Mark entries as used by this build (inside a transaction)."""
+        for start in range(0, len(keys), _BATCH):
+            part = keys[start : start + _BATCH]
+            self._db.execute(f"UPDATE used SET generation = ? WHERE kind = ? AND model = ? AND key IN ({','.join('?' * len(part))})",
+                             (self.generation, kind, model, *part))
+
+    def _read(self, sql: str, prefix: tuple, keys: Sequence[bytes]) -> list[tuple]:
+        rows: list[tuple] = []
+        for start in range(0, len(keys), _BATCH):
+            part = keys[start : start + _BATCH]
+            rows.extend(self._db.execute(sql.format(marks=",".join("?" * len(part))), (*prefix, *part)).fetchall())
+        return rows
+
+    # ------------------------------------------------------------ terms
+
+    def terms(self) -> list[str]:
+        """Every term by id."""
+        if self._term_list is None:
+            rows = self._db.execute("SELECT id, term FROM terms ORDER BY id").fetchall()
+            self._term_list = [""] * (rows[-1][0] + 1 if rows else 0)
+            for i, term in rows:
+                self._term_list[i] = term
+        return self._term_list
+
+    def term_ids(self, terms: Sequence[str]) -> list[int]:
+        """Ids of `terms`, new ones numbered and stored (committed before any entry that uses them)."""
+        if self._term_index is None:
+            self._term_index = {t: i for i, t in enumerate(self.terms())}
+        new = [t for t in dict.fromkeys(terms) if t not in self._term_index]
+        if new:
+            with self._transaction():
+                start = self._db.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM terms").fetchone()[0]
+                self._db.executemany("INSERT INTO terms (id, term) VALUES (?, ?)", [(start + i, t) for i, t in enumerate(new)])
+            terms_list = self.terms()
+            terms_list.extend([""] * (start + len(new) - len(terms_list)))
+            for i, t in enumerate(new):
+                self._term_index[t] = start + i
+                terms_list[start + i] = t
+        return [self._term_index[t] for t in terms]
+
     # ------------------------------------------------------------ vectors
 
+    def _snapshot_path(self) -> Path:
+        return self.path.with_name("last-build-vectors.npz")
+
+    def snapshot(self, model: str, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Keep the vectors of the build just made in one file beside the database, which the
+        next build reads whole instead of querying them one by one. A derived copy: written to a
+        temporary name and renamed, with a CRC32 over its contents checked when read; if it is
+        missing, damaged or of another model, the database answers."""
+        started = time.perf_counter()
+        keys_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, 32) if keys else np.zeros((0, 32), np.uint8)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        crc = zlib.crc32(vectors.data, zlib.crc32(keys_array.data, zlib.crc32(model.encode())))
+        tmp = self._snapshot_path().with_suffix(".tmp.npz")
+        np.savez(tmp, model=np.array(model), keys=keys_array, vectors=vectors, crc=np.array(crc, dtype=np.uint64))
+        os.replace(tmp, self._snapshot_path())
+        self._snapshot = (model, {k: i for i, k in enumerate(keys)}, vectors)
+        self.stats.timed("snapshot_write", started)
+
+    def _load_snapshot(self, model: str) -> tuple[dict[bytes, int], np.ndarray] | None:
+        if self._snapshot is not None and self._snapshot[0] == model:
+            return self._snapshot[1], self._snapshot[2]
+        try:
+            with np.load(self._snapshot_path(), allow_pickle=False) as data:
+                stored_model, keys, vectors, crc = str(data["model"]), data["keys"], data["vectors"], int(data["crc"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+        if stored_model != model or zlib.crc32(vectors.data, zlib.crc32(keys.data, zlib.crc32(model.encode()))) != crc:
+            return None
+        index = {keys[i].tobytes(): i for i in range(len(keys))}
+        self._snapshot = (model, index, vectors)
+        return index, vectors
+
+    def lookup(self, model: str, digests: Sequence[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, found): one row per digest (zeros where not cached), gathered from the last
+        build's snapshot in one indexing operation, the rest from the database."""
+        started = time.perf_counter()
+        n = len(digests)
+        snap = self._load_snapshot(model)
+        if snap is not None and snap[1].shape[1] == dim:
+            index, vectors = snap
+            rows = np.fromiter((index.get(d, -1) for d in digests), dtype=np.int64, count=n)
+            have = rows >= 0
+            out = vectors[np.where(have, rows, 0)]
+            out[~have] = 0.0
+            self.stats.snapshot_hits += len({d for d, h in zip(digests, have.tolist()) if h})
+        else:
+            out, have = np.zeros((n, dim), dtype=np.float32), np.zeros(n, dtype=bool)
+        rest = list(dict.fromkeys(d for d, h in zip(digests, have.tolist()) if not h))
+        found = self._vectors_from_db(model, rest) if rest else {}
+        for i in np.flatnonzero(~have).tolist():
+            v = found.get(digests[i])
+            if v is not None:
+                out[i], have[i] = v, True
+        unique_found = len({d for d, h in zip(digests, have.tolist()) if h})
+        self.stats.vector_hits += unique_found
+        self.stats.vector_misses += len(set(digests)) - unique_found
+        self.stats.timed("vectors_read", started)
+        return out, have
+
     def vectors(self, model: str, digests: Sequence[bytes]) -> dict[bytes, np.ndarray]:
-        """The cached vectors among `digests` (text SHA-256s) for `model`, stamped as used by this build."""
+        """The cached vectors among `digests` (text SHA-256s) for `model`: from the last build's
+        snapshot when it has them, else from the database (stamped as used by this build)."""
         started = time.perf_counter()
         found: dict[bytes, np.ndarray] = {}
-        damaged: list[bytes] = []
         unique = list(dict.fromkeys(digests))
-        with self._transaction():
-            for start in range(0, len(unique), _BATCH):
-                part = unique[start : start + _BATCH]
-                marks = ",".join("?" * len(part))
-                rows = self._db.execute(f"SELECT text_sha256, vector, crc FROM vectors WHERE model = ? AND text_sha256 IN ({marks})", (model, *part)).fetchall()
-                for digest, blob, crc in rows:
-                    if zlib.crc32(blob, zlib.crc32(digest)) != crc:
-                        damaged.append(digest)
-                        continue
-                    found[digest] = np.frombuffer(blob, dtype=np.float32)
-                self._db.execute(f"UPDATE vectors SET used = ? WHERE model = ? AND used < ? AND text_sha256 IN ({marks})", (self.generation, model, self.generation, *part))
-            if damaged:
-                self._db.executemany("DELETE FROM vectors WHERE model = ? AND text_sha256 = ?", [(model, d) for d in damaged])
+        snap = self._load_snapshot(model)
+        if snap is not None:
+            index, vectors = snap
+            for d in unique:
+                row = index.get(d)
+                if row is not None:
+                    found[d] = vectors[row]
+            self.stats.snapshot_hits += len(found)
+        rest = [d for d in unique if d not in found]
+        if rest:
+            found.update(self._vectors_from_db(model, rest))
         self.stats.vector_hits += len(found)
         self.stats.vector_misses += len(unique) - len(found)
-        self.stats.damaged += len(damaged)
         self.stats.timed("vectors_read", started)
+        return found
+
+    def _vectors_from_db(self, model: str, unique: list[bytes]) -> dict[bytes, np.ndarray]:
+        mid = self._model_id(model)
+        found: dict[bytes, np.ndarray] = {}
+        damaged: list[bytes] = []
+        with self._transaction():
+            for digest, blob, crc in self._read("SELECT text_sha256, vector, crc FROM vectors WHERE model = ? AND text_sha256 IN ({marks})", (mid,), unique):
+                if zlib.crc32(blob, zlib.crc32(digest)) != crc:
+                    damaged.append(digest)
+                    continue
+                found[digest] = np.frombuffer(blob, dtype=np.float32)
+            if damaged:
+                self._db.executemany("DELETE FROM vectors WHERE model = ? AND text_sha256 = ?", [(mid, d) for d in damaged])
+                self._db.executemany("DELETE FROM used WHERE kind = ? AND model = ? AND key = ?", [(self.VECTOR, mid, d) for d in damaged])
+            self._stamp(self.VECTOR, mid, list(found))
+        self.stats.damaged += len(damaged)
         return found
 
     def put_vectors(self, model: str, digests: Sequence[bytes], vectors: np.ndarray) -> None:
         """Store vectors (one transaction: all of them or, if the process dies, none)."""
         started = time.perf_counter()
+        mid = self._model_id(model)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        rows = []
+        rows, uses = [], []
         for digest, vector in zip(digests, vectors):
             blob = vector.tobytes()
-            rows.append((model, digest, blob, zlib.crc32(blob, zlib.crc32(digest)), self.generation))
+            rows.append((mid, digest, blob, zlib.crc32(blob, zlib.crc32(digest))))
+            uses.append((self.VECTOR, mid, digest, self.generation, len(blob) + len(digest)))
         with self._transaction():
-            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO used VALUES (?, ?, ?, ?, ?)", uses)
         self.stats.timed("vectors_write", started)
 
     # ------------------------------------------------------------ articles
@@ -234,17 +404,15 @@ class BuildCache:
         damaged: list[bytes] = []
         unique = list(dict.fromkeys(keys))
         with self._transaction():
-            for start in range(0, len(unique), _BATCH):
-                part = unique[start : start + _BATCH]
-                marks = ",".join("?" * len(part))
-                for key, value, crc in self._db.execute(f"SELECT key, value, crc FROM articles WHERE key IN ({marks})", part).fetchall():
-                    if zlib.crc32(value, zlib.crc32(key)) != crc:
-                        damaged.append(key)
-                        continue
-                    found[key] = value
-                self._db.execute(f"UPDATE articles SET used = ? WHERE used < ? AND key IN ({marks})", (self.generation, self.generation, *part))
+            for key, value, crc in self._read("SELECT key, value, crc FROM articles WHERE key IN ({marks})", (), unique):
+                if zlib.crc32(value, zlib.crc32(key)) != crc:
+                    damaged.append(key)
+                    continue
+                found[key] = value
             if damaged:
                 self._db.executemany("DELETE FROM articles WHERE key = ?", [(k,) for k in damaged])
+                self._db.executemany("DELETE FROM used WHERE kind = ? AND model = 0 AND key = ?", [(self.ARTICLE, k) for k in damaged])
+            self._stamp(self.ARTICLE, 0, list(found))
         self.stats.article_hits += len(found)
         self.stats.article_misses += len(unique) - len(found)
         self.stats.damaged += len(damaged)
@@ -253,18 +421,19 @@ class BuildCache:
 
     def put_articles(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         started = time.perf_counter()
-        rows = [(key, value, zlib.crc32(value, zlib.crc32(key)), self.generation) for key, value in items]
+        items = list(items)
+        rows = [(key, value, zlib.crc32(value, zlib.crc32(key))) for key, value in items]
+        uses = [(self.ARTICLE, 0, key, self.generation, len(key) + len(value)) for key, value in items]
         with self._transaction():
-            self._db.executemany("INSERT OR REPLACE INTO articles VALUES (?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO articles VALUES (?, ?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO used VALUES (?, ?, ?, ?, ?)", uses)
         self.stats.timed("articles_write", started)
 
     # ------------------------------------------------------------ bounds
 
     def size_bytes(self) -> int:
         """Bytes held by entries (keys and values; SQLite's own overhead comes on top)."""
-        v = self._db.execute("SELECT COALESCE(SUM(length(vector) + length(text_sha256) + length(model)), 0) FROM vectors").fetchone()[0]
-        a = self._db.execute("SELECT COALESCE(SUM(length(value) + length(key)), 0) FROM articles").fetchone()[0]
-        return int(v) + int(a)
+        return int(self._db.execute("SELECT COALESCE(SUM(size), 0) FROM used").fetchone()[0])
 
     def counts(self) -> tuple[int, int]:
         """(vectors, article entries) held."""
@@ -275,19 +444,23 @@ class BuildCache:
         started = time.perf_counter()
         total = self.size_bytes()
         if total > self.max_bytes:
-            rows = self._db.execute(
-                "SELECT used, length(vector) + length(text_sha256) + length(model), 'v', model, text_sha256 FROM vectors"
-                " UNION ALL SELECT used, length(value) + length(key), 'a', NULL, key FROM articles ORDER BY 1").fetchall()
-            drop_v, drop_a = [], []
-            for _, size, kind, model, key in rows:
+            # Vectors read from the snapshot were not stamped when read: stamp them now, so that
+            # what the last build used is the last to go.
+            snap = self._snapshot
+            if snap is not None:
+                with self._transaction():
+                    self._stamp(self.VECTOR, self._model_id(snap[0]), list(snap[1]))
+            drop: list[tuple[int, int, bytes]] = []
+            for kind, model, key, size in self._db.execute("SELECT kind, model, key, size FROM used ORDER BY generation").fetchall():
                 if total <= self.max_bytes:
                     break
                 total -= size
-                (drop_v.append((model, key)) if kind == "v" else drop_a.append((key,)))
+                drop.append((kind, model, key))
             with self._transaction():
-                self._db.executemany("DELETE FROM vectors WHERE model = ? AND text_sha256 = ?", drop_v)
-                self._db.executemany("DELETE FROM articles WHERE key = ?", drop_a)
-            self.stats.evicted += len(drop_v) + len(drop_a)
+                self._db.executemany("DELETE FROM vectors WHERE model = ? AND text_sha256 = ?", [(m, k) for kind, m, k in drop if kind == self.VECTOR])
+                self._db.executemany("DELETE FROM articles WHERE key = ?", [(k,) for kind, _, k in drop if kind == self.ARTICLE])
+                self._db.executemany("DELETE FROM used WHERE kind = ? AND model = ? AND key = ?", drop)
+            self.stats.evicted += len(drop)
         self.stats.timed("evict", started)
 
     def check(self) -> str:
@@ -310,26 +483,19 @@ def embed_cached(texts: Sequence[str], embedder, cache: BuildCache | MemoryCache
     embedded. `texts` may be a lazy sequence: only the texts missing from the cache are read.
     Returns (vectors, texts embedded)."""
     digests = list(digests) if digests is not None else [text_digest(t) for t in texts]
-    found = cache.vectors(model, digests)
-    uses: dict[bytes, int] = {}
-    missing: dict[bytes, int] = {}
-    for i, d in enumerate(digests):
-        uses[d] = uses.get(d, 0) + 1
-        if d not in found and d not in missing:
-            missing[d] = i
-    if progress and found:
-        progress(sum(uses[d] for d in found))
+    out, have = cache.lookup(model, digests, int(embedder.dim))
+    if progress and have.any():
+        progress(int(have.sum()))
+    missing: dict[bytes, list[int]] = {}
+    for i in np.flatnonzero(~have).tolist():
+        missing.setdefault(digests[i], []).append(i)
     todo = list(missing.items())
     for start in range(0, len(todo), commit_every):
         part = todo[start : start + commit_every]
-        vectors = embedder.encode_documents([texts[i] for _, i in part], batch_size=batch_size)
-        vectors = np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(embedder.encode_documents([texts[rows[0]] for _, rows in part], batch_size=batch_size), dtype=np.float32)
         cache.put_vectors(model, [d for d, _ in part], vectors)
-        for (d, _), v in zip(part, vectors):
-            found[d] = v
+        for (_, rows), v in zip(part, vectors):
+            out[rows] = v
         if progress:
-            progress(sum(uses[d] for d, _ in part))
-    out = np.zeros((len(digests), int(embedder.dim)), dtype=np.float32)
-    for i, d in enumerate(digests):
-        out[i] = found[d]
+            progress(sum(len(rows) for _, rows in part))
     return out, len(todo)

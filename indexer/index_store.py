@@ -385,22 +385,26 @@ def _line(item: Chunk | ArticleRecord | str) -> str:
     return item if isinstance(item, str) else json_line(item.to_dict())
 
 
-def write_build(staging: Path, chunks: Sequence[Chunk | str], vectors: np.ndarray, articles: Sequence[ArticleRecord | str], sections: SectionVectors,
+def write_build(staging: Path, chunks: Sequence[Chunk | str] | bytes, vectors: np.ndarray, articles: Sequence[ArticleRecord | str], sections: SectionVectors,
                 lexical, manifest: IndexManifest) -> IndexManifest:
     """Write every file of a build into `staging`; the manifest goes last, listing each data
     file's size and SHA-256 as read back from disk. Returns the manifest as written.
-    Chunks and articles are objects, or their lines as `json_line` writes them (what the
-    build cache keeps)."""
+    Chunks and articles are objects, or their lines as `json_line` writes them; chunks may
+    also be the whole of chunks.jsonl as UTF-8 bytes (what the build cache keeps)."""
     import faiss  # heavy: imported on use only
 
-    if len(chunks) != vectors.shape[0]:
-        raise ValueError(f"{len(chunks)} chunks but {vectors.shape[0]} vectors")
+    n_chunks = chunks.count(b"\n") if isinstance(chunks, bytes) else len(chunks)
+    if n_chunks != vectors.shape[0]:
+        raise ValueError(f"{n_chunks} chunks but {vectors.shape[0]} vectors")
     index = faiss.IndexFlatIP(manifest.model.dim)
-    if len(chunks):
+    if n_chunks:
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     faiss.write_index(index, str(staging / "vectors.faiss"))
-    with open(staging / "chunks.jsonl", "w", encoding="utf-8") as fh:
-        fh.writelines(_line(chunk) + "\n" for chunk in chunks)
+    if isinstance(chunks, bytes):
+        (staging / "chunks.jsonl").write_bytes(chunks)
+    else:
+        with open(staging / "chunks.jsonl", "w", encoding="utf-8") as fh:
+            fh.writelines(_line(chunk) + "\n" for chunk in chunks)
     with open(staging / "articles.jsonl", "w", encoding="utf-8") as fh:
         fh.writelines(_line(article) + "\n" for article in articles)
     with open(staging / "sections.jsonl", "w", encoding="utf-8") as fh:

@@ -70,41 +70,55 @@ class LexicalIndex:
 
     @classmethod
     def from_counts(cls, docs: Sequence[TermCounts], k1: float = 1.2, b: float = 0.75) -> "LexicalIndex":
-        """BM25 (Lucene variant, bm25s's default) from each chunk's term counts, computed in one
-        vectorised pass. The scores are bm25s's own to the last bit (the same float64 operations
-        in the same order, stored as float32; a test compares them with `bm25s.BM25.index`), but
-        the vocabulary is numbered in first-seen order, so the same chunks always give the same
-        files, and a build from cached term counts never re-tokenises unchanged text."""
-        import bm25s
-        import scipy.sparse as sp
-
+        """BM25 from each chunk's term counts (see `from_arrays`)."""
         vocab: dict[str, int] = {}
         ids: list[int] = []
         tfs: list[int] = []
-        terms_per_doc = np.empty(len(docs), dtype=np.int64)
-        doc_lens = []
-        for d, (terms, counts) in enumerate(docs):
+        for terms, counts in docs:
             ids.extend([vocab.setdefault(t, len(vocab)) for t in terms])
             tfs.extend(counts)
-            terms_per_doc[d] = len(terms)
-            doc_lens.append(sum(counts))
-        n_docs, n_vocab = len(docs), len(vocab)
+        return cls.from_arrays(list(vocab), np.asarray(ids, dtype=np.int64), np.asarray(tfs, dtype=np.int64),
+                               np.fromiter((len(t) for t, _ in docs), dtype=np.int64, count=len(docs)), k1, b)
+
+    @classmethod
+    def from_arrays(cls, terms: Sequence[str], term_ids: np.ndarray, tfs: np.ndarray, terms_per_doc: np.ndarray,
+                    k1: float = 1.2, b: float = 0.75) -> "LexicalIndex":
+        """BM25 (Lucene variant, bm25s's default) computed in one vectorised pass from every
+        chunk's distinct terms: `term_ids` index `terms` (any numbering), `tfs` are their counts,
+        `terms_per_doc` how many belong to each chunk, in order. The scores are bm25s's own to
+        the last bit (the same float64 operations in the same order, stored as float32; a test
+        compares them with `bm25s.BM25.index`), but the vocabulary is numbered in first-seen
+        order, so the same chunks always give the same files; and a build from cached term ids
+        never re-tokenises unchanged text."""
+        import bm25s
+        import scipy.sparse as sp
+
         retriever = bm25s.BM25(k1=k1, b=b)
         if retriever.method != "lucene" or retriever.idf_method != "lucene":
-            raise RuntimeError(f"bm25s defaults changed ({retriever.method}/{retriever.idf_method}); LexicalIndex.from_counts computes Lucene BM25")
-        vocab_idx = np.asarray(ids, dtype=np.int32)
+            raise RuntimeError(f"bm25s defaults changed ({retriever.method}/{retriever.idf_method}); LexicalIndex.from_arrays computes Lucene BM25")
+        n_docs = len(terms_per_doc)
+        term_ids = np.asarray(term_ids, dtype=np.int64)
+        # the vocabulary in first-seen order, as the chunks are read
+        unique, first = np.unique(term_ids, return_index=True)
+        order = np.argsort(first, kind="stable")
+        local = np.empty(int(unique[-1]) + 1 if len(unique) else 0, dtype=np.int32)
+        local[unique[order]] = np.arange(len(unique), dtype=np.int32)
+        vocab_idx = local[term_ids]
+        n_vocab = len(unique)
         doc_idx = np.repeat(np.arange(n_docs, dtype=np.int32), terms_per_doc)
         tf = np.asarray(tfs, dtype=np.float32)
+        doc_lens = np.bincount(doc_idx, weights=tfs, minlength=n_docs).astype(np.int64)
         # bm25s: idf per term with math.log, in float64, stored as float32
         df = np.bincount(vocab_idx, minlength=n_vocab)
         idf = np.fromiter((math.log(1 + (n_docs - f + 0.5) / (f + 0.5)) for f in df.tolist()), dtype=np.float32, count=n_vocab)
         # bm25s, per document: tf / (k1 * ((1 - b) + b * l_d / l_avg) + tf), the bracket a float64 scalar
-        avg_doc_len = np.array(doc_lens).mean() if n_docs else np.float64(0.0)
-        norm = k1 * ((1 - b) + b * np.asarray(doc_lens, dtype=np.float64) / avg_doc_len) if n_docs else np.zeros(0)
+        avg_doc_len = doc_lens.mean() if n_docs else np.float64(0.0)
+        norm = k1 * ((1 - b) + b * doc_lens.astype(np.float64) / avg_doc_len) if n_docs else np.zeros(0)
         tfc = tf / (norm[doc_idx] + tf)
         scores = (idf[vocab_idx] * tfc).astype(np.float32)
         matrix = sp.csc_matrix((scores, (doc_idx, vocab_idx)), shape=(n_docs, n_vocab), dtype=np.float32)
         retriever.scores = {"data": matrix.data, "indices": matrix.indices, "indptr": matrix.indptr, "num_docs": n_docs}
+        vocab = {terms[g]: i for i, g in enumerate(unique[order].tolist())}
         if "" not in vocab:
             vocab[""] = n_vocab  # as bm25s.BM25.index adds it: the token an empty query falls back on
         retriever.vocab_dict = vocab

@@ -72,6 +72,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         from indexer.watch import watch_corpus
 
         _index_once(args, settings, dirs, chunker, embedder, cache, watching=True)
+        _load_in_background(embedder)
 
         def rebuild(changed: list[str]) -> None:
             shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
@@ -86,6 +87,21 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 0
     finally:
         cache.close()
+
+
+def _load_in_background(embedder) -> None:
+    """--watch: load the model now, beside watching, so that the first edit does not wait for it."""
+    import threading
+
+    def load() -> None:
+        try:
+            embedder.model()
+            print(f"model ready for the next build (loaded in {embedder.loaded_seconds or 0:.1f}s)", file=sys.stderr, flush=True)
+        except Exception as exc:  # the build that needs it will report it
+            print(f"medkb index: warning: the model could not be loaded ahead of time: {exc}", file=sys.stderr, flush=True)
+
+    if not embedder.loaded:
+        threading.Thread(target=load, name="medkb-model-loader", daemon=True).start()
 
 
 def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], chunker, embedder, cache, watching: bool) -> int:
@@ -290,6 +306,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from indexer.embedding import load_embedder
 
     settings = _settings(args)
+    if args.live:
+        return _bench_live(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     embedder = load_embedder(settings.model_dir)
     with tempfile.TemporaryDirectory(prefix="medkb-bench-") as tmp:
@@ -302,6 +320,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {args.out}")
     return 0
+
+
+def _bench_live(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from evals.bench import format_live, gold_queries, live_bench, machine_load, medquad_questions
+    from evals.pipeline import machine
+
+    corpus = args.medquad_corpus
+    if not corpus.exists():
+        print(f"medkb bench --live: no corpus at {corpus}: import MedQuAD first (medkb import medquad ... --out {corpus}) or pass --medquad-corpus", file=sys.stderr)
+        return 2
+    if args.medquad_data and args.medquad_data.exists():
+        queries = medquad_questions(args.medquad_data, 3000)
+    else:
+        queries = gold_queries() or ["iron deficiency"]
+    loads = [machine_load("live: publish and load", _log)]
+    work = args.live_workdir
+    with tempfile.TemporaryDirectory(prefix="medkb-live-", dir=work) as tmp:
+        live = live_bench(corpus, args.live_cache, Path(tmp), queries, _log, seconds=args.live_seconds, clients=args.live_clients,
+                          builds=args.live_builds, fake_model=args.fake_model)
+    loads.append(machine_load("live: after", _log))
+    results = {"machine": machine(), "live": live, "load": loads}
+    print(format_live(live))
+    busy = [entry for entry in loads if entry["busy"]]
+    if busy:
+        print("WARNING: the machine was busy (" + ", ".join(f"load {e['load_1m']} on {e['cpus']} cpus at '{e['measurement']}'" for e in busy)
+              + "); these figures are noisy, not a regression.")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0 if live.get("load", {}).get("failed", 1) == 0 else 1
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -393,6 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors for the vector-search-only size")
     p.add_argument("--build-sample", type=int, default=300, help="MedQuAD articles built in this run to measure throughput")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP measurements")
+    p.add_argument("--live", action="store_true", help="instead: a living knowledge base over a copy of --medquad-corpus: seconds to publish after a one-article edit, a one-article delete and for an unchanged corpus, then a server under load while a `medkb index --watch` republishes edits (failed requests, p99, RSS after each swap)")
+    p.add_argument("--live-cache", type=Path, help="--live: the build cache to start from (e.g. var/medquad-index/cache after `medkb index var/medquad-corpus --index-dir var/medquad-index`); default: a fresh one (the first build embeds everything)")
+    p.add_argument("--live-seconds", type=float, default=60, help="--live: seconds of load")
+    p.add_argument("--live-clients", type=int, default=8, help="--live: concurrent clients")
+    p.add_argument("--live-builds", type=int, default=5, help="--live: builds published during the load")
+    p.add_argument("--live-workdir", type=Path, help="--live: where the copy of the corpus and its index go (default: the system's temporary folder)")
+    p.add_argument("--fake-model", action="store_true", help="--live: every process uses the test suite's bag-of-words embedder instead of the model (for a machine that cannot embed the corpus in time); measures everything but the model")
     p.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON output (default runs/bench.json)")
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_bench)

@@ -135,6 +135,17 @@ def test_a_damaged_entry_is_a_miss_never_a_wrong_vector(corpus, tmp_path):
     cache = BuildCache(tmp_path / "cache")
     first = build(corpus, tmp_path / "index", Counting(), cache)
     cache.close()
+    snapshot = tmp_path / "cache" / "last-build-vectors.npz"
+    # a damaged snapshot (the last build's vectors in one file) is ignored: the database answers
+    data = bytearray(snapshot.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    snapshot.write_bytes(bytes(data))
+    cache = BuildCache(tmp_path / "cache")
+    report = build(corpus, tmp_path / "index", Counting(), cache)
+    assert cache.stats.snapshot_hits == 0 and report.embedded == 0 and cache.stats.vector_hits == report.chunks + report.manifest.counts.sections
+    cache.close()
+    # damaged rows in the database are misses, dropped
+    snapshot.unlink()
     with sqlite3.connect(tmp_path / "cache" / "build-cache.sqlite") as db:
         db.execute("UPDATE vectors SET vector = zeroblob(length(vector)) WHERE text_sha256 IN (SELECT text_sha256 FROM vectors LIMIT 3)")
         db.execute("UPDATE articles SET value = substr(value, 1, 10) WHERE key IN (SELECT key FROM articles LIMIT 2)")
