@@ -235,12 +235,7 @@ def _read_corpus(dirs: list[Path], embedder: Embedder, chunker: ChunkerSettings,
     """`load_corpus` + chunking, with each file's result taken from the cache when its name,
     bytes, the chunker, the model and the indexer's code are unchanged."""
     files = corpus_files(dirs)
-    digests = []
-    for path in files:
-        try:
-            digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
-        except OSError:
-            digests.append("")  # parsed below, which reports why
+    digests = cache.file_digests(files)  # "" for a file that cannot be read: parsed below, which reports why
     code = code_digest()
     keys = [_entry_key(code, chunker, model, p, d) for p, d in zip(files, digests)]
     cached = cache.articles([k for k, d in zip(keys, digests) if d])

@@ -85,6 +85,7 @@ class CacheStats:
     article_misses: int = 0
     damaged: int = 0  # rows that failed their CRC: dropped, counted as misses
     snapshot_hits: int = 0  # vectors read from the last build's snapshot (the rest from the database)
+    files_hashed: int = 0  # corpus files read and hashed (the others' stat matched their last hash)
     evicted: int = 0
     seconds: dict[str, float] = field(default_factory=dict)  # time spent in the cache, by operation
 
@@ -119,6 +120,9 @@ class MemoryCache:
 
     def snapshot(self, model: str, keys: Sequence[bytes], vectors: np.ndarray) -> None:
         pass
+
+    def file_digests(self, paths: Sequence[Path]) -> list[str]:
+        return [_hash_file(p) for p in paths]
 
     def begin(self) -> None:
         self.stats = CacheStats()
@@ -182,7 +186,7 @@ class BuildCache:
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is not None and row[0] != str(SCHEMA):  # another layout: start afresh (it is only a cache)
-                for table in ("vectors", "articles", "used", "models", "terms"):
+                for table in ("vectors", "articles", "used", "models", "terms", "files"):
                     self._db.execute(f"DROP TABLE IF EXISTS {table}")
                 self._db.execute("DELETE FROM meta")
                 row = None
@@ -195,6 +199,9 @@ class BuildCache:
             self._db.execute("CREATE INDEX IF NOT EXISTS used_generation ON used (generation)")
             # BM25 terms get ids once, for good: article entries hold their chunks' term ids
             self._db.execute("CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE)")
+            # each corpus file's SHA-256 with the stat it was read under (see file_digests)
+            self._db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
+                             " ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, sha256 TEXT NOT NULL, seen_ns INTEGER NOT NULL) WITHOUT ROWID")
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?), ('generation', '0')", (str(SCHEMA),))
         self.generation = self._generation()
@@ -252,6 +259,41 @@ class BuildCache:
             part = keys[start : start + _BATCH]
             rows.extend(self._db.execute(sql.format(marks=",".join("?" * len(part))), (*prefix, *part)).fetchall())
         return rows
+
+    # ------------------------------------------------------------ files
+
+    def file_digests(self, paths: Sequence[Path]) -> list[str]:
+        """Each file's SHA-256 ("" when it cannot be read), without reading a file whose size,
+        mtime, ctime and inode are those it had when it was last hashed, as git's index does.
+        A file changed within RACY_NS of being hashed is hashed again (a timestamp cannot tell
+        two writes in the same tick apart); the kernel sets ctime on every write, so a tool
+        that restores mtime does not fool it."""
+        started = time.perf_counter()
+        known = {row[0]: row[1:] for row in self._read("SELECT path, size, mtime_ns, ctime_ns, inode, sha256, seen_ns FROM files WHERE path IN ({marks})",
+                                                       (), [str(p) for p in paths])}
+        out, fresh = [], []
+        now = time.time_ns()
+        for path in paths:
+            try:
+                st = path.stat()
+            except OSError:
+                out.append("")
+                continue
+            stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            row = known.get(str(path))
+            if row is not None and tuple(row[:4]) == stat and max(st.st_mtime_ns, st.st_ctime_ns) < row[5] - RACY_NS:
+                out.append(row[4])
+                continue
+            digest = _hash_file(path)
+            out.append(digest)
+            if digest:
+                fresh.append((str(path), *stat, digest, now))
+        if fresh:
+            with self._transaction():
+                self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?)", fresh)
+        self.stats.files_hashed = len(fresh)
+        self.stats.timed("file_digests", started)
+        return out
 
     # ------------------------------------------------------------ terms
 
@@ -466,6 +508,16 @@ class BuildCache:
     def check(self) -> str:
         """SQLite's own integrity check ("ok" when the file is sound)."""
         return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+RACY_NS = 2_000_000_000  # a file written less than 2 s before it was hashed is hashed again next time
+
+
+def _hash_file(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def open_cache(directory: Path | None, max_mb: int = DEFAULT_MAX_MB) -> BuildCache | MemoryCache:

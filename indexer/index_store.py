@@ -318,6 +318,7 @@ class LoadedIndex:
     lexical: Any  # indexer.lexical.LexicalIndex
     fallback: str | None = None
     loaded_at: str = ""  # when it was read from disk (ISO 8601, UTC)
+    chunk_keys: dict[bytes, Chunk] = dataclasses.field(default_factory=dict, repr=False)  # digest of each chunks.jsonl line -> its chunk (see load_build)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -592,17 +593,18 @@ def load_index(root: Path, model: ModelInfo | None = None) -> LoadedIndex:
     return loaded
 
 
-def load_build(directory: Path, model: ModelInfo | None = None) -> LoadedIndex:
+def load_build(directory: Path, model: ModelInfo | None = None, reuse: LoadedIndex | None = None) -> LoadedIndex:
     """Load exactly this build, checked like `load_index` (format, model, every file's size and
-    SHA-256, counts), with no fallback: what a running server swaps to. Raises IndexCorrupt or
-    IndexMismatch."""
-    return _load_build(directory, model)
+    SHA-256, counts), with no fallback: what a running server swaps to. A chunk whose line in
+    chunks.jsonl is byte for byte one of `reuse`'s is not parsed again but shared (after one
+    edit, all but a few are). Raises IndexCorrupt or IndexMismatch."""
+    return _load_build(directory, model, reuse)
 
 
-def _load_build(directory: Path, model: ModelInfo | None) -> LoadedIndex:
+def _load_build(directory: Path, model: ModelInfo | None, reuse: LoadedIndex | None = None) -> LoadedIndex:
     manifest = check_build(directory, model)
     try:
-        loaded = _read_build(directory, manifest)
+        loaded = _read_build(directory, manifest, reuse)
         loaded.loaded_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         return loaded
     except IndexProblem:
@@ -612,12 +614,23 @@ def _load_build(directory: Path, model: ModelInfo | None) -> LoadedIndex:
         raise _corrupt(f"index build {directory} cannot be read ({type(exc).__name__}: {exc})") from None
 
 
-def _read_build(directory: Path, manifest: IndexManifest) -> LoadedIndex:
+def _read_build(directory: Path, manifest: IndexManifest, reuse: LoadedIndex | None = None) -> LoadedIndex:
     import faiss  # heavy: imported on use only
 
     from indexer.lexical import LexicalIndex
 
-    chunks = [Chunk.from_dict(json.loads(line)) for line in (directory / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    known = reuse.chunk_keys if reuse is not None else {}
+    chunks: list[Chunk] = []
+    chunk_keys: dict[bytes, Chunk] = {}
+    for line in (directory / "chunks.jsonl").read_bytes().split(b"\n"):
+        if not line:
+            continue
+        key = hashlib.blake2b(line, digest_size=16).digest()
+        chunk = known.get(key)
+        if chunk is None:
+            chunk = Chunk.from_dict(json.loads(line))
+        chunks.append(chunk)
+        chunk_keys[key] = chunk
     articles: dict[str, ArticleRecord] = {}
     for line in (directory / "articles.jsonl").read_text(encoding="utf-8").splitlines():
         if line:
@@ -634,4 +647,5 @@ def _read_build(directory: Path, manifest: IndexManifest) -> LoadedIndex:
         raise _corrupt(f"index build {directory} holds {index.d}-dimensional vectors, its manifest says {manifest.model.dim}")
     if len(sections.ids) != sections.vectors.shape[0] or not {c.section_id for c in chunks} <= set(sections.ids):
         raise _corrupt(f"index build {directory} has inconsistent section vectors")
-    return LoadedIndex(directory=directory, manifest=manifest, chunks=chunks, articles=articles, faiss_index=index, sections=sections, lexical=lexical)
+    return LoadedIndex(directory=directory, manifest=manifest, chunks=chunks, articles=articles, faiss_index=index, sections=sections, lexical=lexical,
+                       chunk_keys=chunk_keys)

@@ -91,7 +91,7 @@ class Reloader:
                 return False
             started = time.perf_counter()
             try:
-                index = load_build(target, old.manifest.model)
+                index = load_build(target, old.manifest.model, reuse=old.index)
             except IndexProblem as exc:
                 self._refused, self.refused_reason = target, exc.reason
                 log.warning("not serving newly published build %s: %s; still serving %s", target.name, exc.reason, self._served.name)

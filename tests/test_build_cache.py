@@ -331,3 +331,24 @@ def test_no_cache_and_a_zero_size_cache_build_in_memory(tmp_path):
 def test_model_key_is_the_whole_identity():
     info = ModelInfo.of(FakeEmbedder())
     assert info.checksum in FakeEmbedder.checksum and len(model_key(FakeEmbedder())) == 64
+
+
+def test_unchanged_files_are_not_read_again_and_a_restored_mtime_does_not_fool_it(corpus, tmp_path, monkeypatch):
+    import indexer.build_cache as build_cache
+
+    cache = BuildCache(tmp_path / "cache")
+    build(corpus, tmp_path / "index", Counting(), cache)
+    assert cache.stats.files_hashed == 30
+    build(corpus, tmp_path / "index", Counting(), cache)
+    assert cache.stats.files_hashed == 30, "files hashed within RACY_NS of being written are hashed again"
+    monkeypatch.setattr(build_cache, "RACY_NS", -10**12)  # as if every file had been hashed long after it was written
+    build(corpus, tmp_path / "index", Counting(), cache)
+    assert cache.stats.files_hashed == 0
+    path = corpus / "topic-009.md"
+    st = path.stat()
+    path.write_text(path.read_text().replace("adults", "elders"))  # the same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime: only ctime tells
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    report = build(corpus, tmp_path / "index", Counting(), cache)
+    assert cache.stats.files_hashed == 1 and report.parsed == 1
+    assert "elders" in (report.directory / "chunks.jsonl").read_text()
