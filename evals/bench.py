@@ -382,6 +382,7 @@ def _torch_threads() -> int | None:
 
 _REUSED = re.compile(r"reused from cache\s+(\d+) of (\d+) files parsed before, (\d+) of (\d+) texts embedded before")
 _TIME = re.compile(r"^\s+time\s+([\d.]+)s \((.*)\)$", re.M)
+_CACHE = re.compile(r"^\s+build cache\s+([\d.]+)s of it(?: \((.*)\))?$", re.M)
 
 
 def _index_run(cli: list[str], corpus: Path, root: Path, env: dict[str, str], label: str, log: Callable[[str], None]) -> dict[str, Any]:
@@ -407,9 +408,14 @@ def _index_run(cli: list[str], corpus: Path, root: Path, env: dict[str, str], la
     if timing:
         entry["build_seconds"] = float(timing.group(1))
         entry["stages"] = timing.group(2)
+    in_cache = _CACHE.search(out.stdout)
+    if in_cache:
+        entry["cache_seconds"] = float(in_cache.group(1))
+        entry["cache_operations"] = in_cache.group(2) or ""
     entry["build"] = _published(root)
     log(f"  {label}: {entry['process_seconds']} s for the whole `medkb index` process ({entry['process_cpu_seconds']} s of CPU), build {entry.get('build_seconds')} s "
-        f"({entry.get('files_parsed')} file(s) parsed, {entry.get('texts_embedded')} text(s) embedded; {entry.get('stages')})")
+        f"({entry.get('files_parsed')} file(s) parsed, {entry.get('texts_embedded')} text(s) embedded; {entry.get('stages')}; "
+        f"build cache {entry.get('cache_seconds')} s: {entry.get('cache_operations')})")
     return entry
 
 

@@ -53,6 +53,7 @@ class BuildReport:
     embedded: int = 0  # texts embedded in this build (the others' vectors came from the build cache)
     lost: list["Lost"] = dataclasses.field(default_factory=list)  # good articles of the build it replaced that it lacks
     stages: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds: parse, embed, lexical, write
+    cache_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds spent in the build cache, by operation (within the stages)
 
 
 def _fingerprint(names_and_digests: Sequence[tuple[str, str]], chunker: ChunkerSettings, model_checksum: str) -> str:
@@ -427,6 +428,7 @@ def build_index(
         embedded=embedded,
         lost=lost,
         stages={"parse": round(parse_seconds, 3), "embed": round(embed_seconds, 3), "lexical": round(lexical_seconds, 3), "write": round(write_seconds, 3)},
+        cache_seconds=dict(cache.stats.seconds),
     )
 
 

@@ -156,6 +156,8 @@ def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], 
     model_load = getattr(embedder, "loaded_seconds", None)
     load_note = f", model load {model_load:.1f}s" if model_load and not watching else ""
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in report.stages.items())
+    in_cache = ", ".join(f"{k} {v:.2f}s" for k, v in report.cache_seconds.items() if v >= 0.005)
+    print(f"  build cache         {sum(report.cache_seconds.values()):.1f}s of it" + (f" ({in_cache})" if in_cache else ""))
     print(f"  time                {time.perf_counter() - started:.1f}s ({stages}{load_note}; embedded {report.embedded} texts)", flush=True)
     return 0
 

@@ -107,9 +107,13 @@ def test_a_damaged_build_is_not_swapped_in(live):
 
         write_article(corpus, 61)
         good = build_index([corpus], root, FakeEmbedder(), cache=cache).directory
+        old = {c.id: c for c in app.state.search.index.chunks}
         assert app.state.reloader.check_now() is True
         health = client.get("/healthz").json()
         assert health["build"] == good.name and health["reload_refused"] is None
+        new = app.state.search.index.chunks
+        shared = [c for c in new if old.get(c.id) is c]
+        assert len(shared) == len(old) and len(new) == len(old) + 4, "unchanged chunks are reused, not parsed again"
 
 
 def test_no_request_fails_during_swaps_and_each_sees_one_build(live):
