@@ -17,6 +17,7 @@ import gc
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -374,3 +375,221 @@ def _torch_threads() -> int | None:
         return torch.get_num_threads()
     except ImportError:
         return None
+
+
+# ---------------------------------------------------------------- medkb bench --live
+
+
+_REUSED = re.compile(r"reused from cache\s+(\d+) of (\d+) files parsed before, (\d+) of (\d+) texts embedded before")
+_TIME = re.compile(r"^\s+time\s+([\d.]+)s \((.*)\)$", re.M)
+_CACHE = re.compile(r"^\s+build cache\s+([\d.]+)s of it(?: \((.*)\))?$", re.M)
+
+
+def _index_run(cli: list[str], corpus: Path, root: Path, env: dict[str, str], label: str, log: Callable[[str], None]) -> dict[str, Any]:
+    """One `medkb index` process: its wall time (interpreter, imports, a model load if the build
+    needs one, the build) and the build's own figures from its report."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    out = subprocess.run([*cli, "index", str(corpus), "--index-dir", str(root)], capture_output=True, text=True, env=env, cwd=REPO, timeout=7200)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if out.returncode != 0:
+        raise RuntimeError(f"medkb index failed ({label}): {out.stderr[-2000:]}")
+    # CPU seconds do not grow when other work shares the machine; wall seconds do.
+    entry: dict[str, Any] = {"measurement": label, "process_seconds": round(wall, 2), "process_cpu_seconds": round(cpu, 2)}
+    reused = _REUSED.search(out.stdout)
+    timing = _TIME.search(out.stdout)
+    if reused:
+        parsed_before, files, embedded_before, texts = map(int, reused.groups())
+        entry.update(files=files, files_parsed=files - parsed_before, texts=texts, texts_embedded=texts - embedded_before)
+    if timing:
+        entry["build_seconds"] = float(timing.group(1))
+        entry["stages"] = timing.group(2)
+    in_cache = _CACHE.search(out.stdout)
+    if in_cache:
+        entry["cache_seconds"] = float(in_cache.group(1))
+        entry["cache_operations"] = in_cache.group(2) or ""
+    entry["build"] = _published(root)
+    log(f"  {label}: {entry['process_seconds']} s for the whole `medkb index` process ({entry['process_cpu_seconds']} s of CPU), build {entry.get('build_seconds')} s "
+        f"({entry.get('files_parsed')} file(s) parsed, {entry.get('texts_embedded')} text(s) embedded; {entry.get('stages')}; "
+        f"build cache {entry.get('cache_seconds')} s: {entry.get('cache_operations')})")
+    return entry
+
+
+def _published(root: Path) -> str | None:
+    link = root / "current"
+    return link.resolve().name if link.is_symlink() else None
+
+
+def _edit_article(path: Path, n: int) -> None:
+    """Append a short paragraph to the article's last section: its last chunk changes."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"\n\nEdited by medkb bench --live ({n}): this note checks that a changed article is served within seconds.\n")
+
+
+async def _live_load(base: str, queries: list[str], clients: int, seconds: float, edits: list[Path], server_pid: int,
+                     log: Callable[[str], None]) -> dict[str, Any]:
+    """`clients` closed-loop clients on /api/search for `seconds`, while `edits` are edited one by
+    one at even intervals (a watching `medkb index` republishes each); after each swap the
+    server's RSS is read."""
+    import httpx
+
+    latencies: list[float] = []
+    failures: list[str] = []
+    served: dict[str, int] = {}
+    stop = asyncio.Event()
+    counter = iter(range(10**9))
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            i = next(counter)
+            t = time.perf_counter()
+            try:
+                r = await http.get(f"{base}/api/search", params={"q": queries[i % len(queries)], "k": 10})
+                ok = r.status_code == 200
+                if ok:
+                    build = r.json()["index"]["build"]
+                    served[build] = served.get(build, 0) + 1
+                else:
+                    failures.append(f"HTTP {r.status_code}: {r.text[:200]}")
+            except httpx.HTTPError as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+            latencies.append((time.perf_counter() - t) * 1000)
+
+    async def health(http: httpx.AsyncClient) -> dict[str, Any]:
+        return (await http.get(f"{base}/healthz")).json()
+
+    swaps: list[dict[str, Any]] = []
+
+    async def editor(http: httpx.AsyncClient) -> None:
+        interval = seconds / (len(edits) + 1)
+        for n, path in enumerate(edits, start=1):
+            await asyncio.sleep(max(0.0, started + n * interval - time.perf_counter()))
+            before = (await health(http))["build"]
+            t = time.perf_counter()
+            _edit_article(path, n)
+            while True:
+                h = await health(http)
+                if h["build"] != before and h["build"] == h["published"]:
+                    break
+                if time.perf_counter() - t > 300:
+                    raise RuntimeError(f"edit {n} was not served within 300 s")
+                await asyncio.sleep(0.1)
+            to_served = time.perf_counter() - t
+            await asyncio.sleep(1.0)  # requests that started on the old build end; it is released
+            swaps.append({"edit": n, "article": path.name, "edit_to_served_seconds": round(to_served, 2), "build": h["build"],
+                          "server_rss_mb": round(rss_mb(server_pid), 1)})
+            log(f"  swap {n}: {path.name} edited -> served by the server in {to_served:.1f} s; server RSS {swaps[-1]['server_rss_mb']} MB")
+
+    limits = httpx.Limits(max_connections=clients + 2)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        rss_before = rss_mb(server_pid)
+        started = time.perf_counter()
+        workers = [asyncio.create_task(client(http)) for _ in range(clients)]
+        try:
+            await editor(http)
+            await asyncio.sleep(max(0.0, started + seconds - time.perf_counter()))
+        finally:
+            stop.set()
+            await asyncio.gather(*workers)
+        elapsed = time.perf_counter() - started
+    return {"clients": clients, "seconds": round(elapsed, 1), "requests": len(latencies), "failed": len(failures), "failures": failures[:10],
+            "requests_per_s": round(len(latencies) / elapsed, 1), **{f"{k}_ms": v for k, v in percentiles(latencies).items()},
+            "max_ms": round(max(latencies), 1) if latencies else 0.0, "builds_served": served, "swaps": swaps,
+            "server_rss_mb_before": round(rss_before, 1), "server_rss_mb_after": round(rss_mb(server_pid), 1)}
+
+
+def live_bench(corpus: Path, cache_dir: Path | None, workdir: Path, queries: list[str], log: Callable[[str], None], *, seconds: float = 60,
+               clients: int = 8, builds: int = 5, fake_model: bool = False) -> dict[str, Any]:
+    """Publish times after a one-article edit, a one-article delete and for an unchanged corpus
+    (each a real `medkb index` process over a copy of `corpus`, with the build cache `cache_dir`);
+    then a server under `clients` clients for `seconds` while `builds` edits are republished by a
+    watching `medkb index --watch`: failed requests, latency, and server RSS after each swap.
+    `fake_model` runs every process with the test suite's bag-of-words embedder instead of the
+    model: everything but the model's own time is measured."""
+    cli = [sys.executable, str(REPO / "tests" / "fake_model_cli.py")] if fake_model else [sys.executable, "-m", "medkb.cli"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), PYTHONUNBUFFERED="1",
+               MEDKB_CONVERSATIONS_DB=str(workdir / "conversations.sqlite"), MEDKB_RELOAD_SECONDS="1")
+    if cache_dir:
+        env["MEDKB_BUILD_CACHE"] = str(cache_dir)
+    copy, root = workdir / "corpus", workdir / "index"
+    log(f"live: copying {corpus} ...")
+    shutil.copytree(corpus, copy)
+    files = sorted(copy.rglob("*.md"))
+    out: dict[str, Any] = {"corpus": str(corpus), "articles_in_corpus": len(files), "cache": str(cache_dir) if cache_dir else None,
+                           "model": "fake bag-of-words (tests/fakes.py)" if fake_model else "packaged all-MiniLM-L6-v2", "publish": []}
+    out["publish"].append(_index_run(cli, copy, root, env, "first build of the copy (from the build cache)", log))
+    out["publish"].append(_index_run(cli, copy, root, env, "unchanged corpus", log))
+    _edit_article(files[len(files) // 2], 0)
+    out["publish"].append(_index_run(cli, copy, root, env, "one-article edit", log))
+    deleted = files[len(files) // 3]
+    title = next((line.split(":", 1)[1].strip() for line in deleted.read_text(encoding="utf-8").splitlines() if line.startswith("title:")), deleted.stem)
+    deleted.unlink()
+    out["publish"].append(_index_run(cli, copy, root, env, "one-article delete", log))
+    out["deleted_article"] = deleted.name
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([*cli, "serve", "--index-dir", str(root), "--port", str(port), "--log-level", "warning"], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "w"))
+    watch_log = workdir / "watch.log"
+    watcher = subprocess.Popen([*cli, "index", str(copy), "--index-dir", str(root), "--watch", "--if-stale"], cwd=REPO, env=env,
+                               stdout=open(watch_log, "w"), stderr=subprocess.STDOUT)
+    try:
+        import httpx
+
+        deadline = time.time() + 600
+        while True:
+            for proc, name in ((server, "server"), (watcher, "watcher")):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the {name} exited: {(workdir / ('server.log' if name == 'server' else 'watch.log')).read_text()[-2000:]}")
+            ready = "model ready" in watch_log.read_text() if watch_log.exists() else False
+            try:
+                up = httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                up = False
+            if up and ready:
+                break
+            if time.time() > deadline:
+                raise RuntimeError("the server or the watcher did not start within 600 s")
+            time.sleep(0.5)
+        deleted_hits = httpx.get(f"{base}/api/search", params={"q": title, "k": 50}).json()["results"]
+        out["deleted_article_served"] = any(r["article_id"] == deleted.stem for r in deleted_hits)  # imported articles' ids are their file names
+        out["server_rss_mb_idle"] = round(rss_mb(server.pid), 1)
+        step = max(1, len(files) // (builds + 1))
+        edits = [f for f in files[step // 2 :: step] if f.exists()][:builds]
+        log(f"live: {clients} clients for {seconds:.0f} s while {len(edits)} edits are republished by `medkb index --watch`")
+        out["load"] = asyncio.run(_live_load(base, queries, clients, seconds, edits, server.pid, log))
+        rss = [s["server_rss_mb"] for s in out["load"]["swaps"]]
+        out["load"]["rss_growth_first_to_last_swap_mb"] = round(rss[-1] - rss[0], 1) if rss else None
+        log(f"  {out['load']['requests']} requests, {out['load']['failed']} failed, p99 {out['load']['p99_ms']} ms; "
+            f"server RSS after each swap {rss} MB")
+    finally:
+        for proc in (watcher, server):
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    out["watch_log_tail"] = watch_log.read_text()[-3000:]
+    return out
+
+
+def format_live(live: dict[str, Any]) -> str:
+    lines = [f"live: {live['articles_in_corpus']} articles ({live['corpus']}), {live['model']}, build cache {live['cache']}"]
+    for e in live["publish"]:
+        lines.append(f"  {e['measurement']:<48} publish {e['process_seconds']:>7.1f} s (medkb index process, {e['process_cpu_seconds']:.1f} s CPU)  build {e.get('build_seconds', '-')} s  "
+                     f"parsed {e.get('files_parsed', '-')} file(s), embedded {e.get('texts_embedded', '-')} text(s)")
+    lines.append(f"  deleted article {live['deleted_article']} still served: {live.get('deleted_article_served')}")
+    load = live.get("load")
+    if load:
+        lines.append(f"  load: {load['clients']} clients x {load['seconds']} s, {len(load['swaps'])} builds published: {load['requests']} requests, "
+                     f"failed {load['failed']}, p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, max {load['max_ms']} ms")
+        for s in load["swaps"]:
+            lines.append(f"    swap {s['edit']}: edit -> served {s['edit_to_served_seconds']} s, server RSS {s['server_rss_mb']} MB")
+        lines.append(f"  server RSS: idle {live.get('server_rss_mb_idle')} MB, before load {load['server_rss_mb_before']} MB, after {load['server_rss_mb_after']} MB; "
+                     f"first to last swap {load['rss_growth_first_to_last_swap_mb']:+} MB")
+    return "\n".join(lines)

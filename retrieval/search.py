@@ -195,6 +195,15 @@ class SearchService:
         for i, chunk in enumerate(index.chunks):
             self._chunks_of_section[position[chunk.section_id]].append(i)
 
+    def over(self, index: LoadedIndex) -> "SearchService":
+        """This engine over another build (a server swapping to a newly published one): the same
+        model, query batcher (still one model call at a time across both), query-vector cache,
+        settings and abbreviations; everything derived from the build is made anew."""
+        new = SearchService(index, self._embedder, cache_size=self.cache.size, settings=self.settings, abbreviations=self.abbreviations)
+        new._batcher = self._batcher
+        new.cache = self.cache
+        return new
+
     @property
     def manifest(self) -> IndexManifest:
         return self.index.manifest

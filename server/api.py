@@ -44,5 +44,8 @@ def healthz(service: Service, request: Request) -> HealthOut:
     store = getattr(request.app.state, "conversations", None)
     health = store.health() if store is not None else None
     conversations = StoreHealthOut(status="ok") if health and health.ok else StoreHealthOut(status="degraded", reason=health.reason if health else "not open")
+    reloader = getattr(request.app.state, "reloader", None)
+    live = reloader.status() if reloader is not None else {}
     return HealthOut(status=conversations.status, chunks=manifest.counts.chunks, articles=manifest.counts.articles,
-                     build=service.info.build, model=manifest.model.name, conversations=conversations)
+                     build=service.info.build, model=manifest.model.name, conversations=conversations, loaded_at=service.index.loaded_at,
+                     published=live.get("published"), reload_refused=live.get("refused"))

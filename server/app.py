@@ -18,6 +18,7 @@ from retrieval.search import RetrievalSettings, SearchService, open_service
 from server import answers_api, api, ask, docs, errors, openapi, pages, reviews
 from server.guard import Guard
 from server.limits import StartLimiter
+from server.reload import Reloader
 
 log = logging.getLogger("medkb.server")
 
@@ -45,6 +46,16 @@ def open_conversations(settings: Settings) -> ConversationStore:
     """The conversation store; a file that cannot be used leaves it degraded (logged), never stops the server."""
     return ConversationStore(settings.conversations_db, settings.conversation_ttl, settings.conversation_turns, settings.max_conversations,
                              max_per_client=settings.conversations_per_client, timeout=settings.conversations_timeout)
+def _log_like_uvicorn() -> None:
+    """Our lines (which build is served, each swap) on stderr at uvicorn's level, unless logging
+    is configured already (an embedding application, or a test capturing logs)."""
+    if log.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.getLogger("uvicorn.error").getEffectiveLevel())
+    log.propagate = False
 
 
 def create_app(settings: Settings | None = None, service_factory: Callable[[Settings], SearchService] | None = None) -> FastAPI:
@@ -54,6 +65,7 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        _log_like_uvicorn()
         app.state.search = factory(settings)
         reviews.attach(app, settings)  # review statuses come from the review log, joined at query time
         app.state.conversations = open_conversations(settings)
@@ -63,7 +75,11 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
             log.warning("%s", fallback)
         else:
             log.info("serving %d chunks from build %s", app.state.search.manifest.counts.chunks, app.state.search.info.build)
+        # A newly published build is swapped in without a restart (server/reload.py).
+        app.state.reloader = Reloader(app.state, settings.reload_seconds)
+        app.state.reloader.start()
         yield
+        app.state.reloader.stop()
         app.state.search = None
 
     app = MedkbApp(title="medkb", version=medkb.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -71,6 +87,7 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
     app.state.settings = settings
     app.state.search = None
     app.state.start_limiter = StartLimiter(settings.conversation_starts_per_minute)
+    app.state.reloader = None
     errors.install(app)
     openapi.install(app, settings)
     docs.install(app)

@@ -138,9 +138,12 @@ class HealthOut(BaseModel):
     status: Literal["ok", "degraded"] = Field(description="degraded: search and answers work, something else does not (see the parts).")
     chunks: int
     articles: int
-    build: str
+    build: str = Field(description="The build being served.")
     model: str
     conversations: StoreHealthOut
+    loaded_at: str = Field("", description="When the build being served was loaded (ISO 8601, UTC).")
+    published: str | None = Field(None, description="The build the index root publishes; another than `build` while a new one loads, or when it was refused.")
+    reload_refused: str | None = Field(None, description="Why the published build is not served (it failed its integrity check), if it is not.")
 
 
 class FiltersIn(BaseModel):

@@ -1,0 +1,62 @@
+"""An embedder that loads the model only when a build needs it.
+
+An incremental build whose files are all in the build cache never chunks (no tokenizer) and
+never embeds (no model): it needs only the model's identity, which `model_identity` reads from
+the model folder without torch. Loading sentence-transformers and torch costs seconds, so
+`medkb index` wraps its model in this and a build of an unchanged corpus, or one that only
+deletes articles, never pays for it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+class LazyEmbedder:
+    """`Embedder` with the identity of `model_identity(model_dir)`; the model itself (`load`)
+    is made on the first call that needs it, once."""
+
+    def __init__(self, model_dir: Path | None = None, load: Callable[[], object] | None = None):
+        from indexer.embedding import load_embedder, model_identity
+
+        info = model_identity(model_dir)
+        self.name = info.name
+        self.checksum = info.checksum
+        self.dim = info.dim
+        self.normalize = info.normalize
+        self.max_seq_length = info.max_seq_length
+        self._load = load or (lambda: load_embedder(model_dir))
+        self._model = None
+        self._lock = threading.Lock()
+        self.loaded_seconds: float | None = None  # how long loading took, once loaded
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def model(self):
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    import time
+
+                    started = time.perf_counter()
+                    model = self._load()
+                    if (model.checksum, model.dim) != (self.checksum, self.dim):
+                        raise RuntimeError(f"the model loaded ({model.checksum[:12]}, {model.dim}-d) is not the one its folder describes ({self.checksum[:12]}, {self.dim}-d)")
+                    self._model = model
+                    self.loaded_seconds = time.perf_counter() - started
+        return self._model
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.model().count_tokens(texts)
+
+    def encode_documents(self, texts: Sequence[str], batch_size: int = 32, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        return self.model().encode_documents(texts, batch_size=batch_size, progress=progress)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.model().encode_queries(texts)

@@ -1,0 +1,204 @@
+"""A running server swaps to each newly published build without a restart: in-process with
+TestClient (fast), and a real uvicorn process (slow tier)."""
+
+import dataclasses
+import gc
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from indexer import index_store
+from indexer.build import build_index
+from indexer.build_cache import BuildCache
+from indexer.index_store import load_index
+from medkb.settings import Settings
+from retrieval.search import SearchService
+from server.app import create_app
+
+from fakes import FakeEmbedder
+from live_corpus import make_corpus, write_article
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+
+
+class Counted(FakeEmbedder):
+    """Counts models made: a swap must reuse the one it has."""
+
+    made = 0
+
+    def __init__(self):
+        super().__init__()
+        Counted.made += 1
+
+
+@pytest.fixture
+def live(tmp_path):
+    """(corpus, index root, build cache, settings) with one build published."""
+    corpus = make_corpus(tmp_path / "corpus", 12)
+    root = tmp_path / "index"
+    cache = BuildCache(tmp_path / "cache")
+    build_index([corpus], root, FakeEmbedder(), cache=cache)
+    settings = Settings(index_dir=root, reload_seconds=0.05, conversations_db=tmp_path / "conversations.sqlite")
+    return corpus, root, cache, settings
+
+
+def make_app(settings):
+    Counted.made = 0
+    return create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), Counted()))
+
+
+def wait_for(condition, timeout=20.0, what="condition"):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_the_server_serves_a_new_build_without_restart(live):
+    corpus, root, cache, settings = live
+    app = make_app(settings)
+    with TestClient(app) as client:
+        before = client.get("/healthz").json()
+        assert before["build"] == index_store.current_dir(root).name == before["published"] and before["loaded_at"]
+        assert not any(p["article_id"] == "topic-050" for p in client.get("/api/search", params={"q": "what causes topic50"}).json()["results"])
+        old_index = weakref.ref(app.state.search.index)
+
+        write_article(corpus, 50)
+        (corpus / "topic-004.md").unlink()
+        new = build_index([corpus], root, FakeEmbedder(), cache=cache).directory
+        wait_for(lambda: client.get("/healthz").json()["build"] == new.name, what="the swap")
+        after = client.get("/healthz").json()
+        assert after["published"] == new.name and after["loaded_at"] > before["loaded_at"] and after["articles"] == 12
+        body = client.get("/api/search", params={"q": "what causes topic50", "k": 3}).json()
+        assert body["index"]["build"] == new.name and body["results"][0]["article_id"] == "topic-050"
+        for retriever_query in ("what causes topic4", "topic4 causes evaluation"):
+            results = client.get("/api/search", params={"q": retriever_query, "k": 10}).json()["results"]
+            assert results and all(p["article_id"] != "topic-004" for p in results), "a deleted article is gone after the swap"
+        wait_for(lambda: gc.collect() is not None and old_index() is None, what="the old build to be freed")
+        assert Counted.made == 1, "the model is loaded once and shared across swaps"
+        assert app.state.reloader.swaps == 1
+
+
+def test_a_damaged_build_is_not_swapped_in(live):
+    corpus, root, cache, settings = live
+    app = make_app(dataclasses.replace(settings, reload_seconds=0))  # checks driven by the test
+    with TestClient(app) as client:
+        served = client.get("/healthz").json()["build"]
+        write_article(corpus, 60)
+        damaged = build_index([corpus], root, FakeEmbedder(), cache=cache).directory
+        data = bytearray((damaged / "chunks.jsonl").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (damaged / "chunks.jsonl").write_bytes(bytes(data))
+        assert app.state.reloader.check_now() is False
+        health = client.get("/healthz").json()
+        assert health["build"] == served and health["published"] == damaged.name
+        assert "chunks.jsonl does not match its SHA-256" in health["reload_refused"]
+        assert client.get("/api/search", params={"q": "iron"}).status_code == 200
+        assert app.state.reloader.check_now() is False, "refused once, not retried every tick"
+
+        write_article(corpus, 61)
+        good = build_index([corpus], root, FakeEmbedder(), cache=cache).directory
+        old = {c.id: c for c in app.state.search.index.chunks}
+        assert app.state.reloader.check_now() is True
+        health = client.get("/healthz").json()
+        assert health["build"] == good.name and health["reload_refused"] is None
+        new = app.state.search.index.chunks
+        shared = [c for c in new if old.get(c.id) is c]
+        assert len(shared) == len(old) and len(new) == len(old) + 4, "unchanged chunks are reused, not parsed again"
+
+
+def test_no_request_fails_during_swaps_and_each_sees_one_build(live):
+    corpus, root, cache, settings = live
+    app = make_app(dataclasses.replace(settings, reload_seconds=0))
+    builds: set[str] = set()
+    failures: list[str] = []
+    stop = threading.Event()
+    with TestClient(app) as client:
+
+        def hammer(n: int) -> None:
+            while not stop.is_set():
+                r = client.get("/api/search", params={"q": f"what causes topic{n}", "k": 5})
+                if r.status_code != 200:
+                    failures.append(f"{r.status_code} {r.text[:200]}")
+                    continue
+                builds.add(r.json()["index"]["build"])
+
+        threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        published = []
+        try:
+            for i in range(5):
+                write_article(corpus, 70 + i)
+                published.append(build_index([corpus], root, FakeEmbedder(), cache=cache).directory.name)
+                assert app.state.reloader.check_now()
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        assert failures == []
+        assert client.get("/healthz").json()["build"] == published[-1]
+        assert set(published[-1:]) <= builds
+
+
+def test_reloading_can_be_turned_off(live):
+    corpus, root, cache, settings = live
+    app = make_app(dataclasses.replace(settings, reload_seconds=0))
+    with TestClient(app) as client:
+        first = client.get("/healthz").json()["build"]
+        write_article(corpus, 80)
+        build_index([corpus], root, FakeEmbedder(), cache=cache)
+        time.sleep(0.3)
+        assert client.get("/healthz").json()["build"] == first and app.state.reloader._thread is None
+
+
+@pytest.mark.slow  # starts real processes
+def test_a_real_server_process_picks_up_a_build_published_by_the_command_line(tmp_path):
+    import httpx
+
+    corpus = make_corpus(tmp_path / "corpus", 8)
+    root = tmp_path / "index"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), MEDKB_CONVERSATIONS_DB=str(tmp_path / "c.sqlite"),
+               MEDKB_RELOAD_SECONDS="0.2")
+    fake_cli = [sys.executable, str(TESTS / "fake_model_cli.py")]
+    out = subprocess.run([*fake_cli, "index", str(corpus), "--index-dir", str(root)], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*fake_cli, "serve", "--index-dir", str(root), "--port", str(port), "--log-level", "info"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def healthy() -> bool:
+            assert proc.poll() is None
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 60, "the server")
+        first = httpx.get(f"{base}/healthz").json()["build"]
+        write_article(corpus, 40)
+        out = subprocess.run([*fake_cli, "index", str(corpus), "--index-dir", str(root)], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "reused from cache   8 of 9 files" in out.stdout
+        new = index_store.current_dir(root).name
+        assert new != first
+        wait_for(lambda: httpx.get(f"{base}/healthz").json()["build"] == new, 30, "the swap")
+        results = httpx.get(f"{base}/api/search", params={"q": "what causes topic40", "k": 3}).json()["results"]
+        assert results[0]["article_id"] == "topic-040"
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=20)[0]
+    assert "Traceback" not in output and f"serving build {new}" in output, output
