@@ -90,6 +90,8 @@ class CitedAnswer:
     articles: list[ArticleRecord]
     related_questions: list[str]
     took_ms: float = 0.0
+    no_match: str | None = None  # why nothing answers (then no key points, no passages)
+    searched_for: str | None = None  # the words searched, when they differ from the question as typed
 
     @property
     def all_approved(self) -> bool:
@@ -191,6 +193,11 @@ def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8,
                  max_key_points: int = 5, key_point_passages: int = 8) -> CitedAnswer:
     """Search with the resolved question and assemble the cited answer."""
     result = source.search(resolved, k, filters)
+    if result.no_match:
+        # Nothing answers: say so, with the nearest articles' titles to try instead.
+        return CitedAnswer(question=question, resolved_query=resolved, key_points=[], passages=[], references=[], articles=[],
+                           related_questions=list(result.suggestions), took_ms=result.took_ms, no_match=result.no_match,
+                           searched_for=result.searched_for)
     hits = result.hits
     numbering = _Numbering(source)
 
@@ -245,6 +252,7 @@ def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8,
         articles=articles,
         related_questions=related_questions(source, articles, result.expanded_query),
         took_ms=result.took_ms,
+        searched_for=result.searched_for,
     )
 
 

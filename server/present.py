@@ -76,6 +76,9 @@ def search_out(result: SearchResult, k: int) -> SearchOut:
                             references=[reference_out(r) for r in h.chunk.references],
                             unresolved_citations=h.chunk.unresolved_citations) for h in result.hits],
         index=IndexInfo(build=result.index.build, model=result.index.model),
+        searched_for=result.searched_for,
+        no_match=result.no_match,
+        suggestions=result.suggestions,
     )
 
 
@@ -104,4 +107,6 @@ def ask_out(answer: CitedAnswer, conversation_id: str) -> AskOut:
         caution=None if answer.all_approved else CAUTION,
         related_questions=answer.related_questions,
         took_ms=round(answer.took_ms, 3),
+        no_match=answer.no_match,
+        searched_for=answer.searched_for,
     )

@@ -86,6 +86,9 @@ class SearchOut(BaseModel):
     total_chunks: int
     results: list[PassageOut]
     index: IndexInfo
+    searched_for: str | None = Field(default=None, description="The words searched, when they differ from the query as typed (a spelling correction, a long message condensed).")
+    no_match: str | None = Field(default=None, description="Why there are no results: nothing in the knowledge base answers the query.")
+    suggestions: list[str] = Field(default=[], description="With no_match: the titles of the nearest articles.")
 
 
 class ErrorDetail(BaseModel):
@@ -182,3 +185,5 @@ class AskOut(BaseModel):
     caution: str | None = Field(description="Present whenever any content shown is not approved.")
     related_questions: list[str]
     took_ms: float
+    no_match: str | None = Field(default=None, description="Why there is no answer: nothing in the knowledge base answers the question (no key points then).")
+    searched_for: str | None = Field(default=None, description="The words searched, when they differ from the question as typed.")

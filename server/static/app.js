@@ -43,6 +43,8 @@ function renderAnswer(data) {
   if (data.resolved_query !== data.question) {
     card.append(el("p", { class: "resolved" }, "Searched as: ", el("q", {}, data.resolved_query)));
   }
+  if (data.searched_for) card.append(el("p", { class: "searched-for" }, "Searched for: ", el("q", {}, data.searched_for)));
+  if (data.no_match) card.append(el("p", { class: "empty no-match" }, data.no_match));
   if (data.caution) card.append(el("div", { class: "caution", role: "note" }, data.caution));
 
   const statuses = el("ul", { class: "article-statuses" });
@@ -55,7 +57,7 @@ function renderAnswer(data) {
   for (const p of data.key_points) {
     points.append(el("li", {}, cited(p.text, id), p.note ? el("span", { class: "note" }, ` (${p.note})`) : null));
   }
-  card.append(el("h3", {}, "Key points"), data.key_points.length ? points : el("p", { class: "empty" }, "No cited sentence answers this directly; see the passages below."));
+  if (!data.no_match) card.append(el("h3", {}, "Key points"), data.key_points.length ? points : el("p", { class: "empty" }, "No cited sentence answers this directly; see the passages below."));
 
   for (const group of data.groups) {
     if (!group.passages.length) continue;
