@@ -108,11 +108,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         service = open_service(settings.index_dir, settings.model_dir,
-                               RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article), settings.query_cache_size)
+                               RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article, ranker=settings.ranker,
+                                                 no_match=bool(settings.no_match)), settings.query_cache_size)
     except IndexProblem as exc:
         print(f"medkb search: {exc}", file=sys.stderr)
         return 2
     result = service.search(args.query, args.k)
+    if result.searched_for and not args.json:
+        print(f"searched for: {result.searched_for}")
+    if result.no_match and not args.json:
+        print(f"no match: {result.no_match}" + (f" Nearest articles: {'; '.join(result.suggestions)}" if result.suggestions else ""))
     if args.json:
         print(json.dumps(asdict(result), indent=2, default=str, ensure_ascii=False))
         return 0

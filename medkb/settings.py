@@ -32,6 +32,8 @@ class Settings:
     max_conversations: int = _setting(10000, "MEDKB_MAX_CONVERSATIONS", "Conversations kept at once (least recently used dropped first).")
     batch_window_ms: float = _setting(2.0, "MEDKB_BATCH_WINDOW_MS", "Milliseconds a query waits for others to share its model call (0: only those already waiting).")
     max_per_article: int = _setting(3, "MEDKB_MAX_PER_ARTICLE", "Most passages one article may contribute to a result page (0: no cap).")
+    ranker: str = _setting("learned", "MEDKB_RANKER", "How hybrid orders its candidates: learned (retrieval/data/ranker.txt, trained by `medkb train-ranker`) or rrf.")
+    no_match: int = _setting(1, "MEDKB_NO_MATCH", "1: a query that nothing answers gets no passages, a reason and the nearest article titles; 0: always the best passages.")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -51,7 +53,7 @@ def _convert(name: str, raw: str) -> Any:
         return Path(raw)
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)
-    if name == "retriever":
+    if name in ("retriever", "ranker"):
         return raw
     if name == "batch_window_ms":
         return float(raw)

@@ -191,15 +191,21 @@ class QueryUnderstanding:
 
     def correct(self, text: str) -> str:
         """`text` with each unknown word of five letters or more replaced by the closest word of
-        the index or the drug names (edit distance 1; 2 from eight letters), when there is one."""
+        the index or the drug names (edit distance 1; 2 from eight letters; the same first
+        letter), when there is one."""
         from symspellpy import Verbosity
 
         def fix(m: re.Match) -> str:
             word = m.group(0)
             if len(word) < 5 or not word.isalpha() or (word.isupper() and len(word) <= 6) or self.is_known_word(word):
                 return word
+            stems = tokenize(word)
+            if stems and self.index.lexical.knows(stems[0]):
+                return word  # another form of a word the index has ("hypotensive", "hypotension")
             distance = 2 if len(word) >= 8 else 1
             found = self._spell().lookup(word.lower(), Verbosity.CLOSEST, max_edit_distance=distance)
+            # A typo seldom touches the first letter ("macular" is not a misspelled "acular").
+            found = [f for f in found if f.term[:1] == word[:1].lower()]
             if not found:
                 return word
             best = found[0].term
@@ -249,8 +255,8 @@ class QueryUnderstanding:
             candidates = [generic] + table.synonyms(name)
             added = 0
             for other in candidates:
-                if other == name or other in lowered or other in out or tokenize(other) == tokenize(name):
-                    continue
+                if other == name or other in lowered or other in out or tokenize(other) == tokenize(name) or "agent" in other:
+                    continue  # the same word, or a drug class rather than a drug's name
                 if other != generic and self._postings(other) is None:
                     continue  # the index never uses this name
                 out.append(other)

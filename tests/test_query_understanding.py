@@ -168,3 +168,24 @@ def test_ranker_card_must_list_the_features(tmp_path):
     with pytest.raises(ValueError, match="train-ranker"):
         LearnedRanker.load(tmp_path / "r.txt", tmp_path / "r.json")
     assert ranker.describe()["features"] == list(FEATURES)
+
+
+def test_api_says_no_match_with_a_reason(tiny_corpus, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from medkb.settings import Settings
+    from server.app import create_app
+
+    root = tmp_path / "index"
+    build_index([tiny_corpus], root, FakeEmbedder())
+    app = create_app(Settings(index_dir=root, conversations_db=tmp_path / "c.sqlite"),
+                     service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
+    with TestClient(app) as client:
+        body = client.get("/api/search", params={"q": "what is it?"}).json()
+        assert body["results"] == [] and body["no_match"] == NO_CONTENT
+        body = client.get("/api/search", params={"q": "ferritn"}).json()
+        assert body["no_match"] is None and body["searched_for"] == "ferritin" and body["results"]
+        answer = client.post("/api/ask", json={"question": "asdfgh qwerty"}).json()
+        assert answer["key_points"] == [] and answer["no_match"] == NOTHING_KNOWN
+        page = client.get("/", params={"q": "the"}).text
+        assert NO_CONTENT.replace("'", "&#39;") in page or NO_CONTENT in page
