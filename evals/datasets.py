@@ -45,6 +45,13 @@ class EvalSet:
                        self.level, {q: c for q, c in self.context.items() if q in keep}, {q: t for q, t in self.tags.items() if q in keep},
                        self.corpus_dirs, self.source)
 
+    def subset(self, keep: list[str]) -> "EvalSet":
+        """The same set with only the queries `keep`."""
+        k = set(keep)
+        return EvalSet(self.name, {q: t for q, t in self.queries.items() if q in k}, {q: j for q, j in self.qrels.items() if q in k},
+                       self.level, {q: c for q, c in self.context.items() if q in k}, {q: t for q, t in self.tags.items() if q in k},
+                       self.corpus_dirs, self.source)
+
     def at_article_level(self) -> "EvalSet":
         """The same set with section judgments lifted to their article (highest grade wins)."""
         if self.level == "article":

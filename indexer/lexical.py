@@ -142,7 +142,30 @@ class LexicalIndex:
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk for `query` (zeros when no query word is known)."""
-        tokens = [t for t in tokenize(query) if t in self._bm25.vocab_dict]
+        return self.scores_of(tokenize(query))
+
+    def scores_of(self, tokens: Sequence[str]) -> np.ndarray:
+        """BM25 score of every chunk for already tokenized (stemmed) query tokens."""
+        tokens = [t for t in tokens if t in self._bm25.vocab_dict]
         if not tokens:
             return np.zeros(self.n_docs, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(tokens), dtype=np.float32)
+
+    def knows(self, token: str) -> bool:
+        """True when the stemmed `token` occurs in some chunk."""
+        return token in self._bm25.vocab_dict
+
+    def postings(self, token: str) -> np.ndarray:
+        """The ids of the chunks that contain the stemmed `token` (empty when none does)."""
+        tid = self._bm25.vocab_dict.get(token)
+        if tid is None:
+            return np.zeros(0, dtype=np.int64)
+        scores = self._bm25.scores
+        return np.asarray(scores["indices"][scores["indptr"][tid]:scores["indptr"][tid + 1]])
+
+    def idf(self, token: str) -> float:
+        """BM25's inverse document frequency of the stemmed `token` (0 when unknown)."""
+        df = len(self.postings(token))
+        if not df:
+            return 0.0
+        return float(np.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5)))

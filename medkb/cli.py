@@ -251,13 +251,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
         service = open_service(settings.index_dir, settings.model_dir,
-                               RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article), settings.query_cache_size)
+                               RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article, ranker=settings.ranker,
+                                                 no_match=bool(settings.no_match)), settings.query_cache_size)
     except IndexProblem as exc:
         print(f"medkb search: {exc}", file=sys.stderr)
         return 2
     if service.index.fallback:
         print(f"medkb search: warning: {service.index.fallback}", file=sys.stderr)
     result = service.search(args.query, args.k)
+    if result.searched_for and not args.json:
+        print(f"searched for: {result.searched_for}")
+    if result.no_match and not args.json:
+        print(f"no match: {result.no_match}" + (f" Nearest articles: {'; '.join(result.suggestions)}" if result.suggestions else ""))
     if args.json:
         print(json.dumps(asdict(result), indent=2, default=str, ensure_ascii=False))
         return 0
@@ -324,6 +329,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{evalset.name}: {len(evalset.judged_queries())} judged queries, {evalset.level}-level judgments", file=sys.stderr)
     embedder = load_embedder(settings.model_dir)
     chunker = ChunkerSettings(context_template=CONTEXT_TEMPLATES[args.embed_context])
+    if args.heldout:
+        from evals.ranker_training import is_heldout
+
+        keep = [q for q in evalset.judged_queries() if is_heldout(q)]
+        evalset = evalset.subset(keep)
+        print(f"{evalset.name}: {len(keep)} queries held out from the ranker's training", file=sys.stderr)
     try:
         root = cached_index(corpus_dirs, cache, embedder, chunker, progress=_progress_bar, log=_log)
         index = load_index(root, ModelInfo.of(embedder))
@@ -332,18 +343,59 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 2
     if index.fallback:
         print(f"medkb eval: warning: {index.fallback}", file=sys.stderr)
-    retrieval = RetrievalSettings(retriever=args.retriever, rrf_k=args.rrf_k, heading_weight=0.0 if args.no_headings else args.heading_weight,
-                                  lexical_weight=args.lexical_weight, expand_abbreviations=not args.no_abbreviations, max_per_article=0)
+    steps = not args.no_query_steps
+    retrieval = RetrievalSettings(retriever=args.retriever, ranker=args.ranker, rrf_k=args.rrf_k, heading_weight=0.0 if args.no_headings else args.heading_weight,
+                                  lexical_weight=args.lexical_weight, expand_abbreviations=steps and not args.no_abbreviations,
+                                  spelling=steps and not args.no_spelling, drug_names=steps and not args.no_drug_names,
+                                  shorthand=steps and not args.no_shorthand, negation=steps and not args.no_negation,
+                                  condense=steps and not args.no_condense, no_match=not args.no_nomatch, max_per_article=0)
     service = SearchService(index, embedder, cache_size=settings.query_cache_size, settings=retrieval)
+    if args.ranker == "learned" and args.retriever == "hybrid" and service.ranker is None:
+        print("medkb eval: warning: no learned ranker fits this model (retrieval/data/ranker.txt); hybrid uses RRF", file=sys.stderr)
 
     out_dir = args.out or Path("runs") / f"{evalset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_settings = {**retrieval.to_dict(), "embed_context": args.embed_context, "chunker": chunker.to_dict(), "conversation_context": args.context}
+    run_settings = {**retrieval.to_dict(), "embed_context": args.embed_context, "chunker": chunker.to_dict(), "conversation_context": args.context,
+                    "heldout_only": bool(args.heldout),
+                    "ranker_model": service.ranker.describe() if service.ranker is not None and args.ranker == "learned" else None,
+                    "no_match_policy": service.no_match_policy.card if args.no_nomatch is False else None}
     result = evaluate_set(evalset, contextual_search(service, args.context), out_dir, run_settings, service.manifest, depth=args.depth,
                           threshold=args.threshold, compare_dir=args.compare, progress=_query_bar)
     print(f"{'metric':<12} value")
     for name, value in result.means.items():
         print(f"{name:<12} {value:.4f}")
     print(f"wrote {out_dir}/run.trec, metrics.json, per_query.jsonl, settings.json, report.md, report.html")
+    return 0
+
+
+def cmd_train_ranker(args: argparse.Namespace) -> int:
+    from evals.datasets import EvalSetError
+    from evals.pipeline import cached_index, import_beir_corpus
+    from evals.ranker_training import run
+    from indexer.embedding import ModelInfo, load_embedder
+    from indexer.index_store import load_index
+    from retrieval.search import SearchService
+
+    settings = _settings(args)
+    collections = [(name, args.devsets / name) for name in args.collections]
+    missing = [str(p) for _, p in collections if not (p / "qrels").exists()]
+    if missing:
+        print(f"medkb train-ranker: dev sets not found: {', '.join(missing)} (python -m evals.public_devsets; python -m evals.medquad_devsets)", file=sys.stderr)
+        return 2
+    embedder = load_embedder(settings.model_dir)
+
+    def service_for(name: str) -> SearchService:
+        corpus = import_beir_corpus(args.devsets / name, args.cache_dir, log=_log)
+        root = cached_index([corpus], args.cache_dir, embedder, progress=_progress_bar, log=_log)
+        return SearchService(load_index(root, ModelInfo.of(embedder)), embedder, cache_size=4096, ranker=None, no_match=None)
+
+    try:
+        card = run(service_for, collections, args.model, args.card, log=_log, cache=args.features_cache, model_name=embedder.name)
+    except (EvalSetError, ValueError) as exc:
+        print(f"medkb train-ranker: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.model} ({card['trees']} trees) and {args.card}")
+    for name, row in card["heldout"].items():
+        print(f"  {name:<28} " + "  ".join(f"{k.split(' ')[0]} {v['ndcg@10']:.3f}/{v['mrr@10']:.3f}" for k, v in row.items()))
     return 0
 
 
@@ -456,9 +508,11 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from evals.ranker_training import DEFAULT_COLLECTIONS
     from evals.runner import CONTEXT_MODES
     from indexer.vocabulary import ReviewStatus, values
-    from retrieval.search import RETRIEVERS
+    from retrieval.ranker import CARD_FILE, MODEL_FILE
+    from retrieval.search import RANKERS, RETRIEVERS
 
     parser = argparse.ArgumentParser(prog="medkb", description="medkb: cited passages from a medical knowledge base.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -521,11 +575,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heading-weight", type=float, default=0.3, help="weight of the question-to-heading list in the fusion")
     p.add_argument("--lexical-weight", type=float, default=1.0, help="weight of the BM25 list in the fusion")
     p.add_argument("--rrf-k", type=int, default=60, help="reciprocal rank fusion constant")
+    p.add_argument("--ranker", choices=RANKERS, default="learned", help="how hybrid orders its candidates: the learned ranker (default) or reciprocal rank fusion")
+    p.add_argument("--heldout", action="store_true", help="score only the queries the learned ranker's training held out (its split)")
     p.add_argument("--no-abbreviations", action="store_true", help="do not expand clinical abbreviations in queries")
+    p.add_argument("--no-spelling", action="store_true", help="do not correct misspelled query words")
+    p.add_argument("--no-drug-names", action="store_true", help="do not add a drug's other (brand/generic) names")
+    p.add_argument("--no-shorthand", action="store_true", help="do not write out clinician shorthand (scope, 60yo, thal, ...)")
+    p.add_argument("--no-negation", action="store_true", help="do not read NOT / -x / without / not caused by")
+    p.add_argument("--no-condense", action="store_true", help="search long messages word for word")
+    p.add_argument("--no-query-steps", action="store_true", help="all of the above: the query as typed")
+    p.add_argument("--no-nomatch", action="store_true", help="always return the best passages, even when nothing answers")
     p.add_argument("--context", choices=CONTEXT_MODES, default="resolve", help="for follow-up queries (queries.jsonl metadata.context): resolve them against the earlier questions as /api/ask does (default), prepend the last earlier question, or ignore the context")
     p.add_argument("--embed-context", choices=["title-section", "none"], default="title-section", help="embed each chunk with its article title and section path (default) or its text alone")
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train-ranker", help="train the learned ranker on the public dev sets", description="Read every judged query of the public dev sets, gather its candidates and features as search does, train a LightGBM lambdarank model on the train folds and write it with its card (training data, split, features, held-out metrics).")
+    p.add_argument("--devsets", type=Path, default=Path("var/devsets"), help="folder holding the BEIR dev sets (default var/devsets)")
+    p.add_argument("--collections", nargs="+", default=list(DEFAULT_COLLECTIONS), help="dev sets to train on")
+    p.add_argument("--cache-dir", type=Path, default=Path("var/eval-cache"), help="where imported corpora and their indexes are cached")
+    p.add_argument("--features-cache", type=Path, default=None, help="keep each collection's features here and reuse them")
+    p.add_argument("--model", type=Path, default=MODEL_FILE, help="model file to write")
+    p.add_argument("--card", type=Path, default=CARD_FILE, help="card (JSON) to write")
+    p.add_argument("--model-dir", type=Path)
+    p.set_defaults(func=cmd_train_ranker)
 
     p = sub.add_parser("bench", help="measure build throughput, search latency and memory", description="Benchmarks printed as a table and written as JSON: build throughput (and its ratio to the raw model encode rate), search latency in-process and over HTTP with 1, 8 and 32 clients, server RSS and index bytes per chunk, for the default corpus, a MedQuAD index, and 1M synthetic vectors.")
     p.add_argument("--sizes", default="default,medquad,synthetic", help="comma-separated: default, medquad, synthetic")

@@ -71,6 +71,8 @@ class Settings:
         return self.answers_db or self.index_dir.parent / "answers.sqlite"
     reload_seconds: float = _setting(1.0, "MEDKB_RELOAD_SECONDS", "How often the server checks the index root for a newly published build and swaps to it (0: never; restart to serve a new build).")
     watch_debounce_ms: int = _setting(500, "MEDKB_WATCH_DEBOUNCE_MS", "`medkb index --watch`: milliseconds of quiet after a change before rebuilding (edits saved together make one build).")
+    ranker: str = _setting("learned", "MEDKB_RANKER", "How hybrid orders its candidates: learned (retrieval/data/ranker.txt, trained by `medkb train-ranker`) or rrf.")
+    no_match: int = _setting(1, "MEDKB_NO_MATCH", "1: a query that nothing answers gets no passages, a reason and the nearest article titles; 0: always the best passages.")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -94,7 +96,7 @@ def _convert(name: str, raw: str) -> Any:
         return Path(raw)
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)
-    if name == "retriever":
+    if name in ("retriever", "ranker"):
         return raw
     if name in ("batch_window_ms", "conversations_timeout", "reload_seconds"):
         return float(raw)

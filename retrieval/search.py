@@ -1,13 +1,18 @@
 """The search service: one plain-Python object that the page, the JSON API and the
 offline evaluations all call.
 
-Retrieval fuses up to three ranked lists with reciprocal rank fusion:
+Hybrid retrieval takes the union of up to three ranked lists:
 - dense: FAISS inner product between the query and each chunk (title + section + text);
 - lexical: BM25 over the same text;
 - heading: the query against each section's title and heading path, which in this corpus
   are questions ("What are the causes of chronic microcytic anemia?" > "Causes of ..."),
-  so a question meets the question its passage answers.
-Every knob lives in `RetrievalSettings`, which evaluation runs record.
+  so a question meets the question its passage answers;
+and orders it with the learned ranker (retrieval/ranker.py, trained on public dev sets by
+`medkb train-ranker`) or, with `ranker="rrf"`, by weighted reciprocal rank fusion.
+Before that, the query is read (retrieval/query_understanding.py: long messages condensed,
+shorthand, spelling, drug names, abbreviation senses, negation); after it, a query that
+nothing answers gets no passages but a reason and the nearest article titles
+(retrieval/nomatch.py). Every knob lives in `RetrievalSettings`, which evaluation runs record.
 
 Names follow IR usage: a `Hit` is one ranked passage; a `SearchResult` is the ranked
 list for one query with its provenance (the query as searched, the build, timing).
@@ -30,9 +35,15 @@ from indexer.index_store import ArticleRecord, IndexManifest, LoadedIndex
 from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from retrieval.abbreviations import Abbreviations
 from retrieval.batching import QueryBatcher
+from retrieval.negation import demote_negated
+from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, Candidates, Evidence, NoMatchPolicy
+from retrieval.query_understanding import ParsedQuery, QueryUnderstanding
+from retrieval.ranker import FeatureExtractor, LearnedRanker, QueryTerms, default_ranker
 from retrieval.reviews import ArticleReview, ReviewBook
 
 RETRIEVERS = ("dense", "lexical", "hybrid")
+# How hybrid orders its candidates: the learned ranker, or reciprocal rank fusion.
+RANKERS = ("learned", "rrf")
 
 # What happens to a passage citing a retracted source: ranked below every passage without
 # one (demote, the default), ranked as its score says (include), or left out (exclude).
@@ -43,6 +54,7 @@ SCORE_MEANING = {
     "dense": "cosine similarity between the query and the passage embeddings (-1..1)",
     "lexical": "BM25 score of the passage for the query (0 and up; not comparable across queries)",
     "hybrid": "reciprocal rank fusion: the weighted sum of 1 / (rrf_k + rank) over the fused lists",
+    "learned": "the learned ranker's score (higher is better; comparable within one query only)",
 }
 
 
@@ -51,17 +63,26 @@ class RetrievalSettings:
     """How passages are found and ranked. Recorded with every evaluation run."""
 
     retriever: str = "hybrid"  # dense | lexical | hybrid
+    ranker: str = "learned"  # hybrid only: learned (retrieval/data/ranker.txt; RRF when none fits the model) | rrf
     rrf_k: int = 60  # reciprocal rank fusion constant
     dense_weight: float = 1.0
     lexical_weight: float = 1.0
     heading_weight: float = 0.3  # the query-to-section-heading list; 0 turns it off (0.3: best of 0, 0.3, 0.5, 1 on gold and MedQuAD-QA)
     candidates: int = 100  # taken from each list before fusion
-    expand_abbreviations: bool = True
+    expand_abbreviations: bool = True  # abbreviation senses chosen by the query's other words
+    spelling: bool = True  # correct words unknown to the index and to English
+    drug_names: bool = True  # brand and generic names of a drug searched together
+    shorthand: bool = True  # clinician shorthand (scope, 60yo, thal, lido, postop, def, ...)
+    negation: bool = True  # NOT x, -x, without x, not caused by x: demote what is negated
+    condense: bool = True  # long messages searched as their medical focus and question
+    no_match: bool = True  # say so, with no passages, when nothing answers
     max_per_article: int = 0  # diversification: at most this many passages per article (0: no cap)
 
     def __post_init__(self) -> None:
         if self.retriever not in RETRIEVERS:
             raise ValueError(f"retriever must be one of {', '.join(RETRIEVERS)}, got {self.retriever!r}")
+        if self.ranker not in RANKERS:
+            raise ValueError(f"ranker must be one of {', '.join(RANKERS)}, got {self.ranker!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,7 +151,13 @@ class IndexInfo:
 @dataclass
 class SearchResult:
     """The ranked hits for one query, with the query as searched (abbreviations expanded),
-    the time taken (ms), and the build that answered."""
+    the time taken (ms), and the build that answered.
+
+    `searched_for` is set when the words searched differ from the words typed in a way the
+    reader should see (a spelling correction, a long message condensed). `no_match` is set,
+    with `hits` empty, when nothing in the index answers: it says why, and `suggestions`
+    holds the nearest article titles. `negated` lists what the query excluded. `ranker` says
+    what ordered the hits (learned, rrf, or the one retriever)."""
 
     query: str
     hits: list[Hit]
@@ -140,6 +167,11 @@ class SearchResult:
     retriever: str
     expanded_query: str = ""
     reviews: dict[str, ArticleReview] = field(default_factory=dict)  # the hits' articles' review status, derived at query time
+    searched_for: str | None = None
+    no_match: str | None = None
+    suggestions: list[str] = field(default_factory=list)
+    negated: list[str] = field(default_factory=list)
+    ranker: str = ""
 
 
 class QueryCache:
@@ -172,7 +204,8 @@ class SearchService:
 
     def __init__(self, index: LoadedIndex, embedder: Embedder, cache_size: int = 1024,
                  settings: RetrievalSettings = RetrievalSettings(), abbreviations: Abbreviations | None = None,
-                 batch_window_ms: float = 2.0, reviews: ReviewBook | None = None):
+                 batch_window_ms: float = 2.0, reviews: ReviewBook | None = None, ranker: LearnedRanker | None | str = "default",
+                 no_match: NoMatchPolicy | None | str = "default"):
         import faiss
 
         # One query at a time is a tiny job: a single OpenMP thread answers it in ~2 ms at 32k
@@ -184,6 +217,7 @@ class SearchService:
         self._section_index = faiss.IndexFlatIP(embedder.dim)
         if len(index.sections.ids):
             self._section_index.add(np.ascontiguousarray(index.sections.vectors, dtype=np.float32))
+        self._section_vectors = np.ascontiguousarray(index.sections.vectors, dtype=np.float32)
         self.index = index
         self.reviews = reviews or ReviewBook()
         self._embedder = embedder
@@ -192,8 +226,24 @@ class SearchService:
         self.abbreviations = abbreviations if abbreviations is not None else Abbreviations.load()
         position = {sid: i for i, sid in enumerate(index.sections.ids)}
         self._chunks_of_section: list[list[int]] = [[] for _ in index.sections.ids]
+        self._section_of_chunk = np.zeros(len(index.chunks), dtype=np.int64)
         for i, chunk in enumerate(index.chunks):
             self._chunks_of_section[position[chunk.section_id]].append(i)
+            self._section_of_chunk[i] = position[chunk.section_id]
+        self._chunk_vectors = _flat_vectors(index.faiss_index)
+        self.understanding = QueryUnderstanding(index, self.abbreviations)
+        # The learned ranker and the no-match thresholds were fitted on one model's cosines: with
+        # another model, hybrid falls back to RRF and no-match to its model-free rules.
+        model = index.manifest.model.name
+        if ranker == "default":
+            ranker = default_ranker()
+            ranker = ranker if ranker is not None and ranker.model == model else None
+        self.ranker: LearnedRanker | None = ranker
+        if no_match == "default":
+            no_match = NoMatchPolicy.load()
+            no_match = no_match if no_match is not None and no_match.model == model else NoMatchPolicy.model_free()
+        self.no_match_policy: NoMatchPolicy = no_match or NoMatchPolicy.model_free()
+        self._features = FeatureExtractor(index)
 
     def over(self, index: LoadedIndex) -> "SearchService":
         """This engine over another build (a server swapping to a newly published one): the same
@@ -295,33 +345,61 @@ class SearchService:
                     out.append((i, sim))
         return out
 
+    def read_query(self, query: str, settings: RetrievalSettings | None = None) -> ParsedQuery:
+        """The query as the engine reads it (see retrieval.query_understanding)."""
+        return self.understanding.read(query, settings or self.settings)
+
     def search(self, query: str, k: int = 10, filters: Filters = Filters(), settings: RetrievalSettings | None = None) -> SearchResult:
-        """The `k` best passages for `query` that pass `filters`, best first (ties by chunk id)."""
+        """The `k` best passages for `query` that pass `filters`, best first (ties by chunk id).
+        When nothing answers, no passages, with `no_match` saying why."""
         started = time.perf_counter()
         cfg = settings or self.settings
         chunks = self.index.chunks
-        text = self.abbreviations.expand(query) if cfg.expand_abbreviations else query
+        parsed = self.understanding.read(query, cfg)
+        text = parsed.text
         hits: list[Hit] = []
         reviews = self.review_statuses()  # one snapshot of the review log for filtering and showing
-        if chunks:
+        ranker_used = cfg.retriever
+        no_match: str | None = None
+        suggestions: list[str] = []
+        if chunks and cfg.no_match and not parsed.has_content:
+            no_match = NO_CONTENT
+        elif chunks and cfg.no_match and not parsed.known:
+            no_match = NOTHING_KNOWN
+        elif chunks:
             admitted = self._admitted(filters, reviews)
             depth = max(cfg.candidates, k * 3 if cfg.max_per_article else k)
             lists: dict[str, list[tuple[int, float]]] = {}
             # Only the dense and heading lists need the model; lexical search alone never runs it.
             vector = self.embed_query(text) if cfg.retriever != "lexical" else None
-            if cfg.retriever in ("dense", "hybrid"):
-                lists["dense"] = self._dense(vector, min(depth, len(chunks)), admitted)
-            if cfg.retriever in ("lexical", "hybrid"):
-                lists["lexical"] = self._lexical(text, min(depth, len(chunks)), admitted)
-            if cfg.retriever == "hybrid" and cfg.heading_weight:
-                lists["heading"] = self._heading(vector, min(depth, len(self.index.sections.ids)), admitted)
-            hits = self._fuse(lists, cfg)
+            learned = cfg.retriever == "hybrid" and cfg.ranker == "learned" and self.ranker is not None
+            if learned:
+                hits, evidence = self._learned(parsed, vector, min(depth, len(chunks)), admitted)
+                ranker_used = "learned"
+            else:
+                if cfg.retriever in ("dense", "hybrid"):
+                    lists["dense"] = self._dense(vector, min(depth, len(chunks)), admitted)
+                if cfg.retriever in ("lexical", "hybrid"):
+                    lists["lexical"] = self._lexical(parsed.lexical_text, min(depth, len(chunks)), admitted)
+                if cfg.retriever == "hybrid" and cfg.heading_weight:
+                    lists["heading"] = self._heading(vector, min(depth, len(self.index.sections.ids)), admitted)
+                hits = self._fuse(lists, cfg)
+                ranker_used = "rrf" if cfg.retriever == "hybrid" else cfg.retriever
+                evidence = self._evidence(parsed, vector, min(depth, len(chunks)), admitted) if cfg.no_match else None
+            if cfg.negation and parsed.negated:
+                hits = demote_negated(hits, parsed.negated)
             if filters.retracted == "demote":
                 # Stable: order within each group stays the fused order.
                 hits = [h for h in hits if not cites_retracted(h.chunk)] + [h for h in hits if cites_retracted(h.chunk)]
+            if cfg.no_match and evidence is not None and hits:
+                no_match = self.no_match_policy.judge(evidence)
+            if no_match:
+                hits = []
             hits = _diversify(hits, cfg.max_per_article)[:k]
             for rank, hit in enumerate(hits, start=1):
                 hit.rank = rank
+        if no_match and chunks and parsed.has_content and vector_free_suggestions_ok(cfg):
+            suggestions = [self.index.articles[a].title for a, _ in self.nearest_articles(text, 3) if a in self.index.articles]
         return SearchResult(
             query=query,
             hits=hits,
@@ -331,7 +409,58 @@ class SearchService:
             retriever=cfg.retriever,
             expanded_query=text,
             reviews={h.chunk.article_id: reviews[h.chunk.article_id] for h in hits if h.chunk.article_id in reviews},
+            searched_for=parsed.searched_for,
+            no_match=no_match,
+            suggestions=suggestions,
+            negated=list(parsed.negated),
+            ranker=ranker_used,
         )
+
+    def candidates(self, parsed: ParsedQuery, vector: np.ndarray, depth: int, admitted: np.ndarray | None = None) -> Candidates:
+        """The union of the dense, BM25 and heading lists for a read query, with each
+        candidate's cosine, BM25 and heading similarity and its feature matrix."""
+        n = len(self.index.chunks)
+        terms = QueryTerms.of(self.index.lexical, parsed.lexical_text)
+        bm25_all = self.index.lexical.scores_of(terms.tokens) if terms.tokens else np.zeros(n, dtype=np.float32)
+        if admitted is not None:
+            bm25_all = np.where(admitted, bm25_all, 0.0)
+        dense_list = self._dense(vector, depth, admitted)
+        lexical_ids = [int(i) for i in _top(bm25_all, depth) if bm25_all[i] > 0]
+        section_sims = self._section_vectors @ vector.astype(np.float32) if len(self._section_vectors) else np.zeros(0, dtype=np.float32)
+        heading_ids: list[int] = []
+        for s in _top(section_sims, min(depth, len(section_sims))):
+            heading_ids.extend(i for i in self._chunks_of_section[int(s)] if admitted is None or admitted[i])
+        ids = np.array(sorted({i for i, _ in dense_list} | set(lexical_ids) | set(heading_ids)), dtype=np.int64)
+        dense = self._chunk_vectors[ids] @ vector.astype(np.float32) if len(ids) else np.zeros(0, dtype=np.float32)
+        bm25 = bm25_all[ids].astype(np.float32)
+        heading = section_sims[self._section_of_chunk[ids]] if len(ids) else np.zeros(0, dtype=np.float32)
+        features = self._features.matrix(parsed.question, terms, ids, dense, bm25, heading)
+        return Candidates(ids, dense, bm25, heading, features, terms)
+
+    def _learned(self, parsed: ParsedQuery, vector: np.ndarray, depth: int, admitted: np.ndarray | None) -> tuple[list[Hit], Evidence]:
+        cands = self.candidates(parsed, vector, depth, admitted)
+        scores = self.ranker.score(cands.features) if self.ranker is not None else np.zeros(len(cands.ids))
+        chunks = self.index.chunks
+        order = sorted(range(len(cands.ids)), key=lambda j: (-round(float(scores[j]), 9), chunks[int(cands.ids[j])].id))
+        hits = [Hit(rank=0, score=float(scores[j]), chunk=chunks[int(cands.ids[j])],
+                    signals={"dense": float(cands.dense[j]), "lexical": float(cands.bm25[j]), "heading": float(cands.heading[j])}) for j in order]
+        return hits, Evidence.of(cands, order[:1])
+
+    def evidence(self, query: str, settings: RetrievalSettings | None = None) -> Evidence | None:
+        """How well the best candidates match `query` (what the no-match policy judges); None
+        when the query has no content word, no word the index knows, or the index is empty."""
+        cfg = settings or self.settings
+        parsed = self.understanding.read(query, cfg)
+        if not self.index.chunks or not parsed.has_content or not parsed.known:
+            return None
+        vector = self.embed_query(parsed.text)
+        return Evidence.of(self.candidates(parsed, vector, min(cfg.candidates, len(self.index.chunks))), [])
+
+    def _evidence(self, parsed: ParsedQuery, vector: np.ndarray | None, depth: int, admitted: np.ndarray | None) -> Evidence | None:
+        """The no-match evidence of a result ordered without the learned ranker (None without a query vector)."""
+        if vector is None:
+            return None
+        return Evidence.of(self.candidates(parsed, vector, depth, admitted), [])
 
     def _fuse(self, lists: dict[str, list[tuple[int, float]]], cfg: RetrievalSettings) -> list[Hit]:
         chunks = self.index.chunks
@@ -368,6 +497,24 @@ def open_service(index_dir: Path, model_dir: Path | None = None, settings: Retri
     embedder = load_embedder(model_dir)
     index = load_index(Path(index_dir), ModelInfo.of(embedder))
     return SearchService(index, embedder, cache_size=cache_size, settings=settings, batch_window_ms=batch_window_ms)
+
+
+def vector_free_suggestions_ok(cfg: RetrievalSettings) -> bool:
+    """Suggestions embed the query; a lexical-only search never runs the model."""
+    return cfg.retriever != "lexical"
+
+
+def _flat_vectors(faiss_index) -> np.ndarray:
+    """The chunk vectors (n, dim) of a flat FAISS index, without a copy where FAISS allows it."""
+    import faiss
+
+    n, d = faiss_index.ntotal, faiss_index.d
+    if n == 0:
+        return np.zeros((0, d), dtype=np.float32)
+    try:
+        return faiss.rev_swig_ptr(faiss_index.get_xb(), n * d).reshape(n, d)
+    except AttributeError:
+        return faiss_index.reconstruct_n(0, n)
 
 
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:

@@ -31,7 +31,7 @@ def load_service(settings: Settings) -> SearchService:
 
 
 def retrieval_settings(settings: Settings) -> RetrievalSettings:
-    return RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article)
+    return RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article, ranker=settings.ranker, no_match=bool(settings.no_match))
 
 
 class MedkbApp(FastAPI):

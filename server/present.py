@@ -84,6 +84,9 @@ def search_out(result: SearchResult, k: int) -> SearchOut:
                             references=[reference_out(r) for r in h.chunk.references],
                             unresolved_citations=h.chunk.unresolved_citations) for h in result.hits],
         index=IndexInfo(build=result.index.build, model=result.index.model),
+        searched_for=result.searched_for,
+        no_match=result.no_match,
+        suggestions=result.suggestions,
     )
 
 

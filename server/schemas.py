@@ -111,6 +111,9 @@ class SearchOut(BaseModel):
     total_chunks: int
     results: list[PassageOut]
     index: IndexInfo
+    searched_for: str | None = Field(default=None, description="The words searched, when they differ from the query as typed (a spelling correction, a long message condensed).")
+    no_match: str | None = Field(default=None, description="Why there are no results: nothing in the knowledge base answers the query.")
+    suggestions: list[str] = Field(default=[], description="With no_match: the titles of the nearest articles.")
 
 
 class ErrorDetail(BaseModel):

@@ -144,6 +144,7 @@ function renderAnswer(data) {
   if (data.resolved_query && data.resolved_query !== data.question) {
     card.append(el("p", { class: "resolved" }, "Searched as: ", el("q", {}, data.resolved_query)));
   }
+  if (data.searched_for) card.append(el("p", { class: "searched-for" }, "Searched for: ", el("q", {}, data.searched_for)));
   if (data.no_match) {
     card.append(el("p", { class: "no-match", role: "note" }, data.no_match));
     if (data.related_questions.length) card.append(el("h3", {}, "Try instead"), suggestionLinks(data.related_questions));

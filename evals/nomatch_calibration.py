@@ -1,0 +1,144 @@
+"""Calibrate and measure the no-match policy (retrieval/nomatch.py).
+
+    python -m evals.nomatch_calibration [--devsets var/devsets] [--cache-dir var/eval-cache] [--write]
+    python -m evals.nomatch_calibration --check     # counts only, with the committed policy
+
+Answerable questions: every judged query of the public dev sets, searched in its own corpus
+(each has an answer there). Unanswerable: evals/nomatch/queries.jsonl, over the default
+corpus. A logistic regression over retrieval.nomatch.EVIDENCE separates the two (classes
+weighted equally); the threshold is the lowest probability that flags at most 1% of the
+dev-set questions. The gold questions (evals/gold) are not used to fit: they are the check
+(at most 2 of them may be flagged), reported with the no-match count (at least 45 of 50).
+With --write the weights go to retrieval/data/nomatch.json with the counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from evals.datasets import load_beir, load_gold, load_nomatch
+from retrieval.nomatch import EVIDENCE, POLICY_FILE, NoMatchPolicy
+
+REPO = Path(__file__).resolve().parent.parent
+DEV_SETS = ("medquad-qa", "mediqa", "medicationqa", "medicationqa-section-titles")
+MAX_FLAGGED_DEV = 0.01
+PER_SET = 400  # dev queries per set (by id), enough to place a 1% threshold
+
+
+def _service(corpus_dirs, cache: Path, embedder, settings=None):
+    from evals.pipeline import cached_index
+    from indexer.embedding import ModelInfo
+    from indexer.index_store import load_index
+    from retrieval.search import RetrievalSettings, SearchService
+
+    root = cached_index(corpus_dirs, cache, embedder, log=lambda m: print(m, file=sys.stderr))
+    return SearchService(load_index(root, ModelInfo.of(embedder)), embedder, settings=settings or RetrievalSettings(), no_match=None)
+
+
+def evidence_rows(service, queries: list[str]) -> tuple[np.ndarray, list[str | None]]:
+    """EVIDENCE rows of the queries that pass the model-free rules, and each query's model-free reason."""
+    rows, reasons = [], []
+    for q in queries:
+        r = service.search(q, 1)
+        reasons.append(r.no_match)
+        if r.no_match is None:
+            ev = service.evidence(q)
+            rows.append(ev.vector() if ev is not None else np.full(len(EVIDENCE), np.nan))
+        else:
+            rows.append(np.full(len(EVIDENCE), np.nan))
+    return np.array(rows), reasons
+
+
+def main(argv: list[str] | None = None) -> int:
+    from indexer.embedding import load_embedder
+    from medkb.settings import Settings
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devsets", type=Path, default=Path("var/devsets"))
+    parser.add_argument("--sets", nargs="+", default=list(DEV_SETS))
+    parser.add_argument("--cache-dir", type=Path, default=Path("var/eval-cache"))
+    parser.add_argument("--write", action="store_true", help=f"write the calibrated policy to {POLICY_FILE}")
+    parser.add_argument("--check", action="store_true", help="only count, with the committed policy")
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_env()
+    embedder = load_embedder(settings.model_dir)
+    corpus = list(settings.corpus_dirs)
+    default = _service(corpus, args.cache_dir, embedder)
+    nomatch = load_nomatch(REPO / "evals" / "nomatch")
+    gold = load_gold(REPO / "evals" / "gold", corpus)
+    neg, neg_reasons = evidence_rows(default, [q.query for q in nomatch])
+    gold_rows, gold_reasons = evidence_rows(default, [gold.queries[q] for q in gold.judged_queries()])
+
+    if args.check:
+        policy = NoMatchPolicy.load()
+    else:
+        from sklearn.linear_model import LogisticRegression
+
+        from evals.pipeline import import_beir_corpus
+
+        pos_parts = []
+        for name in args.sets:
+            evalset = load_beir(args.devsets / name)
+            service = _service([import_beir_corpus(args.devsets / name, args.cache_dir)], args.cache_dir, embedder)
+            rows, _ = evidence_rows(service, [evalset.queries[q] for q in evalset.judged_queries()[:PER_SET]])
+            pos_parts.append(rows)
+            print(f"{name}: {len(rows)} answerable questions", file=sys.stderr)
+        pos = np.vstack(pos_parts)
+        pos = pos[~np.isnan(pos).any(axis=1)]
+        negatives = neg[~np.isnan(neg).any(axis=1)]
+        x = np.vstack([pos, negatives])
+        y = np.concatenate([np.ones(len(pos)), np.zeros(len(negatives))])
+        model = LogisticRegression(class_weight="balanced", C=1.0, max_iter=1000).fit(x, y)
+        weights, bias = model.coef_[0], float(model.intercept_[0])
+        p_pos = 1 / (1 + np.exp(-(pos @ weights + bias)))
+        threshold = float(np.quantile(p_pos, MAX_FLAGGED_DEV))
+        policy = NoMatchPolicy(model=embedder.name, weights=tuple(float(w) for w in weights), bias=bias, threshold=threshold)
+        dev_flagged = float((p_pos < threshold).mean())
+        print(f"dev questions flagged: {dev_flagged:.3%} of {len(pos)}", file=sys.stderr)
+
+    def flagged(rows, reasons) -> list[bool]:
+        out = []
+        for row, reason in zip(rows, reasons):
+            if reason is not None:
+                out.append(True)
+            elif policy is None or np.isnan(row).any():
+                out.append(False)
+            else:
+                z = policy.bias + float(np.dot(policy.weights, row))
+                out.append(1 / (1 + np.exp(-z)) < policy.threshold)
+        return out
+
+    neg_flags, gold_flags = flagged(neg, neg_reasons), flagged(gold_rows, gold_reasons)
+    by_kind: dict[str, list[int]] = {}
+    for q, f in zip(nomatch, neg_flags):
+        by_kind.setdefault(q.kind, [0, 0])
+        by_kind[q.kind][0] += f
+        by_kind[q.kind][1] += 1
+    gold_ids = gold.judged_queries()
+    report = {
+        "nomatch_flagged": int(sum(neg_flags)), "nomatch_total": len(nomatch),
+        "nomatch_by_kind": {k: f"{a}/{b}" for k, (a, b) in sorted(by_kind.items())},
+        "nomatch_missed": [q.query for q, f in zip(nomatch, neg_flags) if not f],
+        "gold_flagged": int(sum(gold_flags)), "gold_total": len(gold_ids),
+        "gold_flagged_queries": [gold.queries[q] for q, f in zip(gold_ids, gold_flags) if f],
+    }
+    print(json.dumps(report, indent=2))
+    if args.write and not args.check:
+        card = {"embedding_model": policy.model, "evidence": list(EVIDENCE), "weights": list(policy.weights), "bias": policy.bias,
+                "threshold": policy.threshold, "fitted_on": {"answerable": {n: f"first {PER_SET} judged queries (by id) of var/devsets/{n}" for n in args.sets},
+                                                              "unanswerable": "evals/nomatch/queries.jsonl over corpus/"},
+                "threshold_rule": f"the lowest probability that flags at most {MAX_FLAGGED_DEV:.0%} of the answerable dev questions",
+                "not_used_to_fit": "evals/gold (the check)", "result": report, "built_by": "python -m evals.nomatch_calibration --write"}
+        POLICY_FILE.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {POLICY_FILE}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

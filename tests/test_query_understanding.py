@@ -1,0 +1,191 @@
+"""Query understanding, no match and the learned ranker over the default corpus with the fake
+embedder: cases 13 (no content), 14 (abbreviation senses) and 15 (negation) in ../shared/cases,
+spelling, shorthand, drug names, long messages, and the ranker's features and model."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.build import build_index
+from indexer.index_store import load_index
+from retrieval.abbreviations import Abbreviations
+from retrieval.negation import split_negation
+from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Evidence, NoMatchPolicy
+from retrieval.query_understanding import condense, content_words
+from retrieval.ranker import FEATURES, LearnedRanker
+from retrieval.search import RetrievalSettings, SearchService
+
+from fakes import FakeEmbedder
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+CASES = Path(__file__).resolve().parent.parent.parent / "shared" / "cases"
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("qu") / "index"
+    build_index([CORPUS], root, FakeEmbedder())
+    return load_index(root)
+
+
+@pytest.fixture(scope="module")
+def service(index):
+    return SearchService(index, FakeEmbedder(), ranker=None, no_match=None)
+
+
+def _case(name: str, fallback: list[str]) -> list[str]:
+    path = CASES / name / "queries.txt"
+    return [q for q in path.read_text().splitlines() if q.strip()] if path.exists() else fallback
+
+
+def test_case_13_no_content_gets_no_match(service):
+    for query in _case("13-no-content", ["the", "what is it?", "asdfgh qwerty", "K+ 6.2"]):
+        r = service.search(query, 5)
+        assert r.hits == [] and r.no_match in (NO_CONTENT, NOTHING_KNOWN), query
+    assert service.search("ferritin", 5).no_match is None
+
+
+def test_case_14_abbreviation_sense_follows_the_other_words(service):
+    parsed = service.read_query("SBP target C6 injury")
+    assert "systolic blood pressure" in parsed.text and "peritonitis" not in parsed.text
+    parsed = service.read_query("ascitic fluid PMN count SBP")
+    assert "spontaneous bacterial peritonitis" in parsed.text and "systolic" not in parsed.text
+    top3 = [h.chunk.article_id for h in service.search("SBP target C6 injury", 3).hits]
+    assert "spinal-cord-injury-c6-c7-cardiovascular" in top3
+
+
+def test_abbreviation_case_carries_meaning_only_where_entries_differ_by_case(tmp_path):
+    f = tmp_path / "abbr.tsv"
+    f.write_text("HbS\themoglobin S\nHBs\thepatitis B surface antigen\nHb\themoglobin\nSBP\tspontaneous bacterial peritonitis\tascites\n"
+                 "SBP\tsystolic blood pressure\ttarget\n")
+    a = Abbreviations.load(f)
+    assert a.expansions("HbS") == ["hemoglobin S"] and a.expansions("HBs") == ["hepatitis B surface antigen"]
+    assert a.expansions("hbs") == [], "HbS and HBs differ by case alone: neither is guessed from 'hbs'"
+    assert a.expansions("low hb") == ["hemoglobin"]
+    assert a.expansions("SBP") == ["spontaneous bacterial peritonitis", "systolic blood pressure"], "no chooser: every sense"
+
+
+def test_case_15_negation_demotes_what_is_negated(service):
+    for query in _case("15-negation", ["anaemia NOT iron deficiency", "anaemia not caused by iron deficiency"]):
+        parsed = service.read_query(query)
+        assert parsed.negated and "iron deficiency" in parsed.negated[0].lower(), query
+        hits = service.search(query, 5).hits
+        assert hits and not any("iron deficiency" in h.chunk.article_title.lower() for h in hits[:3]), query
+    off = service.search("anaemia NOT iron deficiency", 5, settings=RetrievalSettings(negation=False))
+    assert off.negated == []
+
+
+def test_negation_forms():
+    assert split_negation("anaemia -thalassemia") == ("anaemia", ["thalassemia"])
+    assert split_negation("microcytosis without iron deficiency in adults") == ("microcytosis in adults", ["iron deficiency"])
+    assert split_negation("why is iron not absorbed") == ("why is iron not absorbed", []), "a lower-case 'not' in a question is not an exclusion"
+    assert split_negation("C6-C7 injury") == ("C6-C7 injury", [])
+
+
+def test_without_that_names_a_topic_is_kept(service):
+    parsed = service.read_query("iron deficiency without anaemia treatment fatigue")
+    assert parsed.negated == [] and "without anaemia" in parsed.question
+
+
+def test_spelling_corrects_unknown_words_only_and_says_so(service):
+    r = service.search("ferritn level that rules out iron deficiency", 3)
+    assert r.searched_for and "ferritin" in r.searched_for
+    assert service.read_query("sideroblastc anemia diagnosis").question.startswith("sideroblastic")
+    for query in ("IRIDA", "ferritin level", "MCHC low"):
+        assert service.search(query, 3).searched_for is None, "known words and abbreviations are never corrected"
+    assert service.read_query("irn studies").question == "irn studies", "words under five letters are never corrected"
+    assert service.read_query("anemai").question == "anemia", "a transposition is one edit"
+    off = service.read_query("ferritn level", RetrievalSettings(spelling=False))
+    assert off.question == "ferritn level"
+
+
+def test_shorthand_is_written_out(service):
+    assert service.read_query("iron def in a 60yo postop").question == "iron deficiency in a 60 year old postoperative"
+    assert service.read_query("lido infusion").question == "lidocaine infusion"
+    assert service.read_query("PT and INR").question == "PT and INR", "capitals are abbreviations, not shorthand"
+
+
+def test_brand_and_generic_drug_names_are_linked(service):
+    parsed = service.read_query("tylenol for back pain")
+    assert "paracetamol" in parsed.text and "acetaminophen" in parsed.text
+    assert "paracetamol" not in service.read_query("tylenol for back pain", RetrievalSettings(drug_names=False)).text
+
+
+def test_long_messages_are_condensed_to_focus_and_question(service):
+    message = ("Hi doctor, my name is Ann. My mother is 70 and was told her blood count is low and she has small red cells. "
+               "She has been taking omeprazole for years. What tests should she have? Thank you so much for your help, Ann")
+    r = service.search(message, 3)
+    assert r.searched_for and "What tests should she have?" in r.searched_for
+    assert "Thank you" not in r.searched_for and "my name is" not in r.searched_for
+    assert condense("short question about ferritin") == "short question about ferritin"
+
+
+def test_content_words():
+    assert content_words("what is it?") == [] and content_words("K+ 6.2") == []
+    assert content_words("RBC 5.23 MCV 75.4") == ["RBC", "MCV"]
+
+
+def test_weak_evidence_policy():
+    policy = NoMatchPolicy(model="m", weights=(10.0, 0.0, 0.0, 0.0, 0.0), bias=-5.0, threshold=0.5)
+    assert policy.judge(Evidence(0.2, 0.0, 0.0, 0.0, 0.0)) == WEAK_EVIDENCE
+    assert policy.judge(Evidence(0.9, 0.0, 0.0, 0.0, 0.0)) is None
+    assert NoMatchPolicy.model_free().judge(Evidence(0.0, 0.0, 0.0, 0.0, 1.0)) is None
+
+
+def _tiny_ranker(tmp_path) -> LearnedRanker:
+    import json
+
+    import lightgbm
+
+    rng = np.random.default_rng(0)
+    x = rng.random((400, len(FEATURES)))
+    y = (x[:, FEATURES.index("dense")] > 0.7).astype(int)
+    booster = lightgbm.train({"objective": "lambdarank", "verbose": -1, "min_data_in_leaf": 5, "num_threads": 1}, lightgbm.Dataset(x, y, group=[20] * 20), 10)
+    booster.save_model(str(tmp_path / "r.txt"))
+    (tmp_path / "r.json").write_text(json.dumps({"features": list(FEATURES), "embedding_model": FakeEmbedder.name}))
+    return LearnedRanker.load(tmp_path / "r.txt", tmp_path / "r.json")
+
+
+def test_learned_ranker_orders_the_candidates(index, tmp_path):
+    ranker = _tiny_ranker(tmp_path)
+    service = SearchService(index, FakeEmbedder(), ranker=ranker, no_match=None)
+    r = service.search("ferritin threshold for iron deficiency", 10)
+    assert r.ranker == "learned" and len(r.hits) == 10 and [h.rank for h in r.hits] == list(range(1, 11))
+    assert r.hits == sorted(r.hits, key=lambda h: -h.score)
+    rrf = service.search("ferritin threshold for iron deficiency", 10, settings=RetrievalSettings(ranker="rrf"))
+    assert rrf.ranker == "rrf"
+    parsed = service.read_query("ferritin threshold")
+    cands = service.candidates(parsed, service.embed_query(parsed.text), 20)
+    assert cands.features.shape == (len(cands.ids), len(FEATURES)) and np.isfinite(cands.features).all()
+
+
+def test_ranker_card_must_list_the_features(tmp_path):
+    import json
+
+    ranker = _tiny_ranker(tmp_path)
+    (tmp_path / "r.json").write_text(json.dumps({"features": ["dense"], "embedding_model": "x"}))
+    with pytest.raises(ValueError, match="train-ranker"):
+        LearnedRanker.load(tmp_path / "r.txt", tmp_path / "r.json")
+    assert ranker.describe()["features"] == list(FEATURES)
+
+
+def test_api_says_no_match_with_a_reason(tiny_corpus, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from medkb.settings import Settings
+    from server.app import create_app
+
+    root = tmp_path / "index"
+    build_index([tiny_corpus], root, FakeEmbedder())
+    app = create_app(Settings(index_dir=root, conversations_db=tmp_path / "c.sqlite"),
+                     service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
+    with TestClient(app) as client:
+        body = client.get("/api/search", params={"q": "what is it?"}).json()
+        assert body["results"] == [] and body["no_match"] == NO_CONTENT
+        body = client.get("/api/search", params={"q": "ferritn"}).json()
+        assert body["no_match"] is None and body["searched_for"] == "ferritin" and body["results"]
+        answer = client.post("/api/ask", json={"question": "asdfgh qwerty"}).json()
+        assert answer["key_points"] == [] and answer["no_match"] == NOTHING_KNOWN
+        page = client.get("/", params={"q": "the"}).text
+        assert NO_CONTENT.replace("'", "&#39;") in page or NO_CONTENT in page
