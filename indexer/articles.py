@@ -578,8 +578,12 @@ def _inline(children: list, line: int, body: _Body, out: _Text) -> int:
         if kind in ("text", "code_inline"):
             out.add(child.content, line)
         elif kind == "text_special":
-            masked = _ESCAPED.get(child.content, child.content) if child.info == "escape" else child.content
-            out.add(child.content, line, masked)
+            if child.info == "escape" and child.content in _ESCAPED:
+                # An escaped bracket stays escaped in the text ("\\[7]"), so that nothing downstream
+                # (answers renumbering citations, the page linking them) ever reads it as a citation.
+                out.add("\\" + child.content, line, _ESCAPED[child.content] * 2)
+            else:
+                out.add(child.content, line)
         elif kind in ("softbreak", "hardbreak"):
             out.add("\n", line)
             line += 1

@@ -20,7 +20,8 @@ _RANGE = rf"{_NUMBER}(?:\s*{_DASH}\s*{_NUMBER})?"
 CITATION_BODY = rf"{_RANGE}(?:\s*,\s*{_RANGE})*"
 # A citation is a bracket holding only numbers, commas and ranges. Markdown
 # links ("[text](url)") never match because their text is not all numbers.
-CITATION_RE = re.compile(rf"\[\s*({CITATION_BODY})\s*\]")
+# An escaped bracket ("\\[7]", kept escaped in passage text) is never a citation.
+CITATION_RE = re.compile(rf"(?<!\\)\[\s*({CITATION_BODY})\s*\]")
 _CHARS = r"[\d\s,;" + re.escape(DASHES) + r"]"
 # Anything that looks like a citation, readable or not.
 # (The lookahead keeps matching linear: no nested choice of where the digit is.)

@@ -27,7 +27,9 @@ def cite(text: str, anchor: str) -> Markup:
     """Escape passage text and link each citation bracket to the reference list below it."""
     escaped = str(escape(text))
     linked = CITATION_RE.sub(lambda m: f'<a class="cite" href="#{anchor}-refs">{m.group(0)}</a>', escaped)
-    return Markup(linked.replace("\n", "<br>"))
+    # An escaped bracket (never a citation) is shown as the bracket it stands for, after linking.
+    shown = linked.replace("\\[", "[").replace("\\]", "]")
+    return Markup(shown.replace("\n", "<br>"))
 
 
 templates.env.filters["cite"] = cite

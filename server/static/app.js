@@ -3,7 +3,7 @@
 // renders the stored answer the same way. No inline script: every handler is attached here.
 "use strict";
 
-const CITATION = /\[(\d{1,4}(?:\s*[-\u2013]\s*\d{1,4})?(?:\s*,\s*\d{1,4}(?:\s*[-\u2013]\s*\d{1,4})?)*)\]/g;
+const CITATION = /(?<!\\)\[(\d{1,4}(?:\s*[-\u2013]\s*\d{1,4})?(?:\s*,\s*\d{1,4}(?:\s*[-\u2013]\s*\d{1,4})?)*)\]/g;
 let conversationId = null;
 let turn = 0;
 
@@ -23,13 +23,15 @@ function el(tag, attrs = {}, ...children) {
 function cited(text, answerId) {
   const frag = document.createDocumentFragment();
   let last = 0;
+  // An escaped bracket ("\\[7]") is never a citation; it is shown as the bracket it stands for.
+  const plain = (s) => s.replace(/\\([[\]])/g, "$1");
   for (const match of text.matchAll(CITATION)) {
-    frag.append(text.slice(last, match.index));
+    frag.append(plain(text.slice(last, match.index)));
     const first = match[1].split(/[,\u2013-]/)[0].trim();
     frag.append(el("a", { class: "cite", href: `#${answerId}-ref-${first}` }, match[0]));
     last = match.index + match[0].length;
   }
-  frag.append(text.slice(last));
+  frag.append(plain(text.slice(last)));
   return frag;
 }
 
