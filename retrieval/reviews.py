@@ -230,8 +230,11 @@ def check_decision(record: ArticleRecord, reviewer: Reviewer, decision: Decision
     """Raise ReviewRefused unless `reviewer` may record `decision` on this content now."""
     if decision not in ROLE_DECISIONS.get(reviewer.role, frozenset()):
         allowed = sorted(role for role, ds in ROLE_DECISIONS.items() if decision in ds)
-        raise ReviewRefused(403, "forbidden", f"a {reviewer.role} may not {decision.value.replace('_', ' ')}; that needs the role {' or '.join(allowed)}")
-    if decision == Decision.APPROVE and reviewer.name in record.authors:
+        article = "an" if reviewer.role[:1] in "aeiou" else "a"
+        raise ReviewRefused(403, "forbidden", f"{article} {reviewer.role} may not {decision.value.replace('_', ' ')}; that needs the role {' or '.join(allowed)}")
+    # Account names are compared without case or surrounding spaces: "Ada" in an article's
+    # authors is the account "ada", so nobody approves their own article by spelling it differently.
+    if decision == Decision.APPROVE and reviewer.name.strip().casefold() in {a.strip().casefold() for a in record.authors}:
         raise ReviewRefused(403, "forbidden", f"{reviewer.name} is an author of {record.id!r} and cannot approve it; another reviewer must")
     if content_sha256 != record.content_sha256:
         raise ReviewRefused(409, "conflict", f"the content reviewed (sha256 {content_sha256[:12]}…) is not the current content of {record.id!r} "

@@ -123,10 +123,14 @@ def test_rules_for_recording(store):
     record_decision(store, article(), REV, Decision.START_REVIEW, A)
     with pytest.raises(ReviewRefused) as info:
         record_decision(store, article(), EDITOR, Decision.APPROVE, A)
-    assert info.value.status == 403 and "editor may not approve" in info.value.message
+    assert info.value.status == 403 and "an editor may not approve" in info.value.message
     with pytest.raises(ReviewRefused) as info:
         record_decision(store, article(authors=("rev",)), REV, Decision.APPROVE, A)
     assert info.value.status == 403 and "author" in info.value.message
+    for spelled in ("Rev", " REV "):  # an author cannot slip past by spelling their name differently
+        with pytest.raises(ReviewRefused) as info:
+            record_decision(store, article(authors=(spelled,)), REV, Decision.APPROVE, A)
+        assert info.value.status == 403 and "author" in info.value.message
     with pytest.raises(ReviewRefused) as info:
         record_decision(store, article(sha=B), REV, Decision.APPROVE, A)
     assert info.value.status == 409 and "not the current content" in info.value.message
