@@ -258,7 +258,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 2
     if service.index.fallback:
         print(f"medkb search: warning: {service.index.fallback}", file=sys.stderr)
-    result = service.search(args.query, args.k)
+    if settings.reviews_path.exists():  # statuses come from the review log, as in the server
+        from retrieval.reviews import ReviewBook, ReviewStore
+
+        service.use_reviews(ReviewBook(ReviewStore(settings.reviews_path)))
+    query = " ".join(args.query.split())
+    if not query or len(query) > settings.max_query_chars or not 1 <= args.k <= settings.max_k:
+        print(f"medkb search: give a query of 1 to {settings.max_query_chars} characters and -k between 1 and {settings.max_k}", file=sys.stderr)
+        return 2
+    result = service.search(query, args.k)
     if result.searched_for and not args.json:
         print(f"searched for: {result.searched_for}")
     if result.no_match and not args.json:
