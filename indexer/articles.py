@@ -578,12 +578,8 @@ def _inline(children: list, line: int, body: _Body, out: _Text) -> int:
         if kind in ("text", "code_inline"):
             out.add(child.content, line)
         elif kind == "text_special":
-            if child.info == "escape" and child.content in _ESCAPED:
-                # An escaped bracket stays escaped in the text ("\\[7]"), so that nothing downstream
-                # (answers renumbering citations, the page linking them) ever reads it as a citation.
-                out.add("\\" + child.content, line, _ESCAPED[child.content] * 2)
-            else:
-                out.add(child.content, line)
+            masked = _ESCAPED.get(child.content, child.content) if child.info == "escape" else child.content
+            out.add(child.content, line, masked)
         elif kind in ("softbreak", "hardbreak"):
             out.add("\n", line)
             line += 1

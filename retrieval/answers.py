@@ -184,8 +184,14 @@ class _Numbering:
         """`text` with its citations in answer-wide numbers, and those numbers."""
         used: list[int] = []
 
+        cited = set(chunk.citations) | set(chunk.unresolved_citations)
+
         def swap(m: re.Match) -> str:
-            numbers = [self.number(chunk, n) for n in expand(m.group(1))]
+            local = expand(m.group(1))
+            if not set(local) <= cited:
+                # Not one of the passage's citations (e.g. an escaped "\\[3]" in the source): text, left alone.
+                return m.group(0)
+            numbers = [self.number(chunk, n) for n in local]
             used.extend(n for n in numbers if n not in used)
             return format_citation(numbers)
 

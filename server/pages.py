@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from indexer.citations import CITATION_RE
+from indexer.citations import CITATION_RE, expand
 from indexer.vocabulary import CAUTION
 from server.deps import AppSettings, get_service
 from server.errors import ApiError
@@ -23,13 +23,21 @@ router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def cite(text: str, anchor: str) -> Markup:
-    """Escape passage text and link each citation bracket to the reference list below it."""
-    escaped = str(escape(text))
-    linked = CITATION_RE.sub(lambda m: f'<a class="cite" href="#{anchor}-refs">{m.group(0)}</a>', escaped)
-    # An escaped bracket (never a citation) is shown as the bracket it stands for, after linking.
-    shown = linked.replace("\\[", "[").replace("\\]", "]")
-    return Markup(shown.replace("\n", "<br>"))
+def cite(text: str, anchor: str, numbers: list[int] | None = None) -> Markup:
+    """Escape passage text and link each of its citation brackets (those naming only `numbers`,
+    the passage's own citations, when given) to the reference list below it."""
+    allowed = set(numbers) if numbers is not None else None
+
+    def link(m) -> str:
+        try:
+            named = set(expand(m.group(1)))
+        except ValueError:
+            return m.group(0)
+        if allowed is not None and not named <= allowed:
+            return m.group(0)  # not a citation of this passage (an escaped bracket in the source): text
+        return f'<a class="cite" href="#{anchor}-refs">{m.group(0)}</a>'
+
+    return Markup(CITATION_RE.sub(link, str(escape(text))).replace("\n", "<br>"))
 
 
 templates.env.filters["cite"] = cite

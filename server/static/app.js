@@ -20,18 +20,19 @@ function el(tag, attrs = {}, ...children) {
 }
 
 // Text with its [n] citations turned into links to the answer's reference list.
-function cited(text, answerId) {
+function cited(text, answerId, numbers) {
   const frag = document.createDocumentFragment();
   let last = 0;
-  // An escaped bracket ("\\[7]") is never a citation; it is shown as the bracket it stands for.
-  const plain = (s) => s.replace(/\\([[\]])/g, "$1");
   for (const match of text.matchAll(CITATION)) {
-    frag.append(plain(text.slice(last, match.index)));
+    // Only the text's own citations are links; any other bracket (an escaped "[3]" in the source) is text.
+    const named = match[1].split(",").map((part) => Number(part.split(/[-\u2013]/)[0].trim()));
+    if (numbers && !named.every((n) => numbers.includes(n))) continue;
+    frag.append(text.slice(last, match.index));
     const first = match[1].split(/[,\u2013-]/)[0].trim();
     frag.append(el("a", { class: "cite", href: `#${answerId}-ref-${first}` }, match[0]));
     last = match.index + match[0].length;
   }
-  frag.append(plain(text.slice(last)));
+  frag.append(text.slice(last));
   return frag;
 }
 
@@ -165,7 +166,7 @@ function renderAnswer(data) {
 
   const points = el("ul", { class: "key-points" });
   for (const p of data.key_points) {
-    points.append(el("li", {}, cited(p.text, id), p.note ? el("span", { class: "note" }, ` (${p.note})`) : null));
+    points.append(el("li", {}, cited(p.text, id, p.citations), p.note ? el("span", { class: "note" }, ` (${p.note})`) : null));
   }
   if (data.aspect_note) {
     card.append(el("p", { class: "aspect-note", role: "note" }, data.aspect_note));
@@ -180,7 +181,7 @@ function renderAnswer(data) {
       list.append(el("li", { class: "passage", "data-article": p.article_id, "data-status": p.review_status },
         el("div", { class: "meta" }, badge(p.review_status, p.review), " ", el("span", { class: "article" }, p.article_title)),
         el("div", { class: "section" }, p.section_path.join(" › ")),
-        el("p", { class: "text" }, cited(p.text, id)),
+        el("p", { class: "text" }, cited(p.text, id, p.citations)),
         reviewLine(p.review),
         p.retraction_warning ? el("p", { class: "retraction-warning", role: "alert" }, p.retraction_warning) : null,
         p.note ? el("p", { class: "note" }, p.note) : null));
