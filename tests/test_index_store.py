@@ -31,7 +31,8 @@ def test_round_trip(tiny_corpus, tmp_path, fake_embedder):
     assert [c.id for c in loaded.chunks] == [c["id"] for c in map(lambda c: c.to_dict(), loaded.chunks)]
     assert loaded.faiss_index.ntotal == report.chunks == loaded.manifest["counts"]["chunks"]
     m = loaded.manifest
-    assert m["model"] == {"name": fake_embedder.name, "checksum": fake_embedder.checksum, "dim": 256, "normalize": True, "max_seq_length": 256, "metric": "inner_product"}
+    assert m["model"] == {"name": fake_embedder.name, "checksum": fake_embedder.checksum, "dim": 256, "normalize": True, "max_seq_length": 256, "metric": "inner_product",
+                          "encoder": "torch", "encoder_detail": ""}
     assert m["chunker"] == ChunkerSettings().to_dict()
     assert m["counts"]["articles"] == 2 and m["counts"]["citations_resolved"] == report.citations_resolved > 0
     assert len(m["corpus"]["fingerprint"]) == 64 and m["medkb_version"] and m["build"]["finished_at"]
