@@ -53,9 +53,13 @@ def corpus_fingerprint(dirs: Sequence[Path], chunker: ChunkerSettings, model_che
     return digest.hexdigest()
 
 
-def is_up_to_date(root: Path, dirs: Sequence[Path], chunker: ChunkerSettings, model_checksum: str) -> bool:
+def is_up_to_date(root: Path, dirs: Sequence[Path], chunker: ChunkerSettings, model_checksum: str, encoder: str | None = None) -> bool:
+    """Whether the published index matches the corpus, chunker and model (and, when given, was
+    made by `encoder`: a manifest naming none was made by torch)."""
     manifest = index_store.read_manifest(root)
     if manifest is None:
+        return False
+    if encoder is not None and manifest.get("model", {}).get("encoder", "torch") != encoder:
         return False
     return manifest.get("corpus", {}).get("fingerprint") == corpus_fingerprint(dirs, chunker, model_checksum)
 

@@ -44,7 +44,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     chunker = ChunkerSettings(max_tokens=args.max_tokens)
     if args.if_stale:
         checksum = model_checksum(settings.model_dir or default_model_dir())
-        if is_up_to_date(settings.index_dir, dirs, chunker, checksum):
+        if is_up_to_date(settings.index_dir, dirs, chunker, checksum, encoder=settings.encoder):
             print(f"index is up to date with {', '.join(map(str, dirs))} ({settings.index_dir}/current)")
             return 0
     started = time.perf_counter()
@@ -86,7 +86,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     try:
         model = manifest.get("model", {})
-        check_compatible(manifest, MODEL_NAME, model_checksum(settings.model_dir or default_model_dir()), model.get("dim"), model.get("normalize"))
+        check_compatible(manifest, MODEL_NAME, model_checksum(settings.model_dir or default_model_dir()), model.get("dim"), model.get("normalize"),
+                         encoder=settings.encoder)
     except IndexProblem as exc:
         print(f"medkb serve: {exc}", file=sys.stderr)
         return 2

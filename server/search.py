@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from indexer.chunking import Chunk
-from indexer.embedding import Embedder
+from indexer.embedding import Embedder, encoder_of
 from indexer.index_store import LoadedIndex, check_compatible
 from server.abbreviations import Abbreviations
 
@@ -119,7 +119,7 @@ class SearchService:
                  settings: RetrievalSettings = RetrievalSettings(), abbreviations: Abbreviations | None = None):
         import faiss
 
-        check_compatible(index.manifest, embedder.name, embedder.checksum, embedder.dim, embedder.normalize)
+        check_compatible(index.manifest, embedder.name, embedder.checksum, embedder.dim, embedder.normalize, encoder=encoder_of(embedder))
         # One query at a time is a tiny job: a single OpenMP thread answers it in ~2 ms at 32k
         # chunks, where two threads spin against each other (and any other load) for ~20 ms.
         faiss.omp_set_num_threads(1)

@@ -197,3 +197,26 @@ def test_onnx_int8_stays_close_to_torch(torch_embedder, onnx_cache):
     assert embedder.encoder == "onnx-int8" and embedder.path.name == "model-int8.onnx"
     cosines = (embedder.encode_documents(SENTENCES) * torch_embedder.encode_documents(SENTENCES)).sum(axis=1)
     assert cosines.min() > 0.97, cosines
+
+
+# ---------------------------------------------------------------- wiring: server and `medkb index --if-stale`
+
+
+def test_the_search_service_refuses_an_index_made_by_another_encoder(tiny_corpus, tmp_path, fake_embedder):
+    from server.search import SearchService
+
+    root = tmp_path / "index"
+    build_index([tiny_corpus], root, fake_embedder)
+    SearchService(load_index(root), FakeEmbedder())
+    with pytest.raises(IndexMismatch, match="MEDKB_ENCODER=onnx-int8 medkb index corpus"):
+        SearchService(load_index(root), FakeOnnxEmbedder())
+
+
+def test_if_stale_rebuilds_when_the_encoder_changes(tiny_corpus, tmp_path, fake_embedder):
+    from indexer.build import is_up_to_date
+    from indexer.chunking import ChunkerSettings
+
+    root = tmp_path / "index"
+    build_index([tiny_corpus], root, fake_embedder)
+    assert is_up_to_date(root, [tiny_corpus], ChunkerSettings(), fake_embedder.checksum, encoder="torch")
+    assert not is_up_to_date(root, [tiny_corpus], ChunkerSettings(), fake_embedder.checksum, encoder="onnx-fp32")
