@@ -8,8 +8,9 @@ Speed and agreement (always):
   the corpus (what the index embeds) and for the gold questions (what queries embed);
 - documents/s encoding all chunk texts in batches, per encoder, in interleaved rounds (the
   median is reported), plus ONNX Runtime with 1 and 2 intra-op threads and several batch sizes;
-- single-query latency p50/p95 over the gold questions, one at a time, encoders interleaved
-  query by query so that background load falls on all of them alike.
+- single-query latency p50/p95 over the gold questions, one at a time, each encoder in a block
+  of all the questions, blocks repeated in rounds so that background load falls on all alike;
+- torch with one thread too (the ONNX sessions run one), to tell runtime from threads apart.
 The machine is shared: figures are noisy, so compare the ratios of one run, and read the load
 averages printed with them.
 
@@ -64,10 +65,12 @@ def cosines(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {"min": round(float(c.min()), 5), "p1": round(float(np.percentile(c, 1)), 5), "mean": round(float(c.mean()), 5), "n": int(len(c))}
 
 
-def docs_per_s(embedder, texts: list[str], batch_size: int) -> float:
-    started = time.perf_counter()
+def docs_per_s(embedder, texts: list[str], batch_size: int) -> tuple[float, float]:
+    """Documents per second (wall clock), and CPU milliseconds per document: the second hardly
+    moves with other processes' load for a one-thread encoder, so it compares them more steadily."""
+    started, cpu = time.perf_counter(), time.process_time()
     embedder.encode_documents(texts, batch_size=batch_size)
-    return len(texts) / (time.perf_counter() - started)
+    return len(texts) / (time.perf_counter() - started), (time.process_time() - cpu) * 1000 / len(texts)
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -101,34 +104,57 @@ def speed_and_agreement(args: argparse.Namespace, log) -> dict[str, Any]:
         }
         log(f"agreement {name}: {result['agreement'][name]}")
 
-    # Documents/s: the three encoders at the build's batch size, plus ONNX variants, interleaved by round.
+    # Documents/s: the three encoders at the build's batch size, plus variants, interleaved by round.
+    # torch also with one thread: the ONNX sessions run one, so this separates runtime from threads.
     variants: dict[str, tuple[Any, int]] = {name: (e, args.batch_size) for name, e in encoders.items()}
+    variants["torch threads=1"] = (encoders["torch"], args.batch_size)
     for precision in ("fp32", "int8"):
-        for threads in (1, 2):
-            variants[f"onnx-{precision} threads={threads}"] = (OnnxEmbedder(model_dir, precision, args.onnx_cache, threads=threads), args.batch_size)
+        variants[f"onnx-{precision} threads=2"] = (OnnxEmbedder(model_dir, precision, args.onnx_cache, threads=2), args.batch_size)
         for batch in args.batch_sizes:
             variants[f"onnx-{precision} batch={batch}"] = (encoders[f"onnx-{precision}"], batch)
+    default_threads = torch.get_num_threads()
+
+    def timed(name: str, fn):
+        torch.set_num_threads(1 if name == "torch threads=1" else default_threads)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(default_threads)
+
     rates: dict[str, list[float]] = {name: [] for name in variants}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in variants}
     for name, (embedder, batch) in variants.items():  # warm-up
-        embedder.encode_documents(texts[:16], batch_size=batch)
+        timed(name, lambda: embedder.encode_documents(texts[:16], batch_size=batch))
     for r in range(args.rounds):
         for name, (embedder, batch) in variants.items():
-            rates[name].append(docs_per_s(embedder, texts, batch))
-        log(f"round {r + 1}/{args.rounds} done; load average {load_avg()}")
-    result["docs_per_s"] = {name: {"median": round(statistics.median(v), 1), "all": [round(x, 1) for x in v]} for name, v in rates.items()}
+            rate, cpu = timed(name, lambda: docs_per_s(embedder, texts, batch))
+            rates[name].append(rate)
+            cpu_ms[name].append(cpu)
+        log(f"documents round {r + 1}/{args.rounds} done; load average {load_avg()}")
+    result["docs_per_s"] = {name: {"median": round(statistics.median(v), 1), "all": [round(x, 1) for x in v],
+                                   "cpu_ms_per_doc": round(statistics.median(cpu_ms[name]), 1)} for name, v in rates.items()}
 
-    # Single-query latency, encoders interleaved query by query.
-    latencies: dict[str, list[float]] = {name: [] for name in ("torch", *ONNX, "onnx-fp32 threads=2", "onnx-int8 threads=2")}
-    single = {name: variants[name][0] for name in latencies}
-    for q in queries[:3]:
-        for e in single.values():
-            e.encode_queries([q])
-    for _ in range(args.query_rounds):
+    # Single-query latency: each encoder answers all the questions in a block (as a server would,
+    # one encoder per process; interleaving query by query lets one runtime's spinning threads
+    # slow the next), blocks repeated in rounds so that background load falls on all alike.
+    single = ("torch", "torch threads=1", *ONNX, "onnx-fp32 threads=2", "onnx-int8 threads=2")
+    latencies: dict[str, list[float]] = {name: [] for name in single}
+
+    def one_block(name: str) -> list[float]:
+        embedder = variants[name][0]
+        out = []
         for q in queries:
-            for name, embedder in single.items():
-                started = time.perf_counter()
-                embedder.encode_queries([q])
-                latencies[name].append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            embedder.encode_queries([q])
+            out.append((time.perf_counter() - started) * 1000)
+        return out
+
+    for name in single:
+        timed(name, lambda: [variants[name][0].encode_queries([q]) for q in queries[:5]])
+    for r in range(args.query_rounds):
+        for name in single:
+            latencies[name].extend(timed(name, lambda: one_block(name)))
+        log(f"query round {r + 1}/{args.query_rounds} done; load average {load_avg()}")
     result["query_ms"] = {name: percentiles(v) for name, v in latencies.items()}
     result["queries_timed"] = len(queries) * args.query_rounds
     result["load_avg_end"] = load_avg()
@@ -138,20 +164,20 @@ def speed_and_agreement(args: argparse.Namespace, log) -> dict[str, Any]:
 def speed_table(result: dict[str, Any]) -> str:
     docs, query = result["docs_per_s"], result["query_ms"]
     lines = [f"load average start {result['load_avg_start']}, end {result['load_avg_end']} ({result['cpus']} cpus; torch threads {result['torch_threads']})", "",
-             "| encoder | cosine to torch, chunks min / mean | queries min / mean | docs/s (batch) | x torch | query p50 / p95 ms |",
-             "|---|---|---|---|---|---|"]
+             "| encoder | cosine to torch, chunks min / mean | queries min / mean | docs/s (batch) | x torch | CPU ms/doc | query p50 / p95 ms |",
+             "|---|---|---|---|---|---|---|"]
     base = docs["torch"]["median"]
     for name in ("torch", *ONNX):
         agree = result["agreement"].get(name)
         chunk = f"{agree['chunks']['min']:.4f} / {agree['chunks']['mean']:.4f}" if agree else "1 / 1"
         qs = f"{agree['queries']['min']:.4f} / {agree['queries']['mean']:.4f}" if agree else "1 / 1"
-        lines.append(f"| {name} | {chunk} | {qs} | {docs[name]['median']} | {docs[name]['median'] / base:.2f} | {query[name]['p50']} / {query[name]['p95']} |")
-    lines += ["", "| ONNX variant | docs/s | query p50 / p95 ms |", "|---|---|---|"]
+        lines.append(f"| {name} | {chunk} | {qs} | {docs[name]['median']} | {docs[name]['median'] / base:.2f} | {docs[name]['cpu_ms_per_doc']} | {query[name]['p50']} / {query[name]['p95']} |")
+    lines += ["", "| variant | docs/s | CPU ms/doc | query p50 / p95 ms |", "|---|---|---|---|"]
     for name, v in docs.items():
-        if name.startswith("onnx-") and " " in name:
+        if " " in name:
             q = query.get(name)
             latency = f"{q['p50']} / {q['p95']}" if q else ""
-            lines.append(f"| {name} | {v['median']} | {latency} |")
+            lines.append(f"| {name} | {v['median']} | {v['cpu_ms_per_doc']} | {latency} |")
     return "\n".join(lines)
 
 

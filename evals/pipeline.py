@@ -48,7 +48,10 @@ def cached_index(corpus_dirs: list[Path], cache_root: Path, embedder: Embedder, 
         key_text += f"\0encoder={encoder}"
     root = cache_root / f"index-{hashlib.sha256(key_text.encode()).hexdigest()[:12]}"
     manifest = read_manifest(root)
-    same_encoder = manifest is not None and manifest.get("model", {}).get("encoder", "torch") == encoder
+    built = (manifest or {}).get("model", {})
+    # For ONNX the detail names the runtime and export recipe: an index from another recipe is re-embedded.
+    same_encoder = manifest is not None and built.get("encoder", "torch") == encoder and \
+        (encoder == "torch" or built.get("encoder_detail", "") == getattr(embedder, "encoder_detail", ""))
     if same_encoder and is_up_to_date(root, corpus_dirs, chunker, embedder.checksum):
         log(f"reusing the cached index {root} (same corpus, chunker, model and encoder)")
         return root

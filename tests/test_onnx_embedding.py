@@ -81,6 +81,13 @@ def test_the_eval_cache_keeps_one_index_per_encoder(tiny_corpus, tmp_path):
     assert sum("building" in m for m in logs) == 2 and sum("reusing" in m for m in logs) == 2
     assert load_index(onnx_root).manifest["model"]["encoder"] == "onnx-int8"
 
+    class OtherRecipe(FakeOnnxEmbedder):
+        encoder_detail = "onnxruntime x; int8/99"
+
+    # Another ONNX export recipe makes other vectors: same slot, embedded again.
+    assert cached_index([tiny_corpus], tmp_path / "cache", OtherRecipe(), log=logs.append) == onnx_root
+    assert logs[-2].startswith("building") and load_index(onnx_root).manifest["model"]["encoder_detail"] == "onnxruntime x; int8/99"
+
 
 # ---------------------------------------------------------------- the export cache (no real model)
 
