@@ -110,8 +110,8 @@ def speed_and_agreement(args: argparse.Namespace, log) -> dict[str, Any]:
     variants["torch threads=1"] = (encoders["torch"], args.batch_size)
     for precision in ("fp32", "int8"):
         variants[f"onnx-{precision} threads=2"] = (OnnxEmbedder(model_dir, precision, args.onnx_cache, threads=2), args.batch_size)
-        for batch in args.batch_sizes:
-            variants[f"onnx-{precision} batch={batch}"] = (encoders[f"onnx-{precision}"], batch)
+        for batch in args.batch_sizes:  # bypassing the embedder's cap on the batch size
+            variants[f"onnx-{precision} batch={batch}"] = (OnnxEmbedder(model_dir, precision, args.onnx_cache, max_batch=batch), batch)
     default_threads = torch.get_num_threads()
 
     def timed(name: str, fn):
@@ -207,7 +207,7 @@ def quality_table(scores: dict[str, dict[str, float]]) -> str:
     worst = min(by["onnx-int8"] - by["torch"] for by in scores.values())
     verdict = "onnx-int8" if worst >= -RULE else "onnx-fp32"
     lines.append("")
-    lines.append(f"largest int8 drop {-worst:+.4f} against the allowed {RULE}: the rule makes {verdict} the ONNX default")
+    lines.append(f"worst int8 difference from torch {worst:+.4f} (the rule allows down to -{RULE}): it makes {verdict} the ONNX default")
     return "\n".join(lines)
 
 
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gold", type=Path, default=REPO / "evals" / "gold")
     p.add_argument("--onnx-cache", type=Path, default=Path("var/onnx"))
     p.add_argument("--batch-size", type=int, default=32, help="the build's batch size (medkb index --batch-size)")
-    p.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[8, 16, 64], help="other ONNX batch sizes to time")
+    p.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 32, 64], help="other ONNX batch sizes to time (the encoder's own cap is 8)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--query-rounds", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("runs/encoder_compare.json"))
