@@ -11,8 +11,8 @@ class Clock:
         return self.now
 
 
-def test_conversations_persist_across_restarts(tmp_path):
-    db = tmp_path / "c.sqlite"
+def test_conversations_persist_across_restarts(store_at):
+    db = store_at("c.sqlite")
     store = ConversationStore(db)
     cid = store.append(None, "causes of microcytosis", "causes of microcytosis")
     store.append(cid, "how is it treated?", "how is microcytosis treated?")
@@ -21,9 +21,9 @@ def test_conversations_persist_across_restarts(tmp_path):
         ("causes of microcytosis", "causes of microcytosis"), ("how is it treated?", "how is microcytosis treated?")]
 
 
-def test_conversations_expire(tmp_path):
+def test_conversations_expire(store_at):
     clock = Clock()
-    store = ConversationStore(tmp_path / "c.sqlite", ttl_seconds=60, clock=clock)
+    store = ConversationStore(store_at("c.sqlite"), ttl_seconds=60, clock=clock)
     cid = store.append(None, "q", "q")
     clock.now += 59
     assert store.history(cid)
@@ -34,9 +34,9 @@ def test_conversations_expire(tmp_path):
         store.append(cid, "q2", "q2")
 
 
-def test_turns_and_conversations_are_bounded(tmp_path):
+def test_turns_and_conversations_are_bounded(store_at):
     clock = Clock()
-    store = ConversationStore(tmp_path / "c.sqlite", max_turns=3, max_conversations=2, clock=clock)
+    store = ConversationStore(store_at("c.sqlite"), max_turns=3, max_conversations=2, clock=clock)
     cid = store.append(None, "q0", "q0")
     for i in range(1, 6):
         clock.now += 1

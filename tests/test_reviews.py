@@ -37,7 +37,13 @@ def article(sha=A, authors=(), claimed=ReviewStatus.SUBMITTED, references=()) ->
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(store_at):
+    """The log on SQLite, then on PostgreSQL."""
+    return ReviewStore(store_at("reviews.sqlite"))
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
     return ReviewStore(tmp_path / "reviews.sqlite")
 
 
@@ -87,7 +93,8 @@ def test_retired_is_not_approved(store):
     assert s.state == ReviewState.RETIRED and not s.approved and "superseded" in s.note
 
 
-def test_the_log_is_append_only_even_from_sql(store):
+def test_the_log_is_append_only_even_from_sql(sqlite_store):
+    store = sqlite_store
     store.append("a", A, REV, Decision.APPROVE, "ok")
     store.remember_content("a", b"version one")
     store.observe([("a", A)])
@@ -151,7 +158,7 @@ def test_book_recomputes_only_when_the_log_changes(store):
     book = ReviewBook(store)
     first = book.statuses(articles)
     assert book.statuses(articles) is first, "cached while the log is unchanged"
-    ReviewStore(store.path).append("a", A, REV, Decision.APPROVE)  # another connection, as another process would
+    ReviewStore(store.path or store.db.url).append("a", A, REV, Decision.APPROVE)  # another connection, as another process would
     assert book.statuses(articles)["a"].approved
     assert [v.sha256 for v in store.versions("a")] == [A], "the versions served are noted"
     assert not ReviewBook().statuses(articles)["a"].approved, "without a log nothing is approved"
