@@ -291,8 +291,9 @@ def test_sign_out_ends_the_session(client):
     assert "Signed in as" not in client.get("/reviews").text
 
 
-def test_failed_sign_ins_are_rate_limited_per_account_and_per_address(tmp_path):
-    env = Env(tmp_path, signin_max_failures=3, signin_max_failures_per_address=5, signin_window=600)
+def test_failed_sign_ins_are_rate_limited_per_account_and_per_address(tmp_path, store_at):
+    where = store_at("state")
+    env = Env(tmp_path, database_url=where if isinstance(where, str) else None, signin_max_failures=3, signin_max_failures_per_address=5, signin_window=600)
     with env.client() as client:
         for _ in range(3):
             assert sign_in(client, "rev", "wrong password!").status_code == 401

@@ -188,3 +188,39 @@ def test_nothing_in_the_default_corpus_is_approved_by_the_project():
     assert not any(r.approved for r in ReviewBook().statuses(records).values())
     tracked = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True).stdout.split()
     assert not [f for f in tracked if f.endswith((".sqlite", ".db"))], "the project ships no review log or accounts"
+
+
+@pytest.mark.postgres
+def test_the_log_is_append_only_even_from_sql_in_postgres(postgres_url):
+    import psycopg
+
+    from pg_server import fresh_database
+
+    url = fresh_database(postgres_url)
+    store = ReviewStore(url)
+    store.append("a", A, REV, Decision.APPROVE, "ok")
+    store.remember_content("a", b"version one")
+    store.observe([("a", A)])
+    refused = [
+        f"UPDATE reviews SET decision = 'approve', content_sha256 = '{B}'",
+        "UPDATE reviews SET comment = 'changed'",
+        "DELETE FROM reviews",
+        "TRUNCATE reviews",
+        "INSERT INTO reviews (seq, article_id, content_sha256, reviewer, reviewer_name, reviewer_role, decided_at, decision) OVERRIDING SYSTEM VALUE"
+        f" VALUES (1, 'a', '{B}', 'x', 'X', 'reviewer', '2020-01-01', 'approve') ON CONFLICT (seq) DO UPDATE SET content_sha256 = EXCLUDED.content_sha256",
+        "UPDATE contents SET body = '\\x00'",
+        "DELETE FROM contents",
+        "TRUNCATE contents",
+        "UPDATE versions SET first_seen = '2000-01-01'",
+        "DELETE FROM versions",
+        "TRUNCATE versions",
+    ]
+    with psycopg.connect(url, autocommit=True) as db:
+        for sql in refused:
+            with pytest.raises(psycopg.IntegrityError, match="cannot|append-only"):
+                db.execute(sql)
+        # A second copy of a stored version is ignored: the first stays.
+        db.execute("INSERT INTO contents (sha256, article_id, body, stored_at) VALUES (%s, 'a', '\\x00', 'now')", (A,))
+    [line] = store.history("a")
+    assert (line.decision, line.content_sha256, line.comment) == (Decision.APPROVE, A, "ok")
+    assert store.content(A) == b"version one" and len(store.versions("a")) == 1
