@@ -57,7 +57,7 @@ class Settings:
                                                    "New conversations one client address may start per minute (a burst of as many, then evenly); more get a 429. 0: no limit.")
     conversations_per_client: int = _setting(1000, "MEDKB_CONVERSATIONS_PER_CLIENT",
                                              "Live conversations one client address may hold; starting another drops that client's own least recently used.")
-    conversations_timeout: float = _setting(0.25, "MEDKB_CONVERSATIONS_TIMEOUT", "Seconds to wait for a lock on the conversations file before answering without the conversation.")
+    conversations_timeout: float = _setting(0.25, "MEDKB_CONVERSATIONS_TIMEOUT", "Seconds to wait for a lock on the conversations file (or tables, or a pooled PostgreSQL connection) before answering without the conversation.")
     answers_db: Path | None = _setting(None, "MEDKB_ANSWERS_DB", "SQLite file of answers as they were given (permalinks) and readers' feedback; default: answers.sqlite beside the index root.")
     max_answers: int = _setting(10000, "MEDKB_MAX_ANSWERS", "Answers kept for their permalinks (the oldest dropped first).")
     max_answer_bytes: int = _setting(524288, "MEDKB_MAX_ANSWER_BYTES", "Largest answer kept for a permalink, in bytes of JSON; a larger one is answered without a permalink.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import re
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +30,8 @@ from retrieval.stores.database import Connection, Database, Schema
 
 POOL_MAX = 10  # connections per process and URL; two replicas hold at most 20 of PostgreSQL's default 100
 SCHEMA_LOCK = zlib.crc32(b"medkb.schema")  # taken while any store creates its tables
+
+TABLE_NAMES = re.compile(r"CREATE TABLE IF NOT EXISTS (\w+)", re.IGNORECASE)
 
 _pools: dict[str, ConnectionPool] = {}
 _pools_lock = threading.Lock()
@@ -109,6 +112,11 @@ class PostgresConnection(Connection):
         return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
     def script(self, schema: Schema) -> None:
+        """Create the schema unless all its tables exist already: after the first start a role with
+        only SELECT, INSERT, UPDATE and DELETE on the tables is enough, and no DDL lock is taken."""
+        tables = TABLE_NAMES.findall(schema.postgres)
+        if tables and self.raw.execute("SELECT bool_and(to_regclass(t) IS NOT NULL) FROM unnest(%s::text[]) AS t", (tables,)).fetchone()[0]:
+            return
         # Two processes creating the same tables at once can collide in the catalogue: one at a time.
         self.raw.execute(f"BEGIN; SET LOCAL lock_timeout = {max(self.timeout_ms, 10000)}; SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
         self.raw.execute(schema.postgres)
