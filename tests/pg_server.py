@@ -33,8 +33,17 @@ def postgres_url() -> Iterator[str]:
     except Exception as exc:  # noqa: BLE001 - any failure to start means: these tests cannot run here
         shutil.rmtree(folder, ignore_errors=True)
         pytest.skip(f"PostgreSQL (pgserver) could not start in {folder}: {type(exc).__name__}: {exc}")
+    url = server.get_uri()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        # A throwaway server: no fsync, so creating a database per test and the final shutdown
+        # checkpoint do not wait on a busy disk (reloadable settings; nothing else changes).
+        for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
+            conn.execute(f"ALTER SYSTEM SET {setting}")
+        conn.execute("SELECT pg_reload_conf()")
     try:
-        yield server.get_uri()
+        yield url
     finally:
         try:
             from retrieval.stores.postgres import close_pools
