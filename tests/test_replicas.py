@@ -3,9 +3,10 @@ MEDKB_BACKEND=postgres against one PostgreSQL database. A conversation started o
 continues on the other, a review recorded on one shows in the other's search results at
 once, and neither replica writes a SQLite file.
 
-The search index is the embedded one (both replicas read the same published index folder,
-built with the fake embedder, as `tests/fake_model_cli.py` runs `medkb serve` without the
-real model); what is shared through PostgreSQL here is the state above the index."""
+The search index is the embedded one: both replicas read the same published index folder,
+built by `medkb index` with the fake embedder (`tests/fake_model_cli.py` runs the command line
+without the real model), which also notes the indexed versions in the shared review log.
+What is shared through PostgreSQL here is the state above the index."""
 
 from __future__ import annotations
 
@@ -20,9 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from indexer.build import build_index
+from retrieval.reviews import ReviewStore
 
-from fakes import FakeEmbedder
 from live_server import free_port
 from pg_server import fresh_database
 from review_helpers import PASSWORD, accounts
@@ -65,15 +65,19 @@ def replica(env: dict[str, str], log: Path) -> Iterator[str]:
 def test_two_replicas_share_conversations_and_reviews(postgres_url, tiny_corpus, tmp_path):
     url = fresh_database(postgres_url)
     index = tmp_path / "var" / "index"
-    build_index([tiny_corpus], index, FakeEmbedder())
-    reviewer = accounts(url)  # the account lives in the database: any replica signs it in
-    reviewer.add("rev", "reviewer", PASSWORD, "Dr Rhea Viewer", "MD, haematology", "None declared")
-    token = reviewer.new_token("rev")[1]
     sqlite_files = {name: tmp_path / "var" / f"{name}.sqlite" for name in ("conversations", "answers", "reviews", "accounts")}
     env = dict(os.environ, MEDKB_BACKEND="postgres", MEDKB_DATABASE_URL=url, MEDKB_INDEX_DIR=str(index), MEDKB_CORPUS=str(tiny_corpus),
                MEDKB_CONVERSATIONS_DB=str(sqlite_files["conversations"]), MEDKB_ANSWERS_DB=str(sqlite_files["answers"]),
                MEDKB_REVIEWS_DB=str(sqlite_files["reviews"]), MEDKB_ACCOUNTS_DB=str(sqlite_files["accounts"]),
                MEDKB_RELOAD_SECONDS="0", PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]))
+    built = subprocess.run([sys.executable, str(TESTS / "fake_model_cli.py"), "index", str(tiny_corpus), "--index-dir", str(index)],
+                           cwd=REPO, env=env, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    assert "(log: postgresql://" in built.stdout, built.stdout
+    assert {v.article_id for v in ReviewStore(url).versions()} == {"microcytosis", "iron-treatment"}, "indexing notes versions in the shared log"
+    reviewer = accounts(url)  # the account lives in the database: any replica signs it in
+    reviewer.add("rev", "reviewer", PASSWORD, "Dr Rhea Viewer", "MD, haematology", "None declared")
+    token = reviewer.new_token("rev")[1]
     with ExitStack() as stack:
         a = stack.enter_context(replica(env, tmp_path / "a.log"))
         b = stack.enter_context(replica(env, tmp_path / "b.log"))
