@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pg_server import fresh_database
+from pg_server import new_database
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -24,7 +24,7 @@ def store_at(request, tmp_path) -> Iterator[Callable[[str], Path | str]]:
 
     def where(name: str) -> str:
         if name not in databases:
-            databases[name] = fresh_database(server)
+            databases[name] = new_database(server)
         return databases[name]
 
     yield where

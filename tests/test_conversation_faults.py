@@ -275,9 +275,9 @@ def test_a_read_only_file_and_folder(tiny_corpus):
 def test_postgres_tables_locked_by_another_session(index_root, postgres_url, caplog):
     import psycopg
 
-    from pg_server import fresh_database
+    from pg_server import new_database
 
-    url = fresh_database(postgres_url)
+    url = new_database(postgres_url)
     settings = Settings(index_dir=index_root, backend="postgres", database_url=url)
     app = create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
     with TestClient(app) as client:

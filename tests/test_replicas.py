@@ -24,7 +24,7 @@ import pytest
 from retrieval.reviews import ReviewStore
 
 from live_server import free_port
-from pg_server import fresh_database
+from pg_server import new_database
 from review_helpers import PASSWORD, accounts
 
 pytestmark = pytest.mark.postgres
@@ -63,7 +63,7 @@ def replica(env: dict[str, str], log: Path) -> Iterator[str]:
 
 
 def test_two_replicas_share_conversations_and_reviews(postgres_url, tiny_corpus, tmp_path):
-    url = fresh_database(postgres_url)
+    url = new_database(postgres_url)
     index = tmp_path / "var" / "index"
     sqlite_files = {name: tmp_path / "var" / f"{name}.sqlite" for name in ("conversations", "answers", "reviews", "accounts")}
     env = dict(os.environ, MEDKB_BACKEND="postgres", MEDKB_DATABASE_URL=url, MEDKB_INDEX_DIR=str(index), MEDKB_CORPUS=str(tiny_corpus),

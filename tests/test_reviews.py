@@ -194,9 +194,9 @@ def test_nothing_in_the_default_corpus_is_approved_by_the_project():
 def test_the_log_is_append_only_even_from_sql_in_postgres(postgres_url):
     import psycopg
 
-    from pg_server import fresh_database
+    from pg_server import new_database
 
-    url = fresh_database(postgres_url)
+    url = new_database(postgres_url)
     store = ReviewStore(url)
     store.append("a", A, REV, Decision.APPROVE, "ok")
     store.remember_content("a", b"version one")

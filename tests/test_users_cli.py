@@ -76,9 +76,9 @@ def test_index_reports_approved_claims_without_a_record(tmp_path, capsys, store_
 
 @pytest.mark.postgres
 def test_users_on_postgres(postgres_url, monkeypatch, capsys):
-    from pg_server import fresh_database
+    from pg_server import new_database
 
-    url = fresh_database(postgres_url)
+    url = new_database(postgres_url)
     monkeypatch.setenv("MEDKB_BACKEND", "postgres")
     monkeypatch.setenv("MEDKB_DATABASE_URL", url)
     code, out, _ = run(monkeypatch, capsys, "users", "add", "ada", "--role", "reviewer", "--display-name", "Dr Ada Byron", "--password-stdin",
