@@ -191,7 +191,8 @@ def _report_reviews(settings: Settings, articles) -> None:
 
     from retrieval.reviews import ReviewState, ReviewStore, derive, sha256_hex
 
-    store = ReviewStore(settings.reviews_path)
+    log_at = settings.state_location(settings.reviews_path)
+    store = ReviewStore(log_at)
     for article in articles:
         try:
             data = article.path.read_bytes()
@@ -210,7 +211,7 @@ def _report_reviews(settings: Settings, articles) -> None:
         elif review.state == ReviewState.APPROVED_VERSION_CHANGED:
             print(f"  pending re-review: {article.path}: {review.note}", file=sys.stderr)
     summary = ", ".join(f"{n} {state.label.lower()}" for state, n in sorted(states.items(), key=lambda item: item[0].value))
-    print(f"  review status       {summary} (log: {settings.reviews_path})")
+    print(f"  review status       {summary} (log: {store.db.where})")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -258,10 +259,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 2
     if service.index.fallback:
         print(f"medkb search: warning: {service.index.fallback}", file=sys.stderr)
-    if settings.reviews_path.exists():  # statuses come from the review log, as in the server
+    log_at = settings.state_location(settings.reviews_path)
+    if settings.backend == "postgres" or settings.reviews_path.exists():  # statuses come from the review log, as in the server
         from retrieval.reviews import ReviewBook, ReviewStore
 
-        service.use_reviews(ReviewBook(ReviewStore(settings.reviews_path)))
+        service.use_reviews(ReviewBook(ReviewStore(log_at)))
     query = " ".join(args.query.split())
     if not query or len(query) > settings.max_query_chars or not 1 <= args.k <= settings.max_k:
         print(f"medkb search: give a query of 1 to {settings.max_query_chars} characters and -k between 1 and {settings.max_k}", file=sys.stderr)
@@ -453,11 +455,11 @@ def cmd_users(args: argparse.Namespace) -> int:
     from retrieval.accounts import AccountError, AccountStore
 
     settings = _settings(args)
-    store = AccountStore(settings.accounts_path)
+    store = AccountStore(settings.state_location(settings.accounts_path))
     try:
         if args.users_command == "add":
             account = store.add(args.name, args.role, _read_password(args), args.display_name or "", args.credentials or "", args.conflicts or "")
-            print(f"added {account.name} ({account.role}): {account.reviewer.signature} in {settings.accounts_path}")
+            print(f"added {account.name} ({account.role}): {account.reviewer.signature} in {store.db.where}")
         elif args.users_command == "list":
             for a in store.accounts():
                 live = sum(1 for t in store.tokens(a.name) if t.revoked_at is None)
@@ -657,6 +659,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        Settings.from_env().state_location(Path("var"))  # MEDKB_BACKEND and MEDKB_DATABASE_URL agree
+    except ValueError as exc:
+        print(f"medkb: {exc}", file=sys.stderr)
+        return 2
     return args.func(args)
 
 

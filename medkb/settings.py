@@ -57,7 +57,7 @@ class Settings:
                                                    "New conversations one client address may start per minute (a burst of as many, then evenly); more get a 429. 0: no limit.")
     conversations_per_client: int = _setting(1000, "MEDKB_CONVERSATIONS_PER_CLIENT",
                                              "Live conversations one client address may hold; starting another drops that client's own least recently used.")
-    conversations_timeout: float = _setting(0.25, "MEDKB_CONVERSATIONS_TIMEOUT", "Seconds to wait for a lock on the conversations file before answering without the conversation.")
+    conversations_timeout: float = _setting(0.25, "MEDKB_CONVERSATIONS_TIMEOUT", "Seconds to wait for a lock on the conversations file (or tables, or a pooled PostgreSQL connection) before answering without the conversation.")
     answers_db: Path | None = _setting(None, "MEDKB_ANSWERS_DB", "SQLite file of answers as they were given (permalinks) and readers' feedback; default: answers.sqlite beside the index root.")
     max_answers: int = _setting(10000, "MEDKB_MAX_ANSWERS", "Answers kept for their permalinks (the oldest dropped first).")
     max_answer_bytes: int = _setting(524288, "MEDKB_MAX_ANSWER_BYTES", "Largest answer kept for a permalink, in bytes of JSON; a larger one is answered without a permalink.")
@@ -73,6 +73,22 @@ class Settings:
     watch_debounce_ms: int = _setting(500, "MEDKB_WATCH_DEBOUNCE_MS", "`medkb index --watch`: milliseconds of quiet after a change before rebuilding (edits saved together make one build).")
     ranker: str = _setting("learned", "MEDKB_RANKER", "How hybrid orders its candidates: learned (retrieval/data/ranker.txt, trained by `medkb train-ranker`) or rrf.")
     no_match: int = _setting(1, "MEDKB_NO_MATCH", "1: a query that nothing answers gets no passages, a reason and the nearest article titles; 0: always the best passages.")
+    backend: str = _setting("embedded", "MEDKB_BACKEND",
+                            "embedded (SQLite files beside the index, one machine) or postgres (conversations, answers, feedback, accounts and reviews "
+                            "in the database at MEDKB_DATABASE_URL, shared by every server process, so replicas are stateless).")
+    database_url: str | None = _setting(None, "MEDKB_DATABASE_URL",
+                                        "libpq URL of the PostgreSQL database used when MEDKB_BACKEND=postgres, e.g. postgresql://medkb:PASSWORD@db.example:5432/medkb.")
+
+    def state_location(self, sqlite_path: Path) -> Path | str:
+        """Where a store keeps its state: MEDKB_DATABASE_URL when MEDKB_BACKEND=postgres, else
+        `sqlite_path`. Raises ValueError for an unknown backend, or postgres without a URL."""
+        if self.backend == "embedded":
+            return sqlite_path
+        if self.backend != "postgres":
+            raise ValueError(f"MEDKB_BACKEND={self.backend!r}: expected embedded or postgres")
+        if not self.database_url or not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("MEDKB_BACKEND=postgres needs MEDKB_DATABASE_URL=postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+        return self.database_url
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -96,7 +112,7 @@ def _convert(name: str, raw: str) -> Any:
         return Path(raw)
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)
-    if name in ("retriever", "ranker"):
+    if name in ("retriever", "ranker", "backend", "database_url"):
         return raw
     if name in ("batch_window_ms", "conversations_timeout", "reload_seconds"):
         return float(raw)

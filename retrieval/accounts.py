@@ -1,4 +1,5 @@
-"""Reviewer accounts, API tokens, sign-in sessions and the sign-in rate limit, in SQLite.
+"""Reviewer accounts, API tokens, sign-in sessions and the sign-in rate limit, in SQLite (or
+PostgreSQL, shared by every replica, with MEDKB_BACKEND=postgres).
 
 - Passwords are hashed with Argon2id (argon2-cffi); a failed look-up of an unknown name
   costs the same as a wrong password.
@@ -18,14 +19,15 @@ import hashlib
 import re
 import secrets
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from retrieval.reviews import Reviewer
+from retrieval.stores import Connection, Database, Schema, open_database
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MIN_PASSWORD_CHARS = 10
@@ -43,7 +45,7 @@ class AccountError(ValueError):
     """A request about accounts that cannot be done (bad name, weak password, unknown account)."""
 
 
-SCHEMA = """
+SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     display_name TEXT NOT NULL,
@@ -76,6 +78,41 @@ CREATE TABLE IF NOT EXISTS signin_failures (
 );
 CREATE INDEX IF NOT EXISTS signin_failures_key ON signin_failures(key, at);
 """
+# The same tables in PostgreSQL, where `user` is a reserved word (quoted in every statement).
+POSTGRES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    credentials TEXT NOT NULL DEFAULT '',
+    conflicts TEXT NOT NULL DEFAULT '',
+    role TEXT NOT NULL CHECK (role IN ('reviewer', 'editor', 'admin')),
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    "user" TEXT NOT NULL REFERENCES users(name),
+    token_sha256 TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_sha256 TEXT PRIMARY KEY,
+    "user" TEXT NOT NULL REFERENCES users(name),
+    csrf TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL,
+    expires DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_expires ON sessions(expires);
+CREATE TABLE IF NOT EXISTS signin_failures (
+    key TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signin_failures_key ON signin_failures(key, at);
+"""
+SCHEMA = Schema(sqlite=SQLITE_SCHEMA, postgres=POSTGRES_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -122,16 +159,18 @@ def default_hasher():
 
 
 class AccountStore:
-    def __init__(self, path: Path, hasher=None, clock=time.time):
-        self.path = Path(path)
+    """Accounts in a SQLite file (`where` a path) or PostgreSQL (`where` a postgresql:// URL, or
+    a Database from retrieval.stores). Lock waits last at most `timeout` seconds; `clock`
+    gives epoch seconds. Storage failures raise the driver's errors (`self.db.Error`)."""
+
+    def __init__(self, where: Path | str | Database, hasher=None, clock=time.time, timeout: float = 10.0):
+        self.db = open_database(where, name="accounts", timeout=timeout, keep_open=True)
+        self.path = self.db.path  # None on PostgreSQL
         self.clock = clock
         self._hasher = hasher
         self._dummy_hash: str | None = None
-        self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = self._db()
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)  # idempotent: CREATE ... IF NOT EXISTS
+        with self.db.connect() as db:
+            db.script(SCHEMA)  # idempotent: CREATE ... IF NOT EXISTS
 
     @property
     def hasher(self):
@@ -140,24 +179,20 @@ class AccountStore:
         return self._hasher
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            db.execute("PRAGMA busy_timeout=10000")
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
-        return db
+        """A plain connection to the SQLite file, for looking at what is stored (tests do)."""
+        if self.path is None:
+            raise TypeError("the accounts are in PostgreSQL, not in a SQLite file")
+        return sqlite3.connect(self.path, timeout=self.db.timeout, isolation_level=None)
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.db.connect() as db:
+            return db.execute(sql, params).fetchall()
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+    def _connect(self) -> Iterator[Connection]:
+        """A write transaction (committed on success, rolled back on any exception)."""
+        with self.db.transaction(write=True) as db:
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     def _now_iso(self) -> str:
         return dt.datetime.fromtimestamp(self.clock(), dt.UTC).isoformat(timespec="seconds")
@@ -177,16 +212,16 @@ class AccountStore:
             with self._connect() as db:
                 db.execute("INSERT INTO users (name, display_name, credentials, conflicts, role, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (name, display_name.strip() or name, credentials.strip(), conflicts.strip(), role.value, password_hash, self._now_iso()))
-        except sqlite3.IntegrityError:
+        except self.db.IntegrityError:
             raise AccountError(f"an account named {name!r} already exists") from None
         return self.get(name)  # type: ignore[return-value]
 
     def get(self, name: str) -> Account | None:
-        row = self._db().execute("SELECT name, display_name, credentials, conflicts, role, created_at, disabled FROM users WHERE name = ?", (name,)).fetchone()
-        return _account(row) if row else None
+        rows = self._read("SELECT name, display_name, credentials, conflicts, role, created_at, disabled FROM users WHERE name = ?", (name,))
+        return _account(rows[0]) if rows else None
 
     def accounts(self) -> list[Account]:
-        rows = self._db().execute("SELECT name, display_name, credentials, conflicts, role, created_at, disabled FROM users ORDER BY name").fetchall()
+        rows = self._read("SELECT name, display_name, credentials, conflicts, role, created_at, disabled FROM users ORDER BY name")
         return [_account(r) for r in rows]
 
     def authenticate(self, name: str, password: str) -> Account | None:
@@ -194,7 +229,8 @@ class AccountStore:
         one Argon2 verification either way."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
-        row = self._db().execute("SELECT password_hash, disabled FROM users WHERE name = ?", (name,)).fetchone()
+        rows = self._read("SELECT password_hash, disabled FROM users WHERE name = ?", (name,))
+        row = rows[0] if rows else None
         if row is None:
             if self._dummy_hash is None:
                 self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
@@ -217,11 +253,12 @@ class AccountStore:
             raise AccountError(f"no account named {name!r}")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self._connect() as db:
-            cur = db.execute("INSERT INTO tokens (user, token_sha256, label, created_at) VALUES (?, ?, ?, ?)", (name, _sha(token), label, self._now_iso()))
-        return cur.lastrowid, token
+            [(token_id,)] = db.execute('INSERT INTO tokens ("user", token_sha256, label, created_at) VALUES (?, ?, ?, ?) RETURNING id',
+                                       (name, _sha(token), label, self._now_iso())).fetchall()
+        return token_id, token
 
     def tokens(self, name: str) -> list[TokenInfo]:
-        rows = self._db().execute("SELECT id, user, label, created_at, revoked_at FROM tokens WHERE user = ? ORDER BY id", (name,)).fetchall()
+        rows = self._read('SELECT id, "user", label, created_at, revoked_at FROM tokens WHERE "user" = ? ORDER BY id', (name,))
         return [TokenInfo(*r) for r in rows]
 
     def revoke_tokens(self, name: str, token_id: int | None = None) -> int:
@@ -230,18 +267,18 @@ class AccountStore:
             raise AccountError(f"no account named {name!r}")
         with self._connect() as db:
             if token_id is None:
-                cur = db.execute("UPDATE tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL", (self._now_iso(), name))
+                cur = db.execute('UPDATE tokens SET revoked_at = ? WHERE "user" = ? AND revoked_at IS NULL', (self._now_iso(), name))
             else:
-                cur = db.execute("UPDATE tokens SET revoked_at = ? WHERE user = ? AND id = ? AND revoked_at IS NULL", (self._now_iso(), name, token_id))
+                cur = db.execute('UPDATE tokens SET revoked_at = ? WHERE "user" = ? AND id = ? AND revoked_at IS NULL', (self._now_iso(), name, token_id))
         return cur.rowcount
 
     def account_for_token(self, token: str) -> Account | None:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        row = self._db().execute(
-            "SELECT u.name, u.display_name, u.credentials, u.conflicts, u.role, u.created_at, u.disabled FROM tokens t JOIN users u ON u.name = t.user"
-            " WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND u.disabled = 0", (_sha(token),)).fetchone()
-        return _account(row) if row else None
+        rows = self._read(
+            'SELECT u.name, u.display_name, u.credentials, u.conflicts, u.role, u.created_at, u.disabled FROM tokens t JOIN users u ON u.name = t."user"'
+            " WHERE t.token_sha256 = ? AND t.revoked_at IS NULL AND u.disabled = 0", (_sha(token),))
+        return _account(rows[0]) if rows else None
 
     # -- sessions
 
@@ -252,13 +289,14 @@ class AccountStore:
         token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), self.clock()
         with self._connect() as db:
             db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
-            db.execute("INSERT INTO sessions (id_sha256, user, csrf, created, expires) VALUES (?, ?, ?, ?, ?)", (_sha(token), name, csrf, now, now + ttl_seconds))
+            db.execute('INSERT INTO sessions (id_sha256, "user", csrf, created, expires) VALUES (?, ?, ?, ?, ?)', (_sha(token), name, csrf, now, now + ttl_seconds))
         return Session(token, csrf, account, now + ttl_seconds)
 
     def session(self, token: str) -> Session | None:
         if not token or len(token) > 200:
             return None
-        row = self._db().execute("SELECT user, csrf, expires FROM sessions WHERE id_sha256 = ?", (_sha(token),)).fetchone()
+        rows = self._read('SELECT "user", csrf, expires FROM sessions WHERE id_sha256 = ?', (_sha(token),))
+        row = rows[0] if rows else None
         if row is None or row[2] < self.clock():
             return None
         account = self.get(row[0])
@@ -274,7 +312,7 @@ class AccountStore:
 
     def failures(self, key: str, window_seconds: int) -> list[float]:
         """Times of the failures counted under `key` within the window, oldest first."""
-        rows = self._db().execute("SELECT at FROM signin_failures WHERE key = ? AND at >= ? ORDER BY at", (key, self.clock() - window_seconds)).fetchall()
+        rows = self._read("SELECT at FROM signin_failures WHERE key = ? AND at >= ? ORDER BY at", (key, self.clock() - window_seconds))
         return [r[0] for r in rows]
 
     def note_failure(self, *keys: str) -> None:

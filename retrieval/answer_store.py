@@ -1,4 +1,5 @@
-"""Answers as they were given, and what readers said about them, in SQLite.
+"""Answers as they were given, and what readers said about them, in SQLite (or PostgreSQL,
+shared by every replica, with MEDKB_BACKEND=postgres).
 
 Every answer gets a stable id (`new_answer_id()`, 96 random bits as 16 characters of
 A-Z a-z 0-9 _ -) and is kept as the JSON the API returned, so its permalink shows it again
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,12 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from retrieval.stores import Connection, Database, Schema, open_database
+
 log = logging.getLogger("medkb.answers")
 
 ID_BYTES = 12  # 96 bits; token_urlsafe gives 16 characters
 ANSWER_ID_PATTERN = r"^[A-Za-z0-9_-]{16}$"
 
-SCHEMA = """
+SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     id TEXT PRIMARY KEY,
     created REAL NOT NULL,
@@ -54,6 +56,29 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_answer ON feedback(answer_id);
 """
+# `rowid` orders answers kept in the same clock tick, as SQLite's implicit rowid does.
+POSTGRES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    id TEXT PRIMARY KEY,
+    created DOUBLE PRECISION NOT NULL,
+    question TEXT NOT NULL,
+    body TEXT NOT NULL,
+    rowid BIGINT GENERATED ALWAYS AS IDENTITY
+);
+CREATE INDEX IF NOT EXISTS answers_created ON answers(created);
+CREATE TABLE IF NOT EXISTS feedback (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    answer_id TEXT NOT NULL,
+    permalink TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL,
+    helpful INTEGER NOT NULL,
+    comment TEXT,
+    question TEXT NOT NULL,
+    resolved_query TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_answer ON feedback(answer_id);
+"""
+SCHEMA = Schema(sqlite=SQLITE_SCHEMA, postgres=POSTGRES_SCHEMA)
 
 T = TypeVar("T")
 
@@ -105,9 +130,14 @@ class Feedback:
 
 
 class AnswerStore:
-    def __init__(self, path: Path, max_answers: int = 10000, max_answer_bytes: int = 524288, max_feedback: int = 10000,
+    """Answers and feedback in a SQLite file (`where` a path) or PostgreSQL (`where` a
+    postgresql:// URL, or a Database from retrieval.stores). Lock waits last at most
+    `timeout` seconds; `clock` gives epoch seconds."""
+
+    def __init__(self, where: Path | str | Database, max_answers: int = 10000, max_answer_bytes: int = 524288, max_feedback: int = 10000,
                  max_feedback_per_answer: int = 20, max_comment_chars: int = 2000, timeout: float = 0.25, clock=time.time):
-        self.path = Path(path)
+        self.db = open_database(where, name="answers", timeout=timeout)
+        self.path = self.db.path  # None on PostgreSQL
         self.max_answers = max_answers
         self.max_answer_bytes = max_answer_bytes
         self.max_feedback = max_feedback
@@ -120,39 +150,27 @@ class AnswerStore:
         self._failure: str | None = None
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode = WAL")
+    def _connect(self) -> Iterator[Connection]:
+        with self.db.connect() as db:
             if not self._schema_ready:
-                db.executescript(SCHEMA)
+                db.script(SCHEMA)
                 self._schema_ready = True
             yield db
-        except BaseException:
-            if db.in_transaction:
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise
-        finally:
-            db.close()
 
-    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def _run(self, work: Callable[[Connection], T]) -> T:
         with self._lock:
             try:
                 with self._connect() as db:
                     result = work(db)
-            except (sqlite3.Error, OSError) as exc:
+            except self.db.Error as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if self._failure != reason:
-                    log.error("answer store %s unusable (%s): answers go on without permalinks or feedback", self.path, reason)
+                    log.error("answer store %s unusable (%s): answers go on without permalinks or feedback", self.db.where, reason)
                 self._failure = reason
                 self._schema_ready = False
                 raise AnswerStoreUnavailable(reason) from exc
             if self._failure is not None:
-                log.warning("answer store %s works again", self.path)
+                log.warning("answer store %s works again", self.db.where)
                 self._failure = None
             return result
 
@@ -164,18 +182,18 @@ class AnswerStore:
         if size > self.max_answer_bytes:
             raise AnswerTooLarge(f"the answer is {size} bytes; at most {self.max_answer_bytes} are kept")
 
-        def work(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN IMMEDIATE")
+        def work(db: Connection) -> None:
+            db.begin(write=True)
             db.execute("INSERT INTO answers (id, created, question, body) VALUES (?, ?, ?, ?)", (answer_id, self.clock(), question, body))
             excess = db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] - self.max_answers
             if excess > 0:
                 db.execute("DELETE FROM answers WHERE id IN (SELECT id FROM answers ORDER BY created, rowid LIMIT ?)", (excess,))
-            db.execute("COMMIT")
+            db.commit()
 
         self._run(work)
 
     def get(self, answer_id: str) -> StoredAnswer:
-        def work(db: sqlite3.Connection) -> StoredAnswer:
+        def work(db: Connection) -> StoredAnswer:
             row = db.execute("SELECT id, created, question, body FROM answers WHERE id = ?", (answer_id,)).fetchone()
             if row is None:
                 raise AnswerNotFound(answer_id)
@@ -193,27 +211,28 @@ class AnswerStore:
         answer already has `max_feedback_per_answer` entries. The comment is cut to `max_comment_chars`."""
         comment = (comment or "").strip()[: self.max_comment_chars] or None
 
-        def work(db: sqlite3.Connection) -> Feedback:
-            db.execute("BEGIN IMMEDIATE")
+        def work(db: Connection) -> Feedback:
+            db.begin(write=True)
             if db.execute("SELECT 1 FROM answers WHERE id = ?", (answer_id,)).fetchone() is None:
                 raise AnswerNotFound(answer_id)
             held = db.execute("SELECT COUNT(*) FROM feedback WHERE answer_id = ?", (answer_id,)).fetchone()[0]
             if held >= self.max_feedback_per_answer:
                 raise FeedbackLimit(answer_id)
             now = self.clock()
-            cursor = db.execute("INSERT INTO feedback (answer_id, permalink, created, helpful, comment, question, resolved_query) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?)", (answer_id, permalink_of(answer_id), now, int(helpful), comment, question, resolved_query))
+            [(feedback_id,)] = db.execute("INSERT INTO feedback (answer_id, permalink, created, helpful, comment, question, resolved_query) "
+                                          "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                                          (answer_id, permalink_of(answer_id), now, int(helpful), comment, question, resolved_query)).fetchall()
             excess = db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0] - self.max_feedback
             if excess > 0:
                 db.execute("DELETE FROM feedback WHERE id IN (SELECT id FROM feedback ORDER BY id LIMIT ?)", (excess,))
-            db.execute("COMMIT")
-            return Feedback(cursor.lastrowid, answer_id, permalink_of(answer_id), now, helpful, comment, question, resolved_query)
+            db.commit()
+            return Feedback(feedback_id, answer_id, permalink_of(answer_id), now, helpful, comment, question, resolved_query)
 
         return self._run(work)
 
     def feedback(self, limit: int = 50, offset: int = 0) -> tuple[list[Feedback], int]:
         """A page of feedback, newest first, and how many entries there are."""
-        def work(db: sqlite3.Connection) -> tuple[list[Feedback], int]:
+        def work(db: Connection) -> tuple[list[Feedback], int]:
             total = db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
             rows = db.execute("SELECT id, answer_id, permalink, created, helpful, comment, question, resolved_query FROM feedback "
                               "ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()

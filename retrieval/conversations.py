@@ -1,4 +1,5 @@
-"""Conversations for follow-up questions, kept in SQLite so they survive a restart.
+"""Conversations for follow-up questions, kept in SQLite (or PostgreSQL, shared by every
+replica, with MEDKB_BACKEND=postgres) so they survive a restart.
 
 Bounded four ways: a conversation expires `ttl_seconds` after its last question, keeps
 at most `max_turns` questions (the oldest go first), one client holds at most
@@ -9,7 +10,8 @@ Ids are 192 random bits (`secrets.token_urlsafe(24)`, 32 characters of A-Z a-z 0
 holding the id is what lets a client continue a conversation.
 
 A store that cannot be used (a corrupt or truncated file, a read-only file or folder, a
-lock held by another process) never raises anything but `ConversationStoreUnavailable`,
+lock held by another process; a PostgreSQL server that is unreachable, read-only or holds a
+lock on the tables) never raises anything but `ConversationStoreUnavailable`,
 quickly: lock waits last `timeout` seconds, and after a failure the store is not tried
 again for `retry_seconds`, so callers answer without the conversation instead of queueing
 behind it. `health()` says whether it works and why not; the first failure of a kind is
@@ -31,12 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from retrieval.stores import Connection, Database, Schema, open_database
+
 log = logging.getLogger("medkb.conversations")
 
 ID_BYTES = 24  # 192 bits; token_urlsafe gives 32 characters
 ID_ALPHABET = "A-Za-z0-9_-"
 
-SCHEMA = """
+SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
     created REAL NOT NULL,
@@ -57,6 +61,28 @@ CLIENT_COLUMN = "ALTER TABLE conversations ADD COLUMN client TEXT NOT NULL DEFAU
 # turns were classified have neither: their topic is read again from the questions).
 TURN_COLUMNS = {"kind": "ALTER TABLE turns ADD COLUMN kind TEXT", "topic": "ALTER TABLE turns ADD COLUMN topic TEXT"}
 CLIENT_INDEX = "CREATE INDEX IF NOT EXISTS conversations_client ON conversations(client, updated)"
+# PostgreSQL databases start with every column (no files from before them to migrate).
+POSTGRES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    created DOUBLE PRECISION NOT NULL,
+    updated DOUBLE PRECISION NOT NULL,
+    client TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS turns (
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    question TEXT NOT NULL,
+    resolved TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL,
+    kind TEXT,
+    topic TEXT,
+    PRIMARY KEY (conversation_id, position)
+);
+CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated);
+CREATE INDEX IF NOT EXISTS conversations_client ON conversations(client, updated);
+"""
+SCHEMA = Schema(sqlite=SQLITE_SCHEMA, postgres=POSTGRES_SCHEMA)
 
 T = TypeVar("T")
 
@@ -109,10 +135,31 @@ def diagnose(exc: BaseException, path: Path) -> tuple[str, str]:
     return (f"unavailable: {exc}", f"the conversations file {path} cannot be used ({exc}); {off}")
 
 
+def diagnose_postgres(exc: BaseException, where: str) -> tuple[str, str]:
+    """(a short reason, one line of advice naming the database) for a failure of a PostgreSQL store,
+    read from the error's SQLSTATE (PostgreSQL's error codes, appendix A of its manual)."""
+    state = getattr(exc, "sqlstate", None) or ""
+    off = "follow-ups are off until then (answers go on without them)"
+    if state == "55P03":  # lock_not_available: lock_timeout expired
+        return ("locked: another session holds a lock on the conversations tables",
+                f"another session holds a lock on the conversations tables in {where} (pg_locks names it); {off}")
+    if state in ("25006", "42501"):  # read_only_sql_transaction, insufficient_privilege
+        return (f"not writable: {exc}", f"the server cannot write the conversations tables in {where}: give its role write access "
+                                        f"or point MEDKB_DATABASE_URL at the primary; {off}")
+    if not state or state.startswith(("08", "57P")):  # no answer, connection exceptions, server shutting down
+        return (f"unreachable: {exc}", f"the server cannot reach {where}: check MEDKB_DATABASE_URL and that PostgreSQL runs; {off}")
+    return (f"unavailable: {exc}", f"the conversations tables in {where} cannot be used ({exc}); {off}")
+
+
 class ConversationStore:
-    def __init__(self, path: Path, ttl_seconds: int = 86400, max_turns: int = 20, max_conversations: int = 10000, clock=time.time,
+    """Conversations in a SQLite file (`where` a path) or PostgreSQL (`where` a postgresql://
+    URL, or a Database from retrieval.stores). `ttl_seconds`, `timeout` and `retry_seconds`
+    are seconds; `clock` gives epoch seconds, `monotonic` seconds for retry waits."""
+
+    def __init__(self, where: Path | str | Database, ttl_seconds: int = 86400, max_turns: int = 20, max_conversations: int = 10000, clock=time.time,
                  max_per_client: int = 1000, timeout: float = 0.25, retry_seconds: float = 1.0, monotonic=time.monotonic):
-        self.path = Path(path)
+        self.db = open_database(where, name="conversations", timeout=timeout)
+        self.path = self.db.path  # None on PostgreSQL
         self.ttl = ttl_seconds
         self.max_turns = max_turns
         self.max_conversations = max_conversations
@@ -126,37 +173,27 @@ class ConversationStore:
         self._failure: str | None = None  # the reason, while the store is failing
         self._retry_at = 0.0
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
                 self._check(db, full=True)
             self._recovered()
-        except (sqlite3.Error, OSError) as exc:
+        except self.db.Error as exc:
             self._failed(exc)
 
     # -- connections, schema, health ---------------------------------------------------
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self) -> Iterator[Connection]:
         """A connection in autocommit mode: each method opens its own transaction."""
-        db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        try:
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA journal_mode = WAL")
+        with self.db.connect() as db:
             if not self._schema_ready:
                 self._ensure_schema(db)
             yield db
-        except BaseException:
-            if db.in_transaction:
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise
-        finally:
-            db.close()
 
-    def _ensure_schema(self, db: sqlite3.Connection) -> None:
-        db.executescript(SCHEMA)
+    def _ensure_schema(self, db: Connection) -> None:
+        db.script(SCHEMA)
+        if db.dialect != "sqlite":
+            self._schema_ready = True
+            return
         columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
         if "client" not in columns:
             db.execute(CLIENT_COLUMN)  # files written before conversations had an owner
@@ -167,18 +204,18 @@ class ConversationStore:
                 db.execute(statement)
         self._schema_ready = True
 
-    def _check(self, db: sqlite3.Connection, full: bool = False) -> None:
-        """Raise unless the file reads, checks and takes the write lock."""
-        if full:
+    def _check(self, db: Connection, full: bool = False) -> None:
+        """Raise unless the store reads, checks (a SQLite file's integrity) and takes the write lock."""
+        if full and db.dialect == "sqlite":
             problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
             if problems != ["ok"]:
                 raise sqlite3.DatabaseError(f"integrity check failed: {'; '.join(problems[:3])}")
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("UPDATE conversations SET updated = updated WHERE 0")  # a write: refused by a read-only file
-        db.execute("ROLLBACK")
+        db.begin(write=True)
+        db.execute("UPDATE conversations SET updated = updated WHERE 1 = 0")  # a write: refused by a read-only file or database
+        db.rollback()
 
     def _failed(self, exc: BaseException) -> ConversationStoreUnavailable:
-        reason, advice = diagnose(exc, self.path)
+        reason, advice = diagnose(exc, self.path) if self.path is not None else diagnose_postgres(exc, self.db.where)
         if self._failure != reason:
             log.error("conversation store unusable (%s): %s", reason, advice)
         self._failure = reason
@@ -188,10 +225,10 @@ class ConversationStore:
 
     def _recovered(self) -> None:
         if self._failure is not None:
-            log.warning("conversation store %s works again; follow-ups are back on", self.path)
+            log.warning("conversation store %s works again; follow-ups are back on", self.db.where)
         self._failure = None
 
-    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    def _run(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in a connection, turning every storage failure into ConversationStoreUnavailable."""
         if self._failure is not None and self.monotonic() < self._retry_at:
             raise ConversationStoreUnavailable(self._failure)
@@ -201,17 +238,17 @@ class ConversationStore:
                     result = work(db)
             except ConversationNotFound:
                 raise
-            except (sqlite3.Error, OSError) as exc:
+            except self.db.Error as exc:
                 raise self._failed(exc) from exc
             self._recovered()
             return result
 
     def health(self) -> StoreHealth:
-        """Probe the file now (bounded by the lock timeout): readable, writable, not locked."""
+        """Probe the store now (bounded by the lock timeout): readable, writable, not locked."""
         try:
             with self._connect() as db:
                 self._check(db)
-        except (sqlite3.Error, OSError) as exc:
+        except self.db.Error as exc:
             return StoreHealth(False, self._failed(exc).reason)
         self._recovered()
         return StoreHealth(True)
@@ -220,14 +257,14 @@ class ConversationStore:
 
     def history(self, conversation_id: str) -> list[Turn]:
         """The conversation's turns, oldest first. Raises ConversationNotFound if unknown or expired."""
-        def work(db: sqlite3.Connection) -> list[Turn]:
-            db.execute("BEGIN")
+        def work(db: Connection) -> list[Turn]:
+            db.begin()
             row = db.execute("SELECT updated FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
             if row is None or row[0] < self.clock() - self.ttl:
                 raise ConversationNotFound(conversation_id)
             rows = db.execute("SELECT question, resolved, kind, topic FROM turns WHERE conversation_id = ? ORDER BY position",
                               (conversation_id,)).fetchall()
-            db.execute("COMMIT")
+            db.commit()
             return [Turn(*row) for row in rows]
 
         return self._run(work)
@@ -236,9 +273,9 @@ class ConversationStore:
                topic: str | None = None) -> str:
         """Record a turn (starting a conversation for `client` when `conversation_id` is None); returns the id.
         Raises ConversationNotFound when the conversation expired or was dropped meanwhile."""
-        def work(db: sqlite3.Connection) -> str:
+        def work(db: Connection) -> str:
             now = self.clock()
-            db.execute("BEGIN IMMEDIATE")
+            db.begin(write=True)
             db.execute("DELETE FROM conversations WHERE updated < ?", (now - self.ttl,))
             cid = conversation_id
             if cid is None:
@@ -257,19 +294,20 @@ class ConversationStore:
             excess = db.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] - self.max_conversations
             if excess > 0:
                 db.execute("DELETE FROM conversations WHERE id IN (SELECT id FROM conversations WHERE id != ? ORDER BY updated LIMIT ?)", (cid, excess))
-            db.execute("COMMIT")
+            db.commit()
             return cid
 
         return self._run(work)
 
     def delete(self, conversation_id: str) -> bool:
-        def work(db: sqlite3.Connection) -> bool:
-            return db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount > 0
+        def work(db: Connection) -> bool:
+            with db.transaction(write=True):
+                return db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)).rowcount > 0
 
         return self._run(work)
 
     def count(self, client: str | None = None) -> int:
-        def work(db: sqlite3.Connection) -> int:
+        def work(db: Connection) -> int:
             if client is None:
                 return db.execute("SELECT COUNT(*) FROM conversations WHERE updated >= ?", (self.clock() - self.ttl,)).fetchone()[0]
             return db.execute("SELECT COUNT(*) FROM conversations WHERE updated >= ? AND client = ?", (self.clock() - self.ttl, client)).fetchone()[0]

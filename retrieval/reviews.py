@@ -6,13 +6,13 @@ decision names the SHA-256 of the exact bytes reviewed, so an approval applies t
 content only; once the file changes (and is re-indexed), the article shows "approved
 version changed, pending re-review" until it is approved again.
 
-The log lives in SQLite beside the index (`MEDKB_REVIEWS_DB`), outside the embedded
-chunks, so a decision shows in search and answers at once without re-embedding:
+The log lives in SQLite beside the index (`MEDKB_REVIEWS_DB`), or in PostgreSQL shared by
+every replica (MEDKB_BACKEND=postgres), outside the embedded chunks, so a decision shows in search and answers at once without re-embedding:
 `ReviewBook` derives every article's status from the log and caches it until the log
 changes (a cheap `max(seq)` check per call).
 
-Tables (all append-only; SQLite triggers refuse UPDATE and DELETE, and a re-insert of
-an existing row):
+Tables (all append-only; triggers refuse UPDATE and DELETE (and, in PostgreSQL, TRUNCATE),
+and a re-insert of an existing row):
 
     reviews   seq, article_id, content_sha256, reviewer, reviewer_name,
               reviewer_credentials, reviewer_role, decided_at (UTC ISO 8601), decision, comment
@@ -26,15 +26,16 @@ import datetime as dt
 import enum
 import hashlib
 import logging
-import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from indexer.index_store import ArticleRecord
 from indexer.vocabulary import ReviewStatus
+from retrieval.stores import Connection, Database, Schema, open_database
 
 log = logging.getLogger("medkb.reviews")
 
@@ -252,7 +253,7 @@ def check_decision(record: ArticleRecord, reviewer: Reviewer, decision: Decision
 
 # ---------------------------------------------------------------- the store
 
-SCHEMA = """
+SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS reviews (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     article_id TEXT NOT NULL CHECK (length(article_id) > 0),
@@ -303,6 +304,75 @@ CREATE TRIGGER IF NOT EXISTS versions_keep_first BEFORE INSERT ON versions
     BEGIN SELECT RAISE(IGNORE); END;
 """
 
+# The same tables and refusals in PostgreSQL (which also refuses TRUNCATE, a way round row triggers).
+POSTGRES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reviews (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    article_id TEXT NOT NULL CHECK (length(article_id) > 0),
+    content_sha256 TEXT NOT NULL CHECK (content_sha256 ~ '^[0-9a-f]{64}$'),
+    reviewer TEXT NOT NULL CHECK (length(reviewer) > 0),
+    reviewer_name TEXT NOT NULL,
+    reviewer_credentials TEXT NOT NULL DEFAULT '',
+    reviewer_role TEXT NOT NULL,
+    decided_at TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('start_review', 'approve', 'request_changes', 'retire')),
+    comment TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS reviews_by_article ON reviews(article_id, seq);
+
+CREATE OR REPLACE FUNCTION medkb_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'integrity_constraint_violation';
+END $$;
+CREATE OR REPLACE TRIGGER reviews_no_update BEFORE UPDATE ON reviews
+    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('the review log is append-only: a review cannot be changed');
+CREATE OR REPLACE TRIGGER reviews_no_delete BEFORE DELETE ON reviews
+    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('the review log is append-only: a review cannot be deleted');
+CREATE OR REPLACE TRIGGER reviews_no_truncate BEFORE TRUNCATE ON reviews
+    FOR EACH STATEMENT EXECUTE FUNCTION medkb_refuse('the review log is append-only: it cannot be truncated');
+
+CREATE TABLE IF NOT EXISTS contents (
+    sha256 TEXT PRIMARY KEY CHECK (length(sha256) = 64),
+    article_id TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    stored_at TEXT NOT NULL
+);
+CREATE OR REPLACE FUNCTION medkb_contents_keep_first() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM contents WHERE sha256 = NEW.sha256) THEN RETURN NULL; END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER contents_no_update BEFORE UPDATE ON contents
+    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('stored article versions cannot be changed');
+CREATE OR REPLACE TRIGGER contents_no_delete BEFORE DELETE ON contents
+    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('stored article versions cannot be deleted');
+CREATE OR REPLACE TRIGGER contents_no_truncate BEFORE TRUNCATE ON contents
+    FOR EACH STATEMENT EXECUTE FUNCTION medkb_refuse('stored article versions cannot be deleted');
+CREATE OR REPLACE TRIGGER contents_keep_first BEFORE INSERT ON contents
+    FOR EACH ROW EXECUTE FUNCTION medkb_contents_keep_first();
+
+CREATE TABLE IF NOT EXISTS versions (
+    article_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
+    first_seen TEXT NOT NULL,
+    PRIMARY KEY (article_id, sha256)
+);
+CREATE OR REPLACE FUNCTION medkb_versions_keep_first() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM versions WHERE article_id = NEW.article_id AND sha256 = NEW.sha256) THEN RETURN NULL; END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER versions_no_update BEFORE UPDATE ON versions
+    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('article version history cannot be changed');
+CREATE OR REPLACE TRIGGER versions_no_delete BEFORE DELETE ON versions
+    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('article version history cannot be deleted');
+CREATE OR REPLACE TRIGGER versions_no_truncate BEFORE TRUNCATE ON versions
+    FOR EACH STATEMENT EXECUTE FUNCTION medkb_refuse('article version history cannot be deleted');
+CREATE OR REPLACE TRIGGER versions_keep_first BEFORE INSERT ON versions
+    FOR EACH ROW EXECUTE FUNCTION medkb_versions_keep_first();
+"""
+SCHEMA = Schema(sqlite=SQLITE_SCHEMA, postgres=POSTGRES_SCHEMA)
+
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -320,42 +390,32 @@ class Version:
 
 
 class ReviewStore:
-    """The append-only review log in SQLite. There is no method that changes or removes a
-    line, and the database's triggers refuse it from anywhere else."""
+    """The append-only review log in a SQLite file (`where` a path) or PostgreSQL (`where` a
+    postgresql:// URL, or a Database from retrieval.stores). There is no method that changes
+    or removes a line, and the database's triggers refuse it from anywhere else. Lock waits
+    last at most `timeout` seconds; `clock` gives aware UTC datetimes. Storage failures raise
+    the driver's errors (`self.db.Error`)."""
 
-    def __init__(self, path: Path, clock=_now):
-        self.path = Path(path)
+    def __init__(self, where: Path | str | Database, clock=_now, timeout: float = 10.0):
+        self.db = open_database(where, name="reviews", timeout=timeout, keep_open=True)
+        self.path = self.db.path  # None on PostgreSQL
         self.clock = clock
-        self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = self._db()
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)  # idempotent: CREATE ... IF NOT EXISTS
+        with self.db.connect() as db:
+            db.script(SCHEMA)  # idempotent: CREATE ... IF NOT EXISTS
 
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-            db.execute("PRAGMA busy_timeout=10000")
-            self._local.db = db
-        return db
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.db.connect() as db:
+            return db.execute(sql, params).fetchall()
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+    def _connect(self) -> Iterator[Connection]:
+        """A write transaction (committed on success, rolled back on any exception)."""
+        with self.db.transaction(write=True) as db:
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        """Release the connections held for the log (a later call reopens them)."""
+        self.db.close()
 
     # -- the log
 
@@ -363,30 +423,29 @@ class ReviewStore:
         """Add one line to the log and return it. Nothing else ever writes to it."""
         decided_at = self.clock()
         with self._connect() as db:
-            cur = db.execute(
+            [(seq,)] = db.execute(
                 "INSERT INTO reviews (article_id, content_sha256, reviewer, reviewer_name, reviewer_credentials, reviewer_role, decided_at, decision, comment)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
                 (article_id, content_sha256, reviewer.name, reviewer.display_name, reviewer.credentials, reviewer.role,
                  decided_at.isoformat(), Decision(decision).value, comment),
-            )
-            seq = cur.lastrowid
+            ).fetchall()
         return ReviewRecord(seq, article_id, content_sha256, reviewer, decided_at, Decision(decision), comment)
 
     def version(self) -> int:
         """Changes whenever a line is appended (by this process or another)."""
-        return self._db().execute("SELECT coalesce(max(seq), 0) FROM reviews").fetchone()[0]
+        return self._read("SELECT coalesce(max(seq), 0) FROM reviews")[0][0]
 
     def history(self, article_id: str) -> list[ReviewRecord]:
         """The article's log lines, oldest first."""
-        rows = self._db().execute("SELECT * FROM reviews WHERE article_id = ? ORDER BY seq", (article_id,)).fetchall()
+        rows = self._read("SELECT * FROM reviews WHERE article_id = ? ORDER BY seq", (article_id,))
         return [_record(row) for row in rows]
 
     def records(self, since: dt.datetime | None = None) -> list[ReviewRecord]:
         """Every line (or those decided at or after `since`), oldest first."""
         if since is None:
-            rows = self._db().execute("SELECT * FROM reviews ORDER BY seq").fetchall()
+            rows = self._read("SELECT * FROM reviews ORDER BY seq")
         else:
-            rows = self._db().execute("SELECT * FROM reviews WHERE decided_at >= ? ORDER BY seq", (since.astimezone(dt.UTC).isoformat(),)).fetchall()
+            rows = self._read("SELECT * FROM reviews WHERE decided_at >= ? ORDER BY seq", (since.astimezone(dt.UTC).isoformat(),))
         return [_record(row) for row in rows]
 
     # -- article versions
@@ -400,8 +459,8 @@ class ReviewStore:
         return digest
 
     def content(self, sha256: str) -> bytes | None:
-        row = self._db().execute("SELECT body FROM contents WHERE sha256 = ?", (sha256,)).fetchone()
-        return bytes(row[0]) if row else None
+        rows = self._read("SELECT body FROM contents WHERE sha256 = ?", (sha256,))
+        return bytes(rows[0][0]) if rows else None
 
     def observe(self, versions: Iterable[tuple[str, str]]) -> None:
         """Note when each (article id, content hash) was first seen; known ones are kept as they were."""
@@ -412,9 +471,9 @@ class ReviewStore:
     def versions(self, article_id: str | None = None) -> list[Version]:
         """Versions first seen, oldest first (of one article, or all)."""
         if article_id is None:
-            rows = self._db().execute("SELECT article_id, sha256, first_seen FROM versions ORDER BY first_seen, article_id").fetchall()
+            rows = self._read("SELECT article_id, sha256, first_seen FROM versions ORDER BY first_seen, article_id")
         else:
-            rows = self._db().execute("SELECT article_id, sha256, first_seen FROM versions WHERE article_id = ? ORDER BY first_seen", (article_id,)).fetchall()
+            rows = self._read("SELECT article_id, sha256, first_seen FROM versions WHERE article_id = ? ORDER BY first_seen", (article_id,))
         return [Version(a, s, dt.datetime.fromisoformat(t)) for a, s, t in rows]
 
 
@@ -452,8 +511,8 @@ class ReviewBook:
             if self.store is not None and id(articles) not in self._observed:
                 try:
                     self.store.observe((a.id, a.content_sha256) for a in articles.values())
-                except sqlite3.Error as exc:  # a read-only log still answers
-                    log.warning("could not note article versions in %s: %s", self.store.path, exc)
+                except self.store.db.Error as exc:  # a read-only log still answers
+                    log.warning("could not note article versions in %s: %s", self.store.db.where, exc)
                 self._observed = {id(articles)}
             histories: dict[str, list[ReviewRecord]] = {}
             if self.store is not None:

@@ -50,7 +50,7 @@ AnswerId = Annotated[str, Path(max_length=64, description="The answer's id (`ans
 
 
 def open_answers(settings: Settings) -> AnswerStore:
-    return AnswerStore(settings.answers_path, max_answers=settings.max_answers, max_answer_bytes=settings.max_answer_bytes,
+    return AnswerStore(settings.state_location(settings.answers_path), max_answers=settings.max_answers, max_answer_bytes=settings.max_answer_bytes,
                        max_feedback=settings.max_feedback, max_feedback_per_answer=settings.feedback_per_answer,
                        max_comment_chars=settings.feedback_comment_chars, timeout=settings.conversations_timeout)
 

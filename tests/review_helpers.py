@@ -20,11 +20,11 @@ def cheap_hasher():
     return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
-def accounts(path: Path) -> AccountStore:
+def accounts(path: Path | str) -> AccountStore:
     return AccountStore(path, hasher=cheap_hasher())
 
 
-def add_users(path: Path) -> AccountStore:
+def add_users(path: Path | str) -> AccountStore:
     """rev (reviewer), ed (editor), admin (admin), author (reviewer who wrote 'microcytosis' in tests that say so)."""
     store = accounts(path)
     store.add("rev", "reviewer", PASSWORD, "Dr Rhea Viewer", "MD, haematology", "None declared")

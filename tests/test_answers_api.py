@@ -157,9 +157,9 @@ def test_feedback_is_bounded(tiny_corpus, tmp_path):
         assert any(b.get("maxLength") == 20 for b in [schema, *schema.get("anyOf", [])])
 
 
-def test_the_store_is_bounded(tmp_path):
+def test_the_store_is_bounded(store_at):
     clock = iter(range(1000)).__next__
-    store = AnswerStore(tmp_path / "a.sqlite", max_answers=3, max_answer_bytes=100, max_feedback=2, max_feedback_per_answer=5, clock=lambda: clock())
+    store = AnswerStore(store_at("a.sqlite"), max_answers=3, max_answer_bytes=100, max_feedback=2, max_feedback_per_answer=5, clock=lambda: clock())
     for i in range(5):
         store.put(f"id{i}", "q", "{}")
     assert store.count() == 3
@@ -172,7 +172,7 @@ def test_the_store_is_bounded(tmp_path):
         store.add_feedback("id4", i % 2 == 0, f"c{i}", "q", "r")
     items, total = store.feedback()
     assert total == 2 and [f.comment for f in items] == ["c2", "c1"], "the oldest feedback goes first"
-    limited = AnswerStore(tmp_path / "b.sqlite", max_feedback_per_answer=1)
+    limited = AnswerStore(store_at("b.sqlite"), max_feedback_per_answer=1)
     limited.put("one", "q", "{}")
     limited.add_feedback("one", True, None, "q", "r")
     with pytest.raises(FeedbackLimit):

@@ -263,3 +263,55 @@ def test_a_read_only_file_and_folder(tiny_corpus):
         for path in (shared, *shared.rglob("*")):
             path.chmod(0o755 if path.is_dir() else 0o644)
         shutil.rmtree(shared)
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+#
+# The same promises with MEDKB_BACKEND=postgres: a lock held on the conversations tables by
+# another session, or a server that does not answer, degrades follow-ups within the lock
+# timeout, /healthz says why, and they come back once the lock is released.
+
+@pytest.mark.postgres
+def test_postgres_tables_locked_by_another_session(index_root, postgres_url, caplog):
+    import psycopg
+
+    from pg_server import new_database
+
+    url = new_database(postgres_url)
+    settings = Settings(index_dir=index_root, backend="postgres", database_url=url)
+    app = create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
+    with TestClient(app) as client:
+        first = client.post("/api/ask", json={"question": "What is iron deficiency?"}).json()
+        assert first["conversation_id"]
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute("BEGIN")
+            other.execute("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE")
+            assert_degraded(client, "locked")
+            assert_answers_without_keeping(client)
+            other.execute("ROLLBACK")
+        assert any("pg_locks" in line for line in advice(caplog)), advice(caplog)
+        time.sleep(1.1)  # past the store's retry interval
+        assert client.get("/healthz").json()["status"] == "ok"
+        r = client.post("/api/ask", json={"question": "how is it treated?", "conversation_id": first["conversation_id"]}).json()
+        assert r["conversation_id"] == first["conversation_id"] and r["resolved_query"] == "how is iron deficiency treated?", r
+
+
+def test_an_unreachable_postgres_server(caplog):
+    from retrieval.stores.postgres import close_pools
+
+    from live_server import free_port
+
+    url = f"postgresql://medkb:secret@127.0.0.1:{free_port()}/medkb"  # nothing listens there
+    try:
+        started = time.monotonic()
+        store = ConversationStore(url, timeout=0.25)
+        health = store.health()
+        assert time.monotonic() - started < 2.0, "an unreachable server costs a lock timeout per try, not a connect timeout"
+        assert not health.ok and health.reason.startswith("unreachable"), health
+        time.sleep(1.1)
+        with pytest.raises(ConversationStoreUnavailable, match="unreachable"):
+            store.append(None, "q", "q")
+        lines = advice(caplog)
+        assert lines and all("MEDKB_DATABASE_URL" in line and "secret" not in line for line in lines), lines
+    finally:
+        close_pools()

@@ -42,15 +42,20 @@ def write_corpus(corpus):
 
 
 class Env:
-    def __init__(self, tmp_path, **overrides):
+    """A corpus, its index and accounts; state in SQLite files beside the index, or with
+    `database_url` every store in that PostgreSQL database (MEDKB_BACKEND=postgres)."""
+
+    def __init__(self, tmp_path, database_url: str | None = None, **overrides):
         self.tmp = tmp_path
         self.corpus = tmp_path / "corpus"
         self.root = tmp_path / "index"
         write_corpus(self.corpus)
         self.reindex()
-        self.accounts = add_users(tmp_path / "accounts.sqlite")
-        self.tokens = {name: self.accounts.new_token(name)[1] for name in ("rev", "ed", "admin", "author")}
+        if database_url:
+            overrides.update(backend="postgres", database_url=database_url)
         self.settings = Settings(index_dir=self.root, corpus_dirs=(self.corpus,), conversations_db=tmp_path / "conversations.sqlite", **overrides)
+        self.accounts = add_users(self.settings.state_location(self.settings.accounts_path))
+        self.tokens = {name: self.accounts.new_token(name)[1] for name in ("rev", "ed", "admin", "author")}
 
     def reindex(self):
         build_index([self.corpus], self.root, FakeEmbedder())
@@ -63,8 +68,10 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path):
-    return Env(tmp_path)
+def env(tmp_path, store_at):
+    """On SQLite, then on PostgreSQL."""
+    where = store_at("state")
+    return Env(tmp_path, database_url=where if isinstance(where, str) else None)
 
 
 @pytest.fixture
@@ -284,8 +291,9 @@ def test_sign_out_ends_the_session(client):
     assert "Signed in as" not in client.get("/reviews").text
 
 
-def test_failed_sign_ins_are_rate_limited_per_account_and_per_address(tmp_path):
-    env = Env(tmp_path, signin_max_failures=3, signin_max_failures_per_address=5, signin_window=600)
+def test_failed_sign_ins_are_rate_limited_per_account_and_per_address(tmp_path, store_at):
+    where = store_at("state")
+    env = Env(tmp_path, database_url=where if isinstance(where, str) else None, signin_max_failures=3, signin_max_failures_per_address=5, signin_window=600)
     with env.client() as client:
         for _ in range(3):
             assert sign_in(client, "rev", "wrong password!").status_code == 401
@@ -316,7 +324,7 @@ def test_queue_is_oldest_first_by_when_the_current_version_was_first_seen(env):
     index = load_index(env.root)
     for days_ago, article_id in ((3, "megadose"), (10, "iron-treatment"), (5, "microcytosis")):
         when = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_ago)
-        ReviewStore(env.tmp / "reviews.sqlite", clock=lambda when=when: when).observe([(article_id, index.articles[article_id].content_sha256)])
+        ReviewStore(env.settings.state_location(env.settings.reviews_path), clock=lambda when=when: when).observe([(article_id, index.articles[article_id].content_sha256)])
     with env.client() as client:
         listed = re.findall(r'class="queue-item" data-article="([^"]+)"', client.get("/reviews").text)
         assert listed == ["iron-treatment", "microcytosis", "megadose"]

@@ -37,7 +37,13 @@ def article(sha=A, authors=(), claimed=ReviewStatus.SUBMITTED, references=()) ->
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(store_at):
+    """The log on SQLite, then on PostgreSQL."""
+    return ReviewStore(store_at("reviews.sqlite"))
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
     return ReviewStore(tmp_path / "reviews.sqlite")
 
 
@@ -87,7 +93,8 @@ def test_retired_is_not_approved(store):
     assert s.state == ReviewState.RETIRED and not s.approved and "superseded" in s.note
 
 
-def test_the_log_is_append_only_even_from_sql(store):
+def test_the_log_is_append_only_even_from_sql(sqlite_store):
+    store = sqlite_store
     store.append("a", A, REV, Decision.APPROVE, "ok")
     store.remember_content("a", b"version one")
     store.observe([("a", A)])
@@ -151,7 +158,7 @@ def test_book_recomputes_only_when_the_log_changes(store):
     book = ReviewBook(store)
     first = book.statuses(articles)
     assert book.statuses(articles) is first, "cached while the log is unchanged"
-    ReviewStore(store.path).append("a", A, REV, Decision.APPROVE)  # another connection, as another process would
+    ReviewStore(store.path or store.db.url).append("a", A, REV, Decision.APPROVE)  # another connection, as another process would
     assert book.statuses(articles)["a"].approved
     assert [v.sha256 for v in store.versions("a")] == [A], "the versions served are noted"
     assert not ReviewBook().statuses(articles)["a"].approved, "without a log nothing is approved"
@@ -181,3 +188,39 @@ def test_nothing_in_the_default_corpus_is_approved_by_the_project():
     assert not any(r.approved for r in ReviewBook().statuses(records).values())
     tracked = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True).stdout.split()
     assert not [f for f in tracked if f.endswith((".sqlite", ".db"))], "the project ships no review log or accounts"
+
+
+@pytest.mark.postgres
+def test_the_log_is_append_only_even_from_sql_in_postgres(postgres_url):
+    import psycopg
+
+    from pg_server import new_database
+
+    url = new_database(postgres_url)
+    store = ReviewStore(url)
+    store.append("a", A, REV, Decision.APPROVE, "ok")
+    store.remember_content("a", b"version one")
+    store.observe([("a", A)])
+    refused = [
+        f"UPDATE reviews SET decision = 'approve', content_sha256 = '{B}'",
+        "UPDATE reviews SET comment = 'changed'",
+        "DELETE FROM reviews",
+        "TRUNCATE reviews",
+        "INSERT INTO reviews (seq, article_id, content_sha256, reviewer, reviewer_name, reviewer_role, decided_at, decision) OVERRIDING SYSTEM VALUE"
+        f" VALUES (1, 'a', '{B}', 'x', 'X', 'reviewer', '2020-01-01', 'approve') ON CONFLICT (seq) DO UPDATE SET content_sha256 = EXCLUDED.content_sha256",
+        "UPDATE contents SET body = '\\x00'",
+        "DELETE FROM contents",
+        "TRUNCATE contents",
+        "UPDATE versions SET first_seen = '2000-01-01'",
+        "DELETE FROM versions",
+        "TRUNCATE versions",
+    ]
+    with psycopg.connect(url, autocommit=True) as db:
+        for sql in refused:
+            with pytest.raises(psycopg.IntegrityError, match="cannot|append-only"):
+                db.execute(sql)
+        # A second copy of a stored version is ignored: the first stays.
+        db.execute("INSERT INTO contents (sha256, article_id, body, stored_at) VALUES (%s, 'a', '\\x00', 'now')", (A,))
+    [line] = store.history("a")
+    assert (line.decision, line.content_sha256, line.comment) == (Decision.APPROVE, A, "ok")
+    assert store.content(A) == b"version one" and len(store.versions("a")) == 1

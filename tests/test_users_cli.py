@@ -50,14 +50,16 @@ def test_users_add_token_and_revoke(tmp_path, monkeypatch, capsys):
     assert out.startswith("ada") and "reviewer" in out and "conflicts of interest" in out
 
 
-def test_index_reports_approved_claims_without_a_record(tmp_path, capsys):
+def test_index_reports_approved_claims_without_a_record(tmp_path, capsys, store_at):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "claims.md").write_text(article("claims", "Q1?", MICRO_BODY, status="approved"))
     (corpus / "reviewed.md").write_text(article("reviewed", "Q2?", TREAT_BODY, status="submitted"))
-    settings = Settings(index_dir=tmp_path / "index")
+    where = store_at("reviews")
+    shared = {"backend": "postgres", "database_url": where} if isinstance(where, str) else {}
+    settings = Settings(index_dir=tmp_path / "index", **shared)
     articles = load_corpus([corpus]).articles
-    log = ReviewStore(settings.reviews_path)
+    log = ReviewStore(settings.state_location(settings.reviews_path))
     reviewed = next(a for a in articles if a.id == "reviewed")
     log.append("reviewed", reviewed.content_sha256, REVIEWER, Decision.APPROVE)
     _report_reviews(settings, articles)
@@ -70,6 +72,27 @@ def test_index_reports_approved_claims_without_a_record(tmp_path, capsys):
     (corpus / "reviewed.md").write_text((corpus / "reviewed.md").read_text().replace("first-line", "first line"))
     _report_reviews(settings, load_corpus([corpus]).articles)
     assert "pending re-review: " in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_users_on_postgres(postgres_url, monkeypatch, capsys):
+    from pg_server import new_database
+
+    url = new_database(postgres_url)
+    monkeypatch.setenv("MEDKB_BACKEND", "postgres")
+    monkeypatch.setenv("MEDKB_DATABASE_URL", url)
+    code, out, _ = run(monkeypatch, capsys, "users", "add", "ada", "--role", "reviewer", "--display-name", "Dr Ada Byron", "--password-stdin",
+                       stdin="a long enough password\n")
+    assert code == 0 and "Dr Ada Byron" in out
+    code, token, _ = run(monkeypatch, capsys, "users", "token", "ada")
+    store = AccountStore(url)
+    assert code == 0 and store.authenticate("ada", "a long enough password").display_name == "Dr Ada Byron"
+    assert store.account_for_token(token.strip()).name == "ada"
+    code, out, _ = run(monkeypatch, capsys, "users", "list")
+    assert code == 0 and out.startswith("ada") and "tokens: 1" in out
+    monkeypatch.delenv("MEDKB_DATABASE_URL")
+    code, _, err = run(monkeypatch, capsys, "users", "list")
+    assert code == 2 and "MEDKB_DATABASE_URL" in err
 
 
 @pytest.mark.model
