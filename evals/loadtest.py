@@ -184,9 +184,12 @@ async def sampler(rec: Recorder, stop: asyncio.Event, every: float = 1.0) -> Non
 
 
 async def run(base: str, rec: Recorder, minutes: float, queries: list[str], limit: int, max_query_chars: int, ask_share: float,
-              log) -> list[dict[str, Any]]:
+              log, soak_minutes: float | None = None) -> list[dict[str, Any]]:
+    """Run the phases in order; each phase's seconds are its share of `minutes`, except the soak's,
+    which is `soak_minutes` when given (so a 10-minute soak does not need 22 minutes of traffic)."""
     budget = minutes * 60
-    plan = [("1 client", 1, 0.15), ("8 clients", 8, 0.15), ("32 clients", 32, 0.15), ("soak, 8 clients", 8, 0.45)]
+    soak_share = 0.45 if soak_minutes is None else soak_minutes * 60 / budget
+    plan = [("1 client", 1, 0.15), ("8 clients", 8, 0.15), ("32 clients", 32, 0.15), ("soak, 8 clients", 8, soak_share)]
     stop = asyncio.Event()
     sampling = asyncio.create_task(sampler(rec, stop))
     phases = []
@@ -249,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index-dir", type=Path, default=Path("var/index"), help="a published index (medkb index ... --index-dir)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     parser.add_argument("--keep-start-limit", action="store_true", help="keep the per-address limit on new conversations")
+    parser.add_argument("--soak-minutes", type=float,
+                        help="length of the 8-client soak (default: 45%% of --minutes; the other phases keep their shares)")
     parser.add_argument("--ask-share", type=float, default=0.45, help="share of requests that are /api/ask (the rest are /api/search)")
     args = parser.parse_args(argv)
 
@@ -264,9 +269,10 @@ def main(argv: list[str] | None = None) -> int:
             log(f"starting medkb serve on {base} ...")
             wait_ready(proc, base, workdir)
             rec = Recorder(pid=proc.pid)
-            log(f"ready; server RSS {rec.sample():.1f} MB idle; {args.minutes} min of traffic")
+            log(f"ready; server RSS {rec.sample():.1f} MB idle; {args.minutes} min of traffic"
+                + (f", soak {args.soak_minutes} min" if args.soak_minutes else ""))
             phases = asyncio.run(run(base, rec, args.minutes, queries, settings.max_body_bytes, settings.max_query_chars,
-                                     args.ask_share, log))
+                                     args.ask_share, log, soak_minutes=args.soak_minutes))
             result = summarise(rec, phases)
             alive = proc.poll() is None
         finally:
