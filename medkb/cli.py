@@ -221,6 +221,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from indexer.embedding import model_identity
     from indexer.index_store import IndexMissing, IndexProblem, choose_build
+    from medkb.memory import limit_malloc_arenas
 
     settings = _settings(args)
     try:
@@ -239,6 +240,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["MEDKB_INDEX_DIR"] = str(settings.index_dir)
     if settings.model_dir:
         os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
+    # Before uvicorn starts its worker threads, so that every one of them shares the capped arenas.
+    limit_malloc_arenas(settings.malloc_arenas)
     uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
