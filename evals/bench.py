@@ -469,6 +469,8 @@ async def _live_load(base: str, queries: list[str], clients: int, seconds: float
         interval = seconds / (len(edits) + 1)
         for n, path in enumerate(edits, start=1):
             await asyncio.sleep(max(0.0, started + n * interval - time.perf_counter()))
+            if swaps:  # the previous build's memory has had until now to be released
+                swaps[-1]["server_rss_mb_before_next_edit"] = round(rss_mb(server_pid), 1)
             before = (await health(http))["build"]
             t = time.perf_counter()
             _edit_article(path, n)
@@ -483,7 +485,7 @@ async def _live_load(base: str, queries: list[str], clients: int, seconds: float
             await asyncio.sleep(1.0)  # requests that started on the old build end; it is released
             swaps.append({"edit": n, "article": path.name, "edit_to_served_seconds": round(to_served, 2), "build": h["build"],
                           "server_rss_mb": round(rss_mb(server_pid), 1)})
-            log(f"  swap {n}: {path.name} edited -> served by the server in {to_served:.1f} s; server RSS {swaps[-1]['server_rss_mb']} MB")
+            log(f"  swap {n}: {path.name} edited -> served by the server in {to_served:.1f} s; server RSS {swaps[-1]['server_rss_mb']} MB 1 s later")
 
     limits = httpx.Limits(max_connections=clients + 2)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
@@ -493,6 +495,8 @@ async def _live_load(base: str, queries: list[str], clients: int, seconds: float
         try:
             await editor(http)
             await asyncio.sleep(max(0.0, started + seconds - time.perf_counter()))
+            if swaps:
+                swaps[-1]["server_rss_mb_before_next_edit"] = round(rss_mb(server_pid), 1)
         finally:
             stop.set()
             await asyncio.gather(*workers)
@@ -564,10 +568,10 @@ def live_bench(corpus: Path, cache_dir: Path | None, workdir: Path, queries: lis
         edits = [f for f in files[step // 2 :: step] if f.exists()][:builds]
         log(f"live: {clients} clients for {seconds:.0f} s while {len(edits)} edits are republished by `medkb index --watch`")
         out["load"] = asyncio.run(_live_load(base, queries, clients, seconds, edits, server.pid, log))
-        rss = [s["server_rss_mb"] for s in out["load"]["swaps"]]
+        rss = [s.get("server_rss_mb_before_next_edit", s["server_rss_mb"]) for s in out["load"]["swaps"]]
         out["load"]["rss_growth_first_to_last_swap_mb"] = round(rss[-1] - rss[0], 1) if rss else None
         log(f"  {out['load']['requests']} requests, {out['load']['failed']} failed, p99 {out['load']['p99_ms']} ms; "
-            f"server RSS after each swap {rss} MB")
+            f"server RSS settled after each swap {rss} MB")
     finally:
         for proc in (watcher, server):
             proc.terminate()
@@ -590,7 +594,8 @@ def format_live(live: dict[str, Any]) -> str:
         lines.append(f"  load: {load['clients']} clients x {load['seconds']} s, {len(load['swaps'])} builds published: {load['requests']} requests, "
                      f"failed {load['failed']}, p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, max {load['max_ms']} ms")
         for s in load["swaps"]:
-            lines.append(f"    swap {s['edit']}: edit -> served {s['edit_to_served_seconds']} s, server RSS {s['server_rss_mb']} MB")
+            lines.append(f"    swap {s['edit']}: edit -> served {s['edit_to_served_seconds']} s, server RSS {s['server_rss_mb']} MB 1 s after the swap, "
+                         f"{s.get('server_rss_mb_before_next_edit', '-')} MB before the next edit")
         lines.append(f"  server RSS: idle {live.get('server_rss_mb_idle')} MB, before load {load['server_rss_mb_before']} MB, after {load['server_rss_mb_after']} MB; "
-                     f"first to last swap {load['rss_growth_first_to_last_swap_mb']:+} MB")
+                     f"settled, first to last swap {load['rss_growth_first_to_last_swap_mb']:+} MB")
     return "\n".join(lines)
