@@ -352,3 +352,28 @@ def test_unchanged_files_are_not_read_again_and_a_restored_mtime_does_not_fool_i
     report = build(corpus, tmp_path / "index", Counting(), cache)
     assert cache.stats.files_hashed == 1 and report.parsed == 1
     assert "elders" in (report.directory / "chunks.jsonl").read_text()
+
+
+def test_an_unchanged_corpus_or_a_deletion_never_loads_the_model(corpus, tmp_path, monkeypatch):
+    import indexer.embedding as embedding
+    from indexer.lazy_embedder import LazyEmbedder
+
+    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None: ModelInfo.of(FakeEmbedder()))
+    cache = BuildCache(tmp_path / "cache")
+    first = LazyEmbedder(load=FakeEmbedder)
+    build(corpus, tmp_path / "index", first, cache)
+    assert first.loaded, "a first build parses and embeds"
+    again = LazyEmbedder(load=FakeEmbedder)
+    build(corpus, tmp_path / "index", again, cache)
+    (corpus / "topic-002.md").unlink()
+    report = build(corpus, tmp_path / "index", again, cache)
+    assert not again.loaded and report.lost[0].article_id == "topic-002"
+    write_article(corpus, 2, extra="Back again [1].")
+    build(corpus, tmp_path / "index", again, cache)
+    assert again.loaded, "an edit needs the model"
+
+    class Other(FakeEmbedder):
+        checksum = "not-the-folder's"
+
+    with pytest.raises(RuntimeError, match="not the one its folder describes"):
+        LazyEmbedder(load=Other).model()
