@@ -108,12 +108,16 @@ class Reloader:
         return True
 
     def _release(self, gone: weakref.ref, wait: float = 30.0) -> None:
-        """Once the old build's last request has ended, return its memory to the system."""
+        """Once the old build's last request has ended, return its memory to the system. Reference
+        counting frees it the moment that request lets go; a full collection runs once a second
+        only while something still holds it (a collection over a large heap is not free)."""
         deadline = time.monotonic() + wait
+        next_collect = time.monotonic() + 1.0
         while gone() is not None and time.monotonic() < deadline and not self._stop.is_set():
-            gc.collect()
-            if gone() is not None:
-                time.sleep(0.05)
+            time.sleep(0.05)
+            if time.monotonic() >= next_collect:
+                gc.collect()
+                next_collect = time.monotonic() + 1.0
         gc.collect()
         _malloc_trim()
         if gone() is not None:
