@@ -428,7 +428,8 @@ def _published(root: Path) -> str | None:
 def _edit_article(path: Path, n: int) -> None:
     """Append a short paragraph to the article's last section: its last chunk changes."""
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(f"\n\nEdited by medkb bench --live ({n}): this note checks that a changed article is served within seconds.\n")
+        # unique to this run, so that no build cache has seen the text before: the edit is embedded
+        fh.write(f"\n\nEdited by medkb bench --live ({n}, {time.time_ns()}): this note checks that a changed article is served within seconds.\n")
 
 
 async def _live_load(base: str, queries: list[str], clients: int, seconds: float, edits: list[Path], server_pid: int,
