@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from medkb.settings import Settings, describe
+from medkb.settings import SettingError, Settings, describe
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -317,6 +317,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from retrieval.search import RetrievalSettings, SearchService
 
     settings = _settings(args)
+    if args.compare is not None:  # checked before the model loads and the queries run, not after
+        from evals.runner import read_trec
+
+        try:
+            read_trec(args.compare / "run.trec")
+        except (OSError, ValueError) as exc:
+            reason = ("no such directory" if not args.compare.is_dir() else "no run.trec in it" if isinstance(exc, FileNotFoundError)
+                      else exc.strerror if isinstance(exc, OSError) else exc)
+            print(f"medkb eval: --compare {args.compare}: not a previous eval output directory ({reason})", file=sys.stderr)
+            return 2
     cache = args.cache_dir
     try:
         if args.dataset:
@@ -656,8 +666,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `medkb` command; returns its exit status (2 for a bad setting or argument)."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except SettingError as exc:  # a bad MEDKB_* value: one line naming it, not a traceback
+        print(f"medkb {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
