@@ -19,7 +19,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from evals.pipeline import machine
+from evals.server_process import free_port, stop, wait_until_serving
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,12 +101,6 @@ def in_process_latency(service, queries: list[str], k: int = 10) -> dict[str, An
     return {"queries": len(queries), "uncached_ms": percentiles(cold), "cached_ms": percentiles(warm)}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _load(base: str, queries: list[str], concurrency: int, requests: int) -> dict[str, Any]:
     import httpx
 
@@ -132,25 +126,13 @@ async def _load(base: str, queries: list[str], concurrency: int, requests: int) 
 
 def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Latency and throughput against `medkb serve` under uvicorn with 1, 8 and 32 concurrent clients."""
-    import httpx
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "medkb.cli", "serve", "--index-dir", str(index_dir), "--port", str(port), "--log-level", "warning"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError("server did not start within 180 s")
-            time.sleep(0.3)
+        wait_until_serving(base, {"server": (proc, lambda: proc.stderr.read().decode(errors="replace"))}, timeout=180)
         rss_idle = rss_mb(proc.pid)
         runs = []
         distinct = list(dict.fromkeys(queries))
@@ -164,11 +146,7 @@ def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callab
             log(f"  http c={concurrency}: {r['requests_per_s']} req/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}")
         return {"runs": runs, "server_rss_mb_idle": round(rss_idle, 1), "server_rss_mb_after_load": round(rss_mb(proc.pid), 1)}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def synthetic_vectors(n: int, dim: int, queries: int, log: Callable[[str], None], seed: int = 0) -> dict[str, Any]:
@@ -537,7 +515,7 @@ def live_bench(corpus: Path, cache_dir: Path | None, workdir: Path, queries: lis
     out["publish"].append(_index_run(cli, copy, root, env, "one-article delete", log))
     out["deleted_article"] = deleted.name
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([*cli, "serve", "--index-dir", str(root), "--port", str(port), "--log-level", "warning"], cwd=REPO, env=env,
                               stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "w"))
@@ -547,21 +525,10 @@ def live_bench(corpus: Path, cache_dir: Path | None, workdir: Path, queries: lis
     try:
         import httpx
 
-        deadline = time.time() + 600
-        while True:
-            for proc, name in ((server, "server"), (watcher, "watcher")):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the {name} exited: {(workdir / ('server.log' if name == 'server' else 'watch.log')).read_text()[-2000:]}")
-            ready = "model ready" in watch_log.read_text() if watch_log.exists() else False
-            try:
-                up = httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                up = False
-            if up and ready:
-                break
-            if time.time() > deadline:
-                raise RuntimeError("the server or the watcher did not start within 600 s")
-            time.sleep(0.5)
+        # the watcher says "model ready" once its model is loaded: an edit is then built at once
+        wait_until_serving(base, {"server": (server, lambda: (workdir / "server.log").read_text(errors="replace")),
+                                  "watcher": (watcher, lambda: watch_log.read_text(errors="replace"))},
+                           timeout=600, ready=lambda: watch_log.exists() and "model ready" in watch_log.read_text(errors="replace"), poll_seconds=0.5)
         deleted_hits = httpx.get(f"{base}/api/search", params={"q": title, "k": 50}).json()["results"]
         out["deleted_article_served"] = any(r["article_id"] == deleted.stem for r in deleted_hits)  # imported articles' ids are their file names
         out["server_rss_mb_idle"] = round(rss_mb(server.pid), 1)
@@ -575,11 +542,7 @@ def live_bench(corpus: Path, cache_dir: Path | None, workdir: Path, queries: lis
             f"server RSS settled after each swap {rss} MB")
     finally:
         for proc in (watcher, server):
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc, grace_seconds=20)
     out["watch_log_tail"] = watch_log.read_text()[-3000:]
     return out
 
