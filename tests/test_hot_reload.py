@@ -88,6 +88,33 @@ def test_the_server_serves_a_new_build_without_restart(live):
         assert app.state.reloader.swaps == 1
 
 
+def test_a_deleted_article_is_served_nowhere_after_the_swap(live):
+    """Not only search: the article's API entry and page, answers, the review queue and what's new."""
+    corpus, root, cache, settings = live
+    app = make_app(settings)
+    question = "What causes topic4?"
+
+    def served(client) -> dict[str, bool]:
+        return {
+            "search": any(p["article_id"] == "topic-004" for r in ("hybrid", "dense", "lexical")
+                          for p in client.get("/api/search", params={"q": question, "k": 50, "retriever": r}).json()["results"]),
+            "ask": "topic-004" in client.post("/api/ask", json={"question": question}).text,
+            "api article": client.get("/api/articles/topic-004").status_code == 200,
+            "article page": client.get("/articles/topic-004").status_code == 200,
+            "search page": "topic-004" in client.get("/", params={"q": question}).text,
+            "review queue": "topic-004" in client.get("/reviews").text,
+            "what's new": "topic-004" in client.get("/new.atom").text,
+        }
+
+    with TestClient(app) as client:
+        assert all(served(client).values()), served(client)
+        (corpus / "topic-004.md").unlink()
+        new = build_index([corpus], root, FakeEmbedder(), cache=cache).directory
+        wait_for(lambda: client.get("/healthz").json()["build"] == new.name, what="the swap")
+        assert not any(served(client).values()), served(client)
+        assert client.get("/api/articles/topic-005").status_code == 200, "the others are still served"
+
+
 def test_a_damaged_build_is_not_swapped_in(live):
     corpus, root, cache, settings = live
     app = make_app(dataclasses.replace(settings, reload_seconds=0))  # checks driven by the test
