@@ -387,6 +387,8 @@ def _index_run(cli: list[str], corpus: Path, root: Path, env: dict[str, str], la
     if timing:
         entry["build_seconds"] = float(timing.group(1))
         entry["stages"] = timing.group(2)
+        loaded = re.search(r"model load ([\d.]+)s", timing.group(2))
+        entry["model_load_seconds"] = float(loaded.group(1)) if loaded else None  # None: the build never loaded the model
     in_cache = _CACHE.search(out.stdout)
     if in_cache:
         entry["cache_seconds"] = float(in_cache.group(1))
@@ -401,6 +403,17 @@ def _index_run(cli: list[str], corpus: Path, root: Path, env: dict[str, str], la
 def _published(root: Path) -> str | None:
     link = root / "current"
     return link.resolve().name if link.is_symlink() else None
+
+
+def _edit_front_matter(path: Path) -> None:
+    """Change the article's audience (patient or clinician -> both, both -> clinician): its record
+    changes, none of its embedded texts do."""
+    text = path.read_text(encoding="utf-8")
+    head, sep, rest = text.partition("\naudience: ")
+    if not sep:
+        raise ValueError(f"{path}: no audience line to edit")
+    value, _, tail = rest.partition("\n")
+    path.write_text(f"{head}{sep}{'clinician' if value.strip() == 'both' else 'both'}\n{tail}", encoding="utf-8")
 
 
 def _edit_article(path: Path, n: int) -> None:
@@ -488,7 +501,8 @@ async def _live_load(base: str, queries: list[str], clients: int, seconds: float
 
 def live_bench(corpus: Path, cache_dir: Path | None, workdir: Path, queries: list[str], log: Callable[[str], None], *, seconds: float = 60,
                clients: int = 8, builds: int = 5, fake_model: bool = False) -> dict[str, Any]:
-    """Publish times after a one-article edit, a one-article delete and for an unchanged corpus
+    """Publish times after a one-article edit (new text), a one-article front-matter edit (no new
+    text), a one-article delete and for an unchanged corpus
     (each a real `medkb index` process over a copy of `corpus`, with the build cache `cache_dir`);
     then a server under `clients` clients for `seconds` while `builds` edits are republished by a
     watching `medkb index --watch`: failed requests, latency, and server RSS after each swap.
@@ -509,6 +523,8 @@ def live_bench(corpus: Path, cache_dir: Path | None, workdir: Path, queries: lis
     out["publish"].append(_index_run(cli, copy, root, env, "unchanged corpus", log))
     _edit_article(files[len(files) // 2], 0)
     out["publish"].append(_index_run(cli, copy, root, env, "one-article edit", log))
+    _edit_front_matter(files[2 * len(files) // 3])
+    out["publish"].append(_index_run(cli, copy, root, env, "one-article front-matter edit", log))
     deleted = files[len(files) // 3]
     title = next((line.split(":", 1)[1].strip() for line in deleted.read_text(encoding="utf-8").splitlines() if line.startswith("title:")), deleted.stem)
     deleted.unlink()
@@ -551,7 +567,8 @@ def format_live(live: dict[str, Any]) -> str:
     lines = [f"live: {live['articles_in_corpus']} articles ({live['corpus']}), {live['model']}, build cache {live['cache']}"]
     for e in live["publish"]:
         lines.append(f"  {e['measurement']:<48} publish {e['process_seconds']:>7.1f} s (medkb index process, {e['process_cpu_seconds']:.1f} s CPU)  build {e.get('build_seconds', '-')} s  "
-                     f"parsed {e.get('files_parsed', '-')} file(s), embedded {e.get('texts_embedded', '-')} text(s)")
+                     f"parsed {e.get('files_parsed', '-')} file(s), embedded {e.get('texts_embedded', '-')} text(s), "
+                     + (f"model loaded in {e['model_load_seconds']} s" if e.get("model_load_seconds") is not None else "model not loaded"))
     lines.append(f"  deleted article {live['deleted_article']} still served: {live.get('deleted_article_served')}")
     load = live.get("load")
     if load:

@@ -629,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors for the vector-search-only size")
     p.add_argument("--build-sample", type=int, default=300, help="MedQuAD articles built in this run to measure throughput")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP measurements")
-    p.add_argument("--live", action="store_true", help="instead: a living knowledge base over a copy of --medquad-corpus: seconds to publish after a one-article edit, a one-article delete and for an unchanged corpus, then a server under load while a `medkb index --watch` republishes edits (failed requests, p99, RSS after each swap)")
+    p.add_argument("--live", action="store_true", help="instead: a living knowledge base over a copy of --medquad-corpus: seconds to publish after a one-article edit, a front-matter edit (no new text: the model is not loaded), a one-article delete and for an unchanged corpus, then a server under load while a `medkb index --watch` republishes edits (failed requests, p99, RSS after each swap)")
     p.add_argument("--live-cache", type=Path, help="--live: the build cache to start from (e.g. var/medquad-index/cache after `medkb index var/medquad-corpus --index-dir var/medquad-index`); default: a fresh one (the first build embeds everything)")
     p.add_argument("--live-seconds", type=float, default=60, help="--live: seconds of load")
     p.add_argument("--live-clients", type=int, default=8, help="--live: concurrent clients")
