@@ -193,6 +193,8 @@ def _report_reviews(settings: Settings, articles) -> None:
 
     store = ReviewStore(settings.reviews_path)
     for article in articles:
+        if store.content(article.content_sha256) is not None:
+            continue  # kept by an earlier build: the file need not be read again (an edit is a new hash)
         try:
             data = article.path.read_bytes()
         except OSError:
@@ -200,9 +202,12 @@ def _report_reviews(settings: Settings, articles) -> None:
         if sha256_hex(data) == article.content_sha256:
             store.remember_content(article.id, data)
     store.observe((a.id, a.content_sha256) for a in articles)
+    histories: dict[str, list] = {}
+    for record in store.records():  # one query, not one per article
+        histories.setdefault(record.article_id, []).append(record)
     states: Counter = Counter()
     for article in articles:
-        review = derive(article.id, article.content_sha256, store.history(article.id), article.review_status)
+        review = derive(article.id, article.content_sha256, histories.get(article.id, []), article.review_status)
         states[review.state] += 1
         if review.unsupported_claim:
             print(f"  warning: {article.path}: front matter says review_status: approved, but no review record approves this content "
