@@ -13,6 +13,7 @@ import weakref
 from pathlib import Path
 
 import pytest
+import symspellpy
 from fastapi.testclient import TestClient
 
 from indexer import index_store
@@ -176,6 +177,51 @@ def test_no_request_fails_during_swaps_and_each_sees_one_build(live):
         assert failures == []
         assert client.get("/healthz").json()["build"] == published[-1]
         assert set(published[-1:]) <= builds
+
+
+class CountedSpeller:
+    """Replaces symspellpy.SymSpell: counts spellers made, and is slow to make (as at MedQuAD
+    scale, where vocabulary and speller take ~3.5 s of CPU) so that concurrent first queries overlap."""
+
+    made = 0
+
+    def __new__(cls, *args, **kwargs):
+        CountedSpeller.made += 1
+        time.sleep(0.3)
+        return _REAL_SYMSPELL(*args, **kwargs)
+
+
+_REAL_SYMSPELL = symspellpy.SymSpell
+
+
+def test_concurrent_first_queries_make_one_speller(live, monkeypatch):
+    corpus, root, cache, settings = live
+    monkeypatch.setattr(symspellpy, "SymSpell", CountedSpeller)
+    CountedSpeller.made = 0
+    service = SearchService(load_index(root), FakeEmbedder())
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(service.understanding.correct("causes of ferritinn"))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert CountedSpeller.made == 1, "one request makes the speller; the others wait for it instead of making their own"
+    assert results == ["causes of ferritin"] * 8
+
+
+def test_a_swap_makes_the_new_builds_speller_before_serving_it(live, monkeypatch):
+    corpus, root, cache, settings = live
+    monkeypatch.setattr(symspellpy, "SymSpell", CountedSpeller)
+    app = make_app(dataclasses.replace(settings, reload_seconds=0))
+    with TestClient(app) as client:
+        client.get("/api/search", params={"q": "causes of ferritinn"})
+        write_article(corpus, 70)
+        build_index([corpus], root, FakeEmbedder(), cache=cache)
+        CountedSpeller.made = 0
+        assert app.state.reloader.check_now()
+        assert CountedSpeller.made == 1, "made on the reloader's thread, before the swap"
+        body = client.get("/api/search", params={"q": "causes of ferritinn"}).json()
+        assert body["searched_for"] == "causes of ferritin" and CountedSpeller.made == 1, "the first request after the swap makes nothing"
 
 
 def test_reloading_can_be_turned_off(live):
