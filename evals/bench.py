@@ -406,14 +406,16 @@ def _published(root: Path) -> str | None:
 
 
 def _edit_front_matter(path: Path) -> None:
-    """Change the article's audience (patient or clinician -> both, both -> clinician): its record
+    """Change the article's audience (patient or clinician -> both, both -> clinician) and add a
+    YAML comment unique to this run (so that no build cache has seen the file's bytes): its record
     changes, none of its embedded texts do."""
     text = path.read_text(encoding="utf-8")
     head, sep, rest = text.partition("\naudience: ")
     if not sep:
         raise ValueError(f"{path}: no audience line to edit")
     value, _, tail = rest.partition("\n")
-    path.write_text(f"{head}{sep}{'clinician' if value.strip() == 'both' else 'both'}\n{tail}", encoding="utf-8")
+    audience = "clinician" if value.strip() == "both" else "both"
+    path.write_text(f"{head}{sep}{audience}\n# audience edited by medkb bench --live ({time.time_ns()})\n{tail}", encoding="utf-8")
 
 
 def _edit_article(path: Path, n: int) -> None:
