@@ -38,13 +38,21 @@ class LazyEmbedder:
         self.max_seq_length = info.max_seq_length
         self._load = load or (lambda: load_embedder(model_dir))
         if count_tokens is None and load is None:
-            from indexer.embedding import load_token_counter
-
-            count_tokens = _lazily(lambda: load_token_counter(model_dir))
+            count_tokens = _lazily(lambda: self._token_counter(model_dir))
         self._count_tokens = count_tokens
         self._model = None
         self._lock = threading.Lock()
         self.loaded_seconds: float | None = None  # how long loading took, once loaded
+
+    def _token_counter(self, model_dir: Path | None) -> Callable[[Sequence[str]], list[int]]:
+        """The folder's tokenizer.json; a folder without one (a model with only vocab.txt) is
+        counted by the model itself."""
+        from indexer.embedding import load_token_counter
+
+        try:
+            return load_token_counter(model_dir)
+        except FileNotFoundError:
+            return lambda texts: self.model().count_tokens(texts)
 
     @property
     def loaded(self) -> bool:

@@ -422,3 +422,14 @@ def test_the_tokenizer_alone_counts_word_pieces_exactly_as_the_model_does():
     texts += ["x" * 600, "", " ", "naïve café 漢字\u200b\tend", "A\u00a0B", "ﬁnal ligature", "🙂 emoji", "Ferritin < 30 µg/L [1, 3]."]
     assert len(texts) > 500
     assert counter(texts) == model.count_tokens(texts)
+
+
+def test_a_model_folder_without_tokenizer_json_is_counted_by_the_model(tmp_path, monkeypatch):
+    import indexer.embedding as embedding
+    from indexer.lazy_embedder import LazyEmbedder
+
+    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None: ModelInfo.of(FakeEmbedder()))
+    monkeypatch.setattr(embedding, "load_embedder", lambda model_dir=None: FakeEmbedder())
+    lazy = LazyEmbedder(tmp_path)  # an empty folder: no tokenizer.json
+    assert lazy.count_tokens(["iron deficiency anaemia"]) == FakeEmbedder().count_tokens(["iron deficiency anaemia"])
+    assert lazy.loaded
