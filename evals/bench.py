@@ -19,7 +19,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from evals.pipeline import machine
+from evals.server_process import free_port, stop, wait_until_serving
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,12 +101,6 @@ def in_process_latency(service, queries: list[str], k: int = 10) -> dict[str, An
     return {"queries": len(queries), "uncached_ms": percentiles(cold), "cached_ms": percentiles(warm)}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _load(base: str, queries: list[str], concurrency: int, requests: int) -> dict[str, Any]:
     import httpx
 
@@ -132,25 +126,13 @@ async def _load(base: str, queries: list[str], concurrency: int, requests: int) 
 
 def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Latency and throughput against `medkb serve` under uvicorn with 1, 8 and 32 concurrent clients."""
-    import httpx
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "medkb.cli", "serve", "--index-dir", str(index_dir), "--port", str(port), "--log-level", "warning"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError("server did not start within 180 s")
-            time.sleep(0.3)
+        wait_until_serving(base, {"server": (proc, lambda: proc.stderr.read().decode(errors="replace"))}, timeout=180)
         rss_idle = rss_mb(proc.pid)
         runs = []
         distinct = list(dict.fromkeys(queries))
@@ -164,11 +146,7 @@ def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callab
             log(f"  http c={concurrency}: {r['requests_per_s']} req/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}")
         return {"runs": runs, "server_rss_mb_idle": round(rss_idle, 1), "server_rss_mb_after_load": round(rss_mb(proc.pid), 1)}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def synthetic_vectors(n: int, dim: int, queries: int, log: Callable[[str], None], seed: int = 0) -> dict[str, Any]:
@@ -409,6 +387,8 @@ def _index_run(cli: list[str], corpus: Path, root: Path, env: dict[str, str], la
     if timing:
         entry["build_seconds"] = float(timing.group(1))
         entry["stages"] = timing.group(2)
+        loaded = re.search(r"model load ([\d.]+)s", timing.group(2))
+        entry["model_load_seconds"] = float(loaded.group(1)) if loaded else None  # None: the build never loaded the model
     in_cache = _CACHE.search(out.stdout)
     if in_cache:
         entry["cache_seconds"] = float(in_cache.group(1))
@@ -425,10 +405,24 @@ def _published(root: Path) -> str | None:
     return link.resolve().name if link.is_symlink() else None
 
 
+def _edit_front_matter(path: Path) -> None:
+    """Change the article's audience (patient or clinician -> both, both -> clinician) and add a
+    YAML comment unique to this run (so that no build cache has seen the file's bytes): its record
+    changes, none of its embedded texts do."""
+    text = path.read_text(encoding="utf-8")
+    head, sep, rest = text.partition("\naudience: ")
+    if not sep:
+        raise ValueError(f"{path}: no audience line to edit")
+    value, _, tail = rest.partition("\n")
+    audience = "clinician" if value.strip() == "both" else "both"
+    path.write_text(f"{head}{sep}{audience}\n# audience edited by medkb bench --live ({time.time_ns()})\n{tail}", encoding="utf-8")
+
+
 def _edit_article(path: Path, n: int) -> None:
     """Append a short paragraph to the article's last section: its last chunk changes."""
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(f"\n\nEdited by medkb bench --live ({n}): this note checks that a changed article is served within seconds.\n")
+        # unique to this run, so that no build cache has seen the text before: the edit is embedded
+        fh.write(f"\n\nEdited by medkb bench --live ({n}, {time.time_ns()}): this note checks that a changed article is served within seconds.\n")
 
 
 async def _live_load(base: str, queries: list[str], clients: int, seconds: float, edits: list[Path], server_pid: int,
@@ -469,6 +463,8 @@ async def _live_load(base: str, queries: list[str], clients: int, seconds: float
         interval = seconds / (len(edits) + 1)
         for n, path in enumerate(edits, start=1):
             await asyncio.sleep(max(0.0, started + n * interval - time.perf_counter()))
+            if swaps:  # the previous build's memory has had until now to be released
+                swaps[-1]["server_rss_mb_before_next_edit"] = round(rss_mb(server_pid), 1)
             before = (await health(http))["build"]
             t = time.perf_counter()
             _edit_article(path, n)
@@ -483,7 +479,7 @@ async def _live_load(base: str, queries: list[str], clients: int, seconds: float
             await asyncio.sleep(1.0)  # requests that started on the old build end; it is released
             swaps.append({"edit": n, "article": path.name, "edit_to_served_seconds": round(to_served, 2), "build": h["build"],
                           "server_rss_mb": round(rss_mb(server_pid), 1)})
-            log(f"  swap {n}: {path.name} edited -> served by the server in {to_served:.1f} s; server RSS {swaps[-1]['server_rss_mb']} MB")
+            log(f"  swap {n}: {path.name} edited -> served by the server in {to_served:.1f} s; server RSS {swaps[-1]['server_rss_mb']} MB 1 s later")
 
     limits = httpx.Limits(max_connections=clients + 2)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
@@ -493,6 +489,8 @@ async def _live_load(base: str, queries: list[str], clients: int, seconds: float
         try:
             await editor(http)
             await asyncio.sleep(max(0.0, started + seconds - time.perf_counter()))
+            if swaps:
+                swaps[-1]["server_rss_mb_before_next_edit"] = round(rss_mb(server_pid), 1)
         finally:
             stop.set()
             await asyncio.gather(*workers)
@@ -505,7 +503,8 @@ async def _live_load(base: str, queries: list[str], clients: int, seconds: float
 
 def live_bench(corpus: Path, cache_dir: Path | None, workdir: Path, queries: list[str], log: Callable[[str], None], *, seconds: float = 60,
                clients: int = 8, builds: int = 5, fake_model: bool = False) -> dict[str, Any]:
-    """Publish times after a one-article edit, a one-article delete and for an unchanged corpus
+    """Publish times after a one-article edit (new text), a one-article front-matter edit (no new
+    text), a one-article delete and for an unchanged corpus
     (each a real `medkb index` process over a copy of `corpus`, with the build cache `cache_dir`);
     then a server under `clients` clients for `seconds` while `builds` edits are republished by a
     watching `medkb index --watch`: failed requests, latency, and server RSS after each swap.
@@ -526,13 +525,15 @@ def live_bench(corpus: Path, cache_dir: Path | None, workdir: Path, queries: lis
     out["publish"].append(_index_run(cli, copy, root, env, "unchanged corpus", log))
     _edit_article(files[len(files) // 2], 0)
     out["publish"].append(_index_run(cli, copy, root, env, "one-article edit", log))
+    _edit_front_matter(files[2 * len(files) // 3])
+    out["publish"].append(_index_run(cli, copy, root, env, "one-article front-matter edit", log))
     deleted = files[len(files) // 3]
     title = next((line.split(":", 1)[1].strip() for line in deleted.read_text(encoding="utf-8").splitlines() if line.startswith("title:")), deleted.stem)
     deleted.unlink()
     out["publish"].append(_index_run(cli, copy, root, env, "one-article delete", log))
     out["deleted_article"] = deleted.name
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen([*cli, "serve", "--index-dir", str(root), "--port", str(port), "--log-level", "warning"], cwd=REPO, env=env,
                               stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "w"))
@@ -542,21 +543,10 @@ def live_bench(corpus: Path, cache_dir: Path | None, workdir: Path, queries: lis
     try:
         import httpx
 
-        deadline = time.time() + 600
-        while True:
-            for proc, name in ((server, "server"), (watcher, "watcher")):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the {name} exited: {(workdir / ('server.log' if name == 'server' else 'watch.log')).read_text()[-2000:]}")
-            ready = "model ready" in watch_log.read_text() if watch_log.exists() else False
-            try:
-                up = httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                up = False
-            if up and ready:
-                break
-            if time.time() > deadline:
-                raise RuntimeError("the server or the watcher did not start within 600 s")
-            time.sleep(0.5)
+        # the watcher says "model ready" once its model is loaded: an edit is then built at once
+        wait_until_serving(base, {"server": (server, lambda: (workdir / "server.log").read_text(errors="replace")),
+                                  "watcher": (watcher, lambda: watch_log.read_text(errors="replace"))},
+                           timeout=600, ready=lambda: watch_log.exists() and "model ready" in watch_log.read_text(errors="replace"), poll_seconds=0.5)
         deleted_hits = httpx.get(f"{base}/api/search", params={"q": title, "k": 50}).json()["results"]
         out["deleted_article_served"] = any(r["article_id"] == deleted.stem for r in deleted_hits)  # imported articles' ids are their file names
         out["server_rss_mb_idle"] = round(rss_mb(server.pid), 1)
@@ -564,17 +554,13 @@ def live_bench(corpus: Path, cache_dir: Path | None, workdir: Path, queries: lis
         edits = [f for f in files[step // 2 :: step] if f.exists()][:builds]
         log(f"live: {clients} clients for {seconds:.0f} s while {len(edits)} edits are republished by `medkb index --watch`")
         out["load"] = asyncio.run(_live_load(base, queries, clients, seconds, edits, server.pid, log))
-        rss = [s["server_rss_mb"] for s in out["load"]["swaps"]]
+        rss = [s.get("server_rss_mb_before_next_edit", s["server_rss_mb"]) for s in out["load"]["swaps"]]
         out["load"]["rss_growth_first_to_last_swap_mb"] = round(rss[-1] - rss[0], 1) if rss else None
         log(f"  {out['load']['requests']} requests, {out['load']['failed']} failed, p99 {out['load']['p99_ms']} ms; "
-            f"server RSS after each swap {rss} MB")
+            f"server RSS settled after each swap {rss} MB")
     finally:
         for proc in (watcher, server):
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc, grace_seconds=20)
     out["watch_log_tail"] = watch_log.read_text()[-3000:]
     return out
 
@@ -583,14 +569,16 @@ def format_live(live: dict[str, Any]) -> str:
     lines = [f"live: {live['articles_in_corpus']} articles ({live['corpus']}), {live['model']}, build cache {live['cache']}"]
     for e in live["publish"]:
         lines.append(f"  {e['measurement']:<48} publish {e['process_seconds']:>7.1f} s (medkb index process, {e['process_cpu_seconds']:.1f} s CPU)  build {e.get('build_seconds', '-')} s  "
-                     f"parsed {e.get('files_parsed', '-')} file(s), embedded {e.get('texts_embedded', '-')} text(s)")
+                     f"parsed {e.get('files_parsed', '-')} file(s), embedded {e.get('texts_embedded', '-')} text(s), "
+                     + (f"model loaded in {e['model_load_seconds']} s" if e.get("model_load_seconds") is not None else "model not loaded"))
     lines.append(f"  deleted article {live['deleted_article']} still served: {live.get('deleted_article_served')}")
     load = live.get("load")
     if load:
         lines.append(f"  load: {load['clients']} clients x {load['seconds']} s, {len(load['swaps'])} builds published: {load['requests']} requests, "
                      f"failed {load['failed']}, p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, max {load['max_ms']} ms")
         for s in load["swaps"]:
-            lines.append(f"    swap {s['edit']}: edit -> served {s['edit_to_served_seconds']} s, server RSS {s['server_rss_mb']} MB")
+            lines.append(f"    swap {s['edit']}: edit -> served {s['edit_to_served_seconds']} s, server RSS {s['server_rss_mb']} MB 1 s after the swap, "
+                         f"{s.get('server_rss_mb_before_next_edit', '-')} MB before the next edit")
         lines.append(f"  server RSS: idle {live.get('server_rss_mb_idle')} MB, before load {load['server_rss_mb_before']} MB, after {load['server_rss_mb_after']} MB; "
-                     f"first to last swap {load['rss_growth_first_to_last_swap_mb']:+} MB")
+                     f"settled, first to last swap {load['rss_growth_first_to_last_swap_mb']:+} MB")
     return "\n".join(lines)

@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from typing import Any
 
 from evals.bench import gold_queries, percentiles, rss_mb
 from evals.pipeline import machine
+from evals.server_process import free_port, stop, wait_until_serving
 
 REPO = Path(__file__).resolve().parent.parent
 FOLLOW_UPS = ["how is it treated?", "what tests confirm it?", "what about in pregnancy?", "and in children?", "what are the risks?"]
@@ -75,14 +75,8 @@ def _threads(pid: int) -> int:
     return 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(index_dir: Path, workdir: Path, keep_start_limit: bool) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, MEDKB_CONVERSATIONS_DB=str(workdir / "conversations.sqlite"))
     if not keep_start_limit:
         env["MEDKB_CONVERSATION_STARTS_PER_MINUTE"] = "0"
@@ -93,20 +87,8 @@ def start_server(index_dir: Path, workdir: Path, keep_start_limit: bool) -> tupl
 
 
 def wait_ready(proc: subprocess.Popen, base: str, workdir: Path, timeout: float = 180) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {(workdir / 'server.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not answer /healthz within {timeout:.0f} s")
-        time.sleep(0.3)
+    """Until the server started by `start_server` answers /healthz (ServerDidNotStart if it exits first)."""
+    wait_until_serving(base, {"server": (proc, lambda: (workdir / "server.log").read_text(errors="replace"))}, timeout)
 
 
 async def _request(client, rec: Recorder, phase: str, op: str, method: str, url: str, expected=(200,), **kwargs):
@@ -276,11 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             result = summarise(rec, phases)
             alive = proc.poll() is None
         finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
         result["server_alive_at_end"] = alive
         print(format_report(result))
         if args.out:

@@ -544,10 +544,10 @@ def embed_cached(texts: Sequence[str], embedder, cache: BuildCache | MemoryCache
     todo = list(missing.items())
     for start in range(0, len(todo), commit_every):
         part = todo[start : start + commit_every]
-        vectors = np.asarray(embedder.encode_documents([texts[rows[0]] for _, rows in part], batch_size=batch_size), dtype=np.float32)
+        vectors = np.asarray(embedder.encode_documents([texts[rows[0]] for _, rows in part], batch_size=batch_size, progress=progress), dtype=np.float32)
         cache.put_vectors(model, [d for d, _ in part], vectors)
         for (_, rows), v in zip(part, vectors):
             out[rows] = v
-        if progress:
-            progress(sum(len(rows) for _, rows in part))
+        if progress:  # the model ticked each distinct text once; duplicates count too
+            progress(sum(len(rows) - 1 for _, rows in part))
     return out, len(todo)

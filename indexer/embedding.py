@@ -150,3 +150,25 @@ def load_embedder(model_dir: Path | str | None = None) -> SentenceTransformerEmb
     if not path.is_dir():
         raise FileNotFoundError(f"embedding model folder not found: {path}")
     return SentenceTransformerEmbedder(model_dir=path)
+
+
+def load_token_counter(model_dir: Path | str | None = None) -> Callable[[Sequence[str]], list[int]]:
+    """The model's word-piece count per text (without [CLS]/[SEP]), from the folder's
+    tokenizer.json through the `tokenizers` library: the same numbers as
+    `SentenceTransformerEmbedder.count_tokens` (a model-tier test compares them) at a fraction of
+    the cost, since neither torch nor sentence-transformers is imported. Chunking needs only
+    this, so a build whose changed articles bring no new text never loads the model.
+    Raises FileNotFoundError when the folder has no tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    path = (Path(model_dir) if model_dir else default_model_dir()) / "tokenizer.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer.json in {path.parent}")
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_truncation()  # the file truncates and pads to 128 for the model's input; a count must do neither
+    tokenizer.no_padding()
+
+    def count_tokens(texts: Sequence[str]) -> list[int]:
+        return [len(e.ids) for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)] if texts else []
+
+    return count_tokens

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from medkb.settings import Settings, describe
+from medkb.settings import SettingError, Settings, describe
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -194,6 +194,8 @@ def _report_reviews(settings: Settings, articles) -> None:
     log_at = settings.state_location(settings.reviews_path)
     store = ReviewStore(log_at)
     for article in articles:
+        if store.content(article.content_sha256) is not None:
+            continue  # kept by an earlier build: the file need not be read again (an edit is a new hash)
         try:
             data = article.path.read_bytes()
         except OSError:
@@ -201,9 +203,12 @@ def _report_reviews(settings: Settings, articles) -> None:
         if sha256_hex(data) == article.content_sha256:
             store.remember_content(article.id, data)
     store.observe((a.id, a.content_sha256) for a in articles)
+    histories: dict[str, list] = {}
+    for record in store.records():  # one query, not one per article
+        histories.setdefault(record.article_id, []).append(record)
     states: Counter = Counter()
     for article in articles:
-        review = derive(article.id, article.content_sha256, store.history(article.id), article.review_status)
+        review = derive(article.id, article.content_sha256, histories.get(article.id, []), article.review_status)
         states[review.state] += 1
         if review.unsupported_claim:
             print(f"  warning: {article.path}: front matter says review_status: approved, but no review record approves this content "
@@ -322,6 +327,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from retrieval.search import RetrievalSettings, SearchService
 
     settings = _settings(args)
+    if args.compare is not None:  # checked before the model loads and the queries run, not after
+        from evals.runner import read_trec
+
+        try:
+            read_trec(args.compare / "run.trec")
+        except (OSError, ValueError) as exc:
+            reason = ("no such directory" if not args.compare.is_dir() else "no run.trec in it" if isinstance(exc, FileNotFoundError)
+                      else exc.strerror if isinstance(exc, OSError) else exc)
+            print(f"medkb eval: --compare {args.compare}: not a previous eval output directory ({reason})", file=sys.stderr)
+            return 2
     cache = args.cache_dir
     try:
         if args.dataset:
@@ -624,7 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors for the vector-search-only size")
     p.add_argument("--build-sample", type=int, default=300, help="MedQuAD articles built in this run to measure throughput")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP measurements")
-    p.add_argument("--live", action="store_true", help="instead: a living knowledge base over a copy of --medquad-corpus: seconds to publish after a one-article edit, a one-article delete and for an unchanged corpus, then a server under load while a `medkb index --watch` republishes edits (failed requests, p99, RSS after each swap)")
+    p.add_argument("--live", action="store_true", help="instead: a living knowledge base over a copy of --medquad-corpus: seconds to publish after a one-article edit, a front-matter edit (no new text: the model is not loaded), a one-article delete and for an unchanged corpus, then a server under load while a `medkb index --watch` republishes edits (failed requests, p99, RSS after each swap)")
     p.add_argument("--live-cache", type=Path, help="--live: the build cache to start from (e.g. var/medquad-index/cache after `medkb index var/medquad-corpus --index-dir var/medquad-index`); default: a fresh one (the first build embeds everything)")
     p.add_argument("--live-seconds", type=float, default=60, help="--live: seconds of load")
     p.add_argument("--live-clients", type=int, default=8, help="--live: concurrent clients")
@@ -661,13 +676,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `medkb` command; returns its exit status (2 for a bad setting or argument)."""
     args = build_parser().parse_args(argv)
     try:
-        Settings.from_env().state_location(Path("var"))  # MEDKB_BACKEND and MEDKB_DATABASE_URL agree
-    except ValueError as exc:
-        print(f"medkb: {exc}", file=sys.stderr)
+        # A bad MEDKB_* value, or MEDKB_BACKEND and MEDKB_DATABASE_URL that disagree: one line naming it, not a traceback.
+        Settings.from_env().state_location(Path("var"))
+        return args.func(args)
+    except SettingError as exc:
+        print(f"medkb {args.command}: {exc}", file=sys.stderr)
         return 2
-    return args.func(args)
 
 
 if __name__ == "__main__":

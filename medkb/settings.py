@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 
+class SettingError(ValueError):
+    """A MEDKB_* environment variable whose value cannot be read as its setting's type; the
+    message is one line naming the variable, the value and what was expected."""
+
+
 def _setting(default: Any, env: str, help: str) -> Any:
     return field(default=default, metadata={"env": env, "help": help})
 
@@ -82,30 +87,40 @@ class Settings:
 
     def state_location(self, sqlite_path: Path) -> Path | str:
         """Where a store keeps its state: MEDKB_DATABASE_URL when MEDKB_BACKEND=postgres, else
-        `sqlite_path`. Raises ValueError for an unknown backend, or postgres without a URL."""
+        `sqlite_path`. Raises SettingError (a ValueError) for an unknown backend, or postgres without a URL."""
         if self.backend == "embedded":
             return sqlite_path
         if self.backend != "postgres":
-            raise ValueError(f"MEDKB_BACKEND={self.backend!r}: expected embedded or postgres")
+            raise SettingError(f"MEDKB_BACKEND={self.backend!r}: expected embedded or postgres")
         if not self.database_url or not self.database_url.startswith(("postgresql://", "postgres://")):
-            raise ValueError("MEDKB_BACKEND=postgres needs MEDKB_DATABASE_URL=postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
+            raise SettingError("MEDKB_BACKEND=postgres needs MEDKB_DATABASE_URL=postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
         return self.database_url
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> "Settings":
+        """The settings from `environ` (default: the process environment), then `overrides`
+        that are not None. Raises SettingError for a value that is not of its setting's type
+        (e.g. MEDKB_KEEP_BUILDS=abc)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f.metadata["env"])
             if raw is None or raw == "":
                 continue
-            values[f.name] = _convert(f.name, raw)
+            try:
+                values[f.name] = _convert(f.name, raw)
+            except ValueError:
+                kind = "a number" if f.name in _FLOATS else "a whole number"
+                raise SettingError(f"{f.metadata['env']}={raw!r} is not {kind} (default: {f.default})") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
     def build_cache_dir(self) -> Path:
         """Where the build cache lives: MEDKB_BUILD_CACHE, or `cache` under the index root."""
         return self.build_cache or self.index_dir / "cache"
+
+
+_FLOATS = ("batch_window_ms", "conversations_timeout", "reload_seconds")
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -115,7 +130,7 @@ def _convert(name: str, raw: str) -> Any:
         return tuple(Path(p) for p in raw.split(":") if p)
     if name in ("retriever", "ranker", "backend", "database_url"):
         return raw
-    if name in ("batch_window_ms", "conversations_timeout", "reload_seconds"):
+    if name in _FLOATS:
         return float(raw)
     return int(raw)
 

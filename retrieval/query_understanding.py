@@ -21,6 +21,7 @@ Expansions are appended in brackets, as the abbreviations always were, so the wo
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -103,6 +104,20 @@ class QueryUnderstanding:
         self._speller = None
         self._vocabulary: Counter[str] | None = None
         self._heading_bigrams: set[tuple[str, str]] | None = None
+        # The tables above are made from the whole index on first use (at MedQuAD scale the
+        # vocabulary and speller take ~3.5 s of CPU and ~110 MB): once, by one thread, while
+        # concurrent requests wait for it.
+        self._making = threading.RLock()
+
+    def warm(self, spelling: bool = True, negation: bool = True) -> None:
+        """Make now the per-index tables that the first query would otherwise make: the
+        vocabulary, the speller (`spelling`) and the title/heading bigrams (`negation`). The
+        server's reloader calls this before swapping a new build in, so no request pays for it."""
+        self.vocabulary()
+        if spelling:
+            self._spell()
+        if negation:
+            self._bigrams()
 
     # ------------------------------------------------------------------ the steps
 
@@ -162,26 +177,30 @@ class QueryUnderstanding:
     def vocabulary(self) -> Counter[str]:
         """The index's own words (lower case, letters only) with their frequency."""
         if self._vocabulary is None:
-            counts: Counter[str] = Counter()
-            for chunk in self.index.chunks:
-                counts.update(w.lower() for w in _WORD.findall(chunk.text))
-            for record in self.index.articles.values():
-                counts.update(w.lower() for w in _WORD.findall(record.title))
-            self._vocabulary = counts
+            with self._making:
+                if self._vocabulary is None:
+                    counts: Counter[str] = Counter()
+                    for chunk in self.index.chunks:
+                        counts.update(w.lower() for w in _WORD.findall(chunk.text))
+                    for record in self.index.articles.values():
+                        counts.update(w.lower() for w in _WORD.findall(record.title))
+                    self._vocabulary = counts
         return self._vocabulary
 
     def _spell(self):
         if self._speller is None:
-            from symspellpy import SymSpell
+            with self._making:
+                if self._speller is None:
+                    from symspellpy import SymSpell
 
-            speller = SymSpell(max_dictionary_edit_distance=2, prefix_length=7)
-            for word, count in self.vocabulary().items():
-                if len(word) >= 4 and word.isalpha():
-                    speller.create_dictionary_entry(word, 10 * count + 10)
-            for name in drug_names().canonical:
-                if " " not in name and len(name) >= 5 and name.isalpha():
-                    speller.create_dictionary_entry(name, 1)
-            self._speller = speller
+                    speller = SymSpell(max_dictionary_edit_distance=2, prefix_length=7)
+                    for word, count in self.vocabulary().items():
+                        if len(word) >= 4 and word.isalpha():
+                            speller.create_dictionary_entry(word, 10 * count + 10)
+                    for name in drug_names().canonical:
+                        if " " not in name and len(name) >= 5 and name.isalpha():
+                            speller.create_dictionary_entry(name, 1)
+                    self._speller = speller
         return self._speller
 
     def is_known_word(self, word: str) -> bool:
@@ -269,17 +288,23 @@ class QueryUnderstanding:
         """"without anaemia" is a topic where a title or heading of the index says it."""
         if trigger.lower() != "without":
             return False
-        if self._heading_bigrams is None:
-            bigrams: set[tuple[str, str]] = set()
-            for record in self.index.articles.values():
-                words = _normal_words(record.title)
-                bigrams.update(zip(words, words[1:]))
-            for text in self.index.sections.texts:
-                words = _normal_words(text)
-                bigrams.update(zip(words, words[1:]))
-            self._heading_bigrams = bigrams
         first = _normal_words(phrase)[:1]
-        return bool(first) and ("without", first[0]) in self._heading_bigrams
+        return bool(first) and ("without", first[0]) in self._bigrams()
+
+    def _bigrams(self) -> set[tuple[str, str]]:
+        """Pairs of consecutive words in the index's titles and section headings."""
+        if self._heading_bigrams is None:
+            with self._making:
+                if self._heading_bigrams is None:
+                    bigrams: set[tuple[str, str]] = set()
+                    for record in self.index.articles.values():
+                        words = _normal_words(record.title)
+                        bigrams.update(zip(words, words[1:]))
+                    for text in self.index.sections.texts:
+                        words = _normal_words(text)
+                        bigrams.update(zip(words, words[1:]))
+                    self._heading_bigrams = bigrams
+        return self._heading_bigrams
 
     def _focus_terms(self, sentence: str) -> bool:
         """Whether a sentence names a drug or a word of the index's titles."""

@@ -254,6 +254,11 @@ class SearchService:
         new.cache = self.cache
         return new
 
+    def warm(self) -> None:
+        """Make the per-build tables that queries use (vocabulary, speller, heading bigrams) now
+        rather than in the first requests; what the settings switch off is not made."""
+        self.understanding.warm(spelling=self.settings.spelling, negation=self.settings.negation)
+
     @property
     def manifest(self) -> IndexManifest:
         return self.index.manifest

@@ -11,6 +11,7 @@ from fakes import FakeEmbedder
 embedding.load_embedder = lambda model_dir=None: FakeEmbedder()
 embedding.model_checksum = lambda path: FakeEmbedder.checksum
 embedding.model_identity = lambda model_dir=None: ModelInfo.of(FakeEmbedder())
+embedding.load_token_counter = lambda model_dir=None: FakeEmbedder().count_tokens
 
 if __name__ == "__main__":
     from medkb.cli import main

@@ -352,3 +352,84 @@ def test_unchanged_files_are_not_read_again_and_a_restored_mtime_does_not_fool_i
     report = build(corpus, tmp_path / "index", Counting(), cache)
     assert cache.stats.files_hashed == 1 and report.parsed == 1
     assert "elders" in (report.directory / "chunks.jsonl").read_text()
+
+
+def test_an_unchanged_corpus_or_a_deletion_never_loads_the_model(corpus, tmp_path, monkeypatch):
+    import indexer.embedding as embedding
+    from indexer.lazy_embedder import LazyEmbedder
+
+    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None: ModelInfo.of(FakeEmbedder()))
+    cache = BuildCache(tmp_path / "cache")
+    first = LazyEmbedder(load=FakeEmbedder)
+    build(corpus, tmp_path / "index", first, cache)
+    assert first.loaded, "a first build parses and embeds"
+    again = LazyEmbedder(load=FakeEmbedder)
+    build(corpus, tmp_path / "index", again, cache)
+    (corpus / "topic-002.md").unlink()
+    report = build(corpus, tmp_path / "index", again, cache)
+    assert not again.loaded and report.lost[0].article_id == "topic-002"
+    write_article(corpus, 2, extra="Back again [1].")
+    build(corpus, tmp_path / "index", again, cache)
+    assert again.loaded, "an edit needs the model"
+
+    class Other(FakeEmbedder):
+        checksum = "not-the-folder's"
+
+    with pytest.raises(RuntimeError, match="not the one its folder describes"):
+        LazyEmbedder(load=Other).model()
+
+
+def test_an_edit_that_brings_no_new_text_is_chunked_without_the_model(corpus, tmp_path, monkeypatch):
+    """Chunking needs word-piece counts only (the tokenizer, not torch): a front-matter edit
+    publishes the new article without loading the model."""
+    import indexer.embedding as embedding
+    from indexer.lazy_embedder import LazyEmbedder
+
+    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None: ModelInfo.of(FakeEmbedder()))
+    cache = BuildCache(tmp_path / "cache")
+    build(corpus, tmp_path / "index", FakeEmbedder(), cache)
+    path = corpus / "topic-005.md"
+    original = path.read_text()
+    path.write_text(original.replace("last_updated: 2025-04-05", "last_updated: 2026-01-31"))
+    counter = Counting()
+    lazy = LazyEmbedder(load=FakeEmbedder, count_tokens=counter.count_tokens)
+    report = build(corpus, tmp_path / "index", lazy, cache)
+    assert report.parsed == 1 and counter.tokenised > 0 and report.embedded == 0
+    assert not lazy.loaded, "no text was new: the model is not needed"
+    assert str(load_index(tmp_path / "index").articles["topic-005"].last_updated) == "2026-01-31"
+
+    write_article(corpus, 5, extra="A sentence no build has seen [1].")
+    build(corpus, tmp_path / "index", lazy, cache)
+    assert lazy.loaded, "a new text is embedded, so the model loads"
+    path.write_text(original)  # the edits undone: the original's entry and texts are all in the cache
+    undone = LazyEmbedder(load=FakeEmbedder, count_tokens=counter.count_tokens)
+    report = build(corpus, tmp_path / "index", undone, cache)
+    assert report.parsed == 0 and report.embedded == 0 and not undone.loaded
+
+
+@pytest.mark.model
+def test_the_tokenizer_alone_counts_word_pieces_exactly_as_the_model_does():
+    """`medkb index` chunks with `load_token_counter` (no torch); `medkb eval` and older builds with
+    the model's own tokenizer: the counts must be the same, or chunks would differ between them."""
+    from indexer.articles import load_corpus
+    from indexer.chunking import chunk_article
+    from indexer.embedding import load_embedder, load_token_counter
+
+    model, counter = load_embedder(), load_token_counter()
+    articles = load_corpus([REPO / "corpus"]).articles
+    texts = [c.embed_text for a in articles for c in chunk_article(a, model.count_tokens)]
+    texts += [part for t in texts for part in t.split(". ")]
+    texts += ["x" * 600, "", " ", "naïve café 漢字\u200b\tend", "A\u00a0B", "ﬁnal ligature", "🙂 emoji", "Ferritin < 30 µg/L [1, 3]."]
+    assert len(texts) > 500
+    assert counter(texts) == model.count_tokens(texts)
+
+
+def test_a_model_folder_without_tokenizer_json_is_counted_by_the_model(tmp_path, monkeypatch):
+    import indexer.embedding as embedding
+    from indexer.lazy_embedder import LazyEmbedder
+
+    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None: ModelInfo.of(FakeEmbedder()))
+    monkeypatch.setattr(embedding, "load_embedder", lambda model_dir=None: FakeEmbedder())
+    lazy = LazyEmbedder(tmp_path)  # an empty folder: no tokenizer.json
+    assert lazy.count_tokens(["iron deficiency anaemia"]) == FakeEmbedder().count_tokens(["iron deficiency anaemia"])
+    assert lazy.loaded

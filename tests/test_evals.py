@@ -168,3 +168,20 @@ def test_eval_command_on_the_gold_set(tmp_path, real_index):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["queries"] == 5 and metrics["means"]["ndcg@10"] > 0.3
     assert "ndcg@10" in done.stdout and (out / "report.html").exists()
+
+
+@pytest.mark.parametrize("make, reason", [(lambda d: d / "missing", "no such directory"), (lambda d: d, "no run.trec in it"),
+                                          (lambda d: (d / "run.trec").write_text("q1 Q0 doc\n") and d, "expected 6 fields")])
+def test_eval_compare_with_no_readable_previous_run_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, make, reason):
+    import indexer.embedding as embedding
+    from medkb.cli import main
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before --compare was checked")
+
+    monkeypatch.setattr(embedding, "load_embedder", no_model)
+    previous = make(tmp_path)
+    assert main(["eval", "--compare", str(previous), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"medkb eval: --compare {previous}: ") and reason in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -13,6 +13,7 @@ import weakref
 from pathlib import Path
 
 import pytest
+import symspellpy
 from fastapi.testclient import TestClient
 
 from indexer import index_store
@@ -88,6 +89,33 @@ def test_the_server_serves_a_new_build_without_restart(live):
         assert app.state.reloader.swaps == 1
 
 
+def test_a_deleted_article_is_served_nowhere_after_the_swap(live):
+    """Not only search: the article's API entry and page, answers, the review queue and what's new."""
+    corpus, root, cache, settings = live
+    app = make_app(settings)
+    question = "What causes topic4?"
+
+    def served(client) -> dict[str, bool]:
+        return {
+            "search": any(p["article_id"] == "topic-004" for r in ("hybrid", "dense", "lexical")
+                          for p in client.get("/api/search", params={"q": question, "k": 50, "retriever": r}).json()["results"]),
+            "ask": "topic-004" in client.post("/api/ask", json={"question": question}).text,
+            "api article": client.get("/api/articles/topic-004").status_code == 200,
+            "article page": client.get("/articles/topic-004").status_code == 200,
+            "search page": "topic-004" in client.get("/", params={"q": question}).text,
+            "review queue": "topic-004" in client.get("/reviews").text,
+            "what's new": "topic-004" in client.get("/new.atom").text,
+        }
+
+    with TestClient(app) as client:
+        assert all(served(client).values()), served(client)
+        (corpus / "topic-004.md").unlink()
+        new = build_index([corpus], root, FakeEmbedder(), cache=cache).directory
+        wait_for(lambda: client.get("/healthz").json()["build"] == new.name, what="the swap")
+        assert not any(served(client).values()), served(client)
+        assert client.get("/api/articles/topic-005").status_code == 200, "the others are still served"
+
+
 def test_a_damaged_build_is_not_swapped_in(live):
     corpus, root, cache, settings = live
     app = make_app(dataclasses.replace(settings, reload_seconds=0))  # checks driven by the test
@@ -149,6 +177,51 @@ def test_no_request_fails_during_swaps_and_each_sees_one_build(live):
         assert failures == []
         assert client.get("/healthz").json()["build"] == published[-1]
         assert set(published[-1:]) <= builds
+
+
+class CountedSpeller:
+    """Replaces symspellpy.SymSpell: counts spellers made, and is slow to make (as at MedQuAD
+    scale, where vocabulary and speller take ~3.5 s of CPU) so that concurrent first queries overlap."""
+
+    made = 0
+
+    def __new__(cls, *args, **kwargs):
+        CountedSpeller.made += 1
+        time.sleep(0.3)
+        return _REAL_SYMSPELL(*args, **kwargs)
+
+
+_REAL_SYMSPELL = symspellpy.SymSpell
+
+
+def test_concurrent_first_queries_make_one_speller(live, monkeypatch):
+    corpus, root, cache, settings = live
+    monkeypatch.setattr(symspellpy, "SymSpell", CountedSpeller)
+    CountedSpeller.made = 0
+    service = SearchService(load_index(root), FakeEmbedder())
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(service.understanding.correct("causes of ferritinn"))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert CountedSpeller.made == 1, "one request makes the speller; the others wait for it instead of making their own"
+    assert results == ["causes of ferritin"] * 8
+
+
+def test_a_swap_makes_the_new_builds_speller_before_serving_it(live, monkeypatch):
+    corpus, root, cache, settings = live
+    monkeypatch.setattr(symspellpy, "SymSpell", CountedSpeller)
+    app = make_app(dataclasses.replace(settings, reload_seconds=0))
+    with TestClient(app) as client:
+        client.get("/api/search", params={"q": "causes of ferritinn"})
+        write_article(corpus, 70)
+        build_index([corpus], root, FakeEmbedder(), cache=cache)
+        CountedSpeller.made = 0
+        assert app.state.reloader.check_now()
+        assert CountedSpeller.made == 1, "made on the reloader's thread, before the swap"
+        body = client.get("/api/search", params={"q": "causes of ferritinn"}).json()
+        assert body["searched_for"] == "causes of ferritin" and CountedSpeller.made == 1, "the first request after the swap makes nothing"
 
 
 def test_reloading_can_be_turned_off(live):
