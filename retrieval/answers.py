@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -33,7 +33,7 @@ from indexer.vocabulary import EvidenceKind, Reference, ReviewStatus
 from retrieval.aspects import aspect_of, aspects_in
 from retrieval.followups import ACKNOWLEDGEMENT, NO_SUBJECT, QUESTION, topic_of
 from retrieval.reviews import ArticleReview
-from retrieval.search import Filters, Hit, SearchResult
+from retrieval.search import Filters, Hit, RetrievalSettings, SearchResult
 
 # The seed page's grouping of passages, in the order shown.
 GROUPS = (("guidelines", "From the Guidelines"), ("research", "From the Research"), ("other", "Other sources"))
@@ -43,7 +43,7 @@ _GROUP_OF_PART = {"from the guidelines": "guidelines", "from the research": "res
 class AnswerSource(Protocol):
     """What answer building needs from the search engine (SearchService provides it)."""
 
-    def search(self, query: str, k: int = 10, filters: Filters = Filters()) -> SearchResult: ...
+    def search(self, query: str, k: int = 10, filters: Filters = Filters(), settings: RetrievalSettings | None = None) -> SearchResult: ...
 
     def embed_query(self, query: str) -> np.ndarray: ...
 
@@ -270,8 +270,6 @@ def no_subject_answer(question: str) -> CitedAnswer:
                        turn=NO_SUBJECT, no_match=NO_SUBJECT_MESSAGE)
 
 
-TOPIC_ARTICLES = 3  # the topic's articles: the first this many articles a search for the topic alone ranks
-TOPIC_DEPTH = 10
 POOL_FACTOR = 3  # with an aspect to steer by, passages are chosen from this many times k
 _PARTS = {"from the guidelines", "from the research", "text"}
 
@@ -304,15 +302,15 @@ def mentions_topic(chunk: Chunk, terms: set[str]) -> bool:
     return len(terms & words) >= max(1, -(-2 * len(terms) // 3))
 
 
-def topic_articles(source: AnswerSource, topic: str, filters: Filters) -> list[str]:
-    """The articles a search for the topic alone ranks first."""
-    out: list[str] = []
-    for hit in source.search(topic, TOPIC_DEPTH, filters).hits:
-        if hit.chunk.article_id not in out:
-            out.append(hit.chunk.article_id)
-        if len(out) >= TOPIC_ARTICLES:
-            break
-    return out
+def primary_article(source: AnswerSource, topic: str, filters: Filters) -> str | None:
+    """The article a search for the topic alone ranks first."""
+    hits = source.search(topic, 1, filters).hits
+    return hits[0].chunk.article_id if hits else None
+
+
+def on_topic(hit: Hit, primary: str | None, terms: set[str]) -> bool:
+    """A passage of the topic's own article, or one that names the topic (in its text, headings or article title)."""
+    return hit.chunk.article_id == primary or mentions_topic(hit.chunk, terms)
 
 
 def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8, filters: Filters = Filters(),
@@ -323,7 +321,15 @@ def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8,
     asked = aspect_of(question)
     terms = topic_terms(topic) if topic else set()
     steer = asked is not None and bool(terms)
-    result = source.search(resolved, max(k * POOL_FACTOR, k + 16) if steer else k, filters)
+    cap = 0
+    if steer:
+        # The pool is searched without the per-article cap, so that every passage of the topic's
+        # articles on the aspect can come first; the cap applies to the passages after them.
+        cfg: RetrievalSettings | None = getattr(source, "settings", None)
+        cap = cfg.max_per_article if cfg is not None else 0
+        result = source.search(resolved, max(k * POOL_FACTOR, k + 16), filters, **({"settings": replace(cfg, max_per_article=0)} if cap else {}))
+    else:
+        result = source.search(resolved, k, filters)
     common = dict(question=question, resolved_query=resolved, took_ms=result.took_ms, turn=turn, topic=topic, aspect=asked,
                   searched_for=getattr(result, "searched_for", None))
     no_match = getattr(result, "no_match", None)
@@ -336,13 +342,24 @@ def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8,
     aspect_note = None
     on_aspect: list[Hit] | None = None  # the topic's passages on the aspect asked, when steering
     if steer:
-        own = set(topic_articles(source, topic, filters))
-        on_aspect = [h for h in pool if (h.chunk.article_id in own or mentions_topic(h.chunk, terms)) and passage_addresses(h, asked)]
-        if on_aspect:
-            chosen = {h.chunk.id for h in on_aspect[:k]}
-            hits = on_aspect[:k] + [h for h in pool if h.chunk.id not in chosen][: k - len(chosen)]
-        else:
+        primary = primary_article(source, topic, filters)
+        on_aspect = [h for h in pool if on_topic(h, primary, terms) and passage_addresses(h, asked)]
+        first = on_aspect[:k]
+        if not first:
             aspect_note = f"No passage on the {ASPECT_NOUNS.get(asked, asked)} of {topic}; the nearest passages are shown."
+        chosen = {h.chunk.id for h in first}
+        per_article: dict[str, int] = {}
+        for h in first:
+            per_article[h.chunk.article_id] = per_article.get(h.chunk.article_id, 0) + 1
+        rest = []
+        for h in pool:
+            if len(first) + len(rest) >= k:
+                break
+            if h.chunk.id in chosen or (cap and per_article.get(h.chunk.article_id, 0) >= cap):
+                continue
+            per_article[h.chunk.article_id] = per_article.get(h.chunk.article_id, 0) + 1
+            rest.append(h)
+        hits = first + rest
         for rank, hit in enumerate(hits, start=1):
             hit.rank = rank
     numbering = _Numbering(source)
