@@ -149,8 +149,8 @@ class CitedAnswer:
 
     @property
     def coverage(self) -> Coverage | None:
-        """None for a turn that was not searched."""
-        if not self.searched:
+        """None for a turn that was not searched, and when nothing matched."""
+        if not self.searched or self.no_match:
             return None
         dates = [a.last_updated for a in self.articles if a.last_updated]
         approved = sum(1 for a in self.articles if a.id in self.reviews and self.reviews[a.id].status == ReviewStatus.APPROVED)
