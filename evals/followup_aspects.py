@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--k", type=int, default=8, help="passages per answer (as /api/ask)")
     parser.add_argument("--build", action="store_true", help="embed and index the collection if it is not cached (slow)")
+    parser.add_argument("--index-dir", type=Path, help="use this index root (built from the dataset's corpus) instead of the cache")
     parser.add_argument("--out", type=Path, help="write per-follow-up results (JSON lines) here")
     args = parser.parse_args(argv)
 
@@ -74,14 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         queries = sorted(random.Random(7).sample(queries, min(args.limit, len(queries))), key=lambda q: q["_id"])
     types = doc_types(args.dataset)
-    corpus = import_beir_corpus(args.dataset, args.cache_dir, log=lambda m: print(m, file=sys.stderr))
     embedder = load_embedder(Settings.from_env().model_dir)
-    reason = staleness(cache_slot([corpus], args.cache_dir), [corpus], ChunkerSettings(), embedder.checksum)
-    if reason and not args.build:
-        print(f"followup_aspects: the index is not cached ({reason}); run `medkb eval --dataset {args.dataset} --cache-dir {args.cache_dir}` "
-              "first, or pass --build", file=sys.stderr)
-        return 2
-    root = cached_index([corpus], args.cache_dir, embedder, log=lambda m: print(m, file=sys.stderr))
+    if args.index_dir:
+        root = args.index_dir
+    else:
+        corpus = import_beir_corpus(args.dataset, args.cache_dir, log=lambda m: print(m, file=sys.stderr))
+        reason = staleness(cache_slot([corpus], args.cache_dir), [corpus], ChunkerSettings(), embedder.checksum)
+        if reason and not args.build:
+            print(f"followup_aspects: the index is not cached ({reason}); run `medkb eval --dataset {args.dataset} --cache-dir {args.cache_dir}` "
+                  "first, or pass --build", file=sys.stderr)
+            return 2
+        root = cached_index([corpus], args.cache_dir, embedder, log=lambda m: print(m, file=sys.stderr))
     settings = Settings.from_env()
     service = SearchService(load_index(root, ModelInfo.of(embedder)), embedder,
                             settings=RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article))
