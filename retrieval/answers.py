@@ -55,15 +55,29 @@ class AnswerSource(Protocol):
 
 
 @dataclass(frozen=True)
+class CitingArticle:
+    """An article that cites a reference of the answer, and the number it has there."""
+
+    article_id: str
+    article_title: str
+    original_number: int
+
+
+@dataclass(frozen=True)
 class NumberedReference:
     """A reference in the answer's one numbered list. `reference` is None when the source
-    article cites a number it lists no reference for (shown as unresolved, never dropped)."""
+    article cites a number it lists no reference for (shown as unresolved, never dropped).
+
+    One publication has one number however many of the answer's articles cite it (see
+    `reference_keys`); `article_id`, `article_title` and `original_number` name the first
+    article that cites it, `cited_in` every one (the first included), in order of first use."""
 
     number: int
     reference: Reference | None
     article_id: str
     article_title: str
     original_number: int
+    cited_in: tuple[CitingArticle, ...] = ()
 
 
 @dataclass
@@ -161,24 +175,69 @@ class CitedAnswer:
         return [p for p in self.passages if p.group == name]
 
 
+def reference_keys(ref: Reference) -> list[tuple[str, ...]]:
+    """What identifies the publication a reference names: its PMID, DOI and URL (normalised:
+    a DOI's case and resolver prefix, a URL's scheme and trailing slash do not count), and
+    only when it has none of them, its title, source and year (case, punctuation and spacing
+    ignored). Two references sharing any key are the same publication."""
+    keys: list[tuple[str, ...]] = []
+    if ref.pmid and ref.pmid.strip():
+        keys.append(("pmid", ref.pmid.strip()))
+    if ref.doi and ref.doi.strip():
+        keys.append(("doi", re.sub(r"^(?:https?://(?:dx\.)?doi\.org/|doi:)", "", ref.doi.strip().lower())))
+    if ref.url and ref.url.strip():
+        keys.append(("url", re.sub(r"^https?://(?:www\.)?", "", ref.url.strip().lower()).rstrip("/")))
+    if not keys:
+        def words(text: str) -> str:
+            return " ".join(re.findall(r"\w+", text.casefold()))
+
+        keys.append(("title", words(ref.title), words(ref.source), str(ref.year or "")))
+    return keys
+
+
+def merge_references(first: Reference, other: Reference) -> Reference:
+    """One publication as two articles list it: `first`'s number, kind, title, source and
+    year, the identifiers and authors it lacks taken from `other`, and both lists' notices (so
+    a retraction either article records is shown)."""
+    return replace(first, pmid=first.pmid or other.pmid, doi=first.doi or other.doi, url=first.url or other.url,
+                   authors=first.authors or other.authors, notices=(*first.notices, *(n for n in other.notices if n not in first.notices)))
+
+
 class _Numbering:
-    """One number per (article, reference) across the answer, in order of first use."""
+    """One number per publication across the answer, in order of first use: the same
+    reference cited by two articles (the same PMID, DOI, URL, or title, source and year) is
+    numbered once. An unresolved citation is numbered per (article, number)."""
 
     def __init__(self, source: AnswerSource):
         self.source = source
-        self.numbers: dict[tuple[str, int], int] = {}
+        self.numbers: dict[tuple[str, int], int] = {}  # (article, its number) -> the answer's number
+        self.by_key: dict[tuple[str, ...], int] = {}  # a publication's key -> the answer's number
         self.references: list[NumberedReference] = []
 
     def number(self, chunk: Chunk, local: int) -> int:
         key = (chunk.article_id, local)
-        if key not in self.numbers:
-            self.numbers[key] = len(self.numbers) + 1
-            ref = next((r for r in chunk.references if r.id == local), None)
-            if ref is None:
-                article = self.source.article(chunk.article_id)
-                ref = article.reference(local) if article else None
-            self.references.append(NumberedReference(self.numbers[key], ref, chunk.article_id, chunk.article_title, local))
-        return self.numbers[key]
+        if key in self.numbers:
+            return self.numbers[key]
+        ref = next((r for r in chunk.references if r.id == local), None)
+        if ref is None:
+            article = self.source.article(chunk.article_id)
+            ref = article.reference(local) if article else None
+        citing = CitingArticle(chunk.article_id, chunk.article_title, local)
+        keys = reference_keys(ref) if ref is not None else []
+        known = next((self.by_key[k] for k in keys if k in self.by_key), None)
+        if known is not None:
+            entry = self.references[known - 1]
+            merged = merge_references(entry.reference, ref) if entry.reference is not None else ref
+            self.references[known - 1] = replace(entry, reference=merged, cited_in=(*entry.cited_in, citing))
+            keys = reference_keys(merged)
+            number = known
+        else:
+            number = len(self.references) + 1
+            self.references.append(NumberedReference(number, ref, chunk.article_id, chunk.article_title, local, (citing,)))
+        for k in keys:
+            self.by_key.setdefault(k, number)
+        self.numbers[key] = number
+        return number
 
     def renumber(self, chunk: Chunk, text: str) -> tuple[str, list[int]]:
         """`text` with its citations in answer-wide numbers, and those numbers."""

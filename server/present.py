@@ -14,6 +14,7 @@ from server.schemas import (
     AnswerReferenceOut,
     ArticleStatusOut,
     AskOut,
+    CitingArticleOut,
     CoverageOut,
     Identifiers,
     IndexInfo,
@@ -91,7 +92,9 @@ def search_out(result: SearchResult, k: int) -> SearchOut:
 
 
 def _answer_reference(ref: NumberedReference) -> AnswerReferenceOut:
-    common = dict(number=ref.number, article_id=ref.article_id, article_title=ref.article_title, original_number=ref.original_number)
+    common = dict(number=ref.number, article_id=ref.article_id, article_title=ref.article_title, original_number=ref.original_number,
+                  cited_in=[CitingArticleOut(article_id=c.article_id, article_title=c.article_title, original_number=c.original_number)
+                            for c in ref.cited_in])
     if ref.reference is None:
         return AnswerReferenceOut(kind=None, title=UNRESOLVED_TITLE, source="", identifiers=Identifiers(), unresolved=True, **common)
     r = ref.reference
