@@ -29,7 +29,7 @@ from indexer.chunking import Chunk, sentence_spans
 from indexer.citations import CITATION_RE, expand, format_citation
 from indexer.index_store import ArticleRecord
 from indexer.lexical import tokenize
-from indexer.vocabulary import EvidenceKind, Reference, ReviewStatus
+from indexer.vocabulary import CAUTION, EvidenceKind, Reference, ReviewStatus
 from retrieval.aspects import aspect_of, aspects_in
 from retrieval.followups import ACKNOWLEDGEMENT, NO_SUBJECT, QUESTION, topic_of
 from retrieval.reviews import ArticleReview
@@ -122,6 +122,8 @@ class Coverage:
 # How the answer names an aspect in "No passage on the treatment of X".
 ASPECT_NOUNS = {"cause": "causes", "diagnosis": "diagnosis", "treatment": "treatment", "dose": "dosing", "prognosis": "prognosis",
                 "prevention": "prevention", "risk": "risk factors", "symptoms": "symptoms", "interpretation": "interpretation"}
+NOTHING_FOUND = "No passage in the knowledge base matches this question."
+NOTHING_WITH_FILTERS = "No passage matches this question with the filters chosen; try it without them."
 NO_SUBJECT_MESSAGE = ("This question does not say what it is about, and there is no earlier question to take its subject from: "
                       "ask it with its subject, e.g. \u201chow is iron deficiency treated?\u201d.")
 
@@ -153,9 +155,32 @@ class CitedAnswer:
     aspect: str | None = None
     aspect_note: str | None = None
 
+    def _approved(self, article_id: str) -> bool:
+        review = self.reviews.get(article_id)
+        return review is not None and review.status == ReviewStatus.APPROVED
+
     @property
-    def all_approved(self) -> bool:
-        return bool(self.articles) and all(a.id in self.reviews and self.reviews[a.id].status == ReviewStatus.APPROVED for a in self.articles)
+    def caution(self) -> str | None:
+        """The caution line over the answer, from the review status of the articles whose text it
+        shows (its passages; its key points are their sentences): None when it shows nothing (an
+        acknowledgement, no subject, no match) or only approved articles' text; CAUTION when none
+        of it is approved; for a mixed answer, how many of its articles and key points are not
+        approved (CAUTION would say the approved part is not)."""
+        shown = list(dict.fromkeys(p.hit.chunk.article_id for p in self.passages))
+        pending = [a for a in shown if not self._approved(a)]
+        if not pending:
+            return None
+        if len(pending) == len(shown):
+            return CAUTION
+        points = sum(1 for k in self.key_points if not self._approved(k.hit.chunk.article_id))
+        articles = f"{len(pending)} of the {len(shown)} articles this answer draws on {'is' if len(pending) == 1 else 'are'} not approved by a clinician"
+        if not self.key_points:
+            where = ""
+        elif points:
+            where = f"; {points} of its {len(self.key_points)} key point{'' if len(self.key_points) == 1 else 's'} come{'s' if points == 1 else ''} from them"
+        else:
+            where = "; none of its key points comes from them"
+        return f"Partly pending clinical review: {articles}{where}. Verify their content against the cited sources before use."
 
     @property
     def searched(self) -> bool:
@@ -163,8 +188,8 @@ class CitedAnswer:
 
     @property
     def coverage(self) -> Coverage | None:
-        """None for a turn that was not searched, and when nothing matched."""
-        if not self.searched or self.no_match:
+        """None for a turn that was not searched, and when nothing matched (no passage shown)."""
+        if not self.searched or self.no_match or not self.passages:
             return None
         dates = [a.last_updated for a in self.articles if a.last_updated]
         approved = sum(1 for a in self.articles if a.id in self.reviews and self.reviews[a.id].status == ReviewStatus.APPROVED)
@@ -392,6 +417,9 @@ def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8,
     common = dict(question=question, resolved_query=resolved, took_ms=result.took_ms, turn=turn, topic=topic, aspect=asked,
                   searched_for=getattr(result, "searched_for", None))
     no_match = getattr(result, "no_match", None)
+    if not no_match and not result.hits:
+        # The search found nothing (e.g. its filters admit no passage): an empty answer says so.
+        no_match = NOTHING_WITH_FILTERS if filters.active() else NOTHING_FOUND
     if no_match:
         # Nothing answers: say so, with the nearest articles' titles to try instead.
         return CitedAnswer(key_points=[], passages=[], references=[], articles=[], related_questions=list(getattr(result, "suggestions", [])),

@@ -132,7 +132,7 @@ def ask_out(answer: CitedAnswer, conversation_id: str | None, notice: str | None
         references=[_answer_reference(r) for r in answer.references],
         articles=[ArticleStatusOut(id=a.id, title=a.title, last_updated=a.last_updated, **_status(_review(answer.reviews, a.id, a.content_sha256)))
                   for a in answer.articles],
-        caution=None if answer.all_approved or not answer.articles else CAUTION,
+        caution=answer.caution,
         related_questions=answer.related_questions,
         took_ms=round(answer.took_ms, 3),
     )
