@@ -91,6 +91,19 @@ def search_out(result: SearchResult, k: int) -> SearchOut:
     )
 
 
+def search_caution(out: SearchOut) -> str | None:
+    """The caution line over a result page: None when every passage shown is approved (or none
+    is shown), CAUTION when none is, and for a mixed page how many passages are pending (each
+    pending passage also carries its own note)."""
+    pending = sum(1 for p in out.results if p.caution)
+    if not pending:
+        return None
+    if pending == len(out.results):
+        return CAUTION
+    return (f"Partly pending clinical review: {pending} of the {len(out.results)} passages below come from articles not approved by a "
+            "clinician (each says so). Verify them against the cited sources before use.")
+
+
 def _answer_reference(ref: NumberedReference) -> AnswerReferenceOut:
     common = dict(number=ref.number, article_id=ref.article_id, article_title=ref.article_title, original_number=ref.original_number,
                   cited_in=[CitingArticleOut(article_id=c.article_id, article_title=c.article_title, original_number=c.original_number)

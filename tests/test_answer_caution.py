@@ -92,3 +92,26 @@ def test_only_approved_passages_after_a_filter_have_no_caution(index_root, tmp_p
     lead = first["key_points"][0]["article_id"]
     answer = ask(index_root, tmp_path, [lead], {"question": QUESTION, "filters": {"review_status": ["approved"]}})
     assert shown_articles(answer) == [lead] and answer["caution"] is None
+
+
+def test_the_search_page_caution_for_mixed_and_pending_results(index_root, tmp_path):
+    import html as html_lib
+
+    def page(approved: list[str], folder: str) -> str:
+        log = tmp_path / folder / "reviews.sqlite"
+        log.parent.mkdir()
+        record(log, load_index(index_root), {a: "approve" for a in approved})
+        settings = Settings(index_dir=index_root, conversations_db=tmp_path / folder / "c.sqlite", reviews_db=log,
+                            accounts_db=tmp_path / folder / "a.sqlite", answers_db=tmp_path / folder / "answers.sqlite")
+        app = create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
+        with TestClient(app) as c:
+            return html_lib.unescape(c.get("/", params={"q": QUESTION, "k": 8}).text)
+
+    pending = page([], "none")
+    assert f'id="caution">{CAUTION}<' in pending
+    articles = list(dict.fromkeys(re.findall(r'class="passage" id="r\d+" data-article="([^"]+)"', pending)))
+    mixed = page(articles[:1], "mixed")
+    shown = re.findall(r'class="passage" id="r\d+" data-article="([^"]+)"', mixed)
+    m = re.search(r'id="caution">Partly pending clinical review: (\d+) of the (\d+) passages below come from articles not approved', mixed)
+    assert m and (int(m[1]), int(m[2])) == (sum(a != articles[0] for a in shown), len(shown)), mixed[:2000]
+    assert 'id="caution"' not in page(articles, "all")
