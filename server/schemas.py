@@ -260,7 +260,9 @@ class AskOut(BaseModel):
     groups: list[PassageGroupOut] = Field(description="From the guidelines first, then from the research, then other sources.")
     references: list[AnswerReferenceOut]
     articles: list[ArticleStatusOut]
-    caution: str | None = Field(description="Present whenever any content shown is not approved.")
+    caution: str | None = Field(description="Present whenever any content shown is not approved: the full caution when none of it is, "
+                                            "and for an answer mixing approved and pending articles, how many of its articles and key "
+                                            "points are pending. Null when the answer shows nothing.")
     related_questions: list[str]
     took_ms: float
 
