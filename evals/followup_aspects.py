@@ -1,7 +1,8 @@
 """Do follow-ups get answered on the aspect they ask? The share of follow-ups in
 medquad-followup-aspects whose first key point comes from a document of the asked
-MedQuAD question type (a "How is it treated?" follow-up answered from the focus's
-treatment answer), with each context mode.
+MedQuAD question type, with each context mode; and, stricter, from the asked aspect of the
+conversation's focus (a "How is it treated?" follow-up answered from that focus's treatment
+answer: a treatment answer about another disease counts for the first figure only).
 
     python -m evals.followup_aspects --dataset var/devsets/medquad-followup-aspects \\
         --cache-dir /work/eval-cache [--limit 300] [--modes resolve concatenate none]
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--k", type=int, default=8, help="passages per answer (as /api/ask)")
     parser.add_argument("--build", action="store_true", help="embed and index the collection if it is not cached (slow)")
+    parser.add_argument("--index-dir", type=Path, help="use this index root (built from the dataset's corpus) instead of the cache")
     parser.add_argument("--out", type=Path, help="write per-follow-up results (JSON lines) here")
     args = parser.parse_args(argv)
 
@@ -73,14 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         queries = sorted(random.Random(7).sample(queries, min(args.limit, len(queries))), key=lambda q: q["_id"])
     types = doc_types(args.dataset)
-    corpus = import_beir_corpus(args.dataset, args.cache_dir, log=lambda m: print(m, file=sys.stderr))
     embedder = load_embedder(Settings.from_env().model_dir)
-    reason = staleness(cache_slot([corpus], args.cache_dir), [corpus], ChunkerSettings(), embedder.checksum)
-    if reason and not args.build:
-        print(f"followup_aspects: the index is not cached ({reason}); run `medkb eval --dataset {args.dataset} --cache-dir {args.cache_dir}` "
-              "first, or pass --build", file=sys.stderr)
-        return 2
-    root = cached_index([corpus], args.cache_dir, embedder, log=lambda m: print(m, file=sys.stderr))
+    if args.index_dir:
+        root = args.index_dir
+    else:
+        corpus = import_beir_corpus(args.dataset, args.cache_dir, log=lambda m: print(m, file=sys.stderr))
+        reason = staleness(cache_slot([corpus], args.cache_dir), [corpus], ChunkerSettings(), embedder.checksum)
+        if reason and not args.build:
+            print(f"followup_aspects: the index is not cached ({reason}); run `medkb eval --dataset {args.dataset} --cache-dir {args.cache_dir}` "
+                  "first, or pass --build", file=sys.stderr)
+            return 2
+        root = cached_index([corpus], args.cache_dir, embedder, log=lambda m: print(m, file=sys.stderr))
     settings = Settings.from_env()
     service = SearchService(load_index(root, ModelInfo.of(embedder)), embedder,
                             settings=RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article))
@@ -98,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             c = results[mode]
             c["follow_ups"] += 1
             c["with_key_points"] += bool(answer.key_points)
-            c["first_from_asked_aspect"] += first is not None and types.get(first) == meta["qtype"]
+            on_aspect = first is not None and types.get(first) == meta["qtype"]
+            c["first_from_asked_aspect"] += on_aspect
+            # MedQuAD documents are <focus document>-q<n>: the same focus and the asked aspect
+            c["first_from_asked_aspect_of_focus"] += on_aspect and first.rsplit("-q", 1)[0] in {d.rsplit("-q", 1)[0] for d in relevant}
             c["first_from_relevant"] += first in relevant
             c["aspect_note"] += answer.aspect_note is not None
             c[f"mix:{meta['tags'][0]}"] += 1
@@ -115,15 +123,18 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {"dataset": str(args.dataset), "follow_ups": len(queries), "sample": bool(args.limit), "k": args.k,
                "retrieval": {"retriever": settings.retriever, "max_per_article": settings.max_per_article}, "modes": {}}
-    print(f"{'context':<12} {'first key point from the asked aspect':>38} {'from the judged answer':>24} {'no key points':>14} {'aspect note':>12}")
+    print(f"{'context':<12} {'first key point: asked aspect':>30} {'asked aspect of the focus':>26} {'the judged answer':>18} "
+          f"{'no key points':>14} {'aspect note':>12}")
     for mode, c in results.items():
         total = max(c["follow_ups"], 1)
-        row = {"first_key_point_from_asked_aspect": c["first_from_asked_aspect"] / total, "first_key_point_from_judged_answer": c["first_from_relevant"] / total,
+        row = {"first_key_point_from_asked_aspect": c["first_from_asked_aspect"] / total,
+               "first_key_point_from_asked_aspect_of_focus": c["first_from_asked_aspect_of_focus"] / total,
+               "first_key_point_from_judged_answer": c["first_from_relevant"] / total,
                "without_key_points": 1 - c["with_key_points"] / total, "aspect_note": c["aspect_note"] / total,
                "by_mix": {k.split(":")[1]: c[f"{k}:hit"] / c[k] for k in sorted(c) if k.startswith("mix:") and not k.endswith(":hit")}}
         summary["modes"][mode] = row
-        print(f"{mode:<12} {row['first_key_point_from_asked_aspect']:>38.3f} {row['first_key_point_from_judged_answer']:>24.3f} "
-              f"{row['without_key_points']:>14.3f} {row['aspect_note']:>12.3f}")
+        print(f"{mode:<12} {row['first_key_point_from_asked_aspect']:>30.3f} {row['first_key_point_from_asked_aspect_of_focus']:>26.3f} "
+              f"{row['first_key_point_from_judged_answer']:>18.3f} {row['without_key_points']:>14.3f} {row['aspect_note']:>12.3f}")
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -6,7 +6,7 @@ within 20%), and stops by itself.
 
     python -m evals.loadtest --minutes 10 --index-dir var/index [--out runs/loadtest.json]
 
-The server is started here, on 127.0.0.1 only, with a conversation store in a temporary
+The server is started here, on 127.0.0.1 only, with a conversation store (and an answer store) in a temporary
 folder. Every simulated client comes from 127.0.0.1, so the per-address limit on new
 conversations (MEDKB_CONVERSATION_STARTS_PER_MINUTE) is lifted for the run unless
 --keep-start-limit is given; 429s are then counted apart from errors.
@@ -77,7 +77,7 @@ def _threads(pid: int) -> int:
 
 def start_server(index_dir: Path, workdir: Path, keep_start_limit: bool) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = dict(os.environ, MEDKB_CONVERSATIONS_DB=str(workdir / "conversations.sqlite"))
+    env = dict(os.environ, MEDKB_CONVERSATIONS_DB=str(workdir / "conversations.sqlite"), MEDKB_ANSWERS_DB=str(workdir / "answers.sqlite"))
     if not keep_start_limit:
         env["MEDKB_CONVERSATION_STARTS_PER_MINUTE"] = "0"
     log = open(workdir / "server.log", "wb")

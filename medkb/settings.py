@@ -33,6 +33,7 @@ class Settings:
     default_k: int = _setting(10, "MEDKB_DEFAULT_K", "Passages returned when a request does not say.")
     max_k: int = _setting(50, "MEDKB_MAX_K", "Most passages one request may ask for.")
     query_cache_size: int = _setting(1024, "MEDKB_QUERY_CACHE", "Query vectors kept in memory (LRU).")
+    sentence_cache_size: int = _setting(20000, "MEDKB_SENTENCE_CACHE", "Vectors of answers' candidate sentences kept in memory between requests (LRU; about 1.5 kB each; 0: none kept, every answer runs the model over its sentences).")
     retriever: str = _setting("hybrid", "MEDKB_RETRIEVER", "dense, lexical, or hybrid (dense + BM25 + question-to-heading, fused by reciprocal rank).")
     conversations_db: Path = _setting(Path("var/conversations.sqlite"), "MEDKB_CONVERSATIONS_DB", "SQLite file where follow-up conversations are kept.")
     conversation_ttl: int = _setting(86400, "MEDKB_CONVERSATION_TTL", "Seconds after its last question that a conversation expires.")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -29,11 +29,11 @@ from indexer.chunking import Chunk, sentence_spans
 from indexer.citations import CITATION_RE, expand, format_citation
 from indexer.index_store import ArticleRecord
 from indexer.lexical import tokenize
-from indexer.vocabulary import EvidenceKind, Reference, ReviewStatus
+from indexer.vocabulary import CAUTION, EvidenceKind, Reference, ReviewStatus
 from retrieval.aspects import aspect_of, aspects_in
 from retrieval.followups import ACKNOWLEDGEMENT, NO_SUBJECT, QUESTION, topic_of
 from retrieval.reviews import ArticleReview
-from retrieval.search import Filters, Hit, SearchResult
+from retrieval.search import Filters, Hit, RetrievalSettings, SearchResult
 
 # The seed page's grouping of passages, in the order shown.
 GROUPS = (("guidelines", "From the Guidelines"), ("research", "From the Research"), ("other", "Other sources"))
@@ -43,7 +43,7 @@ _GROUP_OF_PART = {"from the guidelines": "guidelines", "from the research": "res
 class AnswerSource(Protocol):
     """What answer building needs from the search engine (SearchService provides it)."""
 
-    def search(self, query: str, k: int = 10, filters: Filters = Filters()) -> SearchResult: ...
+    def search(self, query: str, k: int = 10, filters: Filters = Filters(), settings: RetrievalSettings | None = None) -> SearchResult: ...
 
     def embed_query(self, query: str) -> np.ndarray: ...
 
@@ -55,15 +55,29 @@ class AnswerSource(Protocol):
 
 
 @dataclass(frozen=True)
+class CitingArticle:
+    """An article that cites a reference of the answer, and the number it has there."""
+
+    article_id: str
+    article_title: str
+    original_number: int
+
+
+@dataclass(frozen=True)
 class NumberedReference:
     """A reference in the answer's one numbered list. `reference` is None when the source
-    article cites a number it lists no reference for (shown as unresolved, never dropped)."""
+    article cites a number it lists no reference for (shown as unresolved, never dropped).
+
+    One publication has one number however many of the answer's articles cite it (see
+    `reference_keys`); `article_id`, `article_title` and `original_number` name the first
+    article that cites it, `cited_in` every one (the first included), in order of first use."""
 
     number: int
     reference: Reference | None
     article_id: str
     article_title: str
     original_number: int
+    cited_in: tuple[CitingArticle, ...] = ()
 
 
 @dataclass
@@ -108,6 +122,8 @@ class Coverage:
 # How the answer names an aspect in "No passage on the treatment of X".
 ASPECT_NOUNS = {"cause": "causes", "diagnosis": "diagnosis", "treatment": "treatment", "dose": "dosing", "prognosis": "prognosis",
                 "prevention": "prevention", "risk": "risk factors", "symptoms": "symptoms", "interpretation": "interpretation"}
+NOTHING_FOUND = "No passage in the knowledge base matches this question."
+NOTHING_WITH_FILTERS = "No passage matches this question with the filters chosen; try it without them."
 NO_SUBJECT_MESSAGE = ("This question does not say what it is about, and there is no earlier question to take its subject from: "
                       "ask it with its subject, e.g. \u201chow is iron deficiency treated?\u201d.")
 
@@ -139,9 +155,32 @@ class CitedAnswer:
     aspect: str | None = None
     aspect_note: str | None = None
 
+    def _approved(self, article_id: str) -> bool:
+        review = self.reviews.get(article_id)
+        return review is not None and review.status == ReviewStatus.APPROVED
+
     @property
-    def all_approved(self) -> bool:
-        return bool(self.articles) and all(a.id in self.reviews and self.reviews[a.id].status == ReviewStatus.APPROVED for a in self.articles)
+    def caution(self) -> str | None:
+        """The caution line over the answer, from the review status of the articles whose text it
+        shows (its passages; its key points are their sentences): None when it shows nothing (an
+        acknowledgement, no subject, no match) or only approved articles' text; CAUTION when none
+        of it is approved; for a mixed answer, how many of its articles and key points are not
+        approved (CAUTION would say the approved part is not)."""
+        shown = list(dict.fromkeys(p.hit.chunk.article_id for p in self.passages))
+        pending = [a for a in shown if not self._approved(a)]
+        if not pending:
+            return None
+        if len(pending) == len(shown):
+            return CAUTION
+        points = sum(1 for k in self.key_points if not self._approved(k.hit.chunk.article_id))
+        articles = f"{len(pending)} of the {len(shown)} articles this answer draws on {'is' if len(pending) == 1 else 'are'} not approved by a clinician"
+        if not self.key_points:
+            where = ""
+        elif points:
+            where = f"; {points} of its {len(self.key_points)} key point{'' if len(self.key_points) == 1 else 's'} come{'s' if points == 1 else ''} from them"
+        else:
+            where = "; none of its key points comes from them"
+        return f"Partly pending clinical review: {articles}{where}. Verify their content against the cited sources before use."
 
     @property
     def searched(self) -> bool:
@@ -149,8 +188,8 @@ class CitedAnswer:
 
     @property
     def coverage(self) -> Coverage | None:
-        """None for a turn that was not searched."""
-        if not self.searched:
+        """None for a turn that was not searched, and when nothing matched (no passage shown)."""
+        if not self.searched or self.no_match or not self.passages:
             return None
         dates = [a.last_updated for a in self.articles if a.last_updated]
         approved = sum(1 for a in self.articles if a.id in self.reviews and self.reviews[a.id].status == ReviewStatus.APPROVED)
@@ -161,24 +200,69 @@ class CitedAnswer:
         return [p for p in self.passages if p.group == name]
 
 
+def reference_keys(ref: Reference) -> list[tuple[str, ...]]:
+    """What identifies the publication a reference names: its PMID, DOI and URL (normalised:
+    a DOI's case and resolver prefix, a URL's scheme and trailing slash do not count), and
+    only when it has none of them, its title, source and year (case, punctuation and spacing
+    ignored). Two references sharing any key are the same publication."""
+    keys: list[tuple[str, ...]] = []
+    if ref.pmid and ref.pmid.strip():
+        keys.append(("pmid", ref.pmid.strip()))
+    if ref.doi and ref.doi.strip():
+        keys.append(("doi", re.sub(r"^(?:https?://(?:dx\.)?doi\.org/|doi:)", "", ref.doi.strip().lower())))
+    if ref.url and ref.url.strip():
+        keys.append(("url", re.sub(r"^https?://(?:www\.)?", "", ref.url.strip().lower()).rstrip("/")))
+    if not keys:
+        def words(text: str) -> str:
+            return " ".join(re.findall(r"\w+", text.casefold()))
+
+        keys.append(("title", words(ref.title), words(ref.source), str(ref.year or "")))
+    return keys
+
+
+def merge_references(first: Reference, other: Reference) -> Reference:
+    """One publication as two articles list it: `first`'s number, kind, title, source and
+    year, the identifiers and authors it lacks taken from `other`, and both lists' notices (so
+    a retraction either article records is shown)."""
+    return replace(first, pmid=first.pmid or other.pmid, doi=first.doi or other.doi, url=first.url or other.url,
+                   authors=first.authors or other.authors, notices=(*first.notices, *(n for n in other.notices if n not in first.notices)))
+
+
 class _Numbering:
-    """One number per (article, reference) across the answer, in order of first use."""
+    """One number per publication across the answer, in order of first use: the same
+    reference cited by two articles (the same PMID, DOI, URL, or title, source and year) is
+    numbered once. An unresolved citation is numbered per (article, number)."""
 
     def __init__(self, source: AnswerSource):
         self.source = source
-        self.numbers: dict[tuple[str, int], int] = {}
+        self.numbers: dict[tuple[str, int], int] = {}  # (article, its number) -> the answer's number
+        self.by_key: dict[tuple[str, ...], int] = {}  # a publication's key -> the answer's number
         self.references: list[NumberedReference] = []
 
     def number(self, chunk: Chunk, local: int) -> int:
         key = (chunk.article_id, local)
-        if key not in self.numbers:
-            self.numbers[key] = len(self.numbers) + 1
-            ref = next((r for r in chunk.references if r.id == local), None)
-            if ref is None:
-                article = self.source.article(chunk.article_id)
-                ref = article.reference(local) if article else None
-            self.references.append(NumberedReference(self.numbers[key], ref, chunk.article_id, chunk.article_title, local))
-        return self.numbers[key]
+        if key in self.numbers:
+            return self.numbers[key]
+        ref = next((r for r in chunk.references if r.id == local), None)
+        if ref is None:
+            article = self.source.article(chunk.article_id)
+            ref = article.reference(local) if article else None
+        citing = CitingArticle(chunk.article_id, chunk.article_title, local)
+        keys = reference_keys(ref) if ref is not None else []
+        known = next((self.by_key[k] for k in keys if k in self.by_key), None)
+        if known is not None:
+            entry = self.references[known - 1]
+            merged = merge_references(entry.reference, ref) if entry.reference is not None else ref
+            self.references[known - 1] = replace(entry, reference=merged, cited_in=(*entry.cited_in, citing))
+            keys = reference_keys(merged)
+            number = known
+        else:
+            number = len(self.references) + 1
+            self.references.append(NumberedReference(number, ref, chunk.article_id, chunk.article_title, local, (citing,)))
+        for k in keys:
+            self.by_key.setdefault(k, number)
+        self.numbers[key] = number
+        return number
 
     def renumber(self, chunk: Chunk, text: str) -> tuple[str, list[int]]:
         """`text` with its citations in answer-wide numbers, and those numbers."""
@@ -270,8 +354,6 @@ def no_subject_answer(question: str) -> CitedAnswer:
                        turn=NO_SUBJECT, no_match=NO_SUBJECT_MESSAGE)
 
 
-TOPIC_ARTICLES = 3  # the topic's articles: the first this many articles a search for the topic alone ranks
-TOPIC_DEPTH = 10
 POOL_FACTOR = 3  # with an aspect to steer by, passages are chosen from this many times k
 _PARTS = {"from the guidelines", "from the research", "text"}
 
@@ -304,15 +386,15 @@ def mentions_topic(chunk: Chunk, terms: set[str]) -> bool:
     return len(terms & words) >= max(1, -(-2 * len(terms) // 3))
 
 
-def topic_articles(source: AnswerSource, topic: str, filters: Filters) -> list[str]:
-    """The articles a search for the topic alone ranks first."""
-    out: list[str] = []
-    for hit in source.search(topic, TOPIC_DEPTH, filters).hits:
-        if hit.chunk.article_id not in out:
-            out.append(hit.chunk.article_id)
-        if len(out) >= TOPIC_ARTICLES:
-            break
-    return out
+def primary_article(source: AnswerSource, topic: str, filters: Filters) -> str | None:
+    """The article a search for the topic alone ranks first."""
+    hits = source.search(topic, 1, filters).hits
+    return hits[0].chunk.article_id if hits else None
+
+
+def on_topic(hit: Hit, primary: str | None, terms: set[str]) -> bool:
+    """A passage of the topic's own article, or one that names the topic (in its text, headings or article title)."""
+    return hit.chunk.article_id == primary or mentions_topic(hit.chunk, terms)
 
 
 def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8, filters: Filters = Filters(),
@@ -323,10 +405,21 @@ def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8,
     asked = aspect_of(question)
     terms = topic_terms(topic) if topic else set()
     steer = asked is not None and bool(terms)
-    result = source.search(resolved, max(k * POOL_FACTOR, k + 16) if steer else k, filters)
+    cap = 0
+    if steer:
+        # The pool is searched without the per-article cap, so that every passage of the topic's
+        # articles on the aspect can come first; the cap applies to the passages after them.
+        cfg: RetrievalSettings | None = getattr(source, "settings", None)
+        cap = cfg.max_per_article if cfg is not None else 0
+        result = source.search(resolved, max(k * POOL_FACTOR, k + 16), filters, **({"settings": replace(cfg, max_per_article=0)} if cap else {}))
+    else:
+        result = source.search(resolved, k, filters)
     common = dict(question=question, resolved_query=resolved, took_ms=result.took_ms, turn=turn, topic=topic, aspect=asked,
                   searched_for=getattr(result, "searched_for", None))
     no_match = getattr(result, "no_match", None)
+    if not no_match and not result.hits:
+        # The search found nothing (e.g. its filters admit no passage): an empty answer says so.
+        no_match = NOTHING_WITH_FILTERS if filters.active() else NOTHING_FOUND
     if no_match:
         # Nothing answers: say so, with the nearest articles' titles to try instead.
         return CitedAnswer(key_points=[], passages=[], references=[], articles=[], related_questions=list(getattr(result, "suggestions", [])),
@@ -336,13 +429,24 @@ def build_answer(source: AnswerSource, question: str, resolved: str, k: int = 8,
     aspect_note = None
     on_aspect: list[Hit] | None = None  # the topic's passages on the aspect asked, when steering
     if steer:
-        own = set(topic_articles(source, topic, filters))
-        on_aspect = [h for h in pool if (h.chunk.article_id in own or mentions_topic(h.chunk, terms)) and passage_addresses(h, asked)]
-        if on_aspect:
-            chosen = {h.chunk.id for h in on_aspect[:k]}
-            hits = on_aspect[:k] + [h for h in pool if h.chunk.id not in chosen][: k - len(chosen)]
-        else:
+        primary = primary_article(source, topic, filters)
+        on_aspect = [h for h in pool if on_topic(h, primary, terms) and passage_addresses(h, asked)]
+        first = on_aspect[:k]
+        if not first:
             aspect_note = f"No passage on the {ASPECT_NOUNS.get(asked, asked)} of {topic}; the nearest passages are shown."
+        chosen = {h.chunk.id for h in first}
+        per_article: dict[str, int] = {}
+        for h in first:
+            per_article[h.chunk.article_id] = per_article.get(h.chunk.article_id, 0) + 1
+        rest = []
+        for h in pool:
+            if len(first) + len(rest) >= k:
+                break
+            if h.chunk.id in chosen or (cap and per_article.get(h.chunk.article_id, 0) >= cap):
+                continue
+            per_article[h.chunk.article_id] = per_article.get(h.chunk.article_id, 0) + 1
+            rest.append(h)
+        hits = first + rest
         for rank, hit in enumerate(hits, start=1):
             hit.rank = rank
     numbering = _Numbering(source)

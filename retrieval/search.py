@@ -40,6 +40,7 @@ from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, Candidates, Evidence, N
 from retrieval.query_understanding import ParsedQuery, QueryUnderstanding
 from retrieval.ranker import FeatureExtractor, LearnedRanker, QueryTerms, default_ranker
 from retrieval.reviews import ArticleReview, ReviewBook
+from retrieval.vector_cache import VectorCache
 
 RETRIEVERS = ("dense", "lexical", "hybrid")
 # How hybrid orders its candidates: the learned ranker, or reciprocal rank fusion.
@@ -205,7 +206,7 @@ class SearchService:
     def __init__(self, index: LoadedIndex, embedder: Embedder, cache_size: int = 1024,
                  settings: RetrievalSettings = RetrievalSettings(), abbreviations: Abbreviations | None = None,
                  batch_window_ms: float = 2.0, reviews: ReviewBook | None = None, ranker: LearnedRanker | None | str = "default",
-                 no_match: NoMatchPolicy | None | str = "default"):
+                 no_match: NoMatchPolicy | None | str = "default", passage_cache_size: int = 20000):
         import faiss
 
         # One query at a time is a tiny job: a single OpenMP thread answers it in ~2 ms at 32k
@@ -223,6 +224,7 @@ class SearchService:
         self._embedder = embedder
         self.settings = settings
         self.cache = QueryCache(cache_size)
+        self.passage_cache = VectorCache(passage_cache_size)  # an answer's sentences, between requests
         self.abbreviations = abbreviations if abbreviations is not None else Abbreviations.load()
         position = {sid: i for i, sid in enumerate(index.sections.ids)}
         self._chunks_of_section: list[list[int]] = [[] for _ in index.sections.ids]
@@ -252,6 +254,7 @@ class SearchService:
         new = SearchService(index, self._embedder, cache_size=self.cache.size, settings=self.settings, abbreviations=self.abbreviations)
         new._batcher = self._batcher
         new.cache = self.cache
+        new.passage_cache = self.passage_cache
         return new
 
     def warm(self) -> None:
@@ -292,8 +295,9 @@ class SearchService:
         return vector
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
-        """Vectors (len(texts), dim) for passage-like texts (e.g. an answer's sentences)."""
-        return self._batcher.run_exclusive(lambda: self._embedder.encode_documents(texts))
+        """Vectors (len(texts), dim) for passage-like texts (e.g. an answer's sentences); texts
+        seen before come from `passage_cache`, only the others reach the model."""
+        return self.passage_cache.embed(texts, lambda missing: self._batcher.run_exclusive(lambda: self._embedder.encode_documents(missing)))
 
     def section_scores(self, vector: np.ndarray, depth: int) -> list[tuple[int, float]]:
         """The `depth` sections whose title and heading best match the query vector, best first."""
@@ -493,7 +497,7 @@ class SearchService:
 
 
 def open_service(index_dir: Path, model_dir: Path | None = None, settings: RetrievalSettings = RetrievalSettings(),
-                 cache_size: int = 1024, batch_window_ms: float = 2.0) -> SearchService:
+                 cache_size: int = 1024, batch_window_ms: float = 2.0, passage_cache_size: int = 20000) -> SearchService:
     """Load the model and the published index under `index_dir`, checked to belong together.
     Raises indexer.index_store.IndexProblem (with what to run) when they do not."""
     from indexer.embedding import ModelInfo, load_embedder
@@ -501,7 +505,8 @@ def open_service(index_dir: Path, model_dir: Path | None = None, settings: Retri
 
     embedder = load_embedder(model_dir)
     index = load_index(Path(index_dir), ModelInfo.of(embedder))
-    return SearchService(index, embedder, cache_size=cache_size, settings=settings, batch_window_ms=batch_window_ms)
+    return SearchService(index, embedder, cache_size=cache_size, settings=settings, batch_window_ms=batch_window_ms,
+                         passage_cache_size=passage_cache_size)
 
 
 def vector_free_suggestions_ok(cfg: RetrievalSettings) -> bool:

@@ -108,7 +108,7 @@ def feedback_out(f: Feedback) -> FeedbackOut:
 
 
 @router.post("/api/answers/{answer_id}/feedback", response_model=FeedbackOut, status_code=201,
-             responses={**ERRORS, 429: {"model": ErrorOut}}, tags=["answers"])
+             responses={**ERRORS, 413: {"model": ErrorOut}, 429: {"model": ErrorOut}}, tags=["answers"])
 def post_feedback(answer_id: AnswerId, body: FeedbackIn, store: Answers, settings: AppSettings) -> FeedbackOut:
     """Helpful or not, with an optional comment, kept with the answer's permalink."""
     if body.comment is not None and len(body.comment) > settings.feedback_comment_chars:

@@ -38,8 +38,11 @@ def _notice_lines(ref: dict) -> list[str]:
 
 
 def _origin(ref: dict, answer_id: str) -> str:
-    return (f"Reference {ref['number']} of medkb answer {answer_id}; cited in \u201c{_clean(ref.get('article_title'))}\u201d "
-            f"({_clean(ref.get('article_id'))}) as [{ref.get('original_number')}].")
+    # An answer stored before `cited_in` existed names only its first citing article.
+    citing = ref.get("cited_in") or [{k: ref.get(k) for k in ("article_id", "article_title", "original_number")}]
+    places = "; ".join(f"\u201c{_clean(c.get('article_title'))}\u201d ({_clean(c.get('article_id'))}) as [{c.get('original_number')}]"
+                       for c in citing)
+    return f"Reference {ref['number']} of medkb answer {answer_id}; cited in {places}."
 
 
 def _resolved(references: list[dict]) -> list[dict]:

@@ -11,11 +11,10 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from indexer.citations import CITATION_RE, expand
-from indexer.vocabulary import CAUTION
 from server.deps import AppSettings, get_service
 from server.errors import ApiError
 from server.links import doi_url, http_url, pubmed_url
-from server.present import search_out
+from server.present import search_caution, search_out
 from server.queries import validate
 from server.schemas import K_CEILING, TEXT_CEILING, ErrorOut
 
@@ -61,12 +60,13 @@ def search_page(
     k: Annotated[int | None, Query(ge=1, le=K_CEILING)] = None,
 ) -> HTMLResponse:
     # The query is echoed in the search box and title: never more of it than a query may hold.
-    context = {"q": (q or "")[:settings.max_query_chars], "result": None, "error": None, "caution": CAUTION, "max_chars": settings.max_query_chars}
+    context = {"q": (q or "")[:settings.max_query_chars], "result": None, "error": None, "caution": None, "max_chars": settings.max_query_chars}
     status = 200
     if q is not None and q.strip():
         try:
             search = validate(settings, q, k)
             context["result"] = search_out(get_service(request).search(search.q, search.k, search.filters), search.k)
+            context["caution"] = search_caution(context["result"])
         except ApiError as exc:
             context["error"] = exc.message
             status = exc.status

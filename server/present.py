@@ -14,6 +14,7 @@ from server.schemas import (
     AnswerReferenceOut,
     ArticleStatusOut,
     AskOut,
+    CitingArticleOut,
     CoverageOut,
     Identifiers,
     IndexInfo,
@@ -90,8 +91,23 @@ def search_out(result: SearchResult, k: int) -> SearchOut:
     )
 
 
+def search_caution(out: SearchOut) -> str | None:
+    """The caution line over a result page: None when every passage shown is approved (or none
+    is shown), CAUTION when none is, and for a mixed page how many passages are pending (each
+    pending passage also carries its own note)."""
+    pending = sum(1 for p in out.results if p.caution)
+    if not pending:
+        return None
+    if pending == len(out.results):
+        return CAUTION
+    return (f"Partly pending clinical review: {pending} of the {len(out.results)} passages below come from articles not approved by a "
+            "clinician (each says so). Verify them against the cited sources before use.")
+
+
 def _answer_reference(ref: NumberedReference) -> AnswerReferenceOut:
-    common = dict(number=ref.number, article_id=ref.article_id, article_title=ref.article_title, original_number=ref.original_number)
+    common = dict(number=ref.number, article_id=ref.article_id, article_title=ref.article_title, original_number=ref.original_number,
+                  cited_in=[CitingArticleOut(article_id=c.article_id, article_title=c.article_title, original_number=c.original_number)
+                            for c in ref.cited_in])
     if ref.reference is None:
         return AnswerReferenceOut(kind=None, title=UNRESOLVED_TITLE, source="", identifiers=Identifiers(), unresolved=True, **common)
     r = ref.reference
@@ -129,7 +145,7 @@ def ask_out(answer: CitedAnswer, conversation_id: str | None, notice: str | None
         references=[_answer_reference(r) for r in answer.references],
         articles=[ArticleStatusOut(id=a.id, title=a.title, last_updated=a.last_updated, **_status(_review(answer.reviews, a.id, a.content_sha256)))
                   for a in answer.articles],
-        caution=None if answer.all_approved or not answer.articles else CAUTION,
+        caution=answer.caution,
         related_questions=answer.related_questions,
         took_ms=round(answer.took_ms, 3),
     )

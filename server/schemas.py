@@ -171,14 +171,26 @@ class AskIn(BaseModel):
         default=None, max_length=HISTORY_CEILING, description="Earlier questions, oldest first, instead of a conversation_id.")
 
 
+class CitingArticleOut(BaseModel):
+    """An article that cites an answer's reference, and the reference's number in it."""
+
+    article_id: str
+    article_title: str
+    original_number: int
+
+
 class AnswerReferenceOut(ReferenceOut):
-    """A reference in an answer's one numbered list, with the article that cites it."""
+    """A reference in an answer's one numbered list, with the article that cites it. A
+    publication cited by several of the answer's articles (the same PMID, DOI, URL, or title,
+    source and year) is listed once, with every one of them in `cited_in`."""
 
     kind: EvidenceKind | None = Field(description="None for an unresolved reference.")
     article_id: str
     article_title: str
     original_number: int = Field(description="The number this reference has in its own article.")
     unresolved: bool = Field(default=False, description="The source article cites this number but lists no reference for it.")
+    cited_in: list[CitingArticleOut] = Field(default_factory=list, description="Every article of the answer that cites this reference "
+                                              "and its number there, in order of first use (the first is article_id's).")
 
 
 class KeyPointOut(BaseModel):
@@ -248,7 +260,9 @@ class AskOut(BaseModel):
     groups: list[PassageGroupOut] = Field(description="From the guidelines first, then from the research, then other sources.")
     references: list[AnswerReferenceOut]
     articles: list[ArticleStatusOut]
-    caution: str | None = Field(description="Present whenever any content shown is not approved.")
+    caution: str | None = Field(description="Present whenever any content shown is not approved: the full caution when none of it is, "
+                                            "and for an answer mixing approved and pending articles, how many of its articles and key "
+                                            "points are pending. Null when the answer shows nothing.")
     related_questions: list[str]
     took_ms: float
 

@@ -136,3 +136,27 @@ def test_the_permalink_page_lists_the_answer_without_javascript(site, browser):
         assert card.find_elements(By.CSS_SELECTOR, ".export a")
     finally:
         browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+
+
+@pytest.mark.browser
+def test_the_page_says_when_there_is_no_answer(site, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _ = site
+    wait = WebDriverWait(browser, 30)
+    browser.get(base + "/?q=what+is+it%3F")
+    card = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, "article.answer")))
+    assert card.get_attribute("data-turn") == "no_subject"
+    assert "does not say what it is about" in card.find_element(By.CSS_SELECTOR, ".no-match").text
+    assert not card.find_elements(By.CSS_SELECTOR, ".key-points li") and not card.find_elements(By.CSS_SELECTOR, "li.passage")
+    assert card.find_elements(By.CSS_SELECTOR, "button.feedback-not-helpful"), "a reader can still say it did not help"
+
+    browser.get(base + "/?q=how+is+chronic+microcytosis+prevented%3F")
+    card = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, "article.answer")))
+    note = card.find_element(By.CSS_SELECTOR, ".aspect-note").text
+    assert note == "No passage on the prevention of chronic microcytosis; the nearest passages are shown."
+    assert not card.find_elements(By.CSS_SELECTOR, ".key-points li") and card.find_elements(By.CSS_SELECTOR, "li.passage")
+    if os.environ.get("MEDKB_SCREENSHOT"):
+        browser.save_screenshot(os.environ["MEDKB_SCREENSHOT"].replace(".png", "-aspect-note.png"))

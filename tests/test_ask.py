@@ -52,7 +52,7 @@ def test_answer_is_cited_and_numbered_once(client):
     for point in a["key_points"]:
         numbers = sorted({n for span in find_citations(point["text"]) for n in span.numbers})
         assert numbers and numbers == sorted(point["citations"]), "no key point without its citation"
-        assert all(refs[n]["article_id"] == point["article_id"] for n in numbers)
+        assert all(point["article_id"] in {c["article_id"] for c in refs[n]["cited_in"]} for n in numbers)
     micro = [p for g in a["groups"] for p in g["passages"] if p["article_id"] == "microcytosis"]
     lead = next(p for p in micro if "Lead poisoning" in p["text"])
     number = {refs[n]["original_number"]: n for n in lead["citations"]}

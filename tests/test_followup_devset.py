@@ -100,3 +100,25 @@ def test_eval_context_modes_search_what_ask_would():
     for mode in ("resolve", "concatenate", "none"):
         contextual_search(Service(), mode)("How is it treated?", context, 10)
     assert searched == ["How is Fabry disease treated?", "ok, thanks How is it treated?", "How is it treated?"]
+
+
+def test_the_sample_keeps_only_its_focuses_documents(tmp_path):
+    from evals.medquad_devsets import write_sample
+
+    src = tmp_path / "medquad-followup-aspects"
+    (src / "qrels").mkdir(parents=True)
+    pairs = sample_pairs()
+    (src / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": p["doc_id"], "title": p["question"], "text": p["text"]}) for p in pairs) + "\n")
+    queries = [{"_id": "fa-doc0-q2", "text": "How is it treated?", "metadata": {"context": ["What is (are) Gout ?"], "tags": ["plain"]}},
+               {"_id": "fa-doc1-q3", "text": "What are the symptoms?", "metadata": {"context": ["What is (are) Fabry disease ?", "What is (are) Alpha thalassemia ?"],
+                                                                                  "tags": ["switch"]}}]
+    (src / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries) + "\n")
+    (src / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nfa-doc0-q2\tdoc0-q2\t1\nfa-doc1-q3\tdoc1-q3\t1\n")
+    (src / "doc_types.tsv").write_text("corpus-id\tqtype\n")
+    counts = write_sample(tmp_path, 1, seed=3)
+    sample = tmp_path / "medquad-followup-aspects-sample"
+    (query,) = [json.loads(line) for line in (sample / "queries.jsonl").read_text().splitlines()]
+    docs = {json.loads(line)["_id"].rsplit("-q", 1)[0] for line in (sample / "corpus.jsonl").read_text().splitlines()}
+    focus_docs = {"fa-doc0-q2": {"doc0"}, "fa-doc1-q3": {"doc1"}}[query["_id"]]
+    assert docs == focus_docs and counts["sample_documents"] == 5 * len(focus_docs)
+    assert load_beir(sample).qrels == {query["_id"]: {query["_id"][3:]: 1}}

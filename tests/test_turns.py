@@ -218,3 +218,28 @@ def test_the_coverage_line(client):
     assert coverage["retracted_sources"] == 0
     assert coverage["summary"].startswith(f"Draws on {coverage['articles']} articles, 0 approved; most recent update {coverage['latest_update']}")
     assert coverage["summary"].endswith("no cited source is retracted.")
+
+
+def test_a_search_that_finds_nothing_is_shown_as_no_match(default_index, tmp_path):
+    """The retrieval side decides that nothing matches (SearchResult.no_match, .suggestions); the answer then
+    has no key points and no passages, and carries the message and the suggestions."""
+
+    class NoMatchService(SearchService):
+        def search(self, query, k=10, filters=None, settings=None):
+            result = super().search(query, k, filters) if filters is not None else super().search(query, k)
+            if "qwerty" in query:
+                result.hits = []
+                result.no_match = "Nothing in the knowledge base matches this question."
+                result.suggestions = ["What are the causes of chronic microcytic anemia?"]
+            return result
+
+    settings = Settings(index_dir=default_index, conversations_db=tmp_path / "c.sqlite", reviews_db=tmp_path / "r.sqlite",
+                        accounts_db=tmp_path / "a.sqlite")
+    app = create_app(settings, service_factory=lambda s: NoMatchService(load_index(s.index_dir), FakeEmbedder()))
+    with TestClient(app) as c:
+        answer = c.post("/api/ask", json={"question": "asdfgh qwerty"}).json()
+    assert answer["no_match"] == "Nothing in the knowledge base matches this question."
+    assert answer["key_points"] == [] and not any(g["passages"] for g in answer["groups"]) and answer["references"] == []
+    assert answer["related_questions"] == ["What are the causes of chronic microcytic anemia?"] and answer["caution"] is None
+    assert answer["coverage"] is None
+    assert answer["answer_id"], "a no-match answer has a permalink, so a reader can say it did not help"

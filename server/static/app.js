@@ -201,7 +201,7 @@ function renderAnswer(data) {
     refs.append(el("li", { class: r.unresolved ? "ref unresolved" : "ref", id: `${id}-ref-${r.number}`, value: r.number },
       el("span", { class: "kind" }, r.kind || "unresolved"), " ", r.title, r.source ? ". " : "", r.source ? el("em", {}, r.source) : null,
       r.year ? `, ${r.year}` : "", ". ", ...ids.flatMap((link, i) => (i ? [" ", link] : [link])),
-      ...r.notices.map((n) => el("span", { class: `ref-notice ref-notice-${n.type}` }, ` ${n.type.replace(/_/g, " ")}${n.pmid ? ` (PMID ${n.pmid})` : ""}${n.citation ? `: ${n.citation}` : ""}`)), el("span", { class: "from" }, ` (in: ${r.article_title})`)));
+      ...r.notices.map((n) => el("span", { class: `ref-notice ref-notice-${n.type}` }, ` ${n.type.replace(/_/g, " ")}${n.pmid ? ` (PMID ${n.pmid})` : ""}${n.citation ? `: ${n.citation}` : ""}`)), el("span", { class: "from" }, ` (in: ${(r.cited_in && r.cited_in.length ? r.cited_in : [r]).map((c) => c.article_title).join("; ")})`)));
   }
   card.append(el("h3", {}, "References"), refs);
 
