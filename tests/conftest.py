@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeEmbedder
+from pg_server import fresh_database, postgres_url  # noqa: F401  (fixtures for the `postgres` tier)
 from sample_articles import MICRO_BODY, TREAT_BODY, article
 
 REPO = Path(__file__).resolve().parent.parent
