@@ -213,7 +213,7 @@ class PostgresStore:
         self.url = url
         self.keep = keep
         self.m, self.ef_construction = m, ef_construction
-        self.conn = _connect(url)
+        self.conn = _connect(url, autocommit=True)  # every change below is inside an explicit transaction()
         self._locked = False
 
     def __enter__(self) -> "PostgresStore":
@@ -387,7 +387,6 @@ class PostgresStore:
             self.put_sections(build_id, index.sections)
             self.finish(build_id, index.manifest)
         except BaseException:
-            self.conn.rollback()
             self.discard(build_id)
             raise
         self.publish(build_id)
