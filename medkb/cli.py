@@ -493,12 +493,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _bench_live(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     embedder = load_embedder(settings.model_dir)
+    if args.backends:
+        return _bench_backends(args, settings, sizes, embedder)
     with tempfile.TemporaryDirectory(prefix="medkb-bench-") as tmp:
         results = run_bench(sizes, embedder, _log, corpus_dirs=[Path(d) for d in args.corpus] or list(settings.corpus_dirs),
                             medquad_index=args.medquad_index, medquad_corpus=args.medquad_corpus, medquad_data=args.medquad_data,
                             queries=args.queries, http_requests=args.http_requests, vectors=args.vectors, build_sample=args.build_sample,
                             http=not args.no_http, workdir=Path(tmp))
     print(format_table(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def _bench_backends(args: argparse.Namespace, settings: Settings, sizes: list[str], embedder) -> int:
+    """`medkb bench --backends`: embedded against PostgreSQL (MEDKB_DATABASE_URL), see evals/backend_bench.py."""
+    from evals.backend_bench import format_backends, medquad_backends, synthetic_backends
+    from evals.bench import machine, medquad_questions
+
+    try:
+        url = settings.require_database_url()
+    except ValueError as exc:
+        print(f"medkb bench: {exc}", file=sys.stderr)
+        return 2
+    results: dict = {"machine": machine(), "settings": {"sizes": sizes, "queries": args.queries, "vectors": args.vectors, "ef_search": settings.pg_ef_search}}
+    if "medquad" in sizes:
+        if not (args.medquad_index / "current").exists():
+            print(f"medkb bench: no MedQuAD index at {args.medquad_index} (pass --medquad-index)", file=sys.stderr)
+            return 2
+        queries = medquad_questions(args.medquad_data, args.queries) if args.medquad_data.exists() else []
+        if not queries:
+            print(f"medkb bench: no MedQuAD questions under {args.medquad_data} (pass --medquad-data)", file=sys.stderr)
+            return 2
+        _log("medquad, both backends")
+        results["medquad"] = medquad_backends(args.medquad_index, url, embedder, queries, _log, ef_search=settings.pg_ef_search)
+    if "synthetic" in sizes:
+        _log("synthetic vectors, FAISS flat and pgvector HNSW")
+        results["synthetic"] = synthetic_backends(url, args.vectors, embedder.dim, min(args.queries, 200), _log)
+    print(format_backends(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {args.out}")
@@ -695,6 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live-builds", type=int, default=5, help="--live: builds published during the load")
     p.add_argument("--live-workdir", type=Path, help="--live: where the copy of the corpus and its index go (default: the system's temporary folder)")
     p.add_argument("--fake-model", action="store_true", help="--live: every process uses the test suite's bag-of-words embedder instead of the model (for a machine that cannot embed the corpus in time); measures everything but the model")
+    p.add_argument("--backends", action="store_true", help="instead: the embedded and the PostgreSQL backend (MEDKB_DATABASE_URL) side by side on --medquad-index and on --vectors synthetic vectors (pgvector HNSW): latency p50/p99, recall@10 against exact search, build time, bytes per chunk (sizes: medquad, synthetic)")
     p.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON output (default runs/bench.json)")
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_bench)
