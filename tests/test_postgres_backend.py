@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -265,3 +266,32 @@ def test_index_and_search_commands_publish_into_and_read_from_the_database(tmp_p
     missing = subprocess.run([*cli, "search", "anaemia"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
                              env={**env, "MEDKB_DATABASE_URL": ""})
     assert missing.returncode == 2 and "MEDKB_DATABASE_URL" in missing.stderr
+
+
+def test_a_server_on_the_database_swaps_to_each_newly_published_build(tmp_path, fresh_database):
+    from fastapi.testclient import TestClient
+
+    from medkb.settings import Settings
+    from server.app import create_app
+
+    small, large = load_index(_tiny(tmp_path, False)), load_index(_tiny(tmp_path, True))
+    with PostgresStore(fresh_database) as store:
+        first = store.publish_index(small)
+    settings = Settings(index_dir=tmp_path / "unused", backend="postgres", database_url=fresh_database, reload_seconds=0.05,
+                        conversations_db=tmp_path / "conversations.sqlite")
+
+    def factory(s: Settings) -> SearchService:
+        index = load_published(s.database_url)
+        return SearchService(index, FakeEmbedder(), backend=PostgresBackend.for_index(s.database_url, index))
+
+    with TestClient(create_app(settings, service_factory=factory)) as client:
+        assert client.get("/healthz").json()["build"] == first
+        assert not any(p["article_id"] == "copper" for p in client.get("/api/search", params={"q": "copper deficiency zinc"}).json()["results"])
+        with PostgresStore(fresh_database) as store:
+            second = store.publish_index(large)
+        deadline = time.time() + 20
+        while client.get("/healthz").json()["build"] != second:
+            assert time.time() < deadline, "the server did not swap to the newly published build"
+            time.sleep(0.05)
+        results = client.get("/api/search", params={"q": "copper deficiency zinc"}).json()["results"]
+        assert results and results[0]["article_id"] == "copper"
