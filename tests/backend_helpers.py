@@ -41,3 +41,20 @@ def service_over(root: Path, backend: str, request: pytest.FixtureRequest, **kwa
     service = SearchService(index, embedder, backend=PostgresBackend.for_index(url, index), **kwargs)
     request.addfinalizer(service.backend.close)
     return service
+
+
+def service_factory(root: Path, backend: str, request: pytest.FixtureRequest):
+    """A `create_app(service_factory=...)` that serves the build under `root` through `backend`
+    (for postgres: published once into a fresh database, read back on each call)."""
+    if backend == "embedded":
+        return lambda settings: SearchService(load_index(root), FakeEmbedder())
+    url = request.getfixturevalue("fresh_database")
+    publish_to_database(root, url)
+
+    def factory(settings) -> SearchService:
+        from retrieval.backends.postgres import PostgresBackend, load_published
+
+        index = load_published(url)
+        return SearchService(index, FakeEmbedder(), backend=PostgresBackend.for_index(url, index))
+
+    return factory
