@@ -16,12 +16,13 @@ measurement is recorded beside it (evals.bench.machine_load).
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from evals.bench import clustered_vectors, dir_bytes, machine_load, percentiles
+from evals.bench import clustered_vectors, dir_bytes, machine_load, percentiles, rss_mb
 
 EF_SEARCHES = (40, 100, 200, 400)
 
@@ -51,19 +52,29 @@ def medquad_backends(index_root: Path, url: str, embedder, queries: list[str], l
     from retrieval.search import SearchService
 
     out: dict[str, Any] = {"load": [machine_load("medquad backends: publish", log)]}
+    gc.collect()
+    before = rss_mb()
     local = load_index(index_root, ModelInfo.of(embedder))
+    embedded_rss = rss_mb() - before
     n = len(local.chunks)
     log(f"  publishing {n:,} chunks into the database ...")
     started = time.perf_counter()
     with PostgresStore(url) as store:
         build_id = store.publish_index(local)
     publish_s = time.perf_counter() - started
+    gc.collect()
+    before = rss_mb()
     started = time.perf_counter()
     remote = load_published(url, ModelInfo.of(embedder), build_id=build_id)
     replica_load_s = time.perf_counter() - started
+    replica_rss = rss_mb() - before
     out["chunks"] = n
-    out["embedded"] = {"build_seconds_from_manifest": local.manifest.build.seconds, "bytes_per_chunk": round(dir_bytes(local.directory) / n)}
+    # resident memory the build takes in a server process (RSS growth on loading it): all of it for
+    # the embedded backend; for postgres what a replica keeps (chunks, articles, sections, term statistics)
+    out["embedded"] = {"build_seconds_from_manifest": local.manifest.build.seconds, "bytes_per_chunk": round(dir_bytes(local.directory) / n),
+                       "server_memory_bytes_per_chunk": round(embedded_rss * 2**20 / n)}
     out["postgres"] = {"publish_seconds": round(publish_s, 1), "replica_load_seconds": round(replica_load_s, 1),
+                       "server_memory_bytes_per_chunk": round(replica_rss * 2**20 / n),
                        "bytes_per_chunk": round(database_bytes(url, build_id) / n), "ef_search": ef_search}
     log(f"  published in {publish_s:.1f} s; a replica reads it in {replica_load_s:.1f} s")
     vectors = embedder.encode_queries(queries)
@@ -167,6 +178,8 @@ def format_backends(results: dict[str, Any]) -> str:
                          f"{e['lexical_top100_ms']['p50']} p99 {e['lexical_top100_ms']['p99']} ms | search p50 {e['search_ms']['p50']} p99 {e['search_ms']['p99']} ms"
                          f" | recall@10 {e['dense_recall@10_vs_exact']} | {e['bytes_per_chunk']} bytes/chunk")
         lines.append(f"  publish into the database {mq['postgres']['publish_seconds']} s; a replica loads it in {mq['postgres']['replica_load_seconds']} s")
+        lines.append(f"  server memory per chunk: embedded {mq['embedded']['server_memory_bytes_per_chunk']} bytes, postgres replica "
+                     f"{mq['postgres']['server_memory_bytes_per_chunk']} bytes")
     syn = results.get("synthetic")
     if syn:
         f, h = syn["faiss_flat"], syn["pgvector_hnsw"]
@@ -177,3 +190,40 @@ def format_backends(results: dict[str, Any]) -> str:
         for e in h["by_ef_search"]:
             lines.append(f"    ef_search={e['ef_search']}: p50 {e['ms']['p50']} p99 {e['ms']['p99']} ms, recall@10 {e['recall@10_vs_exact']}")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m evals.backend_bench`: the MedQuAD comparison on a build made with the test
+    suite's bag-of-words embedder (tests/fakes.py) at the model's 384 dimensions, for a machine
+    too busy to embed MedQuAD with the model: everything but the model and the vectors' meaning
+    is measured (chunk text, BM25, vector bytes, HNSW over real-size vectors)."""
+    import argparse
+    import json
+    import sys
+
+    from evals.bench import REPO, machine, medquad_questions
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--index", type=Path, required=True, help="an index root built with FakeEmbedder(dim=--fake-dim)")
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--fake-dim", type=int, default=384)
+    parser.add_argument("--medquad-data", type=Path, default=REPO.parent / "shared" / "data" / "medquad")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--ef-search", type=int, default=200)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO / "tests"))
+    from fakes import FakeEmbedder
+
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    results = {"machine": machine(), "model": f"fake bag-of-words, {args.fake_dim} dimensions (tests/fakes.py)",
+               "medquad": medquad_backends(args.index, args.database_url, FakeEmbedder(dim=args.fake_dim), medquad_questions(args.medquad_data, args.queries),
+                                           log, ef_search=args.ef_search)}
+    print(format_backends(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
