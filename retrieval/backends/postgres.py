@@ -443,14 +443,21 @@ def _array(value) -> np.ndarray:
 
 
 class _Pool:
-    """A few connections shared by the server's threads (one per concurrent query, up to `size`)."""
+    """A few autocommit connections shared by the server's threads (one per concurrent query, up
+    to `size`), each with pgvector's types and `hnsw.ef_search` set once, so a search is one
+    round trip per statement."""
 
-    def __init__(self, url: str, size: int = 8):
+    def __init__(self, url: str, size: int = 8, ef_search: int = EF_SEARCH):
         from pgvector.psycopg import register_vector
         from psycopg_pool import ConnectionPool
 
+        def configure(conn) -> None:
+            register_vector(conn)
+            conn.execute(f"SET hnsw.ef_search = {int(ef_search)}")
+
         self.url = url
-        self._pool = ConnectionPool(url, min_size=1, max_size=size, configure=register_vector, open=True)
+        self.ef_search = ef_search
+        self._pool = ConnectionPool(url, min_size=1, max_size=size, configure=configure, kwargs={"autocommit": True}, open=True)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:
@@ -472,7 +479,7 @@ class PostgresBackend(SearchBackend):
         self.build_id = build_id
         self.article_ids = list(article_ids)
         self.ef_search = ef_search
-        self._pool = pool or _Pool(url)  # shared with the backends `over` makes for later builds
+        self._pool = pool or _Pool(url, ef_search=min(max(ef_search, 1), 1000))  # shared with the backends `over` makes for later builds
         with self._pool.connection() as conn:
             row = conn.execute("SELECT n_docs, avg_doc_len FROM medkb_builds WHERE id = %s", (build_id,)).fetchone()
         if row is None:
@@ -523,13 +530,18 @@ class PostgresBackend(SearchBackend):
         where, params = self._where(selection)
         query = _sql(f"SELECT c.idx, (c.embedding <#> %s) * -1 FROM {{s}}.chunks c WHERE {where} ORDER BY c.embedding <#> %s, c.idx LIMIT %s", self.build_id)
         q = np.asarray(vector, dtype=np.float32).reshape(-1)
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute(f"SET LOCAL hnsw.ef_search = {int(min(max(self.ef_search, depth), 1000))}")
-            rows = conn.execute(query, [q, *params, q, depth]).fetchall()
-            if len(rows) < min(depth, self.n_docs) and selection is not None:
-                # The index explored ef_search neighbours and the filter kept too few: answer exactly by a scan.
-                conn.execute("SET LOCAL enable_indexscan = off")
+        with self._pool.connection() as conn:
+            if depth <= self._pool.ef_search:
                 rows = conn.execute(query, [q, *params, q, depth]).fetchall()
+            else:
+                with conn.transaction():
+                    conn.execute(f"SET LOCAL hnsw.ef_search = {int(min(depth, 1000))}")
+                    rows = conn.execute(query, [q, *params, q, depth]).fetchall()
+            if len(rows) < min(depth, self.n_docs) and (selection is not None or depth > 1000):
+                # The index explored ef_search neighbours and the filter kept too few: answer exactly by a scan.
+                with conn.transaction():
+                    conn.execute("SET LOCAL enable_indexscan = off")
+                    rows = conn.execute(query, [q, *params, q, depth]).fetchall()
         return [(int(i), float(s)) for i, s in rows]
 
     def dense_scores(self, vector: np.ndarray, ids: np.ndarray) -> np.ndarray:
