@@ -295,3 +295,18 @@ def test_a_server_on_the_database_swaps_to_each_newly_published_build(tmp_path, 
             time.sleep(0.05)
         results = client.get("/api/search", params={"q": "copper deficiency zinc"}).json()["results"]
         assert results and results[0]["article_id"] == "copper"
+
+
+def test_old_builds_are_dropped_once_no_replica_can_still_serve_them(tmp_path, fresh_database, monkeypatch):
+    import retrieval.backends.postgres as pg
+
+    index = load_index(_tiny(tmp_path, False))
+    with PostgresStore(fresh_database, keep=2) as store:
+        ids = [store.publish_index(index) for _ in range(3)]
+        assert len(store.conn.execute("SELECT id FROM medkb_builds").fetchall()) == 3, "all published within the grace period: kept"
+        monkeypatch.setattr(pg, "GRACE_SECONDS", 0)
+        ids.append(store.publish_index(index))
+        kept = sorted(r[0] for r in store.conn.execute("SELECT id FROM medkb_builds"))
+        schemas = sorted(r[0] for r in store.conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'medkb_b_%'"))
+    assert kept == sorted(ids[-2:]) and schemas == [f"medkb_b_{i}" for i in kept]
+    assert published_build(fresh_database) == ids[-1]

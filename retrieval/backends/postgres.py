@@ -21,8 +21,9 @@ Writing: `PostgresStore.stage` opens a build (empty, or a copy of the published 
 renumbers chunks 0..n-1, computes the BM25 statistics and builds the HNSW index, and
 `publish` points `medkb_published` at it in one transaction: a reader that reads the pointer
 gets the old build or the new one, never a mix, because a build's schema is complete before
-it is published and is never changed afterwards. The `keep` newest builds stay (requests in
-flight on the previous build finish on it); older schemas are dropped. One writer at a time
+it is published and is never changed afterwards. The `keep` newest builds stay, and so does
+any build published in the last GRACE_SECONDS (replicas still on it finish its requests and
+swap); older schemas are dropped. One writer at a time
 (a PostgreSQL advisory lock).
 
 Searching: `PostgresBackend` answers the dense list with the HNSW index (`hnsw.ef_search`
@@ -64,6 +65,7 @@ HNSW_M = 16  # pgvector's default
 HNSW_EF_CONSTRUCTION = 64  # pgvector's default
 EF_SEARCH = 200
 KEEP_BUILDS = 3
+GRACE_SECONDS = 600  # a build published this recently is never dropped (replicas may still serve it)
 BM25_K1, BM25_B = 1.2, 0.75  # as indexer/lexical.py (Lucene's defaults)
 _LOCK_KEY = 0x6D65646B62  # "medkb": the advisory lock one writer holds
 
@@ -368,9 +370,14 @@ class PostgresStore:
             self.conn.execute("DELETE FROM medkb_builds WHERE id = %s", (build_id,))
 
     def _prune(self, published: str) -> None:
-        rows = self.conn.execute("SELECT id, state FROM medkb_builds WHERE id <> %s ORDER BY id DESC", (published,)).fetchall()
-        ready = [r[0] for r in rows if r[1] == "ready"]
-        for build_id in ready[max(self.keep, 1) - 1:] + [r[0] for r in rows if r[1] == "staging"]:
+        # A build published within GRACE_SECONDS may still be served by a replica that has not
+        # swapped yet (it checks every MEDKB_RELOAD_SECONDS, then loads the new build): kept too.
+        rows = self.conn.execute("SELECT id, state, published_at > now() - make_interval(secs => %s) FROM medkb_builds WHERE id <> %s ORDER BY id DESC",
+                                 (GRACE_SECONDS, published)).fetchall()
+        ready = [r for r in rows if r[1] == "ready"]
+        old = [r[0] for r in ready[max(self.keep, 1) - 1:] if not r[2]]
+        staging = [r[0] for r in rows if r[1] == "staging"]
+        for build_id in old + staging:
             self._drop(build_id)
 
     def publish_index(self, index: LoadedIndex, vectors: np.ndarray | None = None, batch: int = 5000) -> str:
