@@ -535,7 +535,9 @@ class PostgresBackend(SearchBackend):
         if depth <= 0:
             return []
         where, params = self._where(selection)
-        query = _sql(f"SELECT c.idx, (c.embedding <#> %s) * -1 FROM {{s}}.chunks c WHERE {where} ORDER BY c.embedding <#> %s, c.idx LIMIT %s", self.build_id)
+        # ORDER BY the distance alone: a second sort key would stop PostgreSQL from using the HNSW
+        # index (it scans and sorts every row instead); ties are ordered by chunk below.
+        query = _sql(f"SELECT c.idx, (c.embedding <#> %s) * -1 FROM {{s}}.chunks c WHERE {where} ORDER BY c.embedding <#> %s LIMIT %s", self.build_id)
         q = np.asarray(vector, dtype=np.float32).reshape(-1)
         with self._pool.connection() as conn:
             if depth <= self._pool.ef_search:
@@ -549,7 +551,7 @@ class PostgresBackend(SearchBackend):
                 with conn.transaction():
                     conn.execute("SET LOCAL enable_indexscan = off")
                     rows = conn.execute(query, [q, *params, q, depth]).fetchall()
-        return [(int(i), float(s)) for i, s in rows]
+        return sorted(((int(i), float(s)) for i, s in rows), key=lambda r: (-r[1], r[0]))
 
     def dense_scores(self, vector: np.ndarray, ids: np.ndarray) -> np.ndarray:
         if not len(ids):
