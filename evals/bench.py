@@ -149,18 +149,11 @@ def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callab
         stop(proc)
 
 
-def synthetic_vectors(n: int, dim: int, queries: int, log: Callable[[str], None], seed: int = 0) -> dict[str, Any]:
-    """FAISS alone over `n` synthetic unit vectors: exact flat search, and IVF with its recall against flat.
-
-    The vectors are drawn around 2,000 random topic centres (cosine to their centre about
-    0.6), and queries are perturbed copies of stored vectors, so the data has the clustered
-    shape of real sentence embeddings; uniformly random vectors would be a worst case that
-    no approximate index handles and no corpus looks like.
-    """
-    import faiss
-
+def clustered_vectors(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    """`n` unit vectors (n, dim) drawn around 2,000 random topic centres, `queries` perturbed
+    copies of stored vectors (queries, dim), and the generator (for further draws); see
+    `synthetic_vectors` for why clustered."""
     rng = np.random.default_rng(seed)
-    log(f"  generating {n:,} x {dim} clustered vectors ...")
     centres = rng.standard_normal((2000, dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     xb = np.empty((n, dim), dtype=np.float32)
@@ -173,6 +166,21 @@ def synthetic_vectors(n: int, dim: int, queries: int, log: Callable[[str], None]
     picks = rng.integers(0, n, queries)
     xq = xb[picks] + rng.standard_normal((queries, dim), dtype=np.float32) * (0.8 / np.sqrt(dim))
     xq /= np.linalg.norm(xq, axis=1, keepdims=True)
+    return xb, xq, rng
+
+
+def synthetic_vectors(n: int, dim: int, queries: int, log: Callable[[str], None], seed: int = 0) -> dict[str, Any]:
+    """FAISS alone over `n` synthetic unit vectors: exact flat search, and IVF with its recall against flat.
+
+    The vectors are drawn around 2,000 random topic centres (cosine to their centre about
+    0.6), and queries are perturbed copies of stored vectors, so the data has the clustered
+    shape of real sentence embeddings; uniformly random vectors would be a worst case that
+    no approximate index handles and no corpus looks like.
+    """
+    import faiss
+
+    log(f"  generating {n:,} x {dim} clustered vectors ...")
+    xb, xq, rng = clustered_vectors(n, dim, queries, seed)
     out: dict[str, Any] = {"vectors": n, "dim": dim, "queries": queries, "threads": faiss.omp_get_max_threads()}
 
     flat = faiss.IndexFlatIP(dim)

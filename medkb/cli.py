@@ -54,7 +54,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         reason = staleness(settings.index_dir, dirs, chunker, checksum)
         if reason is None:
             print(f"index is up to date with {', '.join(map(str, dirs))} ({settings.index_dir}/current)")
-            return 0
+            return _publish_to_database(settings) if settings.backend == "postgres" else 0
         print(f"medkb index: rebuilding: {reason}", file=sys.stderr)
     try:
         if args.no_wait:  # say so before reading the corpus; build_index checks again under the lock
@@ -139,7 +139,7 @@ def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], 
         return 1
     if report.up_to_date:
         print(f"index is up to date with {', '.join(map(str, dirs))} ({report.directory}" + (")" if watching else ", published by another build meanwhile)"))
-        return 0
+        return _publish_to_database(settings) if settings.backend == "postgres" else 0
     for problem in report.problems:
         print(f"  skipped: {problem}", file=sys.stderr)
     print(f"published {report.directory}")
@@ -162,6 +162,26 @@ def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], 
     print(f"  time                {time.perf_counter() - started:.1f}s ({stages}{load_note}; embedded {report.embedded} texts)", flush=True)
     if report.directory is not None:
         _report_reviews(settings, _indexed_articles(report.directory, dirs))
+    return _publish_to_database(settings) if settings.backend == "postgres" else 0
+
+
+def _publish_to_database(settings: Settings) -> int:
+    """MEDKB_BACKEND=postgres: publish the build just written under the index root (which stays
+    the build cache and staging area) into MEDKB_DATABASE_URL, in one transaction."""
+    from indexer.index_store import IndexProblem, load_index
+    from retrieval.backends.postgres import publish_if_changed
+
+    started = time.perf_counter()
+    try:
+        url = settings.require_database_url()
+        build_id, published = publish_if_changed(url, load_index(settings.index_dir), keep=settings.keep_builds)
+    except (ValueError, IndexProblem) as exc:
+        print(f"medkb index: {exc}", file=sys.stderr)
+        return 2
+    if published:
+        print(f"published build {build_id} into the database in {time.perf_counter() - started:.1f}s (MEDKB_BACKEND=postgres)", flush=True)
+    else:
+        print(f"the database already serves this build ({build_id})", flush=True)
     return 0
 
 
@@ -229,6 +249,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from medkb.memory import limit_malloc_arenas
 
     settings = _settings(args)
+    if settings.backend == "postgres":
+        return _serve_from_database(args, settings)
     try:
         # The checks the server will make (checksums included), before uvicorn starts: a refusal is one line and exit 2.
         # When the published build is damaged the server falls back to the newest intact one and logs which and why.
@@ -251,6 +273,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
+    """`medkb serve` with MEDKB_BACKEND=postgres: check the published build's manifest in the
+    database against the model, then serve (the app factory reads the same settings)."""
+    import os
+
+    import uvicorn
+
+    from indexer.embedding import model_identity
+    from indexer.index_store import IndexManifest, IndexProblem
+    from retrieval.backends.postgres import DatabaseProblem, published_manifest
+
+    try:
+        data = published_manifest(settings.require_database_url())
+        if data is None:
+            raise DatabaseProblem("no build is published in the database. Publish one with `MEDKB_BACKEND=postgres medkb index corpus`.")
+        manifest = IndexManifest.from_dict(data)
+        manifest.check_model(model_identity(settings.model_dir))
+    except (ValueError, IndexProblem, FileNotFoundError) as exc:
+        print(f"medkb serve: {exc}", file=sys.stderr)
+        return 2
+    print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (PostgreSQL) on http://{args.host}:{args.port}", file=sys.stderr)
+    if settings.model_dir:
+        os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
+    uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -258,11 +307,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     from retrieval.search import RetrievalSettings, open_service
 
     settings = _settings(args)
+    retrieval = RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article, ranker=settings.ranker, no_match=bool(settings.no_match))
     try:
-        service = open_service(settings.index_dir, settings.model_dir,
-                               RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article, ranker=settings.ranker,
-                                                 no_match=bool(settings.no_match)), settings.query_cache_size)
-    except IndexProblem as exc:
+        if settings.backend == "postgres":
+            from retrieval.backends import postgres
+
+            service = postgres.open_service(settings.require_database_url(), settings.model_dir, retrieval, settings.query_cache_size,
+                                            ef_search=settings.pg_ef_search)
+        else:
+            service = open_service(settings.index_dir, settings.model_dir, retrieval, settings.query_cache_size)
+    except (IndexProblem, ValueError) as exc:
         print(f"medkb search: {exc}", file=sys.stderr)
         return 2
     if service.index.fallback:
@@ -377,12 +431,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                   spelling=steps and not args.no_spelling, drug_names=steps and not args.no_drug_names,
                                   shorthand=steps and not args.no_shorthand, negation=steps and not args.no_negation,
                                   condense=steps and not args.no_condense, no_match=not args.no_nomatch, max_per_article=0)
-    service = SearchService(index, embedder, cache_size=settings.query_cache_size, settings=retrieval)
+    backend = None
+    if (args.backend or settings.backend) == "postgres":
+        # The same build, published into MEDKB_DATABASE_URL (unless it is there already) and searched there.
+        from retrieval.backends.postgres import PostgresBackend, load_published, publish_if_changed
+
+        try:
+            url = settings.require_database_url()
+            build_id, _ = publish_if_changed(url, index, keep=settings.keep_builds)
+            index = load_published(url, ModelInfo.of(embedder), build_id=build_id)
+        except (ValueError, IndexProblem) as exc:
+            print(f"medkb eval: {exc}", file=sys.stderr)
+            return 2
+        backend = PostgresBackend.for_index(url, index, ef_search=settings.pg_ef_search)
+    service = SearchService(index, embedder, cache_size=settings.query_cache_size, settings=retrieval, backend=backend)
     if args.ranker == "learned" and args.retriever == "hybrid" and service.ranker is None:
         print("medkb eval: warning: no learned ranker fits this model (retrieval/data/ranker.txt); hybrid uses RRF", file=sys.stderr)
 
     out_dir = args.out or Path("runs") / f"{evalset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_settings = {**retrieval.to_dict(), "embed_context": args.embed_context, "chunker": chunker.to_dict(), "conversation_context": args.context,
+    run_settings = {**retrieval.to_dict(), "backend": service.backend.name, "embed_context": args.embed_context, "chunker": chunker.to_dict(), "conversation_context": args.context,
                     "heldout_only": bool(args.heldout),
                     "ranker_model": service.ranker.describe() if service.ranker is not None and args.ranker == "learned" else None,
                     "no_match_policy": service.no_match_policy.card if args.no_nomatch is False else None}
@@ -446,12 +513,45 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _bench_live(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     embedder = load_embedder(settings.model_dir)
+    if args.backends:
+        return _bench_backends(args, settings, sizes, embedder)
     with tempfile.TemporaryDirectory(prefix="medkb-bench-") as tmp:
         results = run_bench(sizes, embedder, _log, corpus_dirs=[Path(d) for d in args.corpus] or list(settings.corpus_dirs),
                             medquad_index=args.medquad_index, medquad_corpus=args.medquad_corpus, medquad_data=args.medquad_data,
                             queries=args.queries, http_requests=args.http_requests, vectors=args.vectors, build_sample=args.build_sample,
                             http=not args.no_http, workdir=Path(tmp))
     print(format_table(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def _bench_backends(args: argparse.Namespace, settings: Settings, sizes: list[str], embedder) -> int:
+    """`medkb bench --backends`: embedded against PostgreSQL (MEDKB_DATABASE_URL), see evals/backend_bench.py."""
+    from evals.backend_bench import format_backends, medquad_backends, synthetic_backends
+    from evals.bench import machine, medquad_questions
+
+    try:
+        url = settings.require_database_url()
+    except ValueError as exc:
+        print(f"medkb bench: {exc}", file=sys.stderr)
+        return 2
+    results: dict = {"machine": machine(), "settings": {"sizes": sizes, "queries": args.queries, "vectors": args.vectors, "ef_search": settings.pg_ef_search}}
+    if "medquad" in sizes:
+        if not (args.medquad_index / "current").exists():
+            print(f"medkb bench: no MedQuAD index at {args.medquad_index} (pass --medquad-index)", file=sys.stderr)
+            return 2
+        queries = medquad_questions(args.medquad_data, args.queries) if args.medquad_data.exists() else []
+        if not queries:
+            print(f"medkb bench: no MedQuAD questions under {args.medquad_data} (pass --medquad-data)", file=sys.stderr)
+            return 2
+        _log("medquad, both backends")
+        results["medquad"] = medquad_backends(args.medquad_index, url, embedder, queries, _log, ef_search=settings.pg_ef_search)
+    if "synthetic" in sizes:
+        _log("synthetic vectors, FAISS flat and pgvector HNSW")
+        results["synthetic"] = synthetic_backends(url, args.vectors, embedder.dim, min(args.queries, 200), _log)
+    print(format_backends(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {args.out}")
@@ -539,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     from evals.ranker_training import DEFAULT_COLLECTIONS
     from evals.runner import CONTEXT_MODES
     from indexer.vocabulary import ReviewStatus, values
+    from retrieval.backends import BACKENDS
     from retrieval.ranker import CARD_FILE, MODEL_FILE
     from retrieval.search import RANKERS, RETRIEVERS
 
@@ -615,6 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-nomatch", action="store_true", help="always return the best passages, even when nothing answers")
     p.add_argument("--context", choices=CONTEXT_MODES, default="resolve", help="for follow-up queries (queries.jsonl metadata.context): resolve them against the earlier questions as /api/ask does (default), prepend the last earlier question, or ignore the context")
     p.add_argument("--embed-context", choices=["title-section", "none"], default="title-section", help="embed each chunk with its article title and section path (default) or its text alone")
+    p.add_argument("--backend", choices=BACKENDS, help="search the cached build in place (embedded) or published into MEDKB_DATABASE_URL (postgres); default: MEDKB_BACKEND")
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_eval)
 
@@ -646,6 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live-builds", type=int, default=5, help="--live: builds published during the load")
     p.add_argument("--live-workdir", type=Path, help="--live: where the copy of the corpus and its index go (default: the system's temporary folder)")
     p.add_argument("--fake-model", action="store_true", help="--live: every process uses the test suite's bag-of-words embedder instead of the model (for a machine that cannot embed the corpus in time); measures everything but the model")
+    p.add_argument("--backends", action="store_true", help="instead: the embedded and the PostgreSQL backend (MEDKB_DATABASE_URL) side by side on --medquad-index and on --vectors synthetic vectors (pgvector HNSW): latency p50/p99, recall@10 against exact search, build time, bytes per chunk (sizes: medquad, synthetic)")
     p.add_argument("--out", type=Path, default=Path("runs/bench.json"), help="JSON output (default runs/bench.json)")
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_bench)

@@ -79,12 +79,10 @@ class Settings:
     reload_seconds: float = _setting(1.0, "MEDKB_RELOAD_SECONDS", "How often the server checks the index root for a newly published build and swaps to it (0: never; restart to serve a new build).")
     watch_debounce_ms: int = _setting(500, "MEDKB_WATCH_DEBOUNCE_MS", "`medkb index --watch`: milliseconds of quiet after a change before rebuilding (edits saved together make one build).")
     ranker: str = _setting("learned", "MEDKB_RANKER", "How hybrid orders its candidates: learned (retrieval/data/ranker.txt, trained by `medkb train-ranker`) or rrf.")
+    backend: str = _setting("embedded", "MEDKB_BACKEND", "Where chunks and state live: embedded (FAISS + bm25s over the index root, SQLite files beside it; one machine) or postgres (chunks, vectors, builds, conversations, answers, feedback, accounts and reviews in PostgreSQL + pgvector at MEDKB_DATABASE_URL, so server replicas are stateless).")
+    database_url: str | None = _setting(None, "MEDKB_DATABASE_URL", "libpq URL of the PostgreSQL database (with pgvector) for MEDKB_BACKEND=postgres, e.g. postgresql://medkb:secret@db.example.org:5432/medkb.")
+    pg_ef_search: int = _setting(200, "MEDKB_PG_EF_SEARCH", "MEDKB_BACKEND=postgres: HNSW candidates explored per dense search (pgvector's hnsw.ef_search; at least the depth asked for, at most 1000).")
     no_match: int = _setting(1, "MEDKB_NO_MATCH", "1: a query that nothing answers gets no passages, a reason and the nearest article titles; 0: always the best passages.")
-    backend: str = _setting("embedded", "MEDKB_BACKEND",
-                            "embedded (SQLite files beside the index, one machine) or postgres (conversations, answers, feedback, accounts and reviews "
-                            "in the database at MEDKB_DATABASE_URL, shared by every server process, so replicas are stateless).")
-    database_url: str | None = _setting(None, "MEDKB_DATABASE_URL",
-                                        "libpq URL of the PostgreSQL database used when MEDKB_BACKEND=postgres, e.g. postgresql://medkb:PASSWORD@db.example:5432/medkb.")
 
     def state_location(self, sqlite_path: Path) -> Path | str:
         """Where a store keeps its state: MEDKB_DATABASE_URL when MEDKB_BACKEND=postgres, else
@@ -116,6 +114,12 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    def require_database_url(self) -> str:
+        """MEDKB_DATABASE_URL; ValueError saying what to set when MEDKB_BACKEND=postgres lacks it."""
+        if not self.database_url:
+            raise ValueError("MEDKB_BACKEND=postgres needs MEDKB_DATABASE_URL (a libpq URL such as postgresql://user:password@host:5432/dbname)")
+        return self.database_url
+
     def build_cache_dir(self) -> Path:
         """Where the build cache lives: MEDKB_BUILD_CACHE, or `cache` under the index root."""
         return self.build_cache or self.index_dir / "cache"
@@ -129,7 +133,13 @@ def _convert(name: str, raw: str) -> Any:
         return Path(raw)
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)
-    if name in ("retriever", "ranker", "backend", "database_url"):
+    if name in ("retriever", "ranker", "database_url"):
+        return raw
+    if name == "backend":
+        from retrieval.backends import BACKENDS
+
+        if raw not in BACKENDS:
+            raise SettingError(f"MEDKB_BACKEND must be one of {', '.join(BACKENDS)}, got {raw!r}")
         return raw
     if name in _FLOATS:
         return float(raw)

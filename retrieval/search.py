@@ -32,8 +32,10 @@ import numpy as np
 from indexer.chunking import Chunk
 from indexer.embedding import Embedder
 from indexer.index_store import ArticleRecord, IndexManifest, LoadedIndex
+from indexer.lexical import tokenize
 from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from retrieval.abbreviations import Abbreviations
+from retrieval.backends.base import SearchBackend, Selection
 from retrieval.batching import QueryBatcher
 from retrieval.negation import demote_negated
 from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, Candidates, Evidence, NoMatchPolicy
@@ -206,8 +208,11 @@ class SearchService:
     def __init__(self, index: LoadedIndex, embedder: Embedder, cache_size: int = 1024,
                  settings: RetrievalSettings = RetrievalSettings(), abbreviations: Abbreviations | None = None,
                  batch_window_ms: float = 2.0, reviews: ReviewBook | None = None, ranker: LearnedRanker | None | str = "default",
-                 no_match: NoMatchPolicy | None | str = "default", passage_cache_size: int = 20000):
+                 no_match: NoMatchPolicy | None | str = "default", passage_cache_size: int = 20000,
+                 backend: SearchBackend | None = None):
         import faiss
+
+        from retrieval.backends.embedded import EmbeddedBackend
 
         # One query at a time is a tiny job: a single OpenMP thread answers it in ~2 ms at 32k
         # chunks, where two threads spin against each other (and any other load) for ~20 ms.
@@ -232,7 +237,9 @@ class SearchService:
         for i, chunk in enumerate(index.chunks):
             self._chunks_of_section[position[chunk.section_id]].append(i)
             self._section_of_chunk[i] = position[chunk.section_id]
-        self._chunk_vectors = _flat_vectors(index.faiss_index)
+        # The dense and BM25 lists and scores come from the backend (retrieval/backends): FAISS +
+        # bm25s over this build by default, or PostgreSQL + pgvector.
+        self.backend: SearchBackend = backend if backend is not None else EmbeddedBackend(index)
         self.understanding = QueryUnderstanding(index, self.abbreviations)
         # The learned ranker and the no-match thresholds were fitted on one model's cosines: with
         # another model, hybrid falls back to RRF and no-match to its model-free rules.
@@ -251,7 +258,8 @@ class SearchService:
         """This engine over another build (a server swapping to a newly published one): the same
         model, query batcher (still one model call at a time across both), query-vector cache,
         settings and abbreviations; everything derived from the build is made anew."""
-        new = SearchService(index, self._embedder, cache_size=self.cache.size, settings=self.settings, abbreviations=self.abbreviations)
+        new = SearchService(index, self._embedder, cache_size=self.cache.size, settings=self.settings, abbreviations=self.abbreviations,
+                            backend=self.backend.over(index))
         new._batcher = self._batcher
         new.cache = self.cache
         new.passage_cache = self.passage_cache
@@ -317,40 +325,27 @@ class SearchService:
                 best[article_id] = sim
         return sorted(best.items(), key=lambda item: (-item[1], item[0]))[:n]
 
-    def _admitted(self, filters: Filters, reviews: dict[str, ArticleReview]) -> np.ndarray | None:
+    def _admitted(self, filters: Filters, reviews: dict[str, ArticleReview]) -> Selection | None:
         if not filters.active():
             return None
-        return np.fromiter((filters.admits(c, reviews[c.article_id].status if c.article_id in reviews else ReviewStatus.SUBMITTED)
-                            for c in self.index.chunks), dtype=bool, count=len(self.index.chunks))
+        statuses = {a: r.status for a, r in reviews.items()}
+        mask = np.fromiter((filters.admits(c, statuses.get(c.article_id, ReviewStatus.SUBMITTED)) for c in self.index.chunks),
+                           dtype=bool, count=len(self.index.chunks))
+        return Selection(filters, statuses, mask)
 
-    def _dense(self, vector: np.ndarray, depth: int, admitted: np.ndarray | None) -> list[tuple[int, float]]:
-        import faiss
+    def _dense(self, vector: np.ndarray, depth: int, admitted: Selection | None) -> list[tuple[int, float]]:
+        return self.backend.dense(vector, depth, admitted)
 
-        params = None
-        if admitted is not None:
-            ids = np.flatnonzero(admitted).astype(np.int64)
-            if not len(ids):
-                return []
-            params = faiss.SearchParameters()
-            params.sel = faiss.IDSelectorBatch(ids)
-            depth = min(depth, len(ids))
-        scores, ids = self.index.faiss_index.search(vector.reshape(1, -1), depth, params=params)
-        return [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+    def _lexical(self, query: str, depth: int, admitted: Selection | None) -> list[tuple[int, float]]:
+        return self.backend.lexical(tokenize(query), depth, admitted)
 
-    def _lexical(self, query: str, depth: int, admitted: np.ndarray | None) -> list[tuple[int, float]]:
-        scores = self.index.lexical.scores(query)
-        if admitted is not None:
-            scores = np.where(admitted, scores, 0.0)
-        top = _top(scores, depth)
-        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
-
-    def _heading(self, vector: np.ndarray, depth: int, admitted: np.ndarray | None) -> list[tuple[int, float]]:
+    def _heading(self, vector: np.ndarray, depth: int, admitted: Selection | None) -> list[tuple[int, float]]:
         """Chunks ranked by how well their section's title and heading match the query; the
         chunks of one section share its rank."""
         out: list[tuple[int, float]] = []
         for s, sim in self.section_scores(vector, depth):
             for i in self._chunks_of_section[s]:
-                if admitted is None or admitted[i]:
+                if admitted is None or admitted.mask[i]:
                     out.append((i, sim))
         return out
 
@@ -425,28 +420,24 @@ class SearchService:
             ranker=ranker_used,
         )
 
-    def candidates(self, parsed: ParsedQuery, vector: np.ndarray, depth: int, admitted: np.ndarray | None = None) -> Candidates:
+    def candidates(self, parsed: ParsedQuery, vector: np.ndarray, depth: int, admitted: Selection | None = None) -> Candidates:
         """The union of the dense, BM25 and heading lists for a read query, with each
         candidate's cosine, BM25 and heading similarity and its feature matrix."""
-        n = len(self.index.chunks)
         terms = QueryTerms.of(self.index.lexical, parsed.lexical_text)
-        bm25_all = self.index.lexical.scores_of(terms.tokens) if terms.tokens else np.zeros(n, dtype=np.float32)
-        if admitted is not None:
-            bm25_all = np.where(admitted, bm25_all, 0.0)
         dense_list = self._dense(vector, depth, admitted)
-        lexical_ids = [int(i) for i in _top(bm25_all, depth) if bm25_all[i] > 0]
+        lexical_ids = [i for i, _ in self.backend.lexical(terms.tokens, depth, admitted)] if terms.tokens else []
         section_sims = self._section_vectors @ vector.astype(np.float32) if len(self._section_vectors) else np.zeros(0, dtype=np.float32)
         heading_ids: list[int] = []
         for s in _top(section_sims, min(depth, len(section_sims))):
-            heading_ids.extend(i for i in self._chunks_of_section[int(s)] if admitted is None or admitted[i])
+            heading_ids.extend(i for i in self._chunks_of_section[int(s)] if admitted is None or admitted.mask[i])
         ids = np.array(sorted({i for i, _ in dense_list} | set(lexical_ids) | set(heading_ids)), dtype=np.int64)
-        dense = self._chunk_vectors[ids] @ vector.astype(np.float32) if len(ids) else np.zeros(0, dtype=np.float32)
-        bm25 = bm25_all[ids].astype(np.float32)
+        dense = self.backend.dense_scores(vector, ids)
+        bm25 = self.backend.lexical_scores(terms.tokens, ids) if terms.tokens else np.zeros(len(ids), dtype=np.float32)
         heading = section_sims[self._section_of_chunk[ids]] if len(ids) else np.zeros(0, dtype=np.float32)
         features = self._features.matrix(parsed.question, terms, ids, dense, bm25, heading)
         return Candidates(ids, dense, bm25, heading, features, terms)
 
-    def _learned(self, parsed: ParsedQuery, vector: np.ndarray, depth: int, admitted: np.ndarray | None) -> tuple[list[Hit], Evidence]:
+    def _learned(self, parsed: ParsedQuery, vector: np.ndarray, depth: int, admitted: Selection | None) -> tuple[list[Hit], Evidence]:
         cands = self.candidates(parsed, vector, depth, admitted)
         scores = self.ranker.score(cands.features) if self.ranker is not None else np.zeros(len(cands.ids))
         chunks = self.index.chunks
@@ -465,7 +456,7 @@ class SearchService:
         vector = self.embed_query(parsed.text)
         return Evidence.of(self.candidates(parsed, vector, min(cfg.candidates, len(self.index.chunks))), [])
 
-    def _evidence(self, parsed: ParsedQuery, vector: np.ndarray | None, depth: int, admitted: np.ndarray | None) -> Evidence | None:
+    def _evidence(self, parsed: ParsedQuery, vector: np.ndarray | None, depth: int, admitted: Selection | None) -> Evidence | None:
         """The no-match evidence of a result ordered without the learned ranker (None without a query vector)."""
         if vector is None:
             return None
@@ -512,19 +503,6 @@ def open_service(index_dir: Path, model_dir: Path | None = None, settings: Retri
 def vector_free_suggestions_ok(cfg: RetrievalSettings) -> bool:
     """Suggestions embed the query; a lexical-only search never runs the model."""
     return cfg.retriever != "lexical"
-
-
-def _flat_vectors(faiss_index) -> np.ndarray:
-    """The chunk vectors (n, dim) of a flat FAISS index, without a copy where FAISS allows it."""
-    import faiss
-
-    n, d = faiss_index.ntotal, faiss_index.d
-    if n == 0:
-        return np.zeros((0, d), dtype=np.float32)
-    try:
-        return faiss.rev_swig_ptr(faiss_index.get_xb(), n * d).reshape(n, d)
-    except AttributeError:
-        return faiss_index.reconstruct_n(0, n)
 
 
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:

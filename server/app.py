@@ -25,7 +25,13 @@ log = logging.getLogger("medkb.server")
 
 def load_service(settings: Settings) -> SearchService:
     """Load the published index and the model, and check that they belong together. A damaged
-    published build is refused for the newest intact kept one (`index.fallback` says why)."""
+    published build is refused for the newest intact kept one (`index.fallback` says why).
+    With MEDKB_BACKEND=postgres, the build published in MEDKB_DATABASE_URL, searched there."""
+    if settings.backend == "postgres":
+        from retrieval.backends import postgres
+
+        return postgres.open_service(settings.require_database_url(), settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
+                                     settings.batch_window_ms, ef_search=settings.pg_ef_search)
     return open_service(settings.index_dir, settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
                         settings.batch_window_ms, settings.sentence_cache_size)
 
@@ -81,6 +87,9 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
         app.state.reloader.start()
         yield
         app.state.reloader.stop()
+        backend = getattr(app.state.search, "backend", None)
+        if backend is not None:
+            backend.close()  # the database connections of MEDKB_BACKEND=postgres
         app.state.search = None
 
     app = MedkbApp(title="medkb", version=medkb.__version__, lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -47,6 +47,9 @@ class Reloader:
         self.state = state
         self.interval = interval
         service = state.search
+        # With MEDKB_BACKEND=postgres the published build is a row in the database (retrieval/backends/postgres.py).
+        backend = getattr(service, "backend", None)
+        self.database_url: str | None = backend.url if backend is not None and backend.name == "postgres" else None
         self.root = Path(root) if root else service.index.directory.parent.parent  # <root>/builds/<build>
         self._served = service.index.directory
         self._refused: Path | None = None
@@ -78,11 +81,25 @@ class Reloader:
     def published(self) -> Path | None:
         from indexer.index_store import current_dir
 
+        if self.database_url is not None:
+            from retrieval.backends.postgres import published_build
+
+            build = published_build(self.database_url)
+            return Path("postgres") / build if build else None
         return current_dir(self.root)
+
+    def _load(self, target: Path, old):
+        from indexer.index_store import load_build
+
+        if self.database_url is not None:
+            from retrieval.backends.postgres import load_published
+
+            return load_published(self.database_url, old.manifest.model, build_id=target.name, reuse=old.index)
+        return load_build(target, old.manifest.model, reuse=old.index)
 
     def check_now(self) -> bool:
         """Swap to the published build if it is new and intact. True when a swap happened."""
-        from indexer.index_store import IndexProblem, load_build
+        from indexer.index_store import IndexProblem
 
         with self._lock:
             target = self.published()
@@ -93,7 +110,7 @@ class Reloader:
                 return False
             started = time.perf_counter()
             try:
-                index = load_build(target, old.manifest.model, reuse=old.index)
+                index = self._load(target, old)
             except IndexProblem as exc:
                 self._refused, self.refused_reason = target, exc.reason
                 log.warning("not serving newly published build %s: %s; still serving %s", target.name, exc.reason, self._served.name)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeEmbedder
-from pg_server import postgres_url  # noqa: F401 - the session's PostgreSQL, for `postgres` tests
+from pg_server import fresh_database, postgres_url  # noqa: F401  (fixtures for the `postgres` tier)
 from sample_articles import MICRO_BODY, TREAT_BODY, article
 from state_backends import store_at  # noqa: F401 - a store test on SQLite and on PostgreSQL
 

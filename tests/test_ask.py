@@ -12,6 +12,7 @@ from medkb.settings import Settings
 from retrieval.search import SearchService
 from server.app import create_app
 
+from backend_helpers import BACKEND_PARAMS, service_factory
 from fakes import FakeEmbedder
 from sample_articles import article
 
@@ -22,18 +23,21 @@ Iron deficiency treated with oral iron usually responds within weeks. Ferritin i
 """
 
 
-def make_app(tiny_corpus, tmp_path):
+def make_app(tiny_corpus, tmp_path, backend="embedded", request=None):
     (tiny_corpus / "plain.md").write_text(article("plain-source", "Iron notes", UNREFERENCED, references="[]\n", status="submitted"))
     root = tmp_path / "index"
     if not (root / "current").exists():
         build_index([tiny_corpus], root, FakeEmbedder())
     settings = Settings(index_dir=root, conversations_db=tmp_path / "conversations.sqlite")
-    return create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
+    if backend == "embedded":
+        return create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
+    return create_app(settings, service_factory=service_factory(root, backend, request))
 
 
-@pytest.fixture
-def client(tiny_corpus, tmp_path):
-    with TestClient(make_app(tiny_corpus, tmp_path), raise_server_exceptions=False) as c:
+@pytest.fixture(params=BACKEND_PARAMS)
+def client(tiny_corpus, tmp_path, request):
+    """The app answering through each search backend (the postgres one in the `postgres` tier)."""
+    with TestClient(make_app(tiny_corpus, tmp_path, request.param, request), raise_server_exceptions=False) as c:
         yield c
 
 

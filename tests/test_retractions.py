@@ -7,12 +7,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from indexer.build import build_index
-from indexer.embedding import ModelInfo
 from indexer.index_store import load_index
 from medkb.settings import Settings
 from retrieval.search import Filters, SearchService
 from server.app import create_app
 
+from backend_helpers import BACKEND_PARAMS, service_over
 from fakes import FakeEmbedder
 from sample_articles import article
 
@@ -50,9 +50,10 @@ def index_root(tmp_path):
     return root
 
 
-@pytest.fixture
-def service(index_root):
-    return SearchService(load_index(index_root, ModelInfo.of(FakeEmbedder())), FakeEmbedder())
+@pytest.fixture(params=BACKEND_PARAMS)
+def service(index_root, request):
+    """The build searched through each backend (the postgres one in the `postgres` tier)."""
+    return service_over(index_root, request.param, request)
 
 
 QUERY = "weekly megadose oral iron cures iron deficiency anaemia"

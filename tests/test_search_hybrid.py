@@ -6,18 +6,21 @@ import pytest
 from indexer.build import build_index
 from indexer.index_store import load_index
 from retrieval.abbreviations import AbbreviationFileError, Abbreviations
-from retrieval.search import Filters, RetrievalSettings, SearchService
+from retrieval.search import Filters, RetrievalSettings
 
+from backend_helpers import BACKEND_PARAMS, service_over
 from fakes import FakeEmbedder
 from review_helpers import review_book
 
 
-@pytest.fixture
-def service(tiny_corpus, tmp_path):
+@pytest.fixture(params=BACKEND_PARAMS)
+def service(tiny_corpus, tmp_path, request):
+    """The same build searched through each backend (the postgres one in the `postgres` tier)."""
     build_index([tiny_corpus], tmp_path / "index", FakeEmbedder())
     index = load_index(tmp_path / "index")
     # Review statuses come from the review log: a reviewer has started on "microcytosis"; "iron-treatment" is submitted.
-    return SearchService(index, FakeEmbedder(), reviews=review_book(tmp_path / "reviews.sqlite", index, {"microcytosis": "start_review"}))
+    return service_over(tmp_path / "index", request.param, request,
+                        reviews=review_book(tmp_path / "reviews.sqlite", index, {"microcytosis": "start_review"}))
 
 
 @pytest.mark.parametrize("retriever", ["dense", "lexical", "hybrid"])
