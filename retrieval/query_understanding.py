@@ -205,7 +205,8 @@ class QueryUnderstanding:
             distance = 2 if len(word) >= 8 else 1
             found = self._spell().lookup(word.lower(), Verbosity.CLOSEST, max_edit_distance=distance)
             # A typo seldom touches the first letter ("macular" is not a misspelled "acular").
-            found = [f for f in found if f.term[:1] == word[:1].lower()]
+            # Nor is a different ending a typo: "tetraplegic" is not a misspelled "tetraplegia".
+            found = [f for f in found if f.term[:1] == word[:1].lower() and not (len(f.term) == len(word) and f.term[:-2] == word[:-2].lower())]
             if not found:
                 return word
             best = found[0].term
