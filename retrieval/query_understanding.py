@@ -206,7 +206,7 @@ class QueryUnderstanding:
             found = self._spell().lookup(word.lower(), Verbosity.CLOSEST, max_edit_distance=distance)
             # A typo seldom touches the first letter ("macular" is not a misspelled "acular").
             # Nor is a different ending a typo: "tetraplegic" is not a misspelled "tetraplegia".
-            found = [f for f in found if f.term[:1] == word[:1].lower() and not (len(f.term) == len(word) and f.term[:-2] == word[:-2].lower())]
+            found = [f for f in found if f.term[:1] == word[:1].lower() and not _other_ending(f.term, word.lower())]
             if not found:
                 return word
             best = found[0].term
@@ -296,6 +296,11 @@ class QueryUnderstanding:
                 words.update(tokenize(record.title))
             self._titles = frozenset(words - {tokenize(w)[0] for w in QUESTION_WORDS if tokenize(w)})
         return self._titles
+
+
+def _other_ending(candidate: str, word: str) -> bool:
+    """The same word with another ending (-ic / -ia), not two letters typed the wrong way round."""
+    return len(candidate) == len(word) and candidate[:-2] == word[:-2] and candidate[-2:] != word[-2:][::-1]
 
 
 _BRITISH = (("anaem", "anem"), ("haem", "hem"), ("oesoph", "esoph"), ("coeliac", "celiac"), ("aemia", "emia"))

@@ -226,10 +226,8 @@ class SearchService:
         self.abbreviations = abbreviations if abbreviations is not None else Abbreviations.load()
         position = {sid: i for i, sid in enumerate(index.sections.ids)}
         self._chunks_of_section: list[list[int]] = [[] for _ in index.sections.ids]
-        self._section_of_chunk = np.zeros(len(index.chunks), dtype=np.int64)
         for i, chunk in enumerate(index.chunks):
             self._chunks_of_section[position[chunk.section_id]].append(i)
-            self._section_of_chunk[i] = position[chunk.section_id]
         self._chunk_vectors = _flat_vectors(index.faiss_index)
         self.understanding = QueryUnderstanding(index, self.abbreviations)
         # The learned ranker and the no-match thresholds were fitted on one model's cosines: with
@@ -244,6 +242,8 @@ class SearchService:
             no_match = no_match if no_match is not None and no_match.model == model else NoMatchPolicy.model_free()
         self.no_match_policy: NoMatchPolicy = no_match or NoMatchPolicy.model_free()
         self._features = FeatureExtractor(index)
+        self._section_of_chunk = self._features.section_of
+        self._id_order = np.argsort(np.argsort(np.array([c.id for c in index.chunks], dtype=object), kind="stable"), kind="stable")
 
     def over(self, index: LoadedIndex) -> "SearchService":
         """This engine over another build (a server swapping to a newly published one): the same
@@ -430,7 +430,7 @@ class SearchService:
         heading_ids: list[int] = []
         for s in _top(section_sims, min(depth, len(section_sims))):
             heading_ids.extend(i for i in self._chunks_of_section[int(s)] if admitted is None or admitted[i])
-        ids = np.array(sorted({i for i, _ in dense_list} | set(lexical_ids) | set(heading_ids)), dtype=np.int64)
+        ids = np.unique(np.fromiter([i for i, _ in dense_list] + lexical_ids + heading_ids, dtype=np.int64))
         dense = self._chunk_vectors[ids] @ vector.astype(np.float32) if len(ids) else np.zeros(0, dtype=np.float32)
         bm25 = bm25_all[ids].astype(np.float32)
         heading = section_sims[self._section_of_chunk[ids]] if len(ids) else np.zeros(0, dtype=np.float32)
@@ -441,7 +441,7 @@ class SearchService:
         cands = self.candidates(parsed, vector, depth, admitted)
         scores = self.ranker.score(cands.features) if self.ranker is not None else np.zeros(len(cands.ids))
         chunks = self.index.chunks
-        order = sorted(range(len(cands.ids)), key=lambda j: (-round(float(scores[j]), 9), chunks[int(cands.ids[j])].id))
+        order = [int(j) for j in np.lexsort((self._id_order[cands.ids], -np.round(scores, 9)))]  # ties by chunk id
         hits = [Hit(rank=0, score=float(scores[j]), chunk=chunks[int(cands.ids[j])],
                     signals={"dense": float(cands.dense[j]), "lexical": float(cands.bm25[j]), "heading": float(cands.heading[j])}) for j in order]
         return hits, Evidence.of(cands, order[:1])
