@@ -247,12 +247,16 @@ class QueryUnderstanding:
         return [senses[scores.index(best)]]
 
     def drug_synonyms(self, text: str) -> list[str]:
-        """For each drug named in `text`: its generic name and up to two other names that the
-        index uses, when the query does not say them already."""
+        """For each drug named in `text` that the index never names so: its generic name and up to
+        two other names that the index uses, when the query does not say them already. (Where
+        the index uses the name typed, adding others only pulls in passages about them: on
+        MedicationQA that cost 0.03 nDCG@10.)"""
         table: DrugNames = drug_names()
         out: list[str] = []
         lowered = text.lower()
         for name, generic in table.find(text):
+            if self._postings(name) is not None:
+                continue
             candidates = [generic] + table.synonyms(name)
             added = 0
             for other in candidates:

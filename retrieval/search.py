@@ -444,7 +444,7 @@ class SearchService:
         order = [int(j) for j in np.lexsort((self._id_order[cands.ids], -np.round(scores, 9)))]  # ties by chunk id
         hits = [Hit(rank=0, score=float(scores[j]), chunk=chunks[int(cands.ids[j])],
                     signals={"dense": float(cands.dense[j]), "lexical": float(cands.bm25[j]), "heading": float(cands.heading[j])}) for j in order]
-        return hits, Evidence.of(cands, order[:1])
+        return hits, self._evidence_of(parsed, cands)
 
     def evidence(self, query: str, settings: RetrievalSettings | None = None) -> Evidence | None:
         """How well the best candidates match `query` (what the no-match policy judges); None
@@ -454,13 +454,22 @@ class SearchService:
         if not self.index.chunks or not parsed.has_content or not parsed.known:
             return None
         vector = self.embed_query(parsed.text)
-        return Evidence.of(self.candidates(parsed, vector, min(cfg.candidates, len(self.index.chunks))), [])
+        return self._evidence_of(parsed, self.candidates(parsed, vector, min(cfg.candidates, len(self.index.chunks))))
+
+    def _evidence_of(self, parsed: ParsedQuery, cands: Candidates, best: int = 10) -> Evidence:
+        """The evidence of a query's candidates; the phrases are looked for in the best `best`
+        by cosine and the best `best` by BM25, whatever ranks them."""
+        if not len(cands.ids):
+            return Evidence.of(cands, [])
+        top = set(np.argsort(-cands.dense)[:best].tolist()) | set(np.argsort(-cands.bm25)[:best].tolist())
+        texts = [self.index.chunks[int(cands.ids[j])].embed_text or self.index.chunks[int(cands.ids[j])].text for j in sorted(top)]
+        return Evidence.of(cands, [], texts, parsed.question)
 
     def _evidence(self, parsed: ParsedQuery, vector: np.ndarray | None, depth: int, admitted: np.ndarray | None) -> Evidence | None:
         """The no-match evidence of a result ordered without the learned ranker (None without a query vector)."""
         if vector is None:
             return None
-        return Evidence.of(self.candidates(parsed, vector, depth, admitted), [])
+        return self._evidence_of(parsed, self.candidates(parsed, vector, depth, admitted))
 
     def _fuse(self, lists: dict[str, list[tuple[int, float]]], cfg: RetrievalSettings) -> list[Hit]:
         chunks = self.index.chunks

@@ -11,7 +11,7 @@ from indexer.build import build_index
 from indexer.index_store import load_index
 from retrieval.abbreviations import Abbreviations
 from retrieval.negation import split_negation
-from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Evidence, NoMatchPolicy
+from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Evidence, NoMatchPolicy, phrase_cover
 from retrieval.query_understanding import condense, content_words
 from retrieval.ranker import FEATURES, LearnedRanker
 from retrieval.search import RetrievalSettings, SearchService
@@ -127,10 +127,12 @@ def test_content_words():
 
 
 def test_weak_evidence_policy():
-    policy = NoMatchPolicy(model="m", weights=(10.0, 0.0, 0.0, 0.0, 0.0), bias=-5.0, threshold=0.5)
-    assert policy.judge(Evidence(0.2, 0.0, 0.0, 0.0, 0.0)) == WEAK_EVIDENCE
-    assert policy.judge(Evidence(0.9, 0.0, 0.0, 0.0, 0.0)) is None
-    assert NoMatchPolicy.model_free().judge(Evidence(0.0, 0.0, 0.0, 0.0, 1.0)) is None
+    policy = NoMatchPolicy(model="m", weights=(10.0, 0.0, 0.0, 0.0, 0.0, 0.0), bias=-5.0, threshold=0.5)
+    assert policy.judge(Evidence(0.2, 0.0, 0.0, 0.0, 0.0, 0.0)) == WEAK_EVIDENCE
+    assert policy.judge(Evidence(0.9, 0.0, 0.0, 0.0, 0.0, 0.0)) is None
+    assert NoMatchPolicy.model_free().judge(Evidence(0.0, 0.0, 0.0, 0.0, 1.0, 0.0)) is None
+    assert phrase_cover("left shift band forms", ["a left shift with band forms"]) == 1.0
+    assert phrase_cover("warning signs of a stroke", ["signs of anaemia; warning"]) == 0.0
 
 
 def _tiny_ranker(tmp_path) -> LearnedRanker:
