@@ -36,7 +36,7 @@ from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from retrieval.abbreviations import Abbreviations
 from retrieval.batching import QueryBatcher
 from retrieval.negation import demote_negated
-from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, Candidates, Evidence, NoMatchPolicy
+from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Candidates, Evidence, NoMatchPolicy
 from retrieval.query_understanding import ParsedQuery, QueryUnderstanding
 from retrieval.ranker import FeatureExtractor, LearnedRanker, QueryTerms, default_ranker
 from retrieval.reviews import ArticleReview, ReviewBook
@@ -398,7 +398,8 @@ class SearchService:
             hits = _diversify(hits, cfg.max_per_article)[:k]
             for rank, hit in enumerate(hits, start=1):
                 hit.rank = rank
-        if no_match and chunks and parsed.has_content and vector_free_suggestions_ok(cfg):
+        if no_match == WEAK_EVIDENCE and vector_free_suggestions_ok(cfg):
+            # Near, if not answering: the nearest articles are worth offering (not for gibberish).
             suggestions = [self.index.articles[a].title for a, _ in self.nearest_articles(text, 3) if a in self.index.articles]
         return SearchResult(
             query=query,

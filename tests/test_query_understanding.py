@@ -191,3 +191,11 @@ def test_api_says_no_match_with_a_reason(tiny_corpus, tmp_path):
         assert answer["key_points"] == [] and answer["no_match"] == NOTHING_KNOWN
         page = client.get("/", params={"q": "the"}).text
         assert NO_CONTENT.replace("'", "&#39;") in page or NO_CONTENT in page
+
+
+def test_weak_evidence_gives_suggestions_gibberish_does_not(index):
+    never = NoMatchPolicy(model="m", weights=(0.0,) * 6, bias=-10.0, threshold=0.5)
+    service = SearchService(index, FakeEmbedder(), ranker=None, no_match=never)
+    r = service.search("ferritin threshold", 5)
+    assert r.hits == [] and r.no_match == WEAK_EVIDENCE and len(r.suggestions) == 3
+    assert service.search("asdfgh qwerty", 5).suggestions == []
