@@ -6,7 +6,8 @@
 2. shorthand: clinician shorthand (scope, 60yo, thal, lido, postop, def, ...) from
    data/shorthand.tsv is written out;
 3. spelling: a word that neither the index, English, the drug names nor the abbreviations know
-   is corrected against the index's own words and the drug names (symspellpy); words under five
+   is corrected against the index's own words (counted at index time and saved with the build:
+   indexer.spelling) and the drug names (symspellpy); words under five
    letters and known abbreviations are never touched; the result says "searched for X";
 4. negation: NOT x, -x, without x, not caused by x are taken out of the words searched and
    demote passages about x (retrieval/negation.py);
@@ -30,6 +31,7 @@ import numpy as np
 
 from indexer.index_store import LoadedIndex
 from indexer.lexical import tokenize
+from indexer.spelling import count_words
 from retrieval.abbreviations import Abbreviations, Sense
 from retrieval.drugs import DrugNames, drug_names
 from retrieval.negation import split_negation
@@ -160,14 +162,14 @@ class QueryUnderstanding:
     # ------------------------------------------------------------------ spelling
 
     def vocabulary(self) -> Counter[str]:
-        """The index's own words (lower case, letters only) with their frequency."""
+        """The index's own words (lower case, letters only) with their frequency: the build's
+        spelling.tsv (indexer.spelling, counted at index time), or, for a build without one,
+        counted here once."""
         if self._vocabulary is None:
-            counts: Counter[str] = Counter()
-            for chunk in self.index.chunks:
-                counts.update(w.lower() for w in _WORD.findall(chunk.text))
-            for record in self.index.articles.values():
-                counts.update(w.lower() for w in _WORD.findall(record.title))
-            self._vocabulary = counts
+            if self.index.words is not None:
+                self._vocabulary = Counter(self.index.words)
+            else:
+                self._vocabulary = count_words([c.text for c in self.index.chunks] + [r.title for r in self.index.articles.values()])
         return self._vocabulary
 
     def _spell(self):
