@@ -3,13 +3,20 @@
     python -m evals.nomatch_calibration [--devsets var/devsets] [--cache-dir var/eval-cache] [--write]
     python -m evals.nomatch_calibration --check     # counts only, with the committed policy
 
-Answerable questions: every judged query of the public dev sets, searched in its own corpus
-(each has an answer there). Unanswerable: evals/nomatch/queries.jsonl, over the default
-corpus. A logistic regression over retrieval.nomatch.EVIDENCE separates the two (classes
-weighted equally); the threshold is the lowest probability that flags at most 1% of the
-dev-set questions. The gold questions (evals/gold) are not used to fit: they are the check
-(at most 2 of them may be flagged), reported with the no-match count (at least 45 of 50).
-With --write the weights go to retrieval/data/nomatch.json with the counts.
+Answerable questions: the judged queries of the public dev sets, each searched in its own
+corpus (each has an answer there). Unanswerable (`--negatives dev`, the default): the same dev
+questions searched over the default corpus (anaemia, iron, a few other topics), leaving out
+every question that names a topic of that corpus (a word of its article titles that is rare
+among the dev questions, see `corpus_topic_words`), so that what is left asks about something
+the default corpus does not cover. evals/nomatch/queries.jsonl is then not used to fit: its
+count is an independent check. (`--negatives nomatch` fits on evals/nomatch instead, as the
+first calibration did; then its count is not independent.)
+
+A logistic regression over retrieval.nomatch.EVIDENCE separates the two (classes weighted
+equally); the threshold is the lowest probability that flags at most 1% of the answerable
+dev questions. The gold questions (evals/gold) are never used to fit: they are the check (at
+most 2 of them may be flagged), reported with the no-match count (at least 45 of 50). With
+--write the weights go to retrieval/data/nomatch.json with the counts.
 """
 
 from __future__ import annotations
@@ -28,6 +35,28 @@ REPO = Path(__file__).resolve().parent.parent
 DEV_SETS = ("medquad-qa", "mediqa", "medicationqa", "medicationqa-section-titles")
 MAX_FLAGGED_DEV = 0.01
 PER_SET = 400  # dev queries per set (by id), enough to place a 1% threshold
+TOPIC_SHARE = 0.01  # a title word found in at most this share of the dev questions names a topic
+
+
+def corpus_topic_words(titles: list[str], questions: list[str], share: float = TOPIC_SHARE) -> set[str]:
+    """The BM25 terms (stemmed) of the default corpus's article titles that name a topic: those
+    that at most `share` of the dev questions use ("anemia", "ferritin", "lidocain"), not the
+    words any question uses ("treat", "caus", "what")."""
+    from indexer.lexical import tokenize
+
+    title_terms = {t for title in titles for t in tokenize(title)}
+    df: dict[str, int] = {}
+    for q in questions:
+        for t in set(tokenize(q)) & title_terms:
+            df[t] = df.get(t, 0) + 1
+    return {t for t in title_terms if df.get(t, 0) <= share * len(questions)}
+
+
+def off_corpus(questions: list[str], topic_words: set[str]) -> list[str]:
+    """The questions that use no topic word of the default corpus."""
+    from indexer.lexical import tokenize
+
+    return [q for q in questions if not set(tokenize(q)) & topic_words]
 
 
 def _service(corpus_dirs, cache: Path, embedder, settings=None):
@@ -42,16 +71,16 @@ def _service(corpus_dirs, cache: Path, embedder, settings=None):
 
 def evidence_rows(service, queries: list[str]) -> tuple[np.ndarray, list[str | None]]:
     """EVIDENCE rows of the queries that pass the model-free rules, and each query's model-free reason."""
+    from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN
+
     rows, reasons = [], []
     for q in queries:
-        r = service.search(q, 1)
-        reasons.append(r.no_match)
-        if r.no_match is None:
-            ev = service.evidence(q)
-            rows.append(ev.vector() if ev is not None else np.full(len(EVIDENCE), np.nan))
-        else:
-            rows.append(np.full(len(EVIDENCE), np.nan))
-    return np.array(rows), reasons
+        parsed = service.read_query(q)
+        reason = NO_CONTENT if not parsed.has_content else NOTHING_KNOWN if not parsed.known else None
+        reasons.append(reason)
+        ev = service.evidence(q) if reason is None else None
+        rows.append(ev.vector() if ev is not None else np.full(len(EVIDENCE), np.nan))
+    return np.array(rows).reshape(len(queries), len(EVIDENCE)), reasons
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=Path("var/eval-cache"))
     parser.add_argument("--write", action="store_true", help=f"write the calibrated policy to {POLICY_FILE}")
     parser.add_argument("--check", action="store_true", help="only count, with the committed policy")
+    parser.add_argument("--negatives", choices=("dev", "nomatch"), default="dev",
+                        help="unanswerable questions to fit on: dev questions over the default corpus (default) or evals/nomatch")
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
@@ -83,15 +114,25 @@ def main(argv: list[str] | None = None) -> int:
         from evals.pipeline import import_beir_corpus
 
         pos_parts = []
+        dev_questions: list[str] = []
         for name in args.sets:
             evalset = load_beir(args.devsets / name)
+            questions = [evalset.queries[q] for q in evalset.judged_queries()[:PER_SET]]
+            dev_questions += questions
             service = _service([import_beir_corpus(args.devsets / name, args.cache_dir)], args.cache_dir, embedder)
-            rows, _ = evidence_rows(service, [evalset.queries[q] for q in evalset.judged_queries()[:PER_SET]])
+            rows, _ = evidence_rows(service, questions)
             pos_parts.append(rows)
             print(f"{name}: {len(rows)} answerable questions", file=sys.stderr)
         pos = np.vstack(pos_parts)
         pos = pos[~np.isnan(pos).any(axis=1)]
-        negatives = neg[~np.isnan(neg).any(axis=1)]
+        if args.negatives == "dev":
+            topics = corpus_topic_words([a.title for a in default.index.articles.values()], dev_questions)
+            unanswerable = off_corpus(list(dict.fromkeys(dev_questions)), topics)
+            dev_neg, _ = evidence_rows(default, unanswerable)
+            negatives = dev_neg[~np.isnan(dev_neg).any(axis=1)]
+            print(f"unanswerable: {len(unanswerable)} dev questions over the default corpus ({len(negatives)} past the model-free rules)", file=sys.stderr)
+        else:
+            negatives = neg[~np.isnan(neg).any(axis=1)]
         x = np.vstack([pos, negatives])
         y = np.concatenate([np.ones(len(pos)), np.zeros(len(negatives))])
         model = LogisticRegression(class_weight="balanced", C=1.0, max_iter=1000).fit(x, y)
@@ -132,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.write and not args.check:
         card = {"embedding_model": policy.model, "evidence": list(EVIDENCE), "weights": list(policy.weights), "bias": policy.bias,
                 "threshold": policy.threshold, "fitted_on": {"answerable": {n: f"first {PER_SET} judged queries (by id) of var/devsets/{n}" for n in args.sets},
-                                                              "unanswerable": "evals/nomatch/queries.jsonl over corpus/"},
+                                                              "unanswerable": "evals/nomatch/queries.jsonl over corpus/" if args.negatives == "nomatch" else
+                                                              f"the same dev questions over corpus/, without those using a topic word of its titles (share <= {TOPIC_SHARE})"},
                 "threshold_rule": f"the lowest probability that flags at most {MAX_FLAGGED_DEV:.0%} of the answerable dev questions",
-                "not_used_to_fit": "evals/gold (the check)", "result": report, "built_by": "python -m evals.nomatch_calibration --write"}
+                "not_used_to_fit": "evals/gold (the check)" + (", evals/nomatch (the other check)" if args.negatives == "dev" else ""), "result": report, "built_by": "python -m evals.nomatch_calibration --write"}
         POLICY_FILE.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {POLICY_FILE}", file=sys.stderr)
     return 0

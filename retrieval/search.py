@@ -32,6 +32,7 @@ import numpy as np
 from indexer.chunking import Chunk
 from indexer.embedding import Embedder
 from indexer.index_store import ArticleRecord, IndexManifest, LoadedIndex
+from indexer.lexical import tokenize
 from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from retrieval.abbreviations import Abbreviations
 from retrieval.batching import QueryBatcher
@@ -243,6 +244,7 @@ class SearchService:
         self.no_match_policy: NoMatchPolicy = no_match or NoMatchPolicy.model_free()
         self._features = FeatureExtractor(index)
         self._section_of_chunk = self._features.section_of
+        self._retracted = np.fromiter((cites_retracted(c) for c in index.chunks), dtype=bool, count=len(index.chunks))
         self._id_order = np.argsort(np.argsort(np.array([c.id for c in index.chunks], dtype=object), kind="stable"), kind="stable")
 
     def over(self, index: LoadedIndex) -> "SearchService":
@@ -388,7 +390,7 @@ class SearchService:
                 evidence = self._evidence(parsed, vector, min(depth, len(chunks)), admitted) if cfg.no_match else None
             if cfg.negation and parsed.negated:
                 hits = demote_negated(hits, parsed.negated)
-            if filters.retracted == "demote":
+            if filters.retracted == "demote" and self._retracted.any():
                 # Stable: order within each group stays the fused order.
                 hits = [h for h in hits if not cites_retracted(h.chunk)] + [h for h in hits if cites_retracted(h.chunk)]
             if cfg.no_match and evidence is not None and hits:
@@ -427,22 +429,26 @@ class SearchService:
             bm25_all = np.where(admitted, bm25_all, 0.0)
         dense_list = self._dense(vector, depth, admitted)
         lexical_ids = [int(i) for i in _top(bm25_all, depth) if bm25_all[i] > 0]
-        section_sims = self._section_vectors @ vector.astype(np.float32) if len(self._section_vectors) else np.zeros(0, dtype=np.float32)
+        # The best sections by FAISS (one thread); a product over every section vector would run
+        # BLAS on all cores, which on a busy machine costs more than the whole rest of the query.
         heading_ids: list[int] = []
-        for s in _top(section_sims, min(depth, len(section_sims))):
-            heading_ids.extend(i for i in self._chunks_of_section[int(s)] if admitted is None or admitted[i])
+        for s, _ in self.section_scores(vector, depth):
+            heading_ids.extend(i for i in self._chunks_of_section[s] if admitted is None or admitted[i])
         ids = np.unique(np.fromiter([i for i, _ in dense_list] + lexical_ids + heading_ids, dtype=np.int64))
-        dense = self._chunk_vectors[ids] @ vector.astype(np.float32) if len(ids) else np.zeros(0, dtype=np.float32)
+        query = vector.astype(np.float32)
+        dense = _rows_dot(self._chunk_vectors, ids, query)
         bm25 = bm25_all[ids].astype(np.float32)
-        heading = section_sims[self._section_of_chunk[ids]] if len(ids) else np.zeros(0, dtype=np.float32)
+        heading = _rows_dot(self._section_vectors, self._section_of_chunk[ids], query)
         features = self._features.matrix(parsed.question, terms, ids, dense, bm25, heading)
         return Candidates(ids, dense, bm25, heading, features, terms)
 
     def _learned(self, parsed: ParsedQuery, vector: np.ndarray, depth: int, admitted: np.ndarray | None) -> tuple[list[Hit], Evidence]:
+        """The candidates ordered by the learned ranker: the best `depth` of them as hits (as
+        many as every other path gives), with the no-match evidence."""
         cands = self.candidates(parsed, vector, depth, admitted)
         scores = self.ranker.score(cands.features) if self.ranker is not None else np.zeros(len(cands.ids))
         chunks = self.index.chunks
-        order = [int(j) for j in np.lexsort((self._id_order[cands.ids], -np.round(scores, 9)))]  # ties by chunk id
+        order = np.lexsort((self._id_order[cands.ids], -np.round(scores, 9)))[:depth].tolist()  # ties by chunk id
         hits = [Hit(rank=0, score=float(scores[j]), chunk=chunks[int(cands.ids[j])],
                     signals={"dense": float(cands.dense[j]), "lexical": float(cands.bm25[j]), "heading": float(cands.heading[j])}) for j in order]
         return hits, self._evidence_of(parsed, cands)
@@ -462,8 +468,18 @@ class SearchService:
         by cosine and the best `best` by BM25, whatever ranks them."""
         if not len(cands.ids):
             return Evidence.of(cands, [])
-        top = set(np.argsort(-cands.dense)[:best].tolist()) | set(np.argsort(-cands.bm25)[:best].tolist())
-        texts = [self.index.chunks[int(cands.ids[j])].embed_text or self.index.chunks[int(cands.ids[j])].text for j in sorted(top)]
+        top = np.array(sorted(set(np.argsort(-cands.dense)[:best].tolist()) | set(np.argsort(-cands.bm25)[:best].tolist())), dtype=np.int64)
+        # Only a passage that holds both words of one of the question's word pairs (by the BM25
+        # postings) can add to phrase_cover, so only those are read and tokenized.
+        words = tokenize(parsed.question)
+        pairs = set(zip(words, words[1:])) if len(words) > 1 else {(w, w) for w in words}
+        ids = cands.ids[top]
+        holds = np.zeros(len(ids), dtype=bool)
+        lexical = self.index.lexical
+        for a, b in pairs:
+            holds |= np.isin(ids, lexical.postings(a)) & np.isin(ids, lexical.postings(b))
+        chunks = self.index.chunks
+        texts = [chunks[int(i)].embed_text or chunks[int(i)].text for i in ids[holds]]
         return Evidence.of(cands, [], texts, parsed.question)
 
     def _evidence(self, parsed: ParsedQuery, vector: np.ndarray | None, depth: int, admitted: np.ndarray | None) -> Evidence | None:
@@ -525,6 +541,13 @@ def _flat_vectors(faiss_index) -> np.ndarray:
         return faiss.rev_swig_ptr(faiss_index.get_xb(), n * d).reshape(n, d)
     except AttributeError:
         return faiss_index.reconstruct_n(0, n)
+
+
+def _rows_dot(matrix: np.ndarray, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """matrix[rows] @ vector (float32, len(rows)), one row at a time in einsum (no BLAS threads)."""
+    if not len(rows):
+        return np.zeros(0, dtype=np.float32)
+    return np.einsum("ij,j->i", matrix[rows], vector)
 
 
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:
