@@ -128,6 +128,14 @@ class QueryTerms:
                    [t for t in seen if not lexical.knows(t)])
 
 
+def holds(ids: np.ndarray, posting: np.ndarray, n_chunks: int) -> np.ndarray:
+    """Whether each chunk of `ids` is in `posting` (chunk ids below `n_chunks`), as a bool array:
+    np.isin's answer, by marking the posting in a mask (np.isin sorts both on every call)."""
+    mask = np.zeros(n_chunks, dtype=bool)
+    mask[posting] = True
+    return mask[ids]
+
+
 class FeatureExtractor:
     """Per-index arrays computed once (each passage's position, length, evidence kinds and the
     question types its opening speaks of; each section's question types, whether its title or a
@@ -205,8 +213,9 @@ class FeatureExtractor:
             covered = np.zeros(n)
             title = np.zeros(self._n_sections)
             headings = np.zeros(self._n_sections)
+            n_chunks = len(self.position)
             for token, weight, posting in zip(terms.tokens, terms.idf, terms.postings):
-                covered += weight * np.isin(ids, posting)
+                covered += weight * holds(ids, posting, n_chunks)
                 if token in self._title_of:
                     title[self._title_of[token]] += weight
                 if token in self._heading_of:
@@ -214,7 +223,7 @@ class FeatureExtractor:
             out[:, col["text_cover"]] = covered / total
             out[:, col["title_cover"]] = title[sections] / total
             out[:, col["heading_cover"]] = headings[sections] / total
-            out[:, col["rare_cover"]] = np.isin(ids, terms.postings[int(np.argmax(terms.idf))])
+            out[:, col["rare_cover"]] = holds(ids, terms.postings[int(np.argmax(terms.idf))], n_chunks)
         asked = asked_mask(question)
         out[:, col["query_has_type"]] = float(bool(asked))
         out[:, col["query_terms"]] = len(terms.tokens) + len(terms.unknown)

@@ -40,6 +40,7 @@ from retrieval.negation import demote_negated
 from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Candidates, Evidence, NoMatchPolicy
 from retrieval.query_understanding import ParsedQuery, QueryUnderstanding
 from retrieval.ranker import FeatureExtractor, LearnedRanker, QueryTerms, default_ranker
+from retrieval.ranker import holds as posting_holds
 from retrieval.reviews import ArticleReview, ReviewBook
 
 RETRIEVERS = ("dense", "lexical", "hybrid")
@@ -476,9 +477,9 @@ class SearchService:
         ids = cands.ids[top]
         holds = np.zeros(len(ids), dtype=bool)
         lexical = self.index.lexical
-        for a, b in pairs:
-            holds |= np.isin(ids, lexical.postings(a)) & np.isin(ids, lexical.postings(b))
         chunks = self.index.chunks
+        for a, b in pairs:
+            holds |= posting_holds(ids, lexical.postings(a), len(chunks)) & posting_holds(ids, lexical.postings(b), len(chunks))
         texts = [chunks[int(i)].embed_text or chunks[int(i)].text for i in ids[holds]]
         return Evidence.of(cands, [], texts, parsed.question)
 

@@ -199,3 +199,15 @@ def test_weak_evidence_gives_suggestions_gibberish_does_not(index):
     r = service.search("ferritin threshold", 5)
     assert r.hits == [] and r.no_match == WEAK_EVIDENCE and len(r.suggestions) == 3
     assert service.search("asdfgh qwerty", 5).suggestions == []
+
+
+def test_posting_membership_is_np_isin():
+    import numpy as np
+
+    from retrieval.ranker import holds
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        posting = np.unique(rng.integers(0, 500, rng.integers(0, 60)))
+        ids = np.unique(rng.integers(0, 500, 40))
+        assert (holds(ids, posting, 500) == np.isin(ids, posting)).all()
