@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--devsets", type=Path, default=Path("var/devsets"))
     parser.add_argument("--cache-dir", type=Path, default=Path("var/eval-cache"))
-    parser.add_argument("--heldout", action="store_true", help="only the learned ranker's held-out queries (not for gold, which it never saw)")
+    parser.add_argument("--heldout", action="store_true", help="only the learned ranker's held-out queries (its split, the same for every set)")
     parser.add_argument("--out", type=Path, default=Path("runs/table"))
     parser.add_argument("--limit", type=int)
     args = parser.parse_args(argv)
@@ -69,12 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     table = json.loads((args.out / "table.json").read_text()) if (args.out / "table.json").exists() else {}
     for name in args.sets:
         evalset, corpus_dirs = load_set(name, args.devsets, args.cache_dir, list(settings.corpus_dirs))
-        if args.heldout and name != "gold":
+        if args.heldout:
             evalset = evalset.subset([q for q in evalset.judged_queries() if is_heldout(q)])
         evalset = evalset.limit(args.limit)
         root = cached_index(corpus_dirs, args.cache_dir, embedder, log=lambda m: print(m, file=sys.stderr))
         service = SearchService(load_index(root, ModelInfo.of(embedder)), embedder, cache_size=100_000)
-        key = f"{name}{' (held out)' if args.heldout and name != 'gold' else ''}"
+        key = f"{name}{' (held out)' if args.heldout else ''}"
         table.setdefault(key, {})
         for config in args.configs:
             cfg, flags = CONFIGS[config]

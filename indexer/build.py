@@ -22,6 +22,7 @@ from indexer.chunking import ChunkerSettings, chunk_article
 from indexer.embedding import Embedder
 from indexer.index_store import ArticleRecord, BuildInfo, CorpusInfo, Counts, IndexManifest, LexicalInfo, ModelInfo, SectionVectors
 from indexer.lexical import LexicalIndex, term_counts
+from indexer.spelling import count_words
 from indexer.vocabulary import Problem
 
 
@@ -380,6 +381,8 @@ def build_index(
             np.frombuffer(b"".join(e.terms_per_chunk for e in corpus.entries), dtype=np.int32),
         )
         lexical_seconds = time.perf_counter() - lexical_started
+        # The spelling dictionary's words, counted once here rather than by every server at its first query.
+        words = count_words(_texts_and_titles(corpus.entries))
         resolved = sum(e.citations[0] for e in corpus.entries)
         unresolved = sum(e.citations[1] for e in corpus.entries)
         oversized = sum(e.citations[2] for e in corpus.entries)
@@ -408,7 +411,7 @@ def build_index(
         )
         write_started = time.perf_counter()
         manifest = index_store.write_build(staging, b"".join(e.chunks for e in corpus.entries), vectors, [e.record for e in corpus.entries], sections,
-                                           lexical, manifest)
+                                           lexical, manifest, words=words)
         final = index_store.publish(root, staging, keep_builds)
         write_seconds = time.perf_counter() - write_started
     cache.snapshot(model, keys, every)  # after publishing: the next build reads these vectors in one go
@@ -431,6 +434,16 @@ def build_index(
         stages={"parse": round(parse_seconds, 3), "embed": round(embed_seconds, 3), "lexical": round(lexical_seconds, 3), "write": round(write_seconds, 3)},
         cache_seconds=dict(cache.stats.seconds),
     )
+
+
+def _texts_and_titles(entries: Sequence[_Entry]):
+    """Every chunk's text and every article's title, for the spelling words."""
+    for e in entries:
+        for line in e.chunks.split(b"\n"):
+            if line:
+                yield json.loads(line)["text"]
+        if e.record:
+            yield json.loads(e.record)["title"]
 
 
 class _EmbedTexts(Sequence):

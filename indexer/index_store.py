@@ -5,7 +5,9 @@ Layout of an index root:
     <root>/builds/<build id>/   manifest.json, vectors.faiss, chunks.jsonl, articles.jsonl,
                                 sections.jsonl + section_vectors.npy (one per section: its
                                 title and heading path, for question-to-heading matching),
-                                lexical/ (BM25 over the chunks)
+                                lexical/ (BM25 over the chunks), spelling.tsv (the
+                                index's own words and their counts, for spelling correction;
+                                optional: builds before it lack it and are still read)
     <root>/current              symlink to the published build
     <root>/.staging-<id>/       a build being written; never read by anyone
     <root>/.lock                flock held by the one build running (a second waits); holds its pid
@@ -43,11 +45,13 @@ import numpy as np
 
 from indexer.chunking import Chunk
 from indexer.embedding import ModelInfo
+from indexer.spelling import SPELLING_FILE, read_words, write_words
 from indexer.vocabulary import Audience, Problem, Reference, ReviewStatus
 
 FORMAT_VERSION = 5  # 5: article authors (account names); 4: each data file's size and SHA-256 in the manifest (`files`); 3: typed manifest, typed article records
 DATA_FILES = ("vectors.faiss", "chunks.jsonl", "articles.jsonl", "sections.jsonl", "section_vectors.npy")
 LEXICAL = "lexical"  # a directory: every file under it is a data file too
+OPTIONAL_FILES = (SPELLING_FILE,)  # listed with their checksums when a build has them; older builds of this format do not
 FILES = ("manifest.json", *DATA_FILES, LEXICAL)
 KEEP_BUILDS = 3  # builds kept under builds/, the published one included: what a damaged build falls back to
 
@@ -322,6 +326,7 @@ class LoadedIndex:
     fallback: str | None = None
     loaded_at: str = ""  # when it was read from disk (ISO 8601, UTC)
     chunk_keys: dict[bytes, Chunk] = dataclasses.field(default_factory=dict, repr=False)  # digest of each chunks.jsonl line -> its chunk (see load_build)
+    words: dict[str, int] | None = None  # spelling.tsv: the index's own words with their counts (None: a build without it)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -377,7 +382,7 @@ def new_staging_dir(root: Path) -> Path:
 def _data_files(directory: Path) -> list[str]:
     """The data files of a build directory, as manifest paths, in a fixed order."""
     lexical = sorted(p.relative_to(directory).as_posix() for p in (directory / LEXICAL).rglob("*") if p.is_file())
-    return [*DATA_FILES, *lexical]
+    return [*DATA_FILES, *(name for name in OPTIONAL_FILES if (directory / name).exists()), *lexical]
 
 
 def json_line(data: dict[str, Any]) -> str:
@@ -390,9 +395,10 @@ def _line(item: Chunk | ArticleRecord | str) -> str:
 
 
 def write_build(staging: Path, chunks: Sequence[Chunk | str] | bytes, vectors: np.ndarray, articles: Sequence[ArticleRecord | str], sections: SectionVectors,
-                lexical, manifest: IndexManifest) -> IndexManifest:
+                lexical, manifest: IndexManifest, words: dict[str, int] | None = None) -> IndexManifest:
     """Write every file of a build into `staging`; the manifest goes last, listing each data
     file's size and SHA-256 as read back from disk. Returns the manifest as written.
+    `words` (indexer.spelling.count_words over the chunks and titles) is written as spelling.tsv.
     Chunks and articles are objects, or their lines as `json_line` writes them; chunks may
     also be the whole of chunks.jsonl as UTF-8 bytes (what the build cache keeps)."""
     import faiss  # heavy: imported on use only
@@ -415,6 +421,8 @@ def write_build(staging: Path, chunks: Sequence[Chunk | str] | bytes, vectors: n
         for sid, text in zip(sections.ids, sections.texts):
             fh.write(json.dumps({"id": sid, "text": text}, ensure_ascii=False) + "\n")
     np.save(staging / "section_vectors.npy", np.ascontiguousarray(sections.vectors, dtype=np.float32))
+    if words is not None:
+        write_words(staging / SPELLING_FILE, words)
     (staging / LEXICAL).mkdir()
     lexical.save(staging / LEXICAL)
     entries = []
@@ -650,5 +658,6 @@ def _read_build(directory: Path, manifest: IndexManifest, reuse: LoadedIndex | N
         raise _corrupt(f"index build {directory} holds {index.d}-dimensional vectors, its manifest says {manifest.model.dim}")
     if len(sections.ids) != sections.vectors.shape[0] or not {c.section_id for c in chunks} <= set(sections.ids):
         raise _corrupt(f"index build {directory} has inconsistent section vectors")
+    words = read_words(directory / SPELLING_FILE) if any(f.path == SPELLING_FILE for f in manifest.files) else None
     return LoadedIndex(directory=directory, manifest=manifest, chunks=chunks, articles=articles, faiss_index=index, sections=sections, lexical=lexical,
-                       chunk_keys=chunk_keys)
+                       chunk_keys=chunk_keys, words=words)

@@ -472,15 +472,15 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     collections = [(name, args.devsets / name) for name in args.collections]
-    missing = [str(p) for _, p in collections if not (p / "qrels").exists()]
+    missing = [str(p) for name, p in collections if name != "gold" and not (p / "qrels").exists()]
     if missing:
         print(f"medkb train-ranker: dev sets not found: {', '.join(missing)} (python -m evals.public_devsets; python -m evals.medquad_devsets)", file=sys.stderr)
         return 2
     embedder = load_embedder(settings.model_dir)
 
     def service_for(name: str) -> SearchService:
-        corpus = import_beir_corpus(args.devsets / name, args.cache_dir, log=_log)
-        root = cached_index([corpus], args.cache_dir, embedder, progress=_progress_bar, log=_log)
+        corpus = list(settings.corpus_dirs) if name == "gold" else [import_beir_corpus(args.devsets / name, args.cache_dir, log=_log)]
+        root = cached_index(corpus, args.cache_dir, embedder, progress=_progress_bar, log=_log)
         return SearchService(load_index(root, ModelInfo.of(embedder)), embedder, cache_size=4096, ranker=None, no_match=None)
 
     try:
@@ -722,7 +722,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-ranker", help="train the learned ranker on the public dev sets", description="Read every judged query of the public dev sets, gather its candidates and features as search does, train a LightGBM lambdarank model on the train folds and write it with its card (training data, split, features, held-out metrics).")
     p.add_argument("--devsets", type=Path, default=Path("var/devsets"), help="folder holding the BEIR dev sets (default var/devsets)")
-    p.add_argument("--collections", nargs="+", default=list(DEFAULT_COLLECTIONS), help="dev sets to train on")
+    p.add_argument("--collections", nargs="+", default=list(DEFAULT_COLLECTIONS), help="dev sets to train on (gold: evals/gold over the default corpus, by the same split)")
     p.add_argument("--cache-dir", type=Path, default=Path("var/eval-cache"), help="where imported corpora and their indexes are cached")
     p.add_argument("--features-cache", type=Path, default=None, help="keep each collection's features here and reuse them")
     p.add_argument("--model", type=Path, default=MODEL_FILE, help="model file to write")

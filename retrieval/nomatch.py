@@ -33,7 +33,7 @@ NO_CONTENT = "The question has no words to search for."
 NOTHING_KNOWN = "None of the question's words occurs in the knowledge base."
 WEAK_EVIDENCE = "Nothing in the knowledge base answers this question closely enough."
 
-EVIDENCE = ("best_dense", "best_heading", "best_cover", "best_cover_all", "unknown_share")
+EVIDENCE = ("best_dense", "best_heading", "best_cover", "best_cover_all", "unknown_share", "phrase_cover")
 _TEXT_COVER = FEATURES.index("text_cover")
 
 
@@ -58,21 +58,44 @@ class Evidence:
     best_cover: float  # IDF-weighted share of the query's known words in the best-covering passage
     best_cover_all: float  # the same, counting words the index does not know as uncovered
     unknown_share: float  # share of the query's content words that no passage contains
+    phrase_cover: float = 0.0  # share of the query's adjacent word pairs found adjacent in one of the best passages
 
     @classmethod
-    def of(cls, cands: Candidates, top: list[int]) -> "Evidence":
+    def of(cls, cands: Candidates, top: list[int], texts: list[str] | None = None, question: str = "") -> "Evidence":
+        """`texts`: the best passages' texts (by cosine and by BM25), for `phrase_cover`."""
         if not len(cands.ids):
-            return cls(-1.0, -1.0, 0.0, 0.0, 1.0)
+            return cls(-1.0, -1.0, 0.0, 0.0, 1.0, 0.0)
         terms = cands.terms
         known = float(terms.idf.sum())
         unseen = len(terms.unknown) * (float(terms.idf.max()) if len(terms.idf) else 1.0)
         cover = float(cands.features[:, _TEXT_COVER].max())
         words = len(terms.tokens) + len(terms.unknown)
         return cls(float(cands.dense.max()), float(cands.heading.max()), cover,
-                   cover * known / (known + unseen) if known + unseen > 0 else 0.0, len(terms.unknown) / words if words else 1.0)
+                   cover * known / (known + unseen) if known + unseen > 0 else 0.0, len(terms.unknown) / words if words else 1.0,
+                   phrase_cover(question, texts or []))
 
     def vector(self) -> np.ndarray:
         return np.array([getattr(self, name) for name in EVIDENCE], dtype=np.float64)
+
+
+def phrase_cover(question: str, texts: list[str]) -> float:
+    """Share of the question's adjacent (stemmed, stop words dropped) word pairs that some text
+    holds adjacent too; for a one-word question, whether some text holds the word."""
+    from indexer.lexical import tokenize
+
+    words = tokenize(question)
+    if not words or not texts:
+        return 0.0
+    seen_pairs: set[tuple[str, str]] = set()
+    seen_words: set[str] = set()
+    for text in texts:
+        tokens = tokenize(text)
+        seen_words.update(tokens)
+        seen_pairs.update(zip(tokens, tokens[1:]))
+    pairs = list(zip(words, words[1:]))
+    if not pairs:
+        return float(words[0] in seen_words)
+    return sum(pair in seen_pairs for pair in pairs) / len(pairs)
 
 
 @dataclass(frozen=True)

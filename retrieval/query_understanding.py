@@ -6,7 +6,8 @@
 2. shorthand: clinician shorthand (scope, 60yo, thal, lido, postop, def, ...) from
    data/shorthand.tsv is written out;
 3. spelling: a word that neither the index, English, the drug names nor the abbreviations know
-   is corrected against the index's own words and the drug names (symspellpy); words under five
+   is corrected against the index's own words (counted at index time and saved with the build:
+   indexer.spelling) and the drug names (symspellpy); words under five
    letters and known abbreviations are never touched; the result says "searched for X";
 4. negation: NOT x, -x, without x, not caused by x are taken out of the words searched and
    demote passages about x (retrieval/negation.py);
@@ -31,6 +32,7 @@ import numpy as np
 
 from indexer.index_store import LoadedIndex
 from indexer.lexical import tokenize
+from indexer.spelling import count_words
 from retrieval.abbreviations import Abbreviations, Sense
 from retrieval.drugs import DrugNames, drug_names
 from retrieval.negation import split_negation
@@ -175,16 +177,16 @@ class QueryUnderstanding:
     # ------------------------------------------------------------------ spelling
 
     def vocabulary(self) -> Counter[str]:
-        """The index's own words (lower case, letters only) with their frequency."""
+        """The index's own words (lower case, letters only) with their frequency: the build's
+        spelling.tsv (indexer.spelling, counted at index time), or, for a build without one,
+        counted here once."""
         if self._vocabulary is None:
-            with self._making:
+            with self._making:  # one count per build, however many requests ask at once
                 if self._vocabulary is None:
-                    counts: Counter[str] = Counter()
-                    for chunk in self.index.chunks:
-                        counts.update(w.lower() for w in _WORD.findall(chunk.text))
-                    for record in self.index.articles.values():
-                        counts.update(w.lower() for w in _WORD.findall(record.title))
-                    self._vocabulary = counts
+                    if self.index.words is not None:
+                        self._vocabulary = Counter(self.index.words)
+                    else:
+                        self._vocabulary = count_words([c.text for c in self.index.chunks] + [r.title for r in self.index.articles.values()])
         return self._vocabulary
 
     def _spell(self):
@@ -224,7 +226,8 @@ class QueryUnderstanding:
             distance = 2 if len(word) >= 8 else 1
             found = self._spell().lookup(word.lower(), Verbosity.CLOSEST, max_edit_distance=distance)
             # A typo seldom touches the first letter ("macular" is not a misspelled "acular").
-            found = [f for f in found if f.term[:1] == word[:1].lower()]
+            # Nor is a different ending a typo: "tetraplegic" is not a misspelled "tetraplegia".
+            found = [f for f in found if f.term[:1] == word[:1].lower() and not _other_ending(f.term, word.lower())]
             if not found:
                 return word
             best = found[0].term
@@ -265,12 +268,16 @@ class QueryUnderstanding:
         return [senses[scores.index(best)]]
 
     def drug_synonyms(self, text: str) -> list[str]:
-        """For each drug named in `text`: its generic name and up to two other names that the
-        index uses, when the query does not say them already."""
+        """For each drug named in `text` that the index never names so: its generic name and up to
+        two other names that the index uses, when the query does not say them already. (Where
+        the index uses the name typed, adding others only pulls in passages about them: on
+        MedicationQA that cost 0.03 nDCG@10.)"""
         table: DrugNames = drug_names()
         out: list[str] = []
         lowered = text.lower()
         for name, generic in table.find(text):
+            if self._postings(name) is not None:
+                continue
             candidates = [generic] + table.synonyms(name)
             added = 0
             for other in candidates:
@@ -320,6 +327,11 @@ class QueryUnderstanding:
                 words.update(tokenize(record.title))
             self._titles = frozenset(words - {tokenize(w)[0] for w in QUESTION_WORDS if tokenize(w)})
         return self._titles
+
+
+def _other_ending(candidate: str, word: str) -> bool:
+    """The same word with another ending (-ic / -ia), not two letters typed the wrong way round."""
+    return len(candidate) == len(word) and candidate[:-2] == word[:-2] and candidate[-2:] != word[-2:][::-1]
 
 
 _BRITISH = (("anaem", "anem"), ("haem", "hem"), ("oesoph", "esoph"), ("coeliac", "celiac"), ("aemia", "emia"))

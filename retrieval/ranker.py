@@ -27,7 +27,7 @@ import numpy as np
 from indexer.index_store import LoadedIndex
 from indexer.lexical import tokenize
 from indexer.vocabulary import EvidenceKind
-from retrieval.aspects import aspect_of, aspects_in
+from retrieval.aspects import ASPECT_STEMS, aspect_of
 
 DATA = Path(__file__).parent / "data"
 MODEL_FILE = DATA / "ranker.txt"
@@ -49,18 +49,35 @@ _EXTRA = {name: re.compile(r"\b(?:" + "|".join(re.escape(s) for s in stems) + r"
 _QUESTION_TITLE = re.compile(r"\?\s*$|^(?:what|how|why|when|which|who|where|is|are|can|should|does|do)\b", re.I)
 
 
+TYPES = tuple(ASPECT_STEMS) + tuple(EXTRA_TYPES)
+_ALL_TYPES = re.compile("|".join(
+    rf"(?P<t{n}>\b(?:{'|'.join(re.escape(s) for s in stems)}))"
+    for n, stems in enumerate(list(ASPECT_STEMS.values()) + list(EXTRA_TYPES.values()))), re.I)
+
+
+def type_mask(text: str) -> int:
+    """The question types `text` speaks of, as a bit mask over TYPES (one pass of one pattern:
+    where two types' stems start at the same place, the first listed wins)."""
+    mask = 0
+    for m in _ALL_TYPES.finditer(text):
+        mask |= 1 << int(m.lastgroup[1:])
+    return mask
+
+
 def question_types(text: str) -> set[str]:
     """retrieval.aspects' aspects plus the extra question types found in `text`."""
-    return aspects_in(text) | {name for name, pattern in _EXTRA.items() if pattern.search(text)}
+    mask = type_mask(text)
+    return {t for n, t in enumerate(TYPES) if mask >> n & 1}
 
 
-def asked_types(question: str) -> set[str]:
-    """What a question asks: its one aspect (retrieval.aspects.aspect_of) if it names one,
-    else the extra question types it names."""
+def asked_mask(question: str) -> int:
+    """What a question asks, as a bit mask over TYPES: its one aspect (retrieval.aspects.aspect_of)
+    if it names one, else the extra question types it names."""
     aspect = aspect_of(question)
     if aspect:
-        return {aspect}
-    return {name for name, pattern in _EXTRA.items() if pattern.search(question)}
+        return 1 << TYPES.index(aspect)
+    extra = {name for name, pattern in _EXTRA.items() if pattern.search(question)}
+    return sum(1 << TYPES.index(t) for t in extra)
 
 
 FEATURES = (
@@ -111,34 +128,55 @@ class QueryTerms:
                    [t for t in seen if not lexical.knows(t)])
 
 
+def holds(ids: np.ndarray, posting: np.ndarray, n_chunks: int) -> np.ndarray:
+    """Whether each chunk of `ids` is in `posting` (chunk ids below `n_chunks`), as a bool array:
+    np.isin's answer, by marking the posting in a mask (np.isin sorts both on every call)."""
+    mask = np.zeros(n_chunks, dtype=bool)
+    mask[posting] = True
+    return mask[ids]
+
+
 class FeatureExtractor:
-    """Per-index caches (token sets of titles and headings, question types of sections and
-    passages) and the feature matrix of one query's candidates."""
+    """Per-index arrays computed once (each passage's position, length, evidence kinds and the
+    question types its opening speaks of; each section's question types, whether its title or a
+    heading is a question, and which sections' titles and headings hold each word), and the
+    feature matrix of one query's candidates, computed from them without a loop over passages."""
 
     def __init__(self, index: LoadedIndex):
         self.index = index
-        self._section_tokens: dict[str, tuple[frozenset[str], frozenset[str], bool, frozenset[str]]] = {}
-        self._chunk_types: dict[int, frozenset[str]] = {}
-        self._first: dict[str, int] = {}
-        for i, chunk in enumerate(index.chunks):
-            self._first.setdefault(chunk.section_id, i)
-
-    def _section(self, i: int) -> tuple[frozenset[str], frozenset[str], bool, frozenset[str]]:
-        chunk = self.index.chunks[i]
-        cached = self._section_tokens.get(chunk.section_id)
-        if cached is None:
-            headings = " ".join(chunk.section_path)
-            question = bool(_QUESTION_TITLE.search(chunk.article_title)) or any(_QUESTION_TITLE.search(h) for h in chunk.section_path)
-            cached = (frozenset(tokenize(chunk.article_title)), frozenset(tokenize(headings)), question,
-                      frozenset(question_types(f"{chunk.article_title} {headings}")))
-            self._section_tokens[chunk.section_id] = cached
-        return cached
-
-    def _types(self, i: int) -> frozenset[str]:
-        cached = self._chunk_types.get(i)
-        if cached is None:
-            cached = self._chunk_types[i] = frozenset(question_types(self.index.chunks[i].text[:240]))
-        return cached
+        chunks = index.chunks
+        section_ids = list(index.sections.ids)
+        number = {sid: i for i, sid in enumerate(section_ids)}
+        n = len(chunks)
+        self.section_of = np.array([number[c.section_id] for c in chunks], dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
+        self.position = np.array([min(c.position, 30) for c in chunks], dtype=np.float32)
+        self.tokens = np.array([c.token_count / 220 for c in chunks], dtype=np.float32)
+        self.guideline = np.array([EvidenceKind.GUIDELINE in c.evidence_kinds for c in chunks], dtype=np.float32)
+        self.research = np.array([EvidenceKind.RESEARCH in c.evidence_kinds for c in chunks], dtype=np.float32)
+        self.text_types = np.array([type_mask(c.text[:240]) for c in chunks], dtype=np.int64)
+        self.first_in_section = np.zeros(n, dtype=np.float32)
+        seen: set[int] = set()
+        m = len(section_ids)
+        self.heading_types = np.zeros(m, dtype=np.int64)
+        self.question = np.zeros(m, dtype=np.float32)
+        title_of: dict[str, list[int]] = {}
+        heading_of: dict[str, list[int]] = {}
+        for i, c in enumerate(chunks):
+            s = int(self.section_of[i])
+            if s in seen:
+                continue
+            seen.add(s)
+            self.first_in_section[i] = 1.0
+            headings = " ".join(c.section_path)
+            self.question[s] = bool(_QUESTION_TITLE.search(c.article_title)) or any(_QUESTION_TITLE.search(h) for h in c.section_path)
+            self.heading_types[s] = type_mask(f"{c.article_title} {headings}")
+            for t in set(tokenize(c.article_title)):
+                title_of.setdefault(t, []).append(s)
+            for t in set(tokenize(headings)):
+                heading_of.setdefault(t, []).append(s)
+        self._title_of = {t: np.array(v, dtype=np.int64) for t, v in title_of.items()}
+        self._heading_of = {t: np.array(v, dtype=np.int64) for t, v in heading_of.items()}
+        self._n_sections = m
 
     def matrix(self, question: str, terms: QueryTerms, ids: np.ndarray, dense: np.ndarray, bm25: np.ndarray, heading: np.ndarray) -> np.ndarray:
         """Features (len(ids), len(FEATURES)) of the candidates `ids`, given their cosine,
@@ -168,39 +206,38 @@ class FeatureExtractor:
         out[:, col["heading_rank"]] = np.log2(1 + hr)
         out[:, col["rrf"]] = 60 * (1 / (60 + dr) + 1 / (60 + br) + 1 / (60 + hr))
 
-        # Word coverage, weighted by IDF, from the BM25 postings (no passage is re-read).
+        # Word coverage, weighted by IDF, from the BM25 postings and the title/heading word lists.
+        sections = self.section_of[ids]
         total = float(terms.idf.sum())
         if terms.tokens and total > 0:
             covered = np.zeros(n)
-            for weight, posting in zip(terms.idf, terms.postings):
-                covered += weight * np.isin(ids, posting, assume_unique=False)
+            title = np.zeros(self._n_sections)
+            headings = np.zeros(self._n_sections)
+            n_chunks = len(self.position)
+            for token, weight, posting in zip(terms.tokens, terms.idf, terms.postings):
+                covered += weight * holds(ids, posting, n_chunks)
+                if token in self._title_of:
+                    title[self._title_of[token]] += weight
+                if token in self._heading_of:
+                    headings[self._heading_of[token]] += weight
             out[:, col["text_cover"]] = covered / total
-            rarest = terms.postings[int(np.argmax(terms.idf))]
-            out[:, col["rare_cover"]] = np.isin(ids, rarest)
-        asked = asked_types(question)
+            out[:, col["title_cover"]] = title[sections] / total
+            out[:, col["heading_cover"]] = headings[sections] / total
+            out[:, col["rare_cover"]] = holds(ids, terms.postings[int(np.argmax(terms.idf))], n_chunks)
+        asked = asked_mask(question)
         out[:, col["query_has_type"]] = float(bool(asked))
         out[:, col["query_terms"]] = len(terms.tokens) + len(terms.unknown)
-        weights = dict(zip(terms.tokens, terms.idf))
-        questions = 0
-        for row, i in enumerate(ids):
-            i = int(i)
-            title_tokens, heading_tokens, is_question, heading_types = self._section(i)
-            if total > 0:
-                out[row, col["title_cover"]] = sum(w for t, w in weights.items() if t in title_tokens) / total
-                out[row, col["heading_cover"]] = sum(w for t, w in weights.items() if t in heading_tokens) / total
-            if asked:
-                out[row, col["type_match_heading"]] = 1.0 if asked & heading_types else (-1.0 if heading_types else 0.0)
-                text_types = self._types(i)
-                out[row, col["type_match_text"]] = 1.0 if asked & text_types else (-1.0 if text_types else 0.0)
-            out[row, col["title_question"]] = float(is_question)
-            questions += is_question
-            chunk = self.index.chunks[i]
-            out[row, col["position"]] = min(chunk.position, 30)
-            out[row, col["first_in_section"]] = float(self._first.get(chunk.section_id) == i)
-            out[row, col["tokens"]] = chunk.token_count / 220
-            out[row, col["guideline"]] = float(EvidenceKind.GUIDELINE in chunk.evidence_kinds)
-            out[row, col["research"]] = float(EvidenceKind.RESEARCH in chunk.evidence_kinds)
-        out[:, col["title_question_share"]] = questions / n
+        if asked:
+            for name, masks in (("type_match_heading", self.heading_types[sections]), ("type_match_text", self.text_types[ids])):
+                out[:, col[name]] = np.where(masks & asked, 1.0, np.where(masks != 0, -1.0, 0.0))
+        is_question = self.question[sections]
+        out[:, col["title_question"]] = is_question
+        out[:, col["title_question_share"]] = float(is_question.mean())
+        out[:, col["position"]] = self.position[ids]
+        out[:, col["first_in_section"]] = self.first_in_section[ids]
+        out[:, col["tokens"]] = self.tokens[ids]
+        out[:, col["guideline"]] = self.guideline[ids]
+        out[:, col["research"]] = self.research[ids]
         return out
 
 

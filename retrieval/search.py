@@ -38,9 +38,10 @@ from retrieval.abbreviations import Abbreviations
 from retrieval.backends.base import SearchBackend, Selection
 from retrieval.batching import QueryBatcher
 from retrieval.negation import demote_negated
-from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, Candidates, Evidence, NoMatchPolicy
+from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Candidates, Evidence, NoMatchPolicy
 from retrieval.query_understanding import ParsedQuery, QueryUnderstanding
 from retrieval.ranker import FeatureExtractor, LearnedRanker, QueryTerms, default_ranker
+from retrieval.ranker import holds as posting_holds
 from retrieval.reviews import ArticleReview, ReviewBook
 from retrieval.vector_cache import VectorCache
 
@@ -233,7 +234,6 @@ class SearchService:
         self.abbreviations = abbreviations if abbreviations is not None else Abbreviations.load()
         position = {sid: i for i, sid in enumerate(index.sections.ids)}
         self._chunks_of_section: list[list[int]] = [[] for _ in index.sections.ids]
-        self._section_of_chunk = np.zeros(len(index.chunks), dtype=np.int64)
         for i, chunk in enumerate(index.chunks):
             self._chunks_of_section[position[chunk.section_id]].append(i)
             self._section_of_chunk[i] = position[chunk.section_id]
@@ -253,6 +253,9 @@ class SearchService:
             no_match = no_match if no_match is not None and no_match.model == model else NoMatchPolicy.model_free()
         self.no_match_policy: NoMatchPolicy = no_match or NoMatchPolicy.model_free()
         self._features = FeatureExtractor(index)
+        self._section_of_chunk = self._features.section_of
+        self._retracted = np.fromiter((cites_retracted(c) for c in index.chunks), dtype=bool, count=len(index.chunks))
+        self._id_order = np.argsort(np.argsort(np.array([c.id for c in index.chunks], dtype=object), kind="stable"), kind="stable")
 
     def over(self, index: LoadedIndex) -> "SearchService":
         """This engine over another build (a server swapping to a newly published one): the same
@@ -392,7 +395,7 @@ class SearchService:
                 evidence = self._evidence(parsed, vector, min(depth, len(chunks)), admitted) if cfg.no_match else None
             if cfg.negation and parsed.negated:
                 hits = demote_negated(hits, parsed.negated)
-            if filters.retracted == "demote":
+            if filters.retracted == "demote" and self._retracted.any():
                 # Stable: order within each group stays the fused order.
                 hits = [h for h in hits if not cites_retracted(h.chunk)] + [h for h in hits if cites_retracted(h.chunk)]
             if cfg.no_match and evidence is not None and hits:
@@ -402,7 +405,8 @@ class SearchService:
             hits = _diversify(hits, cfg.max_per_article)[:k]
             for rank, hit in enumerate(hits, start=1):
                 hit.rank = rank
-        if no_match and chunks and parsed.has_content and vector_free_suggestions_ok(cfg):
+        if no_match == WEAK_EVIDENCE and vector_free_suggestions_ok(cfg):
+            # Near, if not answering: the nearest articles are worth offering (not for gibberish).
             suggestions = [self.index.articles[a].title for a, _ in self.nearest_articles(text, 3) if a in self.index.articles]
         return SearchResult(
             query=query,
@@ -426,25 +430,29 @@ class SearchService:
         terms = QueryTerms.of(self.index.lexical, parsed.lexical_text)
         dense_list = self._dense(vector, depth, admitted)
         lexical_ids = [i for i, _ in self.backend.lexical(terms.tokens, depth, admitted)] if terms.tokens else []
-        section_sims = self._section_vectors @ vector.astype(np.float32) if len(self._section_vectors) else np.zeros(0, dtype=np.float32)
+        # The best sections by FAISS (one thread); a product over every section vector would run
+        # BLAS on all cores, which on a busy machine costs more than the whole rest of the query.
         heading_ids: list[int] = []
-        for s in _top(section_sims, min(depth, len(section_sims))):
-            heading_ids.extend(i for i in self._chunks_of_section[int(s)] if admitted is None or admitted.mask[i])
-        ids = np.array(sorted({i for i, _ in dense_list} | set(lexical_ids) | set(heading_ids)), dtype=np.int64)
-        dense = self.backend.dense_scores(vector, ids)
+        for s, _ in self.section_scores(vector, depth):
+            heading_ids.extend(i for i in self._chunks_of_section[s] if admitted is None or admitted.mask[i])
+        ids = np.unique(np.fromiter([i for i, _ in dense_list] + lexical_ids + heading_ids, dtype=np.int64))
+        query = vector.astype(np.float32)
+        dense = self.backend.dense_scores(query, ids)
         bm25 = self.backend.lexical_scores(terms.tokens, ids) if terms.tokens else np.zeros(len(ids), dtype=np.float32)
-        heading = section_sims[self._section_of_chunk[ids]] if len(ids) else np.zeros(0, dtype=np.float32)
+        heading = _rows_dot(self._section_vectors, self._section_of_chunk[ids], query)
         features = self._features.matrix(parsed.question, terms, ids, dense, bm25, heading)
         return Candidates(ids, dense, bm25, heading, features, terms)
 
     def _learned(self, parsed: ParsedQuery, vector: np.ndarray, depth: int, admitted: Selection | None) -> tuple[list[Hit], Evidence]:
+        """The candidates ordered by the learned ranker: the best `depth` of them as hits (as
+        many as every other path gives), with the no-match evidence."""
         cands = self.candidates(parsed, vector, depth, admitted)
         scores = self.ranker.score(cands.features) if self.ranker is not None else np.zeros(len(cands.ids))
         chunks = self.index.chunks
-        order = sorted(range(len(cands.ids)), key=lambda j: (-round(float(scores[j]), 9), chunks[int(cands.ids[j])].id))
+        order = np.lexsort((self._id_order[cands.ids], -np.round(scores, 9)))[:depth].tolist()  # ties by chunk id
         hits = [Hit(rank=0, score=float(scores[j]), chunk=chunks[int(cands.ids[j])],
                     signals={"dense": float(cands.dense[j]), "lexical": float(cands.bm25[j]), "heading": float(cands.heading[j])}) for j in order]
-        return hits, Evidence.of(cands, order[:1])
+        return hits, self._evidence_of(parsed, cands)
 
     def evidence(self, query: str, settings: RetrievalSettings | None = None) -> Evidence | None:
         """How well the best candidates match `query` (what the no-match policy judges); None
@@ -454,13 +462,32 @@ class SearchService:
         if not self.index.chunks or not parsed.has_content or not parsed.known:
             return None
         vector = self.embed_query(parsed.text)
-        return Evidence.of(self.candidates(parsed, vector, min(cfg.candidates, len(self.index.chunks))), [])
+        return self._evidence_of(parsed, self.candidates(parsed, vector, min(cfg.candidates, len(self.index.chunks))))
+
+    def _evidence_of(self, parsed: ParsedQuery, cands: Candidates, best: int = 10) -> Evidence:
+        """The evidence of a query's candidates; the phrases are looked for in the best `best`
+        by cosine and the best `best` by BM25, whatever ranks them."""
+        if not len(cands.ids):
+            return Evidence.of(cands, [])
+        top = np.array(sorted(set(np.argsort(-cands.dense)[:best].tolist()) | set(np.argsort(-cands.bm25)[:best].tolist())), dtype=np.int64)
+        # Only a passage that holds both words of one of the question's word pairs (by the BM25
+        # postings) can add to phrase_cover, so only those are read and tokenized.
+        words = tokenize(parsed.question)
+        pairs = set(zip(words, words[1:])) if len(words) > 1 else {(w, w) for w in words}
+        ids = cands.ids[top]
+        holds = np.zeros(len(ids), dtype=bool)
+        lexical = self.index.lexical
+        chunks = self.index.chunks
+        for a, b in pairs:
+            holds |= posting_holds(ids, lexical.postings(a), len(chunks)) & posting_holds(ids, lexical.postings(b), len(chunks))
+        texts = [chunks[int(i)].embed_text or chunks[int(i)].text for i in ids[holds]]
+        return Evidence.of(cands, [], texts, parsed.question)
 
     def _evidence(self, parsed: ParsedQuery, vector: np.ndarray | None, depth: int, admitted: Selection | None) -> Evidence | None:
         """The no-match evidence of a result ordered without the learned ranker (None without a query vector)."""
         if vector is None:
             return None
-        return Evidence.of(self.candidates(parsed, vector, depth, admitted), [])
+        return self._evidence_of(parsed, self.candidates(parsed, vector, depth, admitted))
 
     def _fuse(self, lists: dict[str, list[tuple[int, float]]], cfg: RetrievalSettings) -> list[Hit]:
         chunks = self.index.chunks
@@ -503,6 +530,13 @@ def open_service(index_dir: Path, model_dir: Path | None = None, settings: Retri
 def vector_free_suggestions_ok(cfg: RetrievalSettings) -> bool:
     """Suggestions embed the query; a lexical-only search never runs the model."""
     return cfg.retriever != "lexical"
+
+
+def _rows_dot(matrix: np.ndarray, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """matrix[rows] @ vector (float32, len(rows)), one row at a time in einsum (no BLAS threads)."""
+    if not len(rows):
+        return np.zeros(0, dtype=np.float32)
+    return np.einsum("ij,j->i", matrix[rows], vector)
 
 
 def _top(scores: np.ndarray, depth: int) -> np.ndarray:

@@ -163,3 +163,18 @@ def test_load_nomatch_reads_the_project_set_and_rejects_bad_lines(tmp_path):
             load_nomatch(bad)
     with pytest.raises(EvalSetError, match="missing"):
         load_nomatch(tmp_path / "nowhere.jsonl")
+
+
+def test_unanswerable_dev_questions_are_those_that_name_no_topic_of_the_default_corpus():
+    from evals.nomatch_calibration import corpus_topic_words, off_corpus
+
+    titles = ["How should iron deficiency anemia be treated?", "When is a red cell transfusion indicated?"]
+    questions = ["how to treat acne", "what is the treatment for anemia in pregnancy", "how is psoriasis treated",
+                 "what causes gout", "can iron tablets cause constipation", "when is surgery indicated for gallstones",
+                 "how is eczema treated", "what is the dose of ibuprofen", "how should a migraine be treated", "is a transfusion safe"]
+    topics = corpus_topic_words(titles, questions, share=0.2)
+    # words most of the questions use ("treat") name no topic; rare title words ("anemia", "iron") do
+    assert {"anemia", "iron", "transfus"} <= topics and "treat" not in topics
+    kept = off_corpus(questions, topics)
+    assert "how to treat acne" in kept and "what causes gout" in kept
+    assert not {"what is the treatment for anemia in pregnancy", "can iron tablets cause constipation", "is a transfusion safe"} & set(kept)

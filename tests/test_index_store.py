@@ -207,3 +207,41 @@ def test_an_older_or_damaged_manifest_is_stale_not_an_error(tiny_corpus, tmp_pat
     assert not is_up_to_date(root, [tiny_corpus], ChunkerSettings(), fake_embedder.checksum)
     (build / "manifest.json").write_text("{not json")
     assert not is_up_to_date(root, [tiny_corpus], ChunkerSettings(), fake_embedder.checksum)
+
+
+def test_the_spelling_words_are_counted_at_build_time_and_checked_like_any_data_file(tiny_corpus, tmp_path, fake_embedder):
+    root = tmp_path / "index"
+    build_index([tiny_corpus], root, fake_embedder)
+    loaded = load_index(root, ModelInfo.of(fake_embedder))
+    # every word of the chunks' text and the titles, lower-cased, with how often it occurs
+    from indexer.spelling import count_words
+
+    expected = count_words([c.text for c in loaded.chunks] + [a.title for a in loaded.articles.values()])
+    assert loaded.words == dict(expected) and loaded.words["microcytosis"] >= 1
+    assert "spelling.tsv" in {f.path for f in loaded.manifest.files}
+    # damaged like any listed data file: refused, naming it
+    spelling = loaded.directory / "spelling.tsv"
+    spelling.write_text(spelling.read_text(encoding="utf-8").replace("\t", " ", 1), encoding="utf-8")
+    with pytest.raises(IndexCorrupt, match="spelling.tsv"):
+        index_store.load_build(loaded.directory)
+
+
+def test_a_build_without_spelling_words_still_loads_and_the_speller_counts_them(tiny_corpus, tmp_path, fake_embedder):
+    import json
+
+    from retrieval.abbreviations import Abbreviations
+    from retrieval.query_understanding import QueryUnderstanding
+
+    root = tmp_path / "index"
+    report = build_index([tiny_corpus], root, fake_embedder)
+    directory = report.directory
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["files"] = [f for f in manifest["files"] if f["path"] != "spelling.tsv"]
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    (directory / "spelling.tsv").unlink()
+    loaded = load_index(root, ModelInfo.of(fake_embedder))
+    assert loaded.words is None
+    with_file = build_index([tiny_corpus], tmp_path / "again", fake_embedder)
+    fresh = load_index(tmp_path / "again", ModelInfo.of(fake_embedder))
+    assert with_file.directory is not None
+    assert QueryUnderstanding(loaded, Abbreviations.load()).vocabulary() == QueryUnderstanding(fresh, Abbreviations.load()).vocabulary()

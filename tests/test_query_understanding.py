@@ -11,7 +11,7 @@ from indexer.build import build_index
 from indexer.index_store import load_index
 from retrieval.abbreviations import Abbreviations
 from retrieval.negation import split_negation
-from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Evidence, NoMatchPolicy
+from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Evidence, NoMatchPolicy, phrase_cover
 from retrieval.query_understanding import condense, content_words
 from retrieval.ranker import FEATURES, LearnedRanker
 from retrieval.search import RetrievalSettings, SearchService
@@ -127,10 +127,12 @@ def test_content_words():
 
 
 def test_weak_evidence_policy():
-    policy = NoMatchPolicy(model="m", weights=(10.0, 0.0, 0.0, 0.0, 0.0), bias=-5.0, threshold=0.5)
-    assert policy.judge(Evidence(0.2, 0.0, 0.0, 0.0, 0.0)) == WEAK_EVIDENCE
-    assert policy.judge(Evidence(0.9, 0.0, 0.0, 0.0, 0.0)) is None
-    assert NoMatchPolicy.model_free().judge(Evidence(0.0, 0.0, 0.0, 0.0, 1.0)) is None
+    policy = NoMatchPolicy(model="m", weights=(10.0, 0.0, 0.0, 0.0, 0.0, 0.0), bias=-5.0, threshold=0.5)
+    assert policy.judge(Evidence(0.2, 0.0, 0.0, 0.0, 0.0, 0.0)) == WEAK_EVIDENCE
+    assert policy.judge(Evidence(0.9, 0.0, 0.0, 0.0, 0.0, 0.0)) is None
+    assert NoMatchPolicy.model_free().judge(Evidence(0.0, 0.0, 0.0, 0.0, 1.0, 0.0)) is None
+    assert phrase_cover("left shift band forms", ["a left shift with band forms"]) == 1.0
+    assert phrase_cover("warning signs of a stroke", ["signs of anaemia; warning"]) == 0.0
 
 
 def _tiny_ranker(tmp_path) -> LearnedRanker:
@@ -189,3 +191,23 @@ def test_api_says_no_match_with_a_reason(tiny_corpus, tmp_path):
         assert answer["key_points"] == [] and answer["no_match"] == NOTHING_KNOWN
         page = client.get("/", params={"q": "the"}).text
         assert NO_CONTENT.replace("'", "&#39;") in page or NO_CONTENT in page
+
+
+def test_weak_evidence_gives_suggestions_gibberish_does_not(index):
+    never = NoMatchPolicy(model="m", weights=(0.0,) * 6, bias=-10.0, threshold=0.5)
+    service = SearchService(index, FakeEmbedder(), ranker=None, no_match=never)
+    r = service.search("ferritin threshold", 5)
+    assert r.hits == [] and r.no_match == WEAK_EVIDENCE and len(r.suggestions) == 3
+    assert service.search("asdfgh qwerty", 5).suggestions == []
+
+
+def test_posting_membership_is_np_isin():
+    import numpy as np
+
+    from retrieval.ranker import holds
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        posting = np.unique(rng.integers(0, 500, rng.integers(0, 60)))
+        ids = np.unique(rng.integers(0, 500, 40))
+        assert (holds(ids, posting, 500) == np.isin(ids, posting)).all()
