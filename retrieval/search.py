@@ -236,7 +236,6 @@ class SearchService:
         self._chunks_of_section: list[list[int]] = [[] for _ in index.sections.ids]
         for i, chunk in enumerate(index.chunks):
             self._chunks_of_section[position[chunk.section_id]].append(i)
-            self._section_of_chunk[i] = position[chunk.section_id]
         # The dense and BM25 lists and scores come from the backend (retrieval/backends): FAISS +
         # bm25s over this build by default, or PostgreSQL + pgvector.
         self.backend: SearchBackend = backend if backend is not None else EmbeddedBackend(index)
