@@ -168,7 +168,12 @@ def render_inline(paragraph: Paragraph) -> str:
     cite = format_citation(paragraph.cites)
     match = _FINAL_PUNCT_RE.search(text)
     if match and match.start() > 0:
-        return f"{text[: match.start()].rstrip()} {cite}{text[match.start():]}"
+        at = match.start()
+        head = text[:at]
+        if (len(head) - len(head.rstrip("\\"))) % 2:
+            at -= 1  # the final mark is escaped ("0\." would start a list): the citation goes before its backslash
+        if at > 0:
+            return f"{text[:at].rstrip()} {cite}{text[at:]}"
     return f"{text} {cite}" if text else cite
 
 

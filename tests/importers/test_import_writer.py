@@ -59,6 +59,7 @@ def round_trip(heading: str, paragraph: str, item: str):
 @example(heading="***", paragraph="===", item="`not code` and *not emphasis* and _this_")
 @example(heading="Ends with a backslash \\", paragraph="A backslash at the end \\", item="[1]")
 @example(heading="x", paragraph="    indented text is not code", item="+ plus")
+@example(heading="x", paragraph="0.", item="y")  # an escaped final period: the citation goes before the escape
 def test_any_text_reads_back_unchanged_and_never_as_markup(heading, paragraph, item):
     parsed = round_trip(heading, paragraph, item)
     (section,) = parsed.sections
