@@ -33,7 +33,7 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]))
 FAKE_CLI = [sys.executable, str(TESTS / "fake_model_cli.py")]
 LEXICAL_FILES = ("lexical/data.csc.index.npy", "lexical/indices.csc.index.npy", "lexical/indptr.csc.index.npy",
                  "lexical/params.index.json", "lexical/vocab.index.json")
-EVERY_DATA_FILE = (*index_store.DATA_FILES, *LEXICAL_FILES)
+EVERY_DATA_FILE = (*index_store.DATA_FILES, *index_store.OPTIONAL_FILES, *LEXICAL_FILES)  # a build by `medkb index` has every optional file
 
 
 def edit_corpus(corpus: Path, words: str) -> None:
