@@ -38,7 +38,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from indexer.build import staleness
     from indexer.build_cache import open_cache
     from indexer.chunking import ChunkerSettings
-    from indexer.embedding import default_model_dir, model_checksum
+    from indexer.embedding import default_model_dir, model_checksum, model_identity
     from indexer.index_store import BuildBusy, build_lock
     from indexer.lazy_embedder import LazyEmbedder
 
@@ -51,7 +51,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     chunker = ChunkerSettings(max_tokens=args.max_tokens)
     if args.if_stale and not args.watch:
         checksum = model_checksum(settings.model_dir or default_model_dir())
-        reason = staleness(settings.index_dir, dirs, chunker, checksum)
+        reason = staleness(settings.index_dir, dirs, chunker, checksum, model_identity(settings.model_dir, settings.encoder))
         if reason is None:
             print(f"index is up to date with {', '.join(map(str, dirs))} ({settings.index_dir}/current)")
             return 0
@@ -65,7 +65,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         return EXIT_BUSY
     # The model loads only if a build needs it: an unchanged corpus, or one that only lost
     # articles, is built from the build cache without torch.
-    embedder = LazyEmbedder(settings.model_dir)
+    embedder = LazyEmbedder(settings.model_dir, encoder=settings.encoder)
     cache = open_cache(settings.build_cache_dir(), settings.build_cache_mb)
     try:
         if not args.watch:
@@ -225,7 +225,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         # The checks the server will make (checksums included), before uvicorn starts: a refusal is one line and exit 2.
         # When the published build is damaged the server falls back to the newest intact one and logs which and why.
-        directory, manifest, _ = choose_build(settings.index_dir, model_identity(settings.model_dir))
+        directory, manifest, _ = choose_build(settings.index_dir, model_identity(settings.model_dir, settings.encoder))
     except IndexMissing:
         print(f"medkb serve: no index under {settings.index_dir}. Build one with `medkb index corpus` (or run `make serve`).", file=sys.stderr)
         return 2
@@ -238,6 +238,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["MEDKB_INDEX_DIR"] = str(settings.index_dir)
     if settings.model_dir:
         os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
+    os.environ["MEDKB_ENCODER"] = settings.encoder
     uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
@@ -252,7 +253,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         service = open_service(settings.index_dir, settings.model_dir,
                                RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article, ranker=settings.ranker,
-                                                 no_match=bool(settings.no_match)), settings.query_cache_size)
+                                                 no_match=bool(settings.no_match)), settings.query_cache_size, encoder=settings.encoder)
     except IndexProblem as exc:
         print(f"medkb search: {exc}", file=sys.stderr)
         return 2
@@ -335,7 +336,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if key.startswith("dropped_"):
             print(f"medkb eval: warning: {note}; they are not scored", file=sys.stderr)
     print(f"{evalset.name}: {len(evalset.judged_queries())} judged queries, {evalset.level}-level judgments", file=sys.stderr)
-    embedder = load_embedder(settings.model_dir)
+    embedder = load_embedder(settings.model_dir, settings.encoder)
     chunker = ChunkerSettings(context_template=CONTEXT_TEMPLATES[args.embed_context])
     if args.heldout:
         from evals.ranker_training import is_heldout
@@ -389,7 +390,7 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
     if missing:
         print(f"medkb train-ranker: dev sets not found: {', '.join(missing)} (python -m evals.public_devsets; python -m evals.medquad_devsets)", file=sys.stderr)
         return 2
-    embedder = load_embedder(settings.model_dir)
+    embedder = load_embedder(settings.model_dir, settings.encoder)
 
     def service_for(name: str) -> SearchService:
         corpus = import_beir_corpus(args.devsets / name, args.cache_dir, log=_log)
@@ -425,7 +426,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.live:
         return _bench_live(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    embedder = load_embedder(settings.model_dir)
+    embedder = load_embedder(settings.model_dir, settings.encoder)
     with tempfile.TemporaryDirectory(prefix="medkb-bench-") as tmp:
         results = run_bench(sizes, embedder, _log, corpus_dirs=[Path(d) for d in args.corpus] or list(settings.corpus_dirs),
                             medquad_index=args.medquad_index, medquad_corpus=args.medquad_corpus, medquad_data=args.medquad_data,

@@ -27,7 +27,7 @@ def load_service(settings: Settings) -> SearchService:
     """Load the published index and the model, and check that they belong together. A damaged
     published build is refused for the newest intact kept one (`index.fallback` says why)."""
     return open_service(settings.index_dir, settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
-                        settings.batch_window_ms)
+                        settings.batch_window_ms, encoder=settings.encoder)
 
 
 def retrieval_settings(settings: Settings) -> RetrievalSettings:

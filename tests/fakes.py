@@ -44,3 +44,16 @@ class FakeEmbedder:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return np.stack([self._vector(t) for t in texts])
+
+
+def fake_for_encoder(encoder: str | None = None) -> FakeEmbedder:
+    """The fake embedder claiming to run as `encoder` (torch | onnx-fp32 | onnx-int8; default: the
+    MEDKB_ENCODER setting), so manifests, refusals and rebuilds can be tested without a model."""
+    from indexer.embedding import ENCODERS, configured_encoder
+    from indexer.onnx_embedding import RECIPE_IDS
+
+    fake = FakeEmbedder()
+    runtime, precision = ENCODERS[configured_encoder(encoder)]
+    if runtime != "torch":
+        fake.encoder, fake.precision, fake.recipe = runtime, precision, RECIPE_IDS[precision]
+    return fake
