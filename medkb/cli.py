@@ -431,7 +431,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results = run_bench(sizes, embedder, _log, corpus_dirs=[Path(d) for d in args.corpus] or list(settings.corpus_dirs),
                             medquad_index=args.medquad_index, medquad_corpus=args.medquad_corpus, medquad_data=args.medquad_data,
                             queries=args.queries, http_requests=args.http_requests, vectors=args.vectors, build_sample=args.build_sample,
-                            http=not args.no_http, workdir=Path(tmp))
+                            http=not args.no_http, workdir=Path(tmp), compare_encoder=args.compare_encoder)
     print(format_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -610,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_ranker)
 
     p = sub.add_parser("bench", help="measure build throughput, search latency and memory", description="Benchmarks printed as a table and written as JSON: build throughput (and its ratio to the raw model encode rate), search latency in-process and over HTTP with 1, 8 and 32 clients, server RSS and index bytes per chunk, for the default corpus, a MedQuAD index, and 1M synthetic vectors.")
-    p.add_argument("--sizes", default="default,medquad,synthetic", help="comma-separated: default, medquad, synthetic")
+    p.add_argument("--sizes", default="default,medquad,synthetic", help="comma-separated: default, medquad, synthetic, import (the whole of MedQuAD imported and indexed by real `medkb import` and `medkb index` processes, into --medquad-index when nothing is there yet) and fresh (git clone of this repository, then `make serve` until the first answer)")
     p.add_argument("--corpus", nargs="*", default=[], help="corpus directories for the default size")
     p.add_argument("--medquad-index", type=Path, default=Path("var/medquad-index"), help="an index of imported MedQuAD (medkb import medquad ... && medkb index ... --index-dir this)")
     p.add_argument("--medquad-corpus", type=Path, default=Path("var/medquad-corpus"), help="the imported MedQuAD articles, for the build-throughput sample")
@@ -620,6 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors for the vector-search-only size")
     p.add_argument("--build-sample", type=int, default=300, help="MedQuAD articles built in this run to measure throughput")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP measurements")
+    p.add_argument("--compare-encoder", choices=["torch", "onnx-fp32", "onnx-int8"], help="also build the MedQuAD sample with this encoder, for the build speed-up over it in the same run")
     p.add_argument("--live", action="store_true", help="instead: a living knowledge base over a copy of --medquad-corpus: seconds to publish after a one-article edit, a one-article delete and for an unchanged corpus, then a server under load while a `medkb index --watch` republishes edits (failed requests, p99, RSS after each swap)")
     p.add_argument("--live-cache", type=Path, help="--live: the build cache to start from (e.g. var/medquad-index/cache after `medkb index var/medquad-corpus --index-dir var/medquad-index`); default: a fresh one (the first build embeds everything)")
     p.add_argument("--live-seconds", type=float, default=60, help="--live: seconds of load")
