@@ -244,6 +244,7 @@ class SearchService:
             no_match = no_match if no_match is not None and no_match.model == model else NoMatchPolicy.model_free()
         self.no_match_policy: NoMatchPolicy = no_match or NoMatchPolicy.model_free()
         self._features = FeatureExtractor(index)
+        self._columns = None  # retrieval.admission.ChunkColumns, made on the first filtered query
 
     def over(self, index: LoadedIndex) -> "SearchService":
         """This engine over another build (a server swapping to a newly published one): the same
@@ -309,10 +310,15 @@ class SearchService:
         return sorted(best.items(), key=lambda item: (-item[1], item[0]))[:n]
 
     def _admitted(self, filters: Filters, reviews: dict[str, ArticleReview]) -> np.ndarray | None:
+        """The chunks `filters` admit (a boolean mask), or None when no filter is active; computed
+        over per-chunk columns (retrieval/admission.py) made on the first filtered query."""
         if not filters.active():
             return None
-        return np.fromiter((filters.admits(c, reviews[c.article_id].status if c.article_id in reviews else ReviewStatus.SUBMITTED)
-                            for c in self.index.chunks), dtype=bool, count=len(self.index.chunks))
+        if self._columns is None:
+            from retrieval.admission import ChunkColumns
+
+            self._columns = ChunkColumns(self.index.chunks)
+        return self._columns.admitted(filters, reviews)
 
     def _dense(self, vector: np.ndarray, depth: int, admitted: np.ndarray | None) -> list[tuple[int, float]]:
         import faiss
