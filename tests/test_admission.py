@@ -8,12 +8,13 @@ import datetime as dt
 import itertools
 from types import SimpleNamespace
 
-from fakes import FakeEmbedder
 from indexer.build import build_index
 from indexer.index_store import load_index
 from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from retrieval.admission import ChunkColumns
 from retrieval.search import Filters, SearchService
+
+from fakes import FakeEmbedder
 
 
 def _varied_chunks(tiny_corpus, tmp_path):
