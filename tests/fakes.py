@@ -48,12 +48,15 @@ class FakeEmbedder:
 
 def fake_for_encoder(encoder: str | None = None) -> FakeEmbedder:
     """The fake embedder claiming to run as `encoder` (torch | onnx-fp32 | onnx-int8; default: the
-    MEDKB_ENCODER setting), so manifests, refusals and rebuilds can be tested without a model."""
-    from indexer.embedding import ENCODERS, configured_encoder
+    MEDKB_ENCODER environment variable, else torch, like the FakeEmbedder that tests build indexes
+    with in-process), so manifests, refusals and rebuilds can be tested without a model."""
+    import os
+
+    from indexer.embedding import ENCODERS, check_encoder
     from indexer.onnx_embedding import RECIPE_IDS
 
     fake = FakeEmbedder()
-    runtime, precision = ENCODERS[configured_encoder(encoder)]
+    runtime, precision = ENCODERS[check_encoder(encoder or os.environ.get("MEDKB_ENCODER") or "torch")]
     if runtime != "torch":
         fake.encoder, fake.precision, fake.recipe = runtime, precision, RECIPE_IDS[precision]
     return fake

@@ -15,7 +15,7 @@ import pytest
 
 from indexer.build import build_index, staleness
 from indexer.chunking import ChunkerSettings
-from indexer.embedding import ENCODERS, ModelInfo, load_embedder, model_identity
+from indexer.embedding import DEFAULT_ENCODER, ENCODERS, ModelInfo, load_embedder, model_identity
 from indexer.index_store import IndexMismatch, load_index
 from indexer.onnx_embedding import RECIPE_IDS, OnnxExportError, ensure_onnx_model
 from medkb.settings import Settings
@@ -89,7 +89,7 @@ def test_the_build_cache_keeps_vectors_apart_by_encoder(fake_embedder):
 
 
 def test_the_encoder_setting(monkeypatch, tmp_path):
-    assert Settings.from_env({}).encoder == "torch"
+    assert Settings.from_env({}).encoder == DEFAULT_ENCODER == "onnx-int8"  # the table's default is the loader's
     assert Settings.from_env({"MEDKB_ENCODER": "onnx-int8"}).encoder == "onnx-int8"
     with pytest.raises(ValueError, match="unknown encoder 'onnx'.*choose one of torch, onnx-fp32, onnx-int8"):
         Settings.from_env({"MEDKB_ENCODER": "onnx"})
