@@ -417,6 +417,8 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
                               "search": in_process_latency(service, qs)}
         log(f"  search p50 {results['default']['search']['uncached_ms']['p50']} ms uncached, {results['default']['search']['cached_ms']['p50']} ms cached")
         if http:
+            loads.append(machine_load("default: HTTP, no query cache", log))
+            results["default"]["http_no_cache"] = http_latency(root, qs, http_requests, log, query_cache=False)
             loads.append(machine_load("default: HTTP", log))
             results["default"]["http"] = http_latency(root, qs, http_requests, log)
     if "medquad" in sizes:
