@@ -13,6 +13,7 @@ the same texts, measured in the same run: how close the pipeline is to the model
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -124,12 +125,14 @@ async def _load(base: str, queries: list[str], concurrency: int, requests: int) 
     return {"concurrency": concurrency, "requests": requests, "errors": errors, "requests_per_s": round(requests / elapsed, 1), **{f"{k}_ms": v for k, v in percentiles(latencies).items()}}
 
 
-def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callable[[str], None]) -> dict[str, Any]:
-    """Latency and throughput against `medkb serve` under uvicorn with 1, 8 and 32 concurrent clients."""
-
+def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callable[[str], None], query_cache: bool = True) -> dict[str, Any]:
+    """Latency and throughput against `medkb serve` under uvicorn with 1, 8 and 32 concurrent
+    clients. `query_cache=False` serves with MEDKB_QUERY_CACHE=0, so every request runs the model
+    (the figure without the LRU cache of query vectors)."""
     port = free_port()
+    env = dict(os.environ, **({} if query_cache else {"MEDKB_QUERY_CACHE": "0"}))
     proc = subprocess.Popen([sys.executable, "-m", "medkb.cli", "serve", "--index-dir", str(index_dir), "--port", str(port), "--log-level", "warning"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(base, {"server": (proc, lambda: proc.stderr.read().decode(errors="replace"))}, timeout=180)
@@ -143,8 +146,8 @@ def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callab
             runs.append(asyncio.run(_load(base, batch, concurrency, requests)))
             runs[-1]["distinct_queries"] = len(set(batch))
             r = runs[-1]
-            log(f"  http c={concurrency}: {r['requests_per_s']} req/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}")
-        return {"runs": runs, "server_rss_mb_idle": round(rss_idle, 1), "server_rss_mb_after_load": round(rss_mb(proc.pid), 1)}
+            log(f"  http c={concurrency} (query cache {'on' if query_cache else 'off'}): {r['requests_per_s']} req/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}")
+        return {"runs": runs, "query_cache": query_cache, "server_rss_mb_idle": round(rss_idle, 1), "server_rss_mb_after_load": round(rss_mb(proc.pid), 1)}
     finally:
         stop(proc)
 
@@ -267,12 +270,33 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"{name:<10} {r['chunks']:>8} {b.get('pipeline_chunks_per_s', '-'):>10} {b.get('ratio_to_raw_encode', '-'):>7} "
                      f"{s['p50']:>12} / {s['p95']} / {s['p99']:<12} {r['search']['cached_ms']['p50']:>10} {r['index_bytes_per_chunk']:>8} {r.get('http', {}).get('server_rss_mb_after_load', '-'):>7}")
     for name in ("default", "medquad"):
-        r = results.get(name, {}).get("http")
+        b, c = results.get(name, {}).get("build"), results.get(name, {}).get("build_compared")
+        if b and c:
+            lines.append("")
+            lines.append(f"build, {name} sample: {b['pipeline_chunks_per_s']} chunks/s with {results['settings'].get('encoder')}, "
+                         f"{c['pipeline_chunks_per_s']} with {c['encoder']} (x{results[name]['build_speedup']})")
+    for name, kind in (("default", "http_no_cache"), ("medquad", "http_no_cache"), ("default", "http"), ("medquad", "http")):
+        r = results.get(name, {}).get(kind)
         if r:
             lines.append("")
-            lines.append(f"HTTP /api/search, {name} ({r['runs'][0]['requests']} requests per level; server RSS {r['server_rss_mb_idle']} MB idle, {r['server_rss_mb_after_load']} MB after load)")
+            lines.append(f"HTTP /api/search, {name}, query cache {'on' if r.get('query_cache', True) else 'off (the model runs for every request)'} "
+                         f"({r['runs'][0]['requests']} requests per level; server RSS {r['server_rss_mb_idle']} MB idle, {r['server_rss_mb_after_load']} MB after load)")
             for run in r["runs"]:
                 lines.append(f"  {run['concurrency']:>2} clients: {run['requests_per_s']:>7} req/s  p50 {run['p50_ms']:>8} ms  p95 {run['p95_ms']:>8} ms  p99 {run['p99_ms']:>8} ms  errors {run['errors']}  ({run.get('distinct_queries', '?')} distinct queries)")
+    fresh = results.get("fresh")
+    if fresh:
+        lines.append("")
+        lines.append(f"fresh clone to first answer (make serve, warm pip cache): {fresh['first_answer_seconds']} s "
+                     f"(clone {fresh['clone_seconds']} s, install done at {fresh.get('install_seconds')} s, index at {fresh.get('index_seconds')} s, "
+                     f"/healthz at {fresh['healthz_seconds']} s)")
+    imp = results.get("import")
+    if imp:
+        lines.append("")
+        lines.append(f"whole MedQuAD, XML to published index ({imp['articles']} articles, {imp['chunks']} chunks, encoder {imp['encoder']} {imp['precision']})")
+        for step in ("import", "index"):
+            e = imp[step]
+            lines.append(f"  {step:<7} {e['seconds']:>8.1f} s  ({e['cpu_seconds']} s CPU; load {e['load']['load_1m']} before)")
+        lines.append(f"  total   {imp['total_seconds']:>8.1f} s  ({imp['total_seconds'] / 60:.1f} min); index {imp['chunks_per_s']} chunks/s")
     syn = results.get("synthetic")
     if syn:
         lines.append("")
@@ -280,6 +304,10 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"  flat (exact): p50 {syn['flat_ms']['p50']} ms  p95 {syn['flat_ms']['p95']} ms  p99 {syn['flat_ms']['p99']} ms  {syn['flat_bytes_per_vector']} B/vector")
         for ivf in syn["ivf"]:
             lines.append(f"  IVF{ivf['nlist']},Flat nprobe={ivf['nprobe']}: p50 {ivf['ms']['p50']} ms  p95 {ivf['ms']['p95']} ms  recall@10 vs exact {ivf['recall@10_vs_flat']} (build {syn['ivf_build_seconds']} s)")
+    loads = results.get("load", [])
+    if loads:
+        lines.append("")
+        lines.append("load average (1/5/15 min) before each measurement: " + "; ".join(f"{e['measurement']} {e['load_1m']}/{e['load_5m']}/{e['load_15m']}" for e in loads))
     busy = [entry for entry in results.get("load", []) if entry["busy"]]
     if busy:
         lines.append("")
@@ -302,17 +330,67 @@ def machine_load(label: str, log: Callable[[str], None]) -> dict[str, Any]:
     return {"measurement": label, "load_1m": round(one, 2), "load_5m": round(five, 2), "load_15m": round(fifteen, 2), "cpus": cpus, "busy": busy}
 
 
+def _timed_process(command: list[str], label: str, log: Callable[[str], None], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One medkb process run to completion: wall and CPU seconds (children's rusage), and the
+    load average just before. Raises RuntimeError with the end of its stderr when it fails."""
+    import resource
+
+    load = machine_load(label, log)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=7200)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0:
+        raise RuntimeError(f"{label} failed: {out.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"measurement": label, "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "load": load, "stdout_tail": out.stdout[-1500:]}
+
+
+def import_and_index(medquad_data: Path, corpus_out: Path, index_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """The whole MedQuAD collection from its XML to a published index, as a user would do it: `medkb
+    import medquad` then `medkb index` (fresh build cache, so every chunk is embedded, with the
+    MEDKB_ENCODER of this process), each a real process timed in wall and CPU seconds."""
+    cli = [sys.executable, "-m", "medkb.cli"]
+    env = dict(os.environ, MEDKB_BUILD_CACHE=str(index_dir.parent / f"{index_dir.name}-build-cache"))
+    imported = _timed_process([*cli, "import", "medquad", str(medquad_data), "--out", str(corpus_out), "--quiet"], "medquad import", log, env)
+    log(f"  import: {imported['seconds']} s ({imported['cpu_seconds']} s CPU)")
+    indexed = _timed_process([*cli, "index", str(corpus_out), "--index-dir", str(index_dir)], "medquad index", log, env)
+    manifest = json.loads((index_dir / "current" / "manifest.json").read_text())
+    chunks = manifest["counts"]["chunks"]
+    log(f"  index: {indexed['seconds']} s ({indexed['cpu_seconds']} s CPU), {chunks} chunks, {chunks / indexed['seconds']:.1f} chunks/s")
+    total = imported["seconds"] + indexed["seconds"]
+    log(f"  import + index: {total:.1f} s ({total / 60:.1f} min)")
+    return {"import": imported, "index": indexed, "articles": manifest["counts"]["articles"], "chunks": chunks,
+            "chunks_per_s": round(chunks / indexed["seconds"], 1), "total_seconds": round(total, 1), "encoder": manifest["model"].get("encoder", "torch"),
+            "precision": manifest["model"].get("precision", "fp32"), "index_dir": str(index_dir)}
+
+
 def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_dirs: list[Path], medquad_index: Path | None,
               medquad_corpus: Path | None, medquad_data: Path | None, queries: int, http_requests: int, vectors: int,
-              build_sample: int, http: bool, workdir: Path) -> dict[str, Any]:
-    from indexer.embedding import ModelInfo
+              build_sample: int, http: bool, workdir: Path, compare_encoder: str | None = None) -> dict[str, Any]:
+    """Every measurement of `sizes` (default, medquad, synthetic, import, fresh), each preceded by
+    the machine's load average. `compare_encoder` (e.g. torch) also builds the MedQuAD sample with
+    that encoder, for the build speed-up in the same run."""
+    from indexer.embedding import ModelInfo, load_embedder
     from indexer.index_store import load_index
     from retrieval.search import SearchService
 
     results: dict[str, Any] = {"machine": machine(), "settings": {"sizes": sizes, "queries": queries, "http_requests": http_requests,
-                                                                  "vectors": vectors, "build_sample": build_sample, "torch_threads": _torch_threads()}}
+                                                                  "vectors": vectors, "build_sample": build_sample, "torch_threads": _torch_threads(),
+                                                                  "encoder": ModelInfo.of(embedder).setting, "compare_encoder": compare_encoder}}
     loads: list[dict[str, Any]] = []
     results["load"] = loads
+    if "import" in sizes:
+        if not medquad_data or not medquad_data.exists():
+            log("import: skipped (no MedQuAD XML: pass --medquad-data)")
+        else:
+            log("import: the whole MedQuAD collection, XML to published index")
+            # The index lands at --medquad-index when nothing is there yet, so the medquad size
+            # below measures search over it; otherwise in the run's temporary folder.
+            target = medquad_index if medquad_index and not medquad_index.exists() else workdir / "medquad-full-index"
+            results["import"] = import_and_index(medquad_data, workdir / "medquad-full-corpus", target, log)
+            loads.extend(results["import"][step]["load"] for step in ("import", "index"))
     if "default" in sizes:
         log("default corpus")
         loads.append(machine_load("default: build and search", log))
@@ -324,6 +402,8 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
                               "search": in_process_latency(service, qs)}
         log(f"  search p50 {results['default']['search']['uncached_ms']['p50']} ms uncached, {results['default']['search']['cached_ms']['p50']} ms cached")
         if http:
+            loads.append(machine_load("default: HTTP, no query cache", log))
+            results["default"]["http_no_cache"] = http_latency(root, qs, http_requests, log, query_cache=False)
             loads.append(machine_load("default: HTTP", log))
             results["default"]["http"] = http_latency(root, qs, http_requests, log)
     if "medquad" in sizes:
@@ -342,17 +422,95 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
             if medquad_corpus and medquad_corpus.exists() and build_sample:
                 sample = sample_medquad_corpus(medquad_corpus, build_sample, workdir / "medquad-sample")
                 entry["build"] = {"sample_articles": build_sample, **build_throughput([sample], embedder, workdir / "medquad-sample-index", log)}
+                if compare_encoder:
+                    loads.append(machine_load(f"medquad: build with {compare_encoder}", log))
+                    other = load_embedder(embedder_dir(embedder), compare_encoder)
+                    log(f"  the same sample with the {compare_encoder} encoder:")
+                    entry["build_compared"] = {"encoder": compare_encoder, "sample_articles": build_sample,
+                                               **build_throughput([sample], other, workdir / "medquad-sample-index-compared", log)}
+                    entry["build_speedup"] = round(entry["build"]["pipeline_chunks_per_s"] / entry["build_compared"]["pipeline_chunks_per_s"], 2)
+                    log(f"  build speed-up over {compare_encoder}: x{entry['build_speedup']}")
+                    del other
+                    gc.collect()
             del service
             gc.collect()
             if http:
+                # First with the query cache off (the model runs for every request), then with it on
+                # (the server's default; each level still starts on fresh queries).
+                loads.append(machine_load("medquad: HTTP, no query cache", log))
+                entry["http_no_cache"] = http_latency(medquad_index, pool[queries:] or qs, http_requests, log, query_cache=False)
                 loads.append(machine_load("medquad: HTTP", log))
                 entry["http"] = http_latency(medquad_index, pool[queries:] or qs, http_requests, log)
             results["medquad"] = entry
+    if "fresh" in sizes:
+        log("fresh clone to first answer with `make serve`")
+        loads.append(machine_load("fresh clone: make serve", log))
+        results["fresh"] = fresh_clone_to_answer(workdir / "fresh", log)
     if "synthetic" in sizes:
         log("synthetic vectors")
         loads.append(machine_load("synthetic vectors", log))
         results["synthetic"] = synthetic_vectors(vectors, embedder.dim, min(queries, 200), log)
     return results
+
+
+def embedder_dir(embedder) -> Path | None:
+    """The model folder an embedder loaded from (None: the packaged one)."""
+    return getattr(embedder, "model_dir", None)
+
+
+def fresh_clone_to_answer(where: Path, log: Callable[[str], None], query: str = "iron deficiency anemia treatment",
+                          timeout: float = 1800) -> dict[str, Any]:
+    """`git clone` of this repository's HEAD, then `make serve` in it (its own .venv from the warm pip
+    cache, the index built from corpus/ with the default encoder, any ONNX export made) until
+    /api/search answers `query` with 200: seconds to clone, to /healthz and to the first answer.
+    The whole process group is stopped afterwards. RuntimeError when it fails or times out."""
+    import signal
+
+    import httpx
+
+    port = free_port()
+    started = time.perf_counter()
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(where)], check=True, timeout=300)
+    cloned = time.perf_counter() - started
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDKB_", "VIRTUAL_ENV", "PYTHONPATH"))}
+    log_file = where.parent / "fresh-make-serve.log"
+    with open(log_file, "w") as out:
+        proc = subprocess.Popen(["make", "serve", f"PORT={port}"], cwd=where, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    healthy = answered = None
+    # make echoes each command as it starts it: the install ends when `medkb index` starts, the index when `medkb serve` does.
+    markers = {"install_seconds": f"{Path('.venv') / 'bin' / 'medkb'} index", "index_seconds": f"{Path('.venv') / 'bin' / 'medkb'} serve"}
+    stages: dict[str, float] = {}
+    try:
+        while answered is None:
+            text = log_file.read_text(errors="replace")
+            for name, marker in markers.items():
+                if name not in stages and marker in text:
+                    stages[name] = round(time.perf_counter() - started, 1)
+            if proc.poll() is not None:
+                raise RuntimeError(f"make serve exited ({proc.returncode}): {log_file.read_text()[-2000:]}")
+            if time.perf_counter() - started > timeout:
+                raise RuntimeError(f"no answer within {timeout:.0f} s: {log_file.read_text()[-2000:]}")
+            try:
+                if healthy is None and httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    healthy = time.perf_counter() - started
+                if healthy is not None and httpx.get(f"{base}/api/search", params={"q": query}, timeout=30).status_code == 200:
+                    answered = time.perf_counter() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    lines = [line for line in log_file.read_text().splitlines() if line.startswith(("index", "indexed", "exporting", "quantizing", "  done", "serving"))]
+    out = {"clone_seconds": round(cloned, 1), **stages, "healthz_seconds": round(healthy, 1), "first_answer_seconds": round(answered, 1), "log": lines[-12:]}
+    log(f"  clone {out['clone_seconds']} s; install done at {stages.get('install_seconds')} s; index done at {stages.get('index_seconds')} s; "
+        f"/healthz at {out['healthz_seconds']} s; first answer at {out['first_answer_seconds']} s (all from the start of the clone)")
+    return out
 
 
 def _torch_threads() -> int | None:

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         root = args.index_dir
     else:
         corpus = import_beir_corpus(args.dataset, args.cache_dir, log=lambda m: print(m, file=sys.stderr))
-        reason = staleness(cache_slot([corpus], args.cache_dir), [corpus], ChunkerSettings(), embedder.checksum)
+        model = ModelInfo.of(embedder)
+        reason = staleness(cache_slot([corpus], args.cache_dir, model=model), [corpus], ChunkerSettings(), embedder.checksum, model)
         if reason and not args.build:
             print(f"followup_aspects: the index is not cached ({reason}); run `medkb eval --dataset {args.dataset} --cache-dir {args.cache_dir}` "
                   "first, or pass --build", file=sys.stderr)

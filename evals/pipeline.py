@@ -22,7 +22,7 @@ from evals.report import compare, write_reports
 from evals.runner import SearchFn, read_trec, run_queries, write_trec
 from indexer.build import build_index, staleness
 from indexer.chunking import ChunkerSettings
-from indexer.embedding import Embedder
+from indexer.embedding import Embedder, ModelInfo
 from indexer.index_store import IndexManifest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,23 +37,29 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cache_slot(corpus_dirs: list[Path], cache_root: Path, chunker: ChunkerSettings = ChunkerSettings()) -> Path:
-    """The index root `cached_index` uses for these corpus directories and chunker settings:
-    one slot per corpus and chunker, so comparing chunker settings does not rebuild back and forth."""
-    key = hashlib.sha256(("\0".join(str(Path(d).resolve()) for d in corpus_dirs) + json.dumps(chunker.to_dict(), sort_keys=True)).encode()).hexdigest()[:12]
-    return cache_root / f"index-{key}"
+def cache_slot(corpus_dirs: list[Path], cache_root: Path, chunker: ChunkerSettings = ChunkerSettings(), model: ModelInfo | None = None) -> Path:
+    """The index root `cached_index` uses for these corpus directories, chunker settings and
+    encoder (`model`'s MEDKB_ENCODER value; torch when not given): one slot for each, so comparing
+    chunker settings or encoders does not rebuild back and forth. torch adds nothing to the key
+    (its slots predate the choice of encoder)."""
+    key_text = "\0".join(str(Path(d).resolve()) for d in corpus_dirs) + json.dumps(chunker.to_dict(), sort_keys=True)
+    if model is not None and model.setting != "torch":
+        key_text += f"\0encoder={model.setting}"
+    return cache_root / f"index-{hashlib.sha256(key_text.encode()).hexdigest()[:12]}"
 
 
 def cached_index(corpus_dirs: list[Path], cache_root: Path, embedder: Embedder, chunker: ChunkerSettings = ChunkerSettings(),
                  progress: Progress | None = None, log: Callable[[str], None] = print) -> Path:
     """An index of `corpus_dirs` under `cache_root`, built only when no build of the same
-    corpus, chunker and model exists: a second run does not re-embed."""
-    root = cache_slot(corpus_dirs, cache_root, chunker)
-    reason = staleness(root, corpus_dirs, chunker, embedder.checksum)
+    corpus, chunker, model and encoder (precision and export recipe included) exists: a second
+    run does not re-embed."""
+    model = ModelInfo.of(embedder)
+    root = cache_slot(corpus_dirs, cache_root, chunker, model)
+    reason = staleness(root, corpus_dirs, chunker, embedder.checksum, model)
     if reason is None:
-        log(f"reusing the cached index {root} (same corpus, chunker and model)")
+        log(f"reusing the cached index {root} (same corpus, chunker, model and encoder {model.setting})")
         return root
-    log(f"building the index {root} ({reason}) ...")
+    log(f"building the index {root} with the {model.setting} encoder ({reason}) ...")
     report = build_index(corpus_dirs, root, embedder, chunker, progress=progress)
     log(f"indexed {report.articles} articles as {report.chunks} chunks in {report.seconds:.1f}s; skipped {len(report.skipped)}")
     return root

@@ -76,14 +76,15 @@ def loaded_fingerprint(loaded: CorpusLoad, chunker: ChunkerSettings, model_check
     return _fingerprint([(p.name, d) for p, d in zip(loaded.files, loaded.digests)], chunker, model_checksum)
 
 
-def staleness(root: Path, dirs: Sequence[Path], chunker: ChunkerSettings, model_checksum: str) -> str | None:
+def staleness(root: Path, dirs: Sequence[Path], chunker: ChunkerSettings, model_checksum: str, model: ModelInfo | None = None) -> str | None:
     """None when the published build is intact and was made from exactly these files, chunker and
-    model; otherwise why it is not, in one line. Another format, an unreadable or malformed manifest,
-    or a damaged data file (missing, another size, another SHA-256) make a build stale, never an error."""
-    return _staleness(root, lambda: corpus_fingerprint(dirs, chunker, model_checksum))
+    model (and, when `model` is given, by its encoder, precision and export recipe); otherwise why
+    it is not, in one line. Another format, an unreadable or malformed manifest, another encoder, or
+    a damaged data file (missing, another size, another SHA-256) make a build stale, never an error."""
+    return _staleness(root, lambda: corpus_fingerprint(dirs, chunker, model_checksum), model)
 
 
-def _staleness(root: Path, fingerprint: Callable[[], str]) -> str | None:
+def _staleness(root: Path, fingerprint: Callable[[], str], model: ModelInfo | None = None) -> str | None:
     directory = index_store.current_dir(root)
     if directory is None:
         return f"no index is published under {root}"
@@ -93,15 +94,17 @@ def _staleness(root: Path, fingerprint: Callable[[], str]) -> str | None:
             return f"no index is published under {root}"
         if manifest.corpus.fingerprint != fingerprint():
             return f"the corpus, chunker settings or model changed since build {directory.name}"
+        if model is not None:
+            manifest.check_model(model)  # IndexMismatch: another encoder (or model) made it
         index_store.check_build(directory)  # the checksums last: hashing costs the most
     except index_store.IndexProblem as exc:
         return exc.reason
     return None
 
 
-def is_up_to_date(root: Path, dirs: Sequence[Path], chunker: ChunkerSettings, model_checksum: str) -> bool:
+def is_up_to_date(root: Path, dirs: Sequence[Path], chunker: ChunkerSettings, model_checksum: str, model: ModelInfo | None = None) -> bool:
     """True when the published build is intact and was made from exactly these files, chunker and model (see `staleness`)."""
-    return staleness(root, dirs, chunker, model_checksum) is None
+    return staleness(root, dirs, chunker, model_checksum, model) is None
 
 
 def section_heading_text(title: str, path: list[str]) -> str:
@@ -344,7 +347,7 @@ def build_index(
     parse_seconds = time.perf_counter() - started
 
     with index_store.build_lock(root, wait=wait, on_wait=on_wait):
-        if if_stale and _staleness(root, lambda: fingerprint) is None:
+        if if_stale and _staleness(root, lambda: fingerprint, ModelInfo.of(embedder)) is None:
             return _up_to_date_report(root, corpus, time.perf_counter() - started)
         lost = _lost_articles(root, corpus)
         if lost and on_loss is not None and not on_loss(lost):

@@ -48,16 +48,16 @@ _SOURCES = ("articles.py", "chunking.py", "citations.py", "vocabulary.py", "lexi
 
 
 def model_key(embedder) -> str:
-    """Who made a vector: every field of the model's identity (`ModelInfo`), and the encoder
-    and precision when the embedder says (an ONNX or quantised encoder makes other vectors
-    from the same weights). sha256 hex."""
+    """Who made a vector: every field of the model's identity (`ModelInfo`: weights, dimension,
+    and the encoder, precision and export recipe, since an ONNX or quantised encoder makes other
+    vectors from the same weights). sha256 hex."""
     from indexer.embedding import ModelInfo
 
     identity = dataclasses.asdict(ModelInfo.of(embedder))
-    for extra in ("encoder", "precision"):
-        value = getattr(embedder, extra, None)
-        if value is not None:
-            identity[extra] = str(value)
+    if (identity["encoder"], identity["precision"], identity["recipe"]) == ("torch", "fp32", ""):
+        # torch's vectors were cached before there was a choice of encoder: their keys stay.
+        for name in ("encoder", "precision", "recipe"):
+            del identity[name]
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 

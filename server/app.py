@@ -33,7 +33,7 @@ def load_service(settings: Settings) -> SearchService:
         return postgres.open_service(settings.require_database_url(), settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
                                      settings.batch_window_ms, ef_search=settings.pg_ef_search)
     return open_service(settings.index_dir, settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
-                        settings.batch_window_ms, settings.sentence_cache_size)
+                        settings.batch_window_ms, settings.sentence_cache_size, encoder=settings.encoder)
 
 
 def retrieval_settings(settings: Settings) -> RetrievalSettings:

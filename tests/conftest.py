@@ -38,9 +38,10 @@ def real_index(tmp_path_factory):
     eval cache slot `medkb eval --cache-dir` uses, so every model-tier test shares one build.
     Returns (index root, the index command's stdout, the cache root)."""
     from evals.pipeline import cache_slot
+    from indexer.embedding import model_identity
 
     cache = tmp_path_factory.mktemp("real-model") / "cache"
-    root = cache_slot([REPO / "corpus"], cache)
+    root = cache_slot([REPO / "corpus"], cache, model=model_identity())  # the configured encoder, as the command below uses
     out = subprocess.run([sys.executable, "-m", "medkb.cli", "index", str(REPO / "corpus"), "--index-dir", str(root), "--strict"],
                          capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr

@@ -2,13 +2,14 @@
 without loading the real model: `uvicorn fake_model_app:create_app --factory` with tests/ on
 PYTHONPATH. Settings come from the environment, as `medkb serve` passes them."""
 
+from indexer.embedding import ModelInfo
 from indexer.index_store import load_index
 from medkb.settings import Settings
 from retrieval.search import SearchService
 from server.app import create_app as _create_app
 
-from fakes import FakeEmbedder
+from fakes import fake_for_encoder
 
 
 def create_app():
-    return _create_app(Settings.from_env(), service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
+    return _create_app(Settings.from_env(), service_factory=lambda s: SearchService(load_index(s.index_dir, ModelInfo.of(fake_for_encoder(s.encoder))), fake_for_encoder(s.encoder)))

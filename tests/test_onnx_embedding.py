@@ -1,0 +1,293 @@
+"""The ONNX Runtime encoder: the export cache, the encoder setting, the manifest's record of the
+encoder, and the refusal (or rebuild) of an index built with another encoder. Tests marked
+`model` export and run the real packaged model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.build import build_index, staleness
+from indexer.chunking import ChunkerSettings
+from indexer.embedding import DEFAULT_ENCODER, ENCODERS, ModelInfo, load_embedder, model_identity
+from indexer.index_store import IndexMismatch, load_index
+from indexer.onnx_embedding import RECIPE_IDS, OnnxExportError, ensure_onnx_model
+from medkb.settings import Settings
+
+from fakes import FakeEmbedder, fake_for_encoder
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------- manifest and refusal
+
+
+def test_the_manifest_records_the_encoder_and_a_mismatch_is_refused(tiny_corpus, tmp_path):
+    root = tmp_path / "index"
+    build_index([tiny_corpus], root, fake_for_encoder("onnx-int8"))
+    model = load_index(root).manifest.model
+    assert (model.encoder, model.precision, model.recipe, model.setting) == ("onnx", "int8", RECIPE_IDS["int8"], "onnx-int8")
+    load_index(root, ModelInfo.of(fake_for_encoder("onnx-int8")))
+    with pytest.raises(IndexMismatch) as info:
+        load_index(root, ModelInfo.of(fake_for_encoder("torch")))
+    message = str(info.value)
+    assert "built with the onnx-int8 encoder, but queries would be encoded with torch" in message
+    assert "MEDKB_ENCODER=torch medkb index corpus" in message and "set MEDKB_ENCODER=onnx-int8" in message
+    with pytest.raises(IndexMismatch, match="onnx-int8 encoder, but queries would be encoded with onnx-fp32"):
+        load_index(root, ModelInfo.of(fake_for_encoder("onnx-fp32")))
+
+
+def test_an_index_from_another_export_recipe_is_refused(tiny_corpus, tmp_path):
+    root = tmp_path / "index"
+    old = fake_for_encoder("onnx-int8")
+    old.recipe = "int8/1"
+    build_index([tiny_corpus], root, old)
+    with pytest.raises(IndexMismatch, match=f"export recipe int8/1 \\(queries: {RECIPE_IDS['int8']}\\).*MEDKB_ENCODER=onnx-int8 medkb index corpus"):
+        load_index(root, ModelInfo.of(fake_for_encoder("onnx-int8")))
+
+
+def test_a_manifest_that_names_no_encoder_was_built_with_torch(tiny_corpus, tmp_path, fake_embedder):
+    root = tmp_path / "index"
+    build_index([tiny_corpus], root, fake_embedder)
+    manifest_path = root / "current" / "manifest.json"
+    data = json.loads(manifest_path.read_text())
+    assert (data["model"]["encoder"], data["model"]["precision"], data["model"]["recipe"]) == ("torch", "fp32", "")
+    for name in ("encoder", "precision", "recipe"):  # as in builds made before the encoder choice
+        del data["model"][name]
+    manifest_path.write_text(json.dumps(data))
+    load_index(root, ModelInfo.of(fake_embedder))
+    with pytest.raises(IndexMismatch, match="built with the torch encoder.*MEDKB_ENCODER=onnx-fp32 medkb index corpus"):
+        load_index(root, ModelInfo.of(fake_for_encoder("onnx-fp32")))
+
+
+def test_staleness_names_another_encoder(tiny_corpus, tmp_path, fake_embedder):
+    root = tmp_path / "index"
+    build_index([tiny_corpus], root, fake_embedder)
+    args = (root, [tiny_corpus], ChunkerSettings(), fake_embedder.checksum)
+    assert staleness(*args, ModelInfo.of(fake_embedder)) is None
+    assert "torch encoder, but queries would be encoded with onnx-int8" in staleness(*args, ModelInfo.of(fake_for_encoder("onnx-int8")))
+    # build_index(if_stale=True) rebuilds rather than keeping the torch build.
+    report = build_index([tiny_corpus], root, fake_for_encoder("onnx-int8"), if_stale=True)
+    assert load_index(root).manifest.model.setting == "onnx-int8" and report.chunks > 0
+
+
+def test_the_build_cache_keeps_vectors_apart_by_encoder(fake_embedder):
+    from indexer.build_cache import model_key
+
+    keys = {model_key(fake_for_encoder(e)) for e in ENCODERS}
+    assert len(keys) == 3
+    assert model_key(fake_embedder) == model_key(fake_for_encoder("torch"))
+
+
+# ---------------------------------------------------------------- the setting
+
+
+def test_the_encoder_setting(monkeypatch, tmp_path):
+    assert Settings.from_env({}).encoder == DEFAULT_ENCODER == "onnx-int8"  # the table's default is the loader's
+    assert Settings.from_env({"MEDKB_ENCODER": "onnx-int8"}).encoder == "onnx-int8"
+    with pytest.raises(ValueError, match="unknown encoder 'onnx'.*choose one of torch, onnx-fp32, onnx-int8"):
+        Settings.from_env({"MEDKB_ENCODER": "onnx"})
+    with pytest.raises(ValueError, match="unknown encoder 'tensorrt'"):
+        load_embedder(tmp_path, encoder="tensorrt")
+    monkeypatch.setenv("MEDKB_ENCODER", "onnx-int4")
+    with pytest.raises(ValueError, match="unknown encoder 'onnx-int4' \\(MEDKB_ENCODER\\)"):
+        load_embedder(tmp_path)
+
+
+def test_model_identity_names_the_encoder_without_exporting(fake_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    info = model_identity(fake_model_dir, "onnx-int8")
+    assert (info.dim, info.max_seq_length, info.encoder, info.precision, info.recipe) == (8, 16, "onnx", "int8", RECIPE_IDS["int8"])
+    assert model_identity(fake_model_dir, "torch").setting == "torch"
+    monkeypatch.setenv("MEDKB_ENCODER", "onnx-fp32")
+    assert model_identity(fake_model_dir).setting == "onnx-fp32"
+    assert not (tmp_path / "var").exists()  # nothing exported
+
+
+def test_the_eval_cache_keeps_one_index_per_encoder(tiny_corpus, tmp_path):
+    from evals.pipeline import cached_index
+
+    logs: list[str] = []
+    cache = tmp_path / "cache"
+    torch_root = cached_index([tiny_corpus], cache, FakeEmbedder(), log=logs.append)
+    onnx_root = cached_index([tiny_corpus], cache, fake_for_encoder("onnx-int8"), log=logs.append)
+    assert torch_root != onnx_root
+    assert cached_index([tiny_corpus], cache, FakeEmbedder(), log=logs.append) == torch_root
+    assert cached_index([tiny_corpus], cache, fake_for_encoder("onnx-int8"), log=logs.append) == onnx_root
+    assert sum("building" in m for m in logs) == 2 and sum("reusing" in m for m in logs) == 2
+    assert load_index(onnx_root).manifest.model.setting == "onnx-int8"
+
+    # Another ONNX export recipe makes other vectors: same slot, embedded again.
+    other = fake_for_encoder("onnx-int8")
+    other.recipe = "int8/99"
+    assert cached_index([tiny_corpus], cache, other, log=logs.append) == onnx_root
+    assert logs[-2].startswith("building") and load_index(onnx_root).manifest.model.recipe == "int8/99"
+
+
+# ---------------------------------------------------------------- the command line (fake model)
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "tests" / "fake_model_cli.py"), *args], capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]), **env})
+
+
+def test_index_if_stale_rebuilds_and_serve_refuses_another_encoder(tiny_corpus, tmp_path):
+    root = str(tmp_path / "index")
+    env = {"MEDKB_BUILD_CACHE_MB": "0"}
+    assert _cli("index", str(tiny_corpus), "--index-dir", root, env={**env, "MEDKB_ENCODER": "torch"}).returncode == 0
+    same = _cli("index", str(tiny_corpus), "--index-dir", root, "--if-stale", env={**env, "MEDKB_ENCODER": "torch"})
+    assert same.returncode == 0 and "up to date" in same.stdout
+
+    serve = _cli("serve", "--index-dir", root, "--port", "1", env={**env, "MEDKB_ENCODER": "onnx-int8"})
+    assert serve.returncode == 2
+    assert "built with the torch encoder, but queries would be encoded with onnx-int8" in serve.stderr
+
+    rebuilt = _cli("index", str(tiny_corpus), "--index-dir", root, "--if-stale", env={**env, "MEDKB_ENCODER": "onnx-int8"})
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "rebuilding: the index was built with the torch encoder" in rebuilt.stderr
+    assert load_index(Path(root)).manifest.model.setting == "onnx-int8"
+
+
+# ---------------------------------------------------------------- the export cache (no real model)
+
+
+@pytest.fixture
+def fake_model_dir(tmp_path: Path) -> Path:
+    """A sentence-transformers folder's configuration (Transformer -> mean Pooling -> Normalize)
+    with stand-in weights: enough for the identity and the export cache, not to run."""
+    model = tmp_path / "model"
+    (model / "1_Pooling").mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(b"weights v1")
+    (model / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (model / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 8, "pooling_mode_mean_tokens": True}))
+    (model / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 16, "do_lower_case": False}))
+    return model
+
+
+class Recorder:
+    def __init__(self, fail: bool = False):
+        self.calls: list[str] = []
+        self.fail = fail
+
+    def export(self, model_dir: Path, out: Path) -> None:
+        self.calls.append("export")
+        out.write_bytes(b"onnx fp32 " + (model_dir / "model.safetensors").read_bytes())
+        if self.fail:
+            raise RuntimeError("exporter broke halfway")
+
+    def quantize(self, fp32: Path, out: Path) -> None:
+        self.calls.append("quantize")
+        out.write_bytes(b"int8 of " + fp32.read_bytes())
+
+
+def test_export_once_then_reuse_and_redo_when_the_note_does_not_match(fake_model_dir, tmp_path):
+    cache, rec = tmp_path / "onnx", Recorder()
+    int8 = ensure_onnx_model(fake_model_dir, "int8", cache, exporter=rec.export, quantizer=rec.quantize)
+    assert rec.calls == ["export", "quantize"]
+    fp32 = int8.parent / "model-fp32.onnx"
+    assert int8.name == "model-int8.onnx" and fp32.exists()
+    note = json.loads((int8.parent / "model-int8.json").read_text())
+    assert int8.parent.name == note["weights_sha256"][:16] and note["onnx_bytes"] == int8.stat().st_size
+    assert ensure_onnx_model(fake_model_dir, "int8", cache, exporter=rec.export, quantizer=rec.quantize) == int8
+    assert rec.calls == ["export", "quantize"]  # reused
+
+    # A note naming other weights (say, copied from elsewhere) means export again.
+    note_path = fp32.with_suffix(".json")
+    note = json.loads(note_path.read_text())
+    note_path.write_text(json.dumps({**note, "weights_sha256": "0" * 64}))
+    ensure_onnx_model(fake_model_dir, "fp32", cache, exporter=rec.export, quantizer=rec.quantize)
+    assert rec.calls == ["export", "quantize", "export"]
+    # A truncated file (size differs from the note) too.
+    fp32.write_bytes(b"trunc")
+    ensure_onnx_model(fake_model_dir, "fp32", cache, exporter=rec.export, quantizer=rec.quantize)
+    assert rec.calls[-1] == "export" and len(rec.calls) == 4
+
+    # New weights: a new folder keyed by their checksum.
+    (fake_model_dir / "model.safetensors").write_bytes(b"weights v2")
+    other = ensure_onnx_model(fake_model_dir, "fp32", cache, exporter=rec.export, quantizer=rec.quantize)
+    assert other.parent != int8.parent and other.read_bytes() == b"onnx fp32 weights v2"
+    assert not [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_failed_export_leaves_nothing_that_is_read(fake_model_dir, tmp_path):
+    cache = tmp_path / "onnx"
+    with pytest.raises(OnnxExportError, match="could not make the ONNX fp32 model.*exporter broke halfway"):
+        ensure_onnx_model(fake_model_dir, "fp32", cache, exporter=Recorder(fail=True).export)
+    assert [p.name for p in cache.rglob("*") if p.is_file()] == [".lock"]
+    with pytest.raises(ValueError, match="unknown ONNX precision 'fp16'"):
+        ensure_onnx_model(fake_model_dir, "fp16", cache)
+
+
+def test_a_killed_export_is_not_read_and_its_debris_is_cleared(fake_model_dir, tmp_path):
+    """A process killed mid-export leaves a temporary file (never the final name), or a final file
+    without its note (killed between the two renames): neither is used; the next export redoes it."""
+    cache, rec = tmp_path / "onnx", Recorder()
+    path = ensure_onnx_model(fake_model_dir, "fp32", cache, exporter=rec.export)
+    debris = path.parent / ".model-fp32.deadbeef.onnx.tmp"
+    debris.write_bytes(b"half an export")
+    path.with_suffix(".json").unlink()  # the note never made it
+    again = ensure_onnx_model(fake_model_dir, "fp32", cache, exporter=rec.export)
+    assert again == path and rec.calls == ["export", "export"] and not debris.exists()
+
+
+# ---------------------------------------------------------------- the real packaged model
+
+
+SENTENCES = [
+    "What are the causes of chronic microcytic anemia?",
+    "Sideroblastic anemia, thalassemia trait and lead poisoning cause microcytosis [1].",
+    "IDA",
+    "how is it treated",
+    "Oral iron once daily or on alternate days is first-line treatment for iron deficiency; intravenous iron suits "
+    "malabsorption and ongoing blood loss. " * 12,  # longer than 256 word pieces: truncated
+]
+
+
+@pytest.fixture(scope="module")
+def torch_embedder():
+    return load_embedder(encoder="torch")
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.mark.model
+def test_onnx_fp32_round_trip_matches_torch(torch_embedder, onnx_cache):
+    embedder = load_embedder(encoder="onnx-fp32", onnx_dir=onnx_cache)
+    assert (embedder.name, embedder.dim, embedder.checksum, embedder.max_seq_length) == \
+           (torch_embedder.name, torch_embedder.dim, torch_embedder.checksum, torch_embedder.max_seq_length)
+    assert ModelInfo.of(embedder).setting == "onnx-fp32" and embedder.path.parent.name == embedder.checksum[:16]
+    assert ModelInfo.of(embedder) == model_identity(encoder="onnx-fp32")  # what `medkb serve` checks before loading
+    reference = torch_embedder.encode_documents(SENTENCES)
+    documents = embedder.encode_documents(SENTENCES, batch_size=2)  # padded batches of differing lengths
+    queries = np.vstack([embedder.encode_queries([s]) for s in SENTENCES])
+    for vectors in (documents, queries):
+        assert vectors.shape == (len(SENTENCES), 384) and vectors.dtype == np.float32
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+        assert (vectors * reference).sum(axis=1).min() > 0.999
+    assert embedder.count_tokens(SENTENCES) == torch_embedder.count_tokens(SENTENCES)
+
+    # A second load reuses the export.
+    mtime = embedder.path.stat().st_mtime_ns
+    again = load_embedder(encoder="onnx-fp32", onnx_dir=onnx_cache)
+    assert again.path == embedder.path and again.path.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.model
+def test_onnx_int8_stays_close_to_torch(torch_embedder, onnx_cache):
+    embedder = load_embedder(encoder="onnx-int8", onnx_dir=onnx_cache)
+    assert ModelInfo.of(embedder) == model_identity(encoder="onnx-int8") and embedder.path.name == "model-int8.onnx"
+    cosines = (embedder.encode_documents(SENTENCES) * torch_embedder.encode_documents(SENTENCES)).sum(axis=1)
+    assert cosines.min() > 0.97, cosines
