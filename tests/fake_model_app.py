@@ -12,4 +12,6 @@ from fakes import fake_for_encoder
 
 
 def create_app():
-    return _create_app(Settings.from_env(), service_factory=lambda s: SearchService(load_index(s.index_dir, ModelInfo.of(fake_for_encoder(s.encoder))), fake_for_encoder(s.encoder)))
+    # The fake runs as MEDKB_ENCODER when the test sets it, else as torch, like the FakeEmbedder
+    # that the tests build their indexes with (not as the real default encoder).
+    return _create_app(Settings.from_env(), service_factory=lambda s: SearchService(load_index(s.index_dir, ModelInfo.of(fake_for_encoder())), fake_for_encoder()))
