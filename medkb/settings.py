@@ -109,7 +109,11 @@ class Settings:
                 continue
             try:
                 values[f.name] = _convert(f.name, raw)
-            except ValueError:
+            except SettingError:
+                raise
+            except ValueError as exc:
+                if f.name == "encoder":  # check_encoder's message names the choices
+                    raise SettingError(str(exc)) from None
                 kind = "a number" if f.name in _FLOATS else "a whole number"
                 raise SettingError(f"{f.metadata['env']}={raw!r} is not {kind} (default: {f.default})") from None
         values.update({k: v for k, v in overrides.items() if v is not None})

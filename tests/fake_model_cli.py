@@ -1,8 +1,13 @@
 """The `medkb` command line with the fake embedder in place of the packaged model, for fast-tier
 tests that run the CLI as a real process: `python tests/fake_model_cli.py index ...`. The fake
-claims to run as the encoder it is asked for (MEDKB_ENCODER), as the real model would."""
+claims to run as the encoder it is asked for (MEDKB_ENCODER, default torch), as the real model would."""
 
+import os
 import sys
+
+# Unless the test asks for an encoder, the fake runs as torch, like the FakeEmbedder that tests build
+# their indexes with in-process (the real default encoder would make those indexes "another encoder's").
+os.environ.setdefault("MEDKB_ENCODER", "torch")
 
 import indexer.embedding as embedding
 from indexer.embedding import ModelInfo

@@ -358,7 +358,7 @@ def test_an_unchanged_corpus_or_a_deletion_never_loads_the_model(corpus, tmp_pat
     import indexer.embedding as embedding
     from indexer.lazy_embedder import LazyEmbedder
 
-    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None: ModelInfo.of(FakeEmbedder()))
+    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None, encoder=None: ModelInfo.of(FakeEmbedder()))
     cache = BuildCache(tmp_path / "cache")
     first = LazyEmbedder(load=FakeEmbedder)
     build(corpus, tmp_path / "index", first, cache)
@@ -385,7 +385,7 @@ def test_an_edit_that_brings_no_new_text_is_chunked_without_the_model(corpus, tm
     import indexer.embedding as embedding
     from indexer.lazy_embedder import LazyEmbedder
 
-    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None: ModelInfo.of(FakeEmbedder()))
+    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None, encoder=None: ModelInfo.of(FakeEmbedder()))
     cache = BuildCache(tmp_path / "cache")
     build(corpus, tmp_path / "index", FakeEmbedder(), cache)
     path = corpus / "topic-005.md"
@@ -428,8 +428,8 @@ def test_a_model_folder_without_tokenizer_json_is_counted_by_the_model(tmp_path,
     import indexer.embedding as embedding
     from indexer.lazy_embedder import LazyEmbedder
 
-    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None: ModelInfo.of(FakeEmbedder()))
-    monkeypatch.setattr(embedding, "load_embedder", lambda model_dir=None: FakeEmbedder())
+    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None, encoder=None: ModelInfo.of(FakeEmbedder()))
+    monkeypatch.setattr(embedding, "load_embedder", lambda model_dir=None, encoder=None: FakeEmbedder())
     lazy = LazyEmbedder(tmp_path)  # an empty folder: no tokenizer.json
     assert lazy.count_tokens(["iron deficiency anaemia"]) == FakeEmbedder().count_tokens(["iron deficiency anaemia"])
     assert lazy.loaded
