@@ -619,6 +619,8 @@ def _bench_live(args: argparse.Namespace) -> int:
         queries = gold_queries() or ["iron deficiency"]
     loads = [machine_load("live: publish and load", _log)]
     work = args.live_workdir
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)  # a folder named on the command line need not exist yet
     with tempfile.TemporaryDirectory(prefix="medkb-live-", dir=work) as tmp:
         live = live_bench(corpus, args.live_cache, Path(tmp), queries, _log, seconds=args.live_seconds, clients=args.live_clients,
                           builds=args.live_builds, fake_model=args.fake_model)
