@@ -576,11 +576,23 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
+    import sqlite3
+
     from retrieval.accounts import AccountError, AccountStore
 
     settings = _settings(args)
-    store = AccountStore(settings.state_location(settings.accounts_path))
+    location = settings.state_location(settings.accounts_path)
+    unusable: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    where = str(location)
+    if settings.backend == "postgres":
+        import psycopg
+
+        from retrieval.stores.postgres import redacted
+
+        unusable += (psycopg.Error,)  # psycopg_pool.PoolTimeout included
+        where = redacted(where)
     try:
+        store = AccountStore(location)
         if args.users_command == "add":
             account = store.add(args.name, args.role, _read_password(args), args.display_name or "", args.credentials or "", args.conflicts or "")
             print(f"added {account.name} ({account.role}): {account.reviewer.signature} in {store.db.where}")
@@ -601,6 +613,9 @@ def cmd_users(args: argparse.Namespace) -> int:
                 return 1
     except (AccountError, ValueError) as exc:
         print(f"medkb users: {exc}", file=sys.stderr)
+        return 2
+    except unusable as exc:  # an unreachable database, a locked or damaged file: one line, not a traceback
+        print(f"medkb users: the account store at {where} cannot be used: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     return 0
 def _bench_live(args: argparse.Namespace) -> int:

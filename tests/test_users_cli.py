@@ -99,3 +99,13 @@ def test_users_on_postgres(postgres_url, monkeypatch, capsys):
 def test_index_command_prints_the_review_summary(real_index):
     _, stdout, _ = real_index
     assert "review status" in stdout and "approved" not in stdout.split("review status", 1)[1].split("(log:")[0]
+
+
+@pytest.mark.slow  # the connection pool waits its 10 s before giving up
+def test_an_unreachable_database_is_one_line_without_the_password(monkeypatch, capsys):
+    monkeypatch.setenv("MEDKB_BACKEND", "postgres")
+    monkeypatch.setenv("MEDKB_DATABASE_URL", "postgresql://medkb:s3cret@127.0.0.1:1/medkb")
+    assert main(["users", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medkb users: the account store at postgresql://medkb:***@127.0.0.1:1/medkb cannot be used")
+    assert err.count("\n") == 1 and "s3cret" not in err and "Traceback" not in err
