@@ -111,9 +111,7 @@ class Settings:
                 values[f.name] = _convert(f.name, raw)
             except SettingError:
                 raise
-            except ValueError as exc:
-                if f.name == "encoder":  # check_encoder's message names the choices
-                    raise SettingError(str(exc)) from None
+            except ValueError:
                 kind = "a number" if f.name in _FLOATS else "a whole number"
                 raise SettingError(f"{f.metadata['env']}={raw!r} is not {kind} (default: {f.default})") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -149,7 +147,10 @@ def _convert(name: str, raw: str) -> Any:
     if name == "encoder":
         from indexer.embedding import check_encoder  # numpy only; read when MEDKB_ENCODER is set
 
-        return check_encoder(raw)
+        try:
+            return check_encoder(raw)
+        except ValueError as exc:  # its message names the choices
+            raise SettingError(str(exc)) from None
     if name in _FLOATS:
         return float(raw)
     return int(raw)
