@@ -305,7 +305,6 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    import os
     from dataclasses import asdict
 
     from indexer.index_store import IndexProblem
@@ -317,9 +316,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         if settings.backend == "postgres":
             from retrieval.backends import postgres
 
-            os.environ["MEDKB_ENCODER"] = settings.encoder
             service = postgres.open_service(settings.require_database_url(), settings.model_dir, retrieval, settings.query_cache_size,
-                                            ef_search=settings.pg_ef_search)
+                                            ef_search=settings.pg_ef_search, encoder=settings.encoder)
         else:
             service = open_service(settings.index_dir, settings.model_dir, retrieval, settings.query_cache_size, encoder=settings.encoder)
     except (IndexProblem, ValueError) as exc:

@@ -31,7 +31,7 @@ def load_service(settings: Settings) -> SearchService:
         from retrieval.backends import postgres
 
         return postgres.open_service(settings.require_database_url(), settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
-                                     settings.batch_window_ms, ef_search=settings.pg_ef_search)
+                                     settings.batch_window_ms, ef_search=settings.pg_ef_search, encoder=settings.encoder)
     return open_service(settings.index_dir, settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
                         settings.batch_window_ms, settings.sentence_cache_size, encoder=settings.encoder)
 
