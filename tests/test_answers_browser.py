@@ -42,12 +42,13 @@ def _key_points(card) -> list[str]:
 
 @pytest.mark.browser
 def test_thanks_then_how_is_it_treated_and_the_permalink(site, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
     base, app = site
-    wait = WebDriverWait(browser, 30)
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
     browser.get_log("browser")  # start from an empty console
     browser.get(base + "/")
     browser.find_element(By.ID, "q").send_keys("causes of chronic microcytosis")
@@ -140,12 +141,13 @@ def test_the_permalink_page_lists_the_answer_without_javascript(site, browser):
 
 @pytest.mark.browser
 def test_the_page_says_when_there_is_no_answer(site, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
     base, _ = site
-    wait = WebDriverWait(browser, 30)
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(base + "/?q=what+is+it%3F")
     card = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, "article.answer")))
     assert card.get_attribute("data-turn") == "no_subject"

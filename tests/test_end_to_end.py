@@ -96,11 +96,12 @@ def test_serve_refuses_without_an_index(tmp_path):
 @pytest.mark.model
 @pytest.mark.browser
 def test_search_page_answers_and_follows_up_in_a_real_browser(live_server, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 60)
+    wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
     browser.get(live_server + "/")
     box = browser.find_element(By.ID, "q")
     box.send_keys(QUERY)

@@ -363,11 +363,12 @@ def test_an_expired_conversation_is_a_404(tiny_corpus, tmp_path):
 
 @pytest.mark.browser
 def test_docs_and_answers_render_under_the_policy_in_a_real_browser(tiny_corpus, tmp_path, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 30)
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
     with serve(make_app(tiny_corpus, tmp_path, mutate=_poison_references)) as base:
         browser.get_log("browser")
         browser.get(base + "/docs")

@@ -121,11 +121,12 @@ def _search(browser, site, wait):
 
 @pytest.mark.browser
 def test_reviewer_approves_and_the_approval_lapses_when_the_file_changes(site, browser):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 30)
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
     browser.delete_all_cookies()
     browser.get(site.base + "/signin?next=/reviews")
     browser.find_element(By.ID, "name").send_keys("rhea")
