@@ -125,18 +125,54 @@ async def _load(base: str, queries: list[str], concurrency: int, requests: int) 
     return {"concurrency": concurrency, "requests": requests, "errors": errors, "requests_per_s": round(requests / elapsed, 1), **{f"{k}_ms": v for k, v in percentiles(latencies).items()}}
 
 
-def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callable[[str], None], query_cache: bool = True) -> dict[str, Any]:
-    """Latency and throughput against `medkb serve` under uvicorn with 1, 8 and 32 concurrent
-    clients. `query_cache=False` serves with MEDKB_QUERY_CACHE=0, so every request runs the model
-    (the figure without the LRU cache of query vectors)."""
+def tree_rss_mb(pid: int) -> float:
+    """Resident MB of process `pid` and its children (a server's worker processes), from /proc."""
+    total = rss_mb(pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            try:
+                total += rss_mb(int(child))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return total
+
+
+def serving_processes(base: str, workers: int, timeout: float = 180) -> set[int]:
+    """Wait until `workers` distinct server processes have answered `/healthz` (each request
+    on a new connection, so that any worker may accept it); their process ids. Raises
+    TimeoutError naming how many answered."""
+    import httpx
+
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(seen)} of {workers} server processes answered {base}/healthz within {timeout:.0f} s")
+        try:
+            with httpx.Client(timeout=5) as client:
+                seen.add(int(client.get(f"{base}/healthz").json().get("process", 0)))
+        except (httpx.HTTPError, ValueError):
+            time.sleep(0.3)
+    return seen
+
+
+def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callable[[str], None], query_cache: bool = True,
+                 workers: int = 1) -> dict[str, Any]:
+    """Latency and throughput against `medkb serve --workers N` under uvicorn with 1, 8 and 32
+    concurrent clients, measured once every worker answers. `query_cache=False` serves with
+    MEDKB_QUERY_CACHE=0, so every request runs the model (the figure without the LRU cache of
+    query vectors). RSS is the server's with its workers. The load comes from this process (httpx),
+    on the same cores as the server."""
     port = free_port()
     env = dict(os.environ, **({} if query_cache else {"MEDKB_QUERY_CACHE": "0"}))
-    proc = subprocess.Popen([sys.executable, "-m", "medkb.cli", "serve", "--index-dir", str(index_dir), "--port", str(port), "--log-level", "warning"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "medkb.cli", "serve", "--index-dir", str(index_dir), "--port", str(port), "--log-level", "warning",
+                             "--workers", str(workers)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(base, {"server": (proc, lambda: proc.stderr.read().decode(errors="replace"))}, timeout=180)
-        rss_idle = rss_mb(proc.pid)
+        serving_processes(base, workers)
+        rss_idle = tree_rss_mb(proc.pid)
         runs = []
         distinct = list(dict.fromkeys(queries))
         for level, concurrency in enumerate((1, 8, 32)):
@@ -147,7 +183,8 @@ def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callab
             runs[-1]["distinct_queries"] = len(set(batch))
             r = runs[-1]
             log(f"  http c={concurrency} (query cache {'on' if query_cache else 'off'}): {r['requests_per_s']} req/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}")
-        return {"runs": runs, "query_cache": query_cache, "server_rss_mb_idle": round(rss_idle, 1), "server_rss_mb_after_load": round(rss_mb(proc.pid), 1)}
+        return {"runs": runs, "query_cache": query_cache, "workers": workers, "server_rss_mb_idle": round(rss_idle, 1),
+                "server_rss_mb_after_load": round(tree_rss_mb(proc.pid), 1)}
     finally:
         stop(proc)
 
@@ -280,7 +317,7 @@ def format_table(results: dict[str, Any]) -> str:
         if r:
             lines.append("")
             lines.append(f"HTTP /api/search, {name}, query cache {'on' if r.get('query_cache', True) else 'off (the model runs for every request)'} "
-                         f"({r['runs'][0]['requests']} requests per level; server RSS {r['server_rss_mb_idle']} MB idle, {r['server_rss_mb_after_load']} MB after load)")
+                         f"({r.get('workers', 1)} server process{'es' if r.get('workers', 1) > 1 else ''}; {r['runs'][0]['requests']} requests per level; server RSS {r['server_rss_mb_idle']} MB idle, {r['server_rss_mb_after_load']} MB after load)")
             for run in r["runs"]:
                 lines.append(f"  {run['concurrency']:>2} clients: {run['requests_per_s']:>7} req/s  p50 {run['p50_ms']:>8} ms  p95 {run['p95_ms']:>8} ms  p99 {run['p99_ms']:>8} ms  errors {run['errors']}  ({run.get('distinct_queries', '?')} distinct queries)")
     fresh = results.get("fresh")
@@ -368,7 +405,7 @@ def import_and_index(medquad_data: Path, corpus_out: Path, index_dir: Path, log:
 
 def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_dirs: list[Path], medquad_index: Path | None,
               medquad_corpus: Path | None, medquad_data: Path | None, queries: int, http_requests: int, vectors: int,
-              build_sample: int, http: bool, workdir: Path, compare_encoder: str | None = None) -> dict[str, Any]:
+              build_sample: int, http: bool, workdir: Path, compare_encoder: str | None = None, workers: int = 1) -> dict[str, Any]:
     """Every measurement of `sizes` (default, medquad, synthetic, import, fresh), each preceded by
     the machine's load average. `compare_encoder` (e.g. torch) also builds the MedQuAD sample with
     that encoder, for the build speed-up in the same run."""
@@ -378,7 +415,8 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
 
     results: dict[str, Any] = {"machine": machine(), "settings": {"sizes": sizes, "queries": queries, "http_requests": http_requests,
                                                                   "vectors": vectors, "build_sample": build_sample, "torch_threads": _torch_threads(),
-                                                                  "encoder": ModelInfo.of(embedder).setting, "compare_encoder": compare_encoder}}
+                                                                  "encoder": ModelInfo.of(embedder).setting, "compare_encoder": compare_encoder,
+                                                                  "server_workers": workers}}
     loads: list[dict[str, Any]] = []
     results["load"] = loads
     if "import" in sizes:
@@ -403,9 +441,9 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
         log(f"  search p50 {results['default']['search']['uncached_ms']['p50']} ms uncached, {results['default']['search']['cached_ms']['p50']} ms cached")
         if http:
             loads.append(machine_load("default: HTTP, no query cache", log))
-            results["default"]["http_no_cache"] = http_latency(root, qs, http_requests, log, query_cache=False)
+            results["default"]["http_no_cache"] = http_latency(root, qs, http_requests, log, query_cache=False, workers=workers)
             loads.append(machine_load("default: HTTP", log))
-            results["default"]["http"] = http_latency(root, qs, http_requests, log)
+            results["default"]["http"] = http_latency(root, qs, http_requests, log, workers=workers)
     if "medquad" in sizes:
         if not medquad_index or not (medquad_index / "current").exists():
             log("medquad: skipped (no index: import and index MedQuAD first, then pass --medquad-index)")
@@ -438,9 +476,9 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
                 # First with the query cache off (the model runs for every request), then with it on
                 # (the server's default; each level still starts on fresh queries).
                 loads.append(machine_load("medquad: HTTP, no query cache", log))
-                entry["http_no_cache"] = http_latency(medquad_index, pool[queries:] or qs, http_requests, log, query_cache=False)
+                entry["http_no_cache"] = http_latency(medquad_index, pool[queries:] or qs, http_requests, log, query_cache=False, workers=workers)
                 loads.append(machine_load("medquad: HTTP", log))
-                entry["http"] = http_latency(medquad_index, pool[queries:] or qs, http_requests, log)
+                entry["http"] = http_latency(medquad_index, pool[queries:] or qs, http_requests, log, workers=workers)
             results["medquad"] = entry
     if "fresh" in sizes:
         log("fresh clone to first answer with `make serve`")

@@ -242,11 +242,8 @@ def _report_reviews(settings: Settings, articles) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    import uvicorn
-
     from indexer.embedding import model_identity
     from indexer.index_store import IndexMissing, IndexProblem, choose_build
-    from medkb.memory import limit_malloc_arenas
 
     settings = _settings(args)
     if settings.backend == "postgres":
@@ -268,9 +265,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.model_dir:
         os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
     os.environ["MEDKB_ENCODER"] = settings.encoder
+    return _run_uvicorn(args, settings)
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the app factory with uvicorn: in this process, or in `--workers` (MEDKB_WORKERS)
+    processes sharing the port, each of which reads its settings from the environment."""
+    import os
+
+    import uvicorn
+
+    from medkb.memory import limit_malloc_arenas
+
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers < 1:
+        print(f"medkb serve: --workers must be at least 1, got {workers}", file=sys.stderr)
+        return 2
+    if settings.malloc_arenas:
+        # Worker processes start afresh: glibc reads the cap from the environment at their start.
+        os.environ["MALLOC_ARENA_MAX"] = str(settings.malloc_arenas)
     # Before uvicorn starts its worker threads, so that every one of them shares the capped arenas.
     limit_malloc_arenas(settings.malloc_arenas)
-    uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level)
+    if workers > 1:
+        print(f"  {workers} server processes: each loads the model and the index", file=sys.stderr)
+    uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level, workers=workers if workers > 1 else None)
     return 0
 
 
@@ -279,11 +308,8 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
     database against the model, then serve (the app factory reads the same settings)."""
     import os
 
-    import uvicorn
-
     from indexer.embedding import model_identity
     from indexer.index_store import IndexManifest, IndexProblem
-    from medkb.memory import limit_malloc_arenas
     from retrieval.backends.postgres import DatabaseProblem, published_manifest
 
     try:
@@ -299,9 +325,7 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
     if settings.model_dir:
         os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
     os.environ["MEDKB_ENCODER"] = settings.encoder
-    limit_malloc_arenas(settings.malloc_arenas)
-    uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level)
-    return 0
+    return _run_uvicorn(args, settings)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -523,7 +547,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         results = run_bench(sizes, embedder, _log, corpus_dirs=[Path(d) for d in args.corpus] or list(settings.corpus_dirs),
                             medquad_index=args.medquad_index, medquad_corpus=args.medquad_corpus, medquad_data=args.medquad_data,
                             queries=args.queries, http_requests=args.http_requests, vectors=args.vectors, build_sample=args.build_sample,
-                            http=not args.no_http, workdir=Path(tmp), compare_encoder=args.compare_encoder)
+                            http=not args.no_http, workdir=Path(tmp), compare_encoder=args.compare_encoder,
+                            workers=args.workers)
     print(format_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -686,6 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-dir", type=Path, help="index root (default: MEDKB_INDEX_DIR or var/index)")
     p.add_argument("--model-dir", type=Path, help="embedding model folder")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--workers", type=_at_least_one, help="server processes sharing the port (default: MEDKB_WORKERS or 1); each holds its own model and index")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("search", help="search the index from the command line", description="Run one query through the same search service the server uses.")
@@ -762,6 +788,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors for the vector-search-only size")
     p.add_argument("--build-sample", type=int, default=300, help="MedQuAD articles built in this run to measure throughput")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP measurements")
+    p.add_argument("--workers", type=_at_least_one, default=1, help="server processes for the HTTP measurements (`medkb serve --workers`)")
     p.add_argument("--compare-encoder", choices=["torch", "onnx-fp32", "onnx-int8"], help="also build the MedQuAD sample with this encoder, for the build speed-up over it in the same run")
     p.add_argument("--live", action="store_true", help="instead: a living knowledge base over a copy of --medquad-corpus: seconds to publish after a one-article edit, a front-matter edit (no new text: the model is not loaded), a one-article delete and for an unchanged corpus, then a server under load while a `medkb index --watch` republishes edits (failed requests, p99, RSS after each swap)")
     p.add_argument("--live-cache", type=Path, help="--live: the build cache to start from (e.g. var/medquad-index/cache after `medkb index var/medquad-corpus --index-dir var/medquad-index`); default: a fresh one (the first build embeds everything)")

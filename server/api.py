@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -48,4 +49,4 @@ def healthz(service: Service, request: Request) -> HealthOut:
     live = reloader.status() if reloader is not None else {}
     return HealthOut(status=conversations.status, chunks=manifest.counts.chunks, articles=manifest.counts.articles,
                      build=service.info.build, model=manifest.model.name, conversations=conversations, loaded_at=service.index.loaded_at,
-                     published=live.get("published"), reload_refused=live.get("refused"))
+                     published=live.get("published"), reload_refused=live.get("refused"), process=os.getpid())

@@ -147,6 +147,7 @@ class HealthOut(BaseModel):
     loaded_at: str = Field("", description="When the build being served was loaded (ISO 8601, UTC).")
     published: str | None = Field(None, description="The build the index root publishes; another than `build` while a new one loads, or when it was refused.")
     reload_refused: str | None = Field(None, description="Why the published build is not served (it failed its integrity check), if it is not.")
+    process: int = Field(0, description="The id of the server process that answered (with `medkb serve --workers N`, one of N).")
 
 
 class FiltersIn(BaseModel):

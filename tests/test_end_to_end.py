@@ -152,3 +152,54 @@ def test_page_without_javascript_lists_passages(live_server, browser):
         assert first.find_elements(By.CSS_SELECTOR, "ol.refs li.ref")
     finally:
         browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+
+
+@pytest.mark.model
+def test_two_server_processes_share_the_port_and_the_conversations(real_index, tmp_path):
+    """`medkb serve --workers 2`: both processes answer on one port with the same results, a
+    conversation started through one continues through the other, and stopping the server
+    stops both."""
+    port = _free_port()
+    env = dict(os.environ, MEDKB_CONVERSATIONS_DB=str(tmp_path / "conversations.sqlite"), MEDKB_ANSWERS_DB=str(tmp_path / "answers.sqlite"))
+    proc = subprocess.Popen([*MEDKB, "serve", "--index-dir", str(real_index[0]), "--port", str(port), "--log-level", "warning", "--workers", "2"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    seen: dict[int, dict] = {}  # process id -> the first search it answered
+    conversations: dict[int, str] = {}
+    try:
+        deadline = time.time() + 120
+        while len(seen) < 2:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.time() < deadline, f"two processes did not answer within 120 s (seen {sorted(seen)})"
+            try:
+                # A new connection each time, so that either process may accept it.
+                with httpx.Client(timeout=5) as client:
+                    health = client.get(f"{base}/healthz")
+                    if health.status_code == 200:
+                        pid = health.json()["process"]
+                        if pid not in seen:
+                            seen[pid] = client.get(f"{base}/api/search", params={"q": QUERY, "k": 5}).json()
+                            answer = client.post(f"{base}/api/ask", json={"question": QUERY})
+                            conversations[pid] = answer.json()["conversation_id"]
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        first, second = seen.values()
+        assert [r["chunk_id"] for r in first["results"]] == [r["chunk_id"] for r in second["results"]]
+        # Follow-ups until each process has continued a conversation that the other one started.
+        continued: set[int] = set()
+        deadline = time.time() + 60
+        while continued != set(seen):
+            assert time.time() < deadline, f"follow-ups reached only {sorted(continued)}"
+            with httpx.Client(timeout=30) as client:
+                pid = client.get(f"{base}/healthz").json()["process"]
+                other = next(p for p in seen if p != pid)
+                r = client.post(f"{base}/api/ask", json={"question": "how is it treated?", "conversation_id": conversations[other]})
+                assert r.status_code == 200, r.text
+                assert "microcyt" in r.json()["resolved_query"].lower(), r.json()["resolved_query"]
+                continued.add(pid)
+        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+        assert set(seen) <= set(workers), (seen, workers)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert not [p for p in seen if os.path.exists(f"/proc/{p}")], "a worker outlived the server"
