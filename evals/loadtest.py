@@ -128,9 +128,14 @@ async def run_phase(base: str, rec: Recorder, phase: str, clients: int, seconds:
     import httpx
 
     until = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        await asyncio.gather(*(mixed_client(client, rec, phase, until, queries, random.Random(seed * 1000 + i), ask_share) for i in range(clients)))
+
+    async def user(i: int) -> None:
+        # Its own connection, as each user's browser has (one httpx client shared by many tasks
+        # queues some requests for seconds inside httpx, which would read as server latency).
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            await mixed_client(client, rec, phase, until, queries, random.Random(seed * 1000 + i), ask_share)
+
+    await asyncio.gather(*(user(i) for i in range(clients)))
 
 
 async def run_burst(base: str, rec: Recorder, limit: int, max_query_chars: int, rounds: int) -> None:
