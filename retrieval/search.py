@@ -210,7 +210,7 @@ class SearchService:
                  settings: RetrievalSettings = RetrievalSettings(), abbreviations: Abbreviations | None = None,
                  batch_window_ms: float = 2.0, reviews: ReviewBook | None = None, ranker: LearnedRanker | None | str = "default",
                  no_match: NoMatchPolicy | None | str = "default", passage_cache_size: int = 20000,
-                 backend: SearchBackend | None = None):
+                 backend: SearchBackend | None = None, previous_features: FeatureExtractor | None = None):
         import faiss
 
         from retrieval.backends.embedded import EmbeddedBackend
@@ -251,7 +251,7 @@ class SearchService:
             no_match = NoMatchPolicy.load()
             no_match = no_match if no_match is not None and no_match.model == model else NoMatchPolicy.model_free()
         self.no_match_policy: NoMatchPolicy = no_match or NoMatchPolicy.model_free()
-        self._features = FeatureExtractor(index)
+        self._features = FeatureExtractor(index, previous=previous_features)
         self._section_of_chunk = self._features.section_of
         self._retracted = np.fromiter((cites_retracted(c) for c in index.chunks), dtype=bool, count=len(index.chunks))
         self._id_order = np.argsort(np.argsort(np.array([c.id for c in index.chunks], dtype=object), kind="stable"), kind="stable")
@@ -260,9 +260,10 @@ class SearchService:
     def over(self, index: LoadedIndex) -> "SearchService":
         """This engine over another build (a server swapping to a newly published one): the same
         model, query batcher (still one model call at a time across both), query-vector cache,
-        settings and abbreviations; everything derived from the build is made anew."""
+        settings and abbreviations; everything derived from the build is made anew, except the
+        question-type masks of passages and headings whose text did not change (taken over)."""
         new = SearchService(index, self._embedder, cache_size=self.cache.size, settings=self.settings, abbreviations=self.abbreviations,
-                            backend=self.backend.over(index))
+                            backend=self.backend.over(index), passage_cache_size=0, previous_features=self._features)
         new._batcher = self._batcher
         new.cache = self.cache
         new.passage_cache = self.passage_cache
