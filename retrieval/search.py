@@ -44,6 +44,7 @@ from retrieval.ranker import FeatureExtractor, LearnedRanker, QueryTerms, defaul
 from retrieval.ranker import holds as posting_holds
 from retrieval.reviews import ArticleReview, ReviewBook
 from retrieval.vector_cache import VectorCache
+from retrieval.vector_search import VectorSearch
 
 RETRIEVERS = ("dense", "lexical", "hybrid")
 # How hybrid orders its candidates: the learned ranker, or reciprocal rank fusion.
@@ -221,10 +222,8 @@ class SearchService:
         # The model runs one call at a time (concurrent calls would each start torch's threads
         # and oversubscribe the cores); queries arriving together share one call.
         self._batcher = QueryBatcher(embedder.encode_queries, window_ms=batch_window_ms)
-        self._section_index = faiss.IndexFlatIP(embedder.dim)
-        if len(index.sections.ids):
-            self._section_index.add(np.ascontiguousarray(index.sections.vectors, dtype=np.float32))
-        self._section_vectors = np.ascontiguousarray(index.sections.vectors, dtype=np.float32)
+        self._section_vectors = np.ascontiguousarray(index.sections.vectors, dtype=np.float32).reshape(-1, embedder.dim)
+        self._section_search = VectorSearch(self._section_vectors)
         self.index = index
         self.reviews = reviews or ReviewBook()
         self._embedder = embedder
@@ -313,11 +312,7 @@ class SearchService:
 
     def section_scores(self, vector: np.ndarray, depth: int) -> list[tuple[int, float]]:
         """The `depth` sections whose title and heading best match the query vector, best first."""
-        depth = min(depth, len(self.index.sections.ids))
-        if depth <= 0:
-            return []
-        scores, ids = self._section_index.search(vector.reshape(1, -1).astype(np.float32), depth)
-        return [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        return self._section_search.search(vector, depth)
 
     def nearest_articles(self, query: str, n: int, exclude: set[str] = frozenset(), depth: int = 200) -> list[tuple[str, float]]:
         """The `n` articles (id, cosine) whose section headings best match `query`, best
