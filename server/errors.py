@@ -88,6 +88,20 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else CODES.get(exc.status_code, "error")
         return _respond(exc.status_code, CODES.get(exc.status_code, "error"), message, headers=getattr(exc, "headers", None))
 
+    settings = getattr(app.state, "settings", None)
+    if settings is not None and settings.backend == "postgres":
+        import psycopg
+        import psycopg_pool
+
+        async def _database_unavailable(request: Request, exc: Exception):
+            # The database is down or unreachable (a lost connection, no connection within the
+            # pool's wait): the service is unavailable for now, not broken; say so, and when to retry.
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, clip(exc, 200))
+            return _respond(503, "unavailable", "the database is unavailable; try again in a few seconds", headers={"Retry-After": "5"})
+
+        app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+        app.add_exception_handler(psycopg_pool.PoolTimeout, _database_unavailable)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)

@@ -310,3 +310,62 @@ def test_old_builds_are_dropped_once_no_replica_can_still_serve_them(tmp_path, f
         schemas = sorted(r[0] for r in store.conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'medkb_b_%'"))
     assert kept == sorted(ids[-2:]) and schemas == [f"medkb_b_{i}" for i in kept]
     assert published_build(fresh_database) == ids[-1]
+
+
+def test_a_server_rides_out_dropped_connections_and_answers_503_while_the_database_is_away(tmp_path, fresh_database):
+    """Connections the database drops are replaced before a search uses them; while it accepts no
+    connections, searches get the JSON error shape with 503 and Retry-After within seconds (not a
+    500 after the pool's default 30 s); once it is back, searches work again."""
+    import psycopg
+    from fastapi.testclient import TestClient
+
+    from medkb.settings import Settings
+    from server.app import create_app
+
+    with PostgresStore(fresh_database) as store:
+        store.publish_index(load_index(_tiny(tmp_path, False)))
+    settings = Settings(index_dir=tmp_path / "unused", backend="postgres", database_url=fresh_database, reload_seconds=0,
+                        conversations_db=tmp_path / "conversations.sqlite")
+
+    def factory(s: Settings) -> SearchService:
+        index = load_published(s.database_url)
+        return SearchService(index, FakeEmbedder(), backend=PostgresBackend.for_index(s.database_url, index))
+
+    from urllib.parse import urlsplit
+
+    from pg_server import _with_database
+
+    name = urlsplit(fresh_database).path.lstrip("/")
+    admin = _with_database(fresh_database, "postgres")
+
+    def end_sessions() -> None:
+        """End every session on the database, and wait until they are gone (ending is asynchronous)."""
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            deadline = time.monotonic() + 10
+            while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()[0]:
+                assert time.monotonic() < deadline, "sessions did not end"
+                time.sleep(0.05)
+
+    with TestClient(create_app(settings, service_factory=factory)) as client:
+        query = {"q": "iron deficiency"}
+        assert client.get("/api/search", params=query).status_code == 200
+        end_sessions()
+        assert client.get("/api/search", params=query).status_code == 200, "a dropped connection is replaced, not used"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        try:
+            end_sessions()
+            started = time.monotonic()
+            r = client.get("/api/search", params=query)
+            waited = time.monotonic() - started
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "unavailable" and r.headers["retry-after"] == "5"
+            assert "Traceback" not in r.text and waited < 15, waited
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        deadline = time.monotonic() + 20
+        while client.get("/api/search", params=query).status_code != 200:
+            assert time.monotonic() < deadline, "searches did not recover once the database was back"
+            time.sleep(0.2)

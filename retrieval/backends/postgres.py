@@ -64,6 +64,7 @@ from retrieval.backends.base import Ranked, SearchBackend, Selection
 HNSW_M = 16  # pgvector's default
 HNSW_EF_CONSTRUCTION = 64  # pgvector's default
 EF_SEARCH = 200
+POOL_WAIT_SECONDS = 3.0  # longest a search waits for a database connection before the server answers 503
 KEEP_BUILDS = 3
 GRACE_SECONDS = 600  # a build published this recently is never dropped (replicas may still serve it)
 BM25_K1, BM25_B = 1.2, 0.75  # as indexer/lexical.py (Lucene's defaults)
@@ -452,7 +453,13 @@ def _array(value) -> np.ndarray:
 class _Pool:
     """A few autocommit connections shared by the server's threads (one per concurrent query, up
     to `size`), each with pgvector's types and `hnsw.ef_search` set once, so a search is one
-    round trip per statement."""
+    round trip per statement.
+
+    Each connection is checked as it is handed out (one empty round trip), so connections the
+    server dropped (a restart, a fail-over, an administrator ending sessions) are replaced
+    before a search uses them. A search waits at most POOL_WAIT_SECONDS for a connection; a
+    database that cannot be reached then raises psycopg_pool.PoolTimeout, which the server
+    answers with a 503 (server/errors.py)."""
 
     def __init__(self, url: str, size: int = 8, ef_search: int = EF_SEARCH):
         from pgvector.psycopg import register_vector
@@ -464,7 +471,8 @@ class _Pool:
 
         self.url = url
         self.ef_search = ef_search
-        self._pool = ConnectionPool(url, min_size=1, max_size=size, configure=configure, kwargs={"autocommit": True}, open=True)
+        self._pool = ConnectionPool(url, min_size=1, max_size=size, configure=configure, kwargs={"autocommit": True, "connect_timeout": 5},
+                                    open=True, timeout=POOL_WAIT_SECONDS, check=ConnectionPool.check_connection)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:

@@ -64,7 +64,8 @@ def pool_for(url: str) -> ConnectionPool:
         pool = _pools.get(url)
         if pool is None or pool.closed:
             pool = ConnectionPool(url, min_size=1, max_size=POOL_MAX, open=False, num_workers=1,
-                                  kwargs={"autocommit": True, "connect_timeout": 5, "application_name": "medkb"}, name="medkb")
+                                  kwargs={"autocommit": True, "connect_timeout": 5, "application_name": "medkb"}, name="medkb",
+                                  check=ConnectionPool.check_connection)  # a connection the server dropped is replaced, not used
             pool.open(wait=False)
             _pools[url] = pool
         return pool
