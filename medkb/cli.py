@@ -329,8 +329,6 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
     from indexer.index_store import IndexProblem
     from retrieval.search import RetrievalSettings, open_service
 
@@ -364,7 +362,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     if result.no_match and not args.json:
         print(f"no match: {result.no_match}" + (f" Nearest articles: {'; '.join(result.suggestions)}" if result.suggestions else ""))
     if args.json:
-        print(json.dumps(asdict(result), indent=2, default=str, ensure_ascii=False))
+        # The API's JSON (/api/search), statuses derived from the review log: a chunk's own
+        # `review_status` is its front matter's claim, which no reader may take for an approval.
+        from server.present import search_out
+
+        print(search_out(result, args.k).model_dump_json(indent=2))
         return 0
     for hit in result.hits:
         c = hit.chunk
@@ -717,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search the index from the command line", description="Run one query through the same search service the server uses.")
     p.add_argument("query")
     p.add_argument("-k", type=int, default=5, help="passages to show")
-    p.add_argument("--json", action="store_true", help="print the API's JSON instead of a summary")
+    p.add_argument("--json", action="store_true", help="print the JSON /api/search returns instead of a summary")
     p.add_argument("--index-dir", type=Path)
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_search)
