@@ -17,6 +17,51 @@ def _settings(args: argparse.Namespace) -> Settings:
                              reviews_db=getattr(args, "reviews_db", None), accounts_db=getattr(args, "accounts_db", None))
 
 
+def _store_errors(settings: Settings) -> tuple[type[BaseException], ...]:
+    """What a store (review log, accounts, build cache) raises when it cannot be used now: a
+    damaged, locked or unwritable SQLite file (sqlite3.Error, OSError) and, with
+    MEDKB_BACKEND=postgres, an unreachable database (psycopg.Error, PoolTimeout included)."""
+    import sqlite3
+
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    if settings.backend == "postgres":
+        import psycopg
+
+        errors += (psycopg.Error,)
+    return errors
+
+
+def _store_where(location: Path | str) -> str:
+    """A store's location as it may be printed: a database URL with its password masked."""
+    if isinstance(location, str):
+        from retrieval.stores.postgres import redacted
+
+        return redacted(location)
+    return str(location)
+
+
+def _cannot_use(command: str, store: str, location: Path | str, exc: BaseException, hint: str = "") -> int:
+    """One line naming the store that cannot be used and why (and what to do); exit status 2."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"medkb {command}: the {store} at {_store_where(location)} cannot be used: {reason}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+    return 2
+
+
+def _check_state_stores(command: str, settings: Settings) -> int:
+    """Open the review log and the accounts as a server would (creating them if missing), so
+    that one that cannot be used is one line and exit 2 before anything starts; 0 when both open."""
+    from retrieval.accounts import AccountStore
+    from retrieval.reviews import ReviewStore
+
+    for name, store_class, location in (("review log", ReviewStore, settings.state_location(settings.reviews_path)),
+                                        ("account store", AccountStore, settings.state_location(settings.accounts_path))):
+        try:
+            store_class(location).db.close()
+        except _store_errors(settings) as exc:
+            return _cannot_use(command, name, location, exc)
+    return 0
+
+
 def _progress_bar(label: str, total: int, unit: str = "chunk") -> Callable[[int], None]:
     """A progress bar on stderr; returns the function that advances it."""
     from tqdm import tqdm
@@ -48,6 +93,18 @@ def cmd_index(args: argparse.Namespace) -> int:
         if not d.exists():
             print(f"medkb index: corpus directory not found: {d}", file=sys.stderr)
             return 2
+    try:
+        settings.index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"medkb index: cannot make the index folder {settings.index_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    log_at = settings.state_location(settings.reviews_path)
+    try:  # every build records its articles' versions in the review log: one that cannot be used stops it before any work
+        from retrieval.reviews import ReviewStore
+
+        ReviewStore(log_at).db.close()
+    except _store_errors(settings) as exc:
+        return _cannot_use("index", "review log", log_at, exc)
     chunker = ChunkerSettings(max_tokens=args.max_tokens)
     if args.if_stale and not args.watch:
         checksum = model_checksum(settings.model_dir or default_model_dir())
@@ -66,7 +123,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     # The model loads only if a build needs it: an unchanged corpus, or one that only lost
     # articles, is built from the build cache without torch.
     embedder = LazyEmbedder(settings.model_dir, encoder=settings.encoder)
-    cache = open_cache(settings.build_cache_dir(), settings.build_cache_mb)
+    try:
+        cache = open_cache(settings.build_cache_dir(), settings.build_cache_mb)
+    except _store_errors(settings) as exc:
+        return _cannot_use("index", "build cache", settings.build_cache_dir(), exc,
+                           "it is only a cache: move it aside (the next build starts afresh), or build without it with MEDKB_BUILD_CACHE_MB=0")
     try:
         if not args.watch:
             return _index_once(args, settings, dirs, chunker, embedder, cache, watching=False)
@@ -161,7 +222,11 @@ def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], 
     print(f"  build cache         {sum(report.cache_seconds.values()):.1f}s of it" + (f" ({in_cache})" if in_cache else ""))
     print(f"  time                {time.perf_counter() - started:.1f}s ({stages}{load_note}; embedded {report.embedded} texts)", flush=True)
     if report.directory is not None:
-        _report_reviews(settings, _indexed_articles(report.directory, dirs))
+        try:
+            _report_reviews(settings, _indexed_articles(report.directory, dirs))
+        except _store_errors(settings) as exc:
+            return _cannot_use("index", "review log", settings.state_location(settings.reviews_path), exc,
+                               "the build is published, but its articles' versions are not recorded")
     return _publish_to_database(settings) if settings.backend == "postgres" else 0
 
 
@@ -258,6 +323,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (IndexProblem, FileNotFoundError) as exc:
         print(f"medkb serve: {exc}", file=sys.stderr)
         return 2
+    if _check_state_stores("serve", settings):
+        return 2
     print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (build {directory.name}) on http://{args.host}:{args.port}",
           file=sys.stderr)
     # The app factory reads its settings from the environment, so the command line's win.
@@ -321,6 +388,8 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, IndexProblem, FileNotFoundError) as exc:
         print(f"medkb serve: {exc}", file=sys.stderr)
         return 2
+    if _check_state_stores("serve", settings):
+        return 2
     print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (PostgreSQL) on http://{args.host}:{args.port}", file=sys.stderr)
     if settings.model_dir:
         os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
@@ -347,16 +416,19 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 2
     if service.index.fallback:
         print(f"medkb search: warning: {service.index.fallback}", file=sys.stderr)
-    log_at = settings.state_location(settings.reviews_path)
-    if settings.backend == "postgres" or settings.reviews_path.exists():  # statuses come from the review log, as in the server
-        from retrieval.reviews import ReviewBook, ReviewStore
-
-        service.use_reviews(ReviewBook(ReviewStore(log_at)))
     query = " ".join(args.query.split())
     if not query or len(query) > settings.max_query_chars or not 1 <= args.k <= settings.max_k:
         print(f"medkb search: give a query of 1 to {settings.max_query_chars} characters and -k between 1 and {settings.max_k}", file=sys.stderr)
         return 2
-    result = service.search(query, args.k)
+    log_at = settings.state_location(settings.reviews_path)
+    try:
+        if settings.backend == "postgres" or settings.reviews_path.exists():  # statuses come from the review log, as in the server
+            from retrieval.reviews import ReviewBook, ReviewStore
+
+            service.use_reviews(ReviewBook(ReviewStore(log_at)))
+        result = service.search(query, args.k)  # joins the statuses the log says now
+    except _store_errors(settings) as exc:
+        return _cannot_use("search", "review log", log_at, exc)
     if result.searched_for and not args.json:
         print(f"searched for: {result.searched_for}")
     if result.no_match and not args.json:
@@ -601,21 +673,10 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    import sqlite3
-
     from retrieval.accounts import AccountError, AccountStore
 
     settings = _settings(args)
     location = settings.state_location(settings.accounts_path)
-    unusable: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
-    where = str(location)
-    if settings.backend == "postgres":
-        import psycopg
-
-        from retrieval.stores.postgres import redacted
-
-        unusable += (psycopg.Error,)  # psycopg_pool.PoolTimeout included
-        where = redacted(where)
     try:
         store = AccountStore(location)
         if args.users_command == "add":
@@ -639,9 +700,8 @@ def cmd_users(args: argparse.Namespace) -> int:
     except (AccountError, ValueError) as exc:
         print(f"medkb users: {exc}", file=sys.stderr)
         return 2
-    except unusable as exc:  # an unreachable database, a locked or damaged file: one line, not a traceback
-        print(f"medkb users: the account store at {where} cannot be used: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+    except _store_errors(settings) as exc:  # an unreachable database, a locked or damaged file: one line, not a traceback
+        return _cannot_use("users", "account store", location, exc)
     return 0
 def _bench_live(args: argparse.Namespace) -> int:
     import tempfile

@@ -55,3 +55,65 @@ def test_search_json_shows_the_derived_status_never_the_front_matters_claim(clai
     for passage in out["results"]:  # the API's shape: the status derived from the (empty) review log
         assert passage["review_status"] == "submitted" and passage["caution"] and passage["review"]["approved"] is False, passage
     assert '"review_status": "approved"' not in proc.stdout, "no reviewer approved these articles"
+
+
+@pytest.fixture
+def small_corpus(tmp_path) -> Path:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "microcytosis.md").write_text(article("microcytosis", "What are the causes of chronic microcytosis?", MICRO_BODY))
+    return corpus
+
+
+def damaged(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"this is not a SQLite database, whatever its name says\n" * 20)
+    return path
+
+
+def test_index_with_a_damaged_review_log_is_one_line(small_corpus, tmp_path):
+    log = damaged(tmp_path / "reviews.sqlite")  # beside the index root: the default review log
+    proc = medkb("index", str(small_corpus), "--index-dir", str(tmp_path / "index"))
+    assert proc.returncode == 2
+    one_clear_line(proc, "review log", str(log), "cannot be used")
+
+
+def test_index_with_a_damaged_build_cache_is_one_line(small_corpus, tmp_path):
+    cache = damaged(tmp_path / "index" / "cache" / "build-cache.sqlite")
+    proc = medkb("index", str(small_corpus), "--index-dir", str(tmp_path / "index"))
+    assert proc.returncode == 2
+    err = one_clear_line(proc, "build cache", str(cache.parent), "cannot be used")
+    assert "MEDKB_BUILD_CACHE_MB=0" in err, "says how to build without it"
+
+
+@pytest.mark.parametrize("where", ["a-file/index", "a-file"])
+def test_index_into_a_folder_that_cannot_be_written_is_one_line(small_corpus, tmp_path, where):
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    root = tmp_path / where
+    proc = medkb("index", str(small_corpus), "--index-dir", str(root))
+    assert proc.returncode == 2
+    one_clear_line(proc, "medkb index:", str(root))
+
+
+def test_search_with_a_damaged_review_log_is_one_line(claimed_index, tmp_path):
+    log = damaged(tmp_path / "reviews.sqlite")
+    proc = medkb("search", "microcytosis", "--index-dir", str(claimed_index), env={"MEDKB_REVIEWS_DB": str(log)})
+    assert proc.returncode == 2
+    one_clear_line(proc, "medkb search:", "review log", str(log))
+
+
+@pytest.mark.parametrize("store, variable", [("review log", "MEDKB_REVIEWS_DB"), ("account store", "MEDKB_ACCOUNTS_DB")])
+def test_serve_with_a_damaged_state_file_is_one_line_before_uvicorn_starts(claimed_index, tmp_path, store, variable):
+    path = damaged(tmp_path / "state.sqlite")
+    proc = medkb("serve", "--index-dir", str(claimed_index), "--port", "1", env={variable: str(path)}, timeout=60)
+    assert proc.returncode == 2
+    err = one_clear_line(proc, "medkb serve:", store, str(path))
+    assert "Uvicorn" not in err and "startup" not in err.lower(), "refused before the server starts"
+
+
+def test_import_into_a_folder_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    out = tmp_path / "a-file" / "articles"
+    proc = medkb("import", "pubmed", "/work/shared/cases/07-pubmed-retracted/retracted.xml", "--out", str(out), "--quiet")
+    assert proc.returncode == 2
+    one_clear_line(proc, "medkb import:", str(out))
