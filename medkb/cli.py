@@ -335,6 +335,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return _run_uvicorn(args, settings)
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 1 to 65535 (the socket layer would take 99999 modulo 65536)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
+    return value
+
+
 def _at_least_one(text: str) -> int:
     """argparse type: a whole number >= 1."""
     try:
@@ -769,7 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve the search page and JSON API", description="Serve the search page at / and the JSON API under /api with uvicorn.")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 1 to 65535 (default 8000)")
     p.add_argument("--index-dir", type=Path, help="index root (default: MEDKB_INDEX_DIR or var/index)")
     p.add_argument("--model-dir", type=Path, help="embedding model folder")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

@@ -117,3 +117,13 @@ def test_import_into_a_folder_that_cannot_be_made_is_one_line(tmp_path):
     proc = medkb("import", "pubmed", "/work/shared/cases/07-pubmed-retracted/retracted.xml", "--out", str(out), "--quiet")
     assert proc.returncode == 2
     one_clear_line(proc, "medkb import:", str(out))
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1", "http"])
+def test_serve_refuses_a_port_that_does_not_exist(claimed_index, port):
+    # 99999 was taken modulo 65536: the server said "on http://127.0.0.1:99999" and listened on 34463.
+    proc = medkb("serve", "--index-dir", str(claimed_index), "--port", port, timeout=60)
+    assert proc.returncode == 2
+    err = one_clear_line(proc, "--port", "65535")
+    assert "serving" not in err and "Uvicorn" not in err
+
