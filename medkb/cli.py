@@ -93,6 +93,19 @@ def cmd_index(args: argparse.Namespace) -> int:
         if not d.exists():
             print(f"medkb index: corpus directory not found: {d}", file=sys.stderr)
             return 2
+    chunker = ChunkerSettings(max_tokens=args.max_tokens)
+    try:
+        identity = model_identity(settings.model_dir, settings.encoder)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"medkb index: {exc}", file=sys.stderr)
+        return 2
+    # A chunk longer than the model reads would be embedded in part (the rest never reaches a
+    # vector), and a budget under the passage minimum would not be honoured: refuse both.
+    widest = identity.max_seq_length - 2  # [CLS] and [SEP] take two of the model's positions
+    if not chunker.min_body_tokens <= chunker.max_tokens <= widest:
+        print(f"medkb index: --max-tokens must be between {chunker.min_body_tokens} (the least a passage gets) and {widest} "
+              f"(the model reads {identity.max_seq_length} word pieces, two of them its markers), got {chunker.max_tokens}", file=sys.stderr)
+        return 2
     try:
         settings.index_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -105,10 +118,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         ReviewStore(log_at).db.close()
     except _store_errors(settings) as exc:
         return _cannot_use("index", "review log", log_at, exc)
-    chunker = ChunkerSettings(max_tokens=args.max_tokens)
     if args.if_stale and not args.watch:
         checksum = model_checksum(settings.model_dir or default_model_dir())
-        reason = staleness(settings.index_dir, dirs, chunker, checksum, model_identity(settings.model_dir, settings.encoder))
+        reason = staleness(settings.index_dir, dirs, chunker, checksum, identity)
         if reason is None:
             print(f"index is up to date with {', '.join(map(str, dirs))} ({settings.index_dir}/current)")
             return _publish_to_database(settings) if settings.backend == "postgres" else 0
@@ -772,7 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="fail, publishing nothing, if any article has an error")
     p.add_argument("--if-stale", action="store_true", help="do nothing when the published index is intact (every file matches its checksum) and already matches the corpus, chunker and model")
     p.add_argument("--no-wait", action="store_true", help=f"if another build of this index is running, exit {EXIT_BUSY} at once instead of waiting for it")
-    p.add_argument("--max-tokens", type=int, default=220, help="word pieces per embedded chunk, title and section included (model reads 256)")
+    p.add_argument("--max-tokens", type=int, default=220, help="word pieces per embedded chunk, title and section included: 64 to 254 (the model reads 256, two of them its markers)")
     p.add_argument("--batch-size", type=int, default=32, help="texts per model batch")
     p.add_argument("--watch", action="store_true", help="after building, watch the corpus directories and republish whenever an article changes (debounced: MEDKB_WATCH_DEBOUNCE_MS)")
     p.add_argument("--allow-loss", action="store_true", help="--watch: publish even when articles of the published build would be lost to errors (by default such a build is withheld until they are fixed or deleted)")

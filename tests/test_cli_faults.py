@@ -127,3 +127,18 @@ def test_serve_refuses_a_port_that_does_not_exist(claimed_index, port):
     err = one_clear_line(proc, "--port", "65535")
     assert "serving" not in err and "Uvicorn" not in err
 
+
+@pytest.mark.parametrize("tokens", ["0", "-5", "63", "255", "5000"])
+def test_index_refuses_a_chunk_budget_the_model_cannot_read_or_the_chunker_cannot_keep(small_corpus, tmp_path, tokens):
+    # Above the model's window the rest of each chunk was never embedded; below the passage
+    # minimum the flag was ignored. Either way the build went on as if it had been honoured.
+    proc = medkb("index", str(small_corpus), "--index-dir", str(tmp_path / "index"), "--max-tokens", tokens)
+    assert proc.returncode == 2
+    one_clear_line(proc, "--max-tokens", "64", "254")
+    assert not (tmp_path / "index" / "current").exists(), "nothing was built"
+
+
+def test_index_accepts_the_ends_of_the_chunk_budget(small_corpus, tmp_path):
+    for tokens in ("64", "254"):
+        proc = medkb("index", str(small_corpus), "--index-dir", str(tmp_path / f"index-{tokens}"), "--max-tokens", tokens)
+        assert proc.returncode == 0, proc.stderr
