@@ -33,6 +33,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 MAX_FORM_BYTES = 64 * 1024
+MAX_NAME_CHARS = 64  # the longest account name (retrieval.accounts)
 NEEDS_HTTPS = "Sign-in needs HTTPS: serve medkb behind TLS (plain http is allowed on 127.0.0.1 and localhost only)."
 
 router = APIRouter()
@@ -163,7 +164,7 @@ def signin_form(request: Request, next: str | None = None) -> HTMLResponse:
 async def signin(request: Request) -> Response:
     form = await read_form(request)
     next_url = safe_next(form.get("next"))
-    name = form.get("name", "").strip().lower()
+    name = form.get("name", "").strip().lower()[:MAX_NAME_CHARS]  # echoed back into the form: never more than a name may hold
     if request.url.scheme != "https" and not loopback_http(request):
         return _signin_page(request, next_url, NEEDS_HTTPS, 400, name=name)
     if not same(form.get(CSRF_FIELD), request.cookies.get(SIGNIN_COOKIE)):

@@ -35,12 +35,13 @@ from retrieval.reviews import (
 from retrieval.search import SearchService
 from server import auth
 from server.deps import AppSettings, Service, get_service
-from server.errors import ApiError
+from server.errors import ApiError, clip
 from server.review_schemas import ArticleOut, ReviewCreatedOut, ReviewIn, record_out, review_out
 from server.schemas import ErrorOut
 
 router = APIRouter()
 MAX_DAYS = 366
+MAX_RETURN_PATH_CHARS = 200
 
 
 def install(app: FastAPI) -> None:
@@ -103,7 +104,7 @@ def article_view(request: Request, article_id: str) -> ArticleView:
     store = review_store(request)
     record = service.article(article_id)
     if record is None:
-        raise ApiError(404, f"no article {article_id!r} in the current index")
+        raise ApiError(404, f"no article {clip(article_id)!r} in the current index")
     settings = request.app.state.settings
     review = service.review_of(article_id)
     text = _text(content_of(store, service, settings, record, record.content_sha256))
@@ -131,7 +132,7 @@ def decide(request: Request, account: Account, article_id: str, decision: Decisi
     store = review_store(request)
     record = service.article(article_id)
     if record is None:
-        raise ApiError(404, f"no article {article_id!r} in the current index")
+        raise ApiError(404, f"no article {clip(article_id)!r} in the current index")
     body = content_of(store, service, request.app.state.settings, record, record.content_sha256)
     return record_decision(store, record, account.reviewer, decision, content_sha256, comment, body)
 
@@ -171,7 +172,11 @@ def render(request: Request, name: str, context: dict, status: int = 200, header
     from server.pages import templates
 
     session = auth.current_session(request) if getattr(request.app.state, "accounts", None) is not None else None
-    context = {"user": session.account if session else None, "csrf": session.csrf if session else "", **context}
+    # The sign-in link returns to this page: a path no longer than a real page's (an article id
+    # is echoed no further than the messages clip it), else to the queue.
+    path = request.url.path
+    context = {"user": session.account if session else None, "csrf": session.csrf if session else "",
+               "here": path if len(path) <= MAX_RETURN_PATH_CHARS else "/reviews", **context}
     return templates.TemplateResponse(request, name, context, status_code=status, headers=headers)
 
 
@@ -223,7 +228,7 @@ async def article_decision(request: Request, article_id: str) -> Response:
     try:
         decision = Decision(form.get("decision", ""))
     except ValueError:
-        return _article_page(request, article_id, f"Unknown decision {form.get('decision', '')!r}.", 422, form.get("comment", ""))
+        return _article_page(request, article_id, f"Unknown decision {clip(form.get('decision', ''), 40)!r}.", 422, form.get("comment", ""))
     try:
         await run_in_threadpool(decide, request, session.account, article_id, decision, form.get("content_sha256", ""), form.get("comment", ""))
     except ReviewRefused as exc:
