@@ -36,6 +36,7 @@ from retrieval.search import SearchService
 from server import auth
 from server.deps import AppSettings, Service, get_service
 from server.errors import ApiError, clip
+from server.links import article_path
 from server.review_schemas import ArticleOut, ReviewCreatedOut, ReviewIn, record_out, review_out
 from server.schemas import ErrorOut
 
@@ -142,14 +143,15 @@ def decide(request: Request, account: Account, article_id: str, decision: Decisi
 API_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 
 
-@router.get("/api/articles/{article_id}", response_model=ArticleOut, responses=API_ERRORS, tags=["reviews"])
+# `:path`: an article id may hold a '/' (percent-encoded by every link here; decoded before routing).
+@router.get("/api/articles/{article_id:path}", response_model=ArticleOut, responses=API_ERRORS, tags=["reviews"])
 def get_article(request: Request, article_id: str) -> ArticleOut:
     """An article's derived review status, its review history (oldest first) and, when an
     earlier version was approved, the diff since then."""
     return article_out(article_view(request, article_id))
 
 
-@router.post("/api/articles/{article_id}/reviews", response_model=ReviewCreatedOut, status_code=201, responses=API_ERRORS, tags=["reviews"])
+@router.post("/api/articles/{article_id:path}/reviews", response_model=ReviewCreatedOut, status_code=201, responses=API_ERRORS, tags=["reviews"])
 def post_review(request: Request, article_id: str, body: ReviewIn) -> ReviewCreatedOut:
     """Record a decision on the article's current content. Authenticated with
     `Authorization: Bearer TOKEN`, or a session cookie with `X-CSRF-Token`. 401 without
@@ -196,7 +198,7 @@ def review_queue(request: Request, service: Service) -> HTMLResponse:
     return render(request, "review_queue.html", {"items": waiting})
 
 
-@router.get("/articles/{article_id}", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/articles/{article_id:path}", response_class=HTMLResponse, include_in_schema=False)
 def article_page(request: Request, article_id: str) -> HTMLResponse:
     return _article_page(request, article_id)
 
@@ -217,7 +219,7 @@ def _article_page(request: Request, article_id: str, error: str | None = None, s
                                                    "conflicts": conflicts}, status)
 
 
-@router.post("/articles/{article_id}/reviews", include_in_schema=False)
+@router.post("/articles/{article_id:path}/reviews", include_in_schema=False)
 async def article_decision(request: Request, article_id: str) -> Response:
     form = await auth.read_form(request)
     session = auth.current_session(request)
@@ -235,7 +237,7 @@ async def article_decision(request: Request, article_id: str) -> Response:
         return _article_page(request, article_id, exc.message, exc.status, form.get("comment", ""))
     except ApiError as exc:
         return _article_page(request, article_id, exc.message, exc.status)
-    return RedirectResponse(f"/articles/{article_id}", status_code=303)
+    return RedirectResponse(article_path(article_id), status_code=303)
 
 
 # ---------------------------------------------------------------- what's new
@@ -324,9 +326,9 @@ def whats_new_feed(request: Request, settings: AppSettings, days: Annotated[int 
     for item in items:
         entry = sub(feed, "entry")
         sub(entry, "title", f"{item.kind.capitalize()}: {item.record.title}")
-        sub(entry, "id", f"{base}/articles/{item.record.id}#{item.key}")
+        sub(entry, "id", f"{base}{article_path(item.record.id)}#{item.key}")
         sub(entry, "updated", item.when.isoformat(timespec="seconds"))
-        sub(entry, "link", rel="alternate", type="text/html", href=f"{base}/articles/{item.record.id}")
+        sub(entry, "link", rel="alternate", type="text/html", href=f"{base}{article_path(item.record.id)}")
         sub(entry, "category", term=item.kind)
         sub(entry, "summary", f"{item.text}. Now: {item.review.note}.")
     xml = ET.tostring(feed, encoding="unicode", xml_declaration=False)
