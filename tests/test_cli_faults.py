@@ -142,3 +142,13 @@ def test_index_accepts_the_ends_of_the_chunk_budget(small_corpus, tmp_path):
     for tokens in ("64", "254"):
         proc = medkb("index", str(small_corpus), "--index-dir", str(tmp_path / f"index-{tokens}"), "--max-tokens", tokens)
         assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("flag, status", [("--help", 0), ("--no-such-flag", 2)])
+def test_the_drug_table_script_reads_its_arguments_before_writing_anything(flag, status):
+    # `python -m retrieval.drugs --help` rewrote the committed table retrieval/data/drug_names.tsv.gz.
+    table = REPO / "retrieval" / "data" / "drug_names.tsv.gz"
+    before = table.stat().st_mtime_ns
+    proc = subprocess.run([sys.executable, "-m", "retrieval.drugs", flag], capture_output=True, text=True, cwd=REPO, env=ENV, timeout=120)
+    assert proc.returncode == status and "usage" in (proc.stdout + proc.stderr)
+    assert table.stat().st_mtime_ns == before, "the table was not written"
