@@ -530,6 +530,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"medkb eval: {exc}", file=sys.stderr)
         return 2
     evalset = evalset.limit(args.limit)
+    out_dir = args.out or Path("runs") / f"{evalset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for flag, folder in (("--cache-dir", cache), ("--out", out_dir)):  # before the model loads and the corpus is indexed
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"medkb eval: {flag} {folder}: cannot make the folder: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     for key, note in evalset.source.items():
         if key.startswith("dropped_"):
             print(f"medkb eval: warning: {note}; they are not scored", file=sys.stderr)
@@ -573,7 +580,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.ranker == "learned" and args.retriever == "hybrid" and service.ranker is None:
         print("medkb eval: warning: no learned ranker fits this model (retrieval/data/ranker.txt); hybrid uses RRF", file=sys.stderr)
 
-    out_dir = args.out or Path("runs") / f"{evalset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_settings = {**retrieval.to_dict(), "backend": service.backend.name, "embed_context": args.embed_context, "chunker": chunker.to_dict(), "conversation_context": args.context,
                     "heldout_only": bool(args.heldout),
                     "ranker_model": service.ranker.describe() if service.ranker is not None and args.ranker == "learned" else None,
@@ -785,7 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--if-stale", action="store_true", help="do nothing when the published index is intact (every file matches its checksum) and already matches the corpus, chunker and model")
     p.add_argument("--no-wait", action="store_true", help=f"if another build of this index is running, exit {EXIT_BUSY} at once instead of waiting for it")
     p.add_argument("--max-tokens", type=int, default=220, help="word pieces per embedded chunk, title and section included: 64 to 254 (the model reads 256, two of them its markers)")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per model batch")
+    p.add_argument("--batch-size", type=_at_least_one, default=32, help="texts per model batch")
     p.add_argument("--watch", action="store_true", help="after building, watch the corpus directories and republish whenever an article changes (debounced: MEDKB_WATCH_DEBOUNCE_MS)")
     p.add_argument("--allow-loss", action="store_true", help="--watch: publish even when articles of the published build would be lost to errors (by default such a build is withheld until they are fixed or deleted)")
     p.set_defaults(func=cmd_index)
@@ -827,9 +833,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", choices=["section", "article"], default="section", help="unit judged for the gold set (BEIR datasets judge documents)")
     p.add_argument("--out", type=Path, help="output directory (default: runs/<dataset>-<time>)")
     p.add_argument("--compare", type=Path, help="a previous eval output directory to compare against, query by query")
-    p.add_argument("--depth", type=int, default=100, help="judged units ranked per query (default 100)")
+    p.add_argument("--depth", type=_at_least_one, default=100, help="judged units ranked per query (default 100)")
     p.add_argument("--threshold", type=int, default=1, help="lowest grade counted as relevant by the binary metrics (default 1)")
-    p.add_argument("--limit", type=int, help="only the first N judged queries (by id)")
+    p.add_argument("--limit", type=_at_least_one, help="only the first N judged queries (by id)")
     p.add_argument("--cache-dir", type=Path, default=Path("var/eval-cache"), help="where imported corpora and their indexes are cached")
     p.add_argument("--retriever", choices=RETRIEVERS, default="hybrid", help="which retrieval to measure (default hybrid)")
     p.add_argument("--no-headings", action="store_true", help="hybrid without the question-to-heading list")
@@ -868,18 +874,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--medquad-index", type=Path, default=Path("var/medquad-index"), help="an index of imported MedQuAD (medkb import medquad ... && medkb index ... --index-dir this)")
     p.add_argument("--medquad-corpus", type=Path, default=Path("var/medquad-corpus"), help="the imported MedQuAD articles, for the build-throughput sample")
     p.add_argument("--medquad-data", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "medquad", help="MedQuAD XML, for realistic queries")
-    p.add_argument("--queries", type=int, default=200, help="queries per latency measurement")
-    p.add_argument("--http-requests", type=int, default=300, help="requests per concurrency level")
-    p.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors for the vector-search-only size")
-    p.add_argument("--build-sample", type=int, default=300, help="MedQuAD articles built in this run to measure throughput")
+    p.add_argument("--queries", type=_at_least_one, default=200, help="queries per latency measurement")
+    p.add_argument("--http-requests", type=_at_least_one, default=300, help="requests per concurrency level")
+    p.add_argument("--vectors", type=_at_least_one, default=1_000_000, help="synthetic vectors for the vector-search-only size")
+    p.add_argument("--build-sample", type=_at_least_one, default=300, help="MedQuAD articles built in this run to measure throughput")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP measurements")
     p.add_argument("--workers", type=_at_least_one, default=1, help="server processes for the HTTP measurements (`medkb serve --workers`)")
     p.add_argument("--compare-encoder", choices=["torch", "onnx-fp32", "onnx-int8"], help="also build the MedQuAD sample with this encoder, for the build speed-up over it in the same run")
     p.add_argument("--live", action="store_true", help="instead: a living knowledge base over a copy of --medquad-corpus: seconds to publish after a one-article edit, a front-matter edit (no new text: the model is not loaded), a one-article delete and for an unchanged corpus, then a server under load while a `medkb index --watch` republishes edits (failed requests, p99, RSS after each swap)")
     p.add_argument("--live-cache", type=Path, help="--live: the build cache to start from (e.g. var/medquad-index/cache after `medkb index var/medquad-corpus --index-dir var/medquad-index`); default: a fresh one (the first build embeds everything)")
     p.add_argument("--live-seconds", type=float, default=60, help="--live: seconds of load")
-    p.add_argument("--live-clients", type=int, default=8, help="--live: concurrent clients")
-    p.add_argument("--live-builds", type=int, default=5, help="--live: builds published during the load")
+    p.add_argument("--live-clients", type=_at_least_one, default=8, help="--live: concurrent clients")
+    p.add_argument("--live-builds", type=_at_least_one, default=5, help="--live: builds published during the load")
     p.add_argument("--live-workdir", type=Path, help="--live: where the copy of the corpus and its index go (default: the system's temporary folder)")
     p.add_argument("--fake-model", action="store_true", help="--live: every process uses the test suite's bag-of-words embedder instead of the model (for a machine that cannot embed the corpus in time); measures everything but the model")
     p.add_argument("--backends", action="store_true", help="instead: the embedded and the PostgreSQL backend (MEDKB_DATABASE_URL) side by side on --medquad-index and on --vectors synthetic vectors (pgvector HNSW): latency p50/p99, recall@10 against exact search, build time, bytes per chunk (sizes: medquad, synthetic)")

@@ -152,3 +152,28 @@ def test_the_drug_table_script_reads_its_arguments_before_writing_anything(flag,
     proc = subprocess.run([sys.executable, "-m", "retrieval.drugs", flag], capture_output=True, text=True, cwd=REPO, env=ENV, timeout=120)
     assert proc.returncode == status and "usage" in (proc.stdout + proc.stderr)
     assert table.stat().st_mtime_ns == before, "the table was not written"
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["eval", "--limit", "0"], "--limit"),  # ran every query
+    (["eval", "--limit", "-1"], "--limit"),  # ran all but the last (a Python slice)
+    (["eval", "--depth", "0"], "--depth"),  # scored 0.0000 everywhere
+    (["bench", "--queries", "0"], "--queries"),
+    (["bench", "--live", "--live-clients", "0"], "--live-clients"),
+    (["index", "--batch-size", "0"], "--batch-size"),
+])
+def test_counts_below_one_are_refused_not_reinterpreted(tmp_path, argv, flag):
+    proc = medkb(*argv, "--model-dir", str(tmp_path))  # refused while reading the arguments: no model is needed
+    assert proc.returncode == 2
+    one_clear_line(proc, flag, "at least 1")
+
+
+@pytest.mark.parametrize("flag", ["--out", "--cache-dir"])
+def test_eval_into_a_folder_that_cannot_be_made_is_one_line_before_any_work(tmp_path, flag):
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    folders = {"--out": str(tmp_path / "run"), "--cache-dir": str(tmp_path / "cache")}
+    folders[flag] = str(tmp_path / "a-file" / "sub") if flag == "--cache-dir" else str(tmp_path / "a-file")
+    proc = medkb("eval", "--limit", "2", "--out", folders["--out"], "--cache-dir", folders["--cache-dir"])
+    assert proc.returncode == 2
+    err = one_clear_line(proc, "medkb eval:", flag, folders[flag])
+    assert "embedding" not in err, "refused before anything was indexed"
