@@ -148,9 +148,15 @@ def cmd_index(args: argparse.Namespace) -> int:
         _index_once(args, settings, dirs, chunker, embedder, cache, watching=True)
         _load_in_background(embedder)
 
+        class CorpusGone(Exception):
+            pass
+
         def rebuild(changed: list[str]) -> None:
             shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
             print(f"\nchanged: {shown}", file=sys.stderr, flush=True)
+            gone = [d for d in dirs if not d.is_dir()]
+            if gone:  # removed or renamed: nothing is watched there any more, and no build can read it
+                raise CorpusGone(", ".join(map(str, gone)))
             _index_once(args, settings, dirs, chunker, embedder, cache, watching=True)
 
         try:
@@ -158,6 +164,10 @@ def cmd_index(args: argparse.Namespace) -> int:
                          ready=lambda: print(f"watching {', '.join(map(str, dirs))} for changes (Ctrl-C to stop)", file=sys.stderr, flush=True))
         except KeyboardInterrupt:
             pass
+        except CorpusGone as exc:
+            print(f"medkb index: corpus directory not found: {exc} (removed while watching); stopped watching, "
+                  "nothing was published (the published build keeps serving)", file=sys.stderr)
+            return 2
         return 0
     finally:
         cache.close()

@@ -177,3 +177,25 @@ def test_eval_into_a_folder_that_cannot_be_made_is_one_line_before_any_work(tmp_
     assert proc.returncode == 2
     err = one_clear_line(proc, "medkb eval:", flag, folders[flag])
     assert "embedding" not in err, "refused before anything was indexed"
+
+
+def test_watch_stops_with_one_line_when_its_corpus_folder_goes_away(small_corpus, tmp_path):
+    import shutil
+    import time
+
+    proc = subprocess.Popen([*FAKE_CLI, "index", str(small_corpus), "--index-dir", str(tmp_path / "index"), "--watch"], cwd=REPO,
+                            env={**ENV, "MEDKB_WATCH_DEBOUNCE_MS": "100"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "index" / "current").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        published = (tmp_path / "index" / "current").resolve()
+        time.sleep(2)  # the watcher is running
+        shutil.rmtree(small_corpus)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2
+    assert "Traceback" not in err, err
+    assert "corpus directory not found" in err and str(small_corpus) in err and "stopped watching" in err
+    assert (tmp_path / "index" / "current").resolve() == published, "the published build keeps serving"
