@@ -1336,16 +1336,23 @@ class CorpusLoad:
 
 
 def corpus_files(dirs: Iterable[Path | str]) -> list[Path]:
-    """Every article file under the given directories (recursively), in a stable order."""
+    """Every article file under the given directories (recursively), in a stable order; a file
+    reached twice (a folder named twice, or a folder and one inside it) is listed once."""
     files: list[Path] = []
+    seen: set[Path] = set()  # a folder named twice, or a folder and one inside it: each file once, where first reached
     for d in dirs:
         d = Path(d)
         if d.is_file():
-            files.append(d)
-            continue
-        if not d.is_dir():
+            found = [d]
+        elif d.is_dir():
+            found = sorted(p for p in d.rglob("*.md") if p.is_file() and not p.name.startswith(".") and p.name.lower() != "readme.md")
+        else:
             raise FileNotFoundError(f"corpus directory not found: {d}")
-        files.extend(sorted(p for p in d.rglob("*.md") if p.is_file() and not p.name.startswith(".") and p.name.lower() != "readme.md"))
+        for path in found:
+            real = path.resolve()
+            if real not in seen:
+                seen.add(real)
+                files.append(path)
     return files
 
 
