@@ -77,6 +77,7 @@ def _progress_bar(label: str, total: int, unit: str = "chunk") -> Callable[[int]
 
 
 EXIT_BUSY = 75  # EX_TEMPFAIL (sysexits.h): `medkb index --no-wait` found another build running; try again later
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -705,8 +706,12 @@ def _read_password(args: argparse.Namespace) -> str:
 
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass(f"password for {args.name}: ")
-    if getpass.getpass("again: ") != first:
+    try:
+        first = getpass.getpass(f"password for {args.name}: ")
+        again = getpass.getpass("again: ")
+    except EOFError:  # no terminal, and standard input ended
+        raise ValueError("no password was typed (no terminal to prompt on?); give it on the first line of standard input with --password-stdin") from None
+    if again != first:
         raise ValueError("the two passwords differ")
     return first
 
@@ -938,6 +943,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingError as exc:
         print(f"medkb {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: what a build or store has half done is theirs to survive (atomic publish, transactions)
+        print(f"\nmedkb {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

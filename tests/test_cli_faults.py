@@ -199,3 +199,23 @@ def test_watch_stops_with_one_line_when_its_corpus_folder_goes_away(small_corpus
     assert "Traceback" not in err, err
     assert "corpus directory not found" in err and str(small_corpus) in err and "stopped watching" in err
     assert (tmp_path / "index" / "current").resolve() == published, "the published build keeps serving"
+
+
+def test_users_add_without_a_password_to_read_is_one_line(tmp_path):
+    # No terminal and nothing on stdin (a script without --password-stdin): was an EOFError traceback.
+    proc = subprocess.run([*FAKE_CLI, "users", "--accounts-db", str(tmp_path / "accounts.sqlite"), "add", "bob", "--role", "reviewer"],
+                          capture_output=True, text=True, cwd=REPO, env=ENV, timeout=60, stdin=subprocess.DEVNULL, start_new_session=True)
+    assert proc.returncode == 2
+    one_clear_line(proc, "medkb users:", "password", "--password-stdin")
+
+
+def test_ctrl_c_is_a_quiet_exit_130(tmp_path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([*FAKE_CLI, "users", "--accounts-db", str(tmp_path / "accounts.sqlite"), "add", "bob", "--role", "reviewer"],
+                            cwd=REPO, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(3)  # at the password prompt
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err, err
