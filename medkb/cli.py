@@ -62,6 +62,23 @@ def _check_state_stores(command: str, settings: Settings) -> int:
     return 0
 
 
+class _NoModel(Exception):
+    """The model could not be loaded; the message is the one line to print."""
+
+
+def _load_model(settings: Settings):
+    """The configured embedder, or _NoModel naming the folder when it is missing, is not a
+    model, or its ONNX export failed (load_embedder's FileNotFoundError, OSError, ValueError)."""
+    from indexer.embedding import default_model_dir, load_embedder
+    from indexer.onnx_embedding import OnnxExportError
+
+    try:
+        return load_embedder(settings.model_dir, settings.encoder)
+    except (OSError, ValueError, OnnxExportError) as exc:
+        where = settings.model_dir or default_model_dir()
+        raise _NoModel(f"the embedding model at {where} cannot be loaded: {' '.join(str(exc).split())}") from None
+
+
 def _progress_bar(label: str, total: int, unit: str = "chunk") -> Callable[[int], None]:
     """A progress bar on stderr; returns the function that advances it."""
     from tqdm import tqdm
@@ -448,6 +465,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     except (IndexProblem, ValueError) as exc:
         print(f"medkb search: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the model folder is missing or not a model
+        from indexer.embedding import default_model_dir
+
+        print(f"medkb search: the embedding model at {settings.model_dir or default_model_dir()} cannot be loaded: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     if service.index.fallback:
         print(f"medkb search: warning: {service.index.fallback}", file=sys.stderr)
     query = " ".join(args.query.split())
@@ -512,7 +534,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from evals.pipeline import cached_index, evaluate_set, import_beir_corpus
     from evals.runner import contextual_search
     from indexer.chunking import CONTEXT_TEMPLATES, ChunkerSettings
-    from indexer.embedding import ModelInfo, load_embedder
+    from indexer.embedding import ModelInfo
     from indexer.index_store import IndexProblem, load_index
     from retrieval.search import RetrievalSettings, SearchService
 
@@ -552,7 +574,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if key.startswith("dropped_"):
             print(f"medkb eval: warning: {note}; they are not scored", file=sys.stderr)
     print(f"{evalset.name}: {len(evalset.judged_queries())} judged queries, {evalset.level}-level judgments", file=sys.stderr)
-    embedder = load_embedder(settings.model_dir, settings.encoder)
+    embedder = _load_model(settings)
     chunker = ChunkerSettings(context_template=CONTEXT_TEMPLATES[args.embed_context])
     if args.heldout:
         from evals.ranker_training import is_heldout
@@ -608,7 +630,7 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
     from evals.datasets import EvalSetError
     from evals.pipeline import cached_index, import_beir_corpus
     from evals.ranker_training import run
-    from indexer.embedding import ModelInfo, load_embedder
+    from indexer.embedding import ModelInfo
     from indexer.index_store import load_index
     from retrieval.search import SearchService
 
@@ -618,7 +640,7 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
     if missing:
         print(f"medkb train-ranker: dev sets not found: {', '.join(missing)} (python -m evals.public_devsets; python -m evals.medquad_devsets)", file=sys.stderr)
         return 2
-    embedder = load_embedder(settings.model_dir, settings.encoder)
+    embedder = _load_model(settings)
 
     def service_for(name: str) -> SearchService:
         corpus = list(settings.corpus_dirs) if name == "gold" else [import_beir_corpus(args.devsets / name, args.cache_dir, log=_log)]
@@ -648,13 +670,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import tempfile
 
     from evals.bench import format_table, run_bench
-    from indexer.embedding import load_embedder
-
     settings = _settings(args)
     if args.live:
         return _bench_live(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    embedder = load_embedder(settings.model_dir, settings.encoder)
+    embedder = _load_model(settings)
     if args.backends:
         return _bench_backends(args, settings, sizes, embedder)
     with tempfile.TemporaryDirectory(prefix="medkb-bench-") as tmp:
@@ -940,7 +960,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A bad MEDKB_* value, or MEDKB_BACKEND and MEDKB_DATABASE_URL that disagree: one line naming it, not a traceback.
         Settings.from_env().state_location(Path("var"))
         return args.func(args)
-    except SettingError as exc:
+    except (SettingError, _NoModel) as exc:
         print(f"medkb {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: what a build or store has half done is theirs to survive (atomic publish, transactions)

@@ -219,3 +219,18 @@ def test_ctrl_c_is_a_quiet_exit_130(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv", [["search", "iron"], ["eval", "--limit", "2", "--corpus", str(REPO / "corpus")], ["bench", "--sizes", "default", "--no-http"], ["train-ranker", "--collections", "gold"]])
+@pytest.mark.parametrize("folder", ["missing", "not-a-model"])
+def test_a_model_folder_that_is_not_a_model_is_one_line(claimed_index, tmp_path, argv, folder):
+    model_dir = tmp_path / folder
+    if folder == "not-a-model":
+        model_dir.mkdir()
+        (model_dir / "notes.txt").write_text("no model here\n")
+    # The real command line (the fake one ignores --model-dir); it stops before loading anything heavy.
+    proc = subprocess.run([sys.executable, "-m", "medkb.cli", *argv, "--model-dir", str(model_dir)], capture_output=True, text=True, cwd=tmp_path,
+                          env={**ENV, "MEDKB_INDEX_DIR": str(claimed_index), "MEDKB_ENCODER": "onnx-fp32"}, timeout=300)
+    assert proc.returncode == 2
+    one_clear_line(proc, f"medkb {argv[0]}:", str(model_dir))
+
