@@ -556,6 +556,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             corpus_dirs = [import_beir_corpus(args.dataset, cache, log=_log)]
         else:
             corpus_dirs = [Path(d) for d in args.corpus] or list(settings.corpus_dirs)
+            missing = [str(d) for d in corpus_dirs if not d.exists()]
+            if missing:
+                print(f"medkb eval: corpus directory not found: {', '.join(missing)} (pass --corpus DIR, or set MEDKB_CORPUS)", file=sys.stderr)
+                return 2
             evalset = load_gold(args.gold, corpus_dirs)
             if args.level == "article":
                 evalset = evalset.at_article_level()

@@ -234,3 +234,9 @@ def test_a_model_folder_that_is_not_a_model_is_one_line(claimed_index, tmp_path,
     assert proc.returncode == 2
     one_clear_line(proc, f"medkb {argv[0]}:", str(model_dir))
 
+
+def test_eval_without_its_corpus_is_one_line(tmp_path):
+    # Run outside the project folder, the default corpus ("corpus") is not there: was a FileNotFoundError traceback.
+    proc = subprocess.run([*FAKE_CLI, "eval", "--limit", "2"], capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=120)
+    assert proc.returncode == 2
+    one_clear_line(proc, "medkb eval:", "corpus directory not found", "--corpus")
