@@ -210,15 +210,23 @@ def test_users_add_without_a_password_to_read_is_one_line(tmp_path):
 
 
 def test_ctrl_c_is_a_quiet_exit_130(tmp_path):
+    import select
     import signal
     import time
 
     proc = subprocess.Popen([*FAKE_CLI, "users", "--accounts-db", str(tmp_path / "accounts.sqlite"), "add", "bob", "--role", "reviewer"],
-                            cwd=REPO, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(3)  # at the password prompt
+                            cwd=REPO, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    err = b""
+    deadline = time.monotonic() + 60
+    while b"password for bob" not in err and time.monotonic() < deadline:  # wait for the prompt; stdin stays open
+        if select.select([proc.stderr], [], [], 0.5)[0]:
+            err += os.read(proc.stderr.fileno(), 4096)
+    assert b"password for bob" in err, err
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and "Traceback" not in err, err
+    proc.wait(timeout=30)
+    err = (err + proc.stderr.read()).decode()
+    proc.stdin.close()
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
 
 
 @pytest.mark.parametrize("argv", [["search", "iron"], ["eval", "--limit", "2", "--corpus", str(REPO / "corpus")], ["bench", "--sizes", "default", "--no-http"], ["train-ranker", "--collections", "gold"]])
