@@ -670,14 +670,27 @@ def _query_bar(label: str, total: int) -> Callable[[int], None]:
     return _progress_bar(label, total, unit="query")
 
 
+BENCH_SIZES = ("default", "medquad", "synthetic", "import", "fresh")  # what evals.bench.run_bench measures
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import tempfile
 
     from evals.bench import format_table, run_bench
+
     settings = _settings(args)
+    try:  # before measuring: a run can take half an hour
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"medkb bench: --out {args.out}: cannot make its folder: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     if args.live:
         return _bench_live(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in BENCH_SIZES]
+    if unknown or not sizes:
+        print(f"medkb bench: --sizes {args.sizes!r}: unknown {', '.join(map(repr, unknown)) or 'empty'}; choose from {', '.join(BENCH_SIZES)}", file=sys.stderr)
+        return 2
     embedder = _load_model(settings)
     if args.backends:
         return _bench_backends(args, settings, sizes, embedder)

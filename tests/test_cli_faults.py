@@ -248,3 +248,21 @@ def test_eval_without_its_corpus_is_one_line(tmp_path):
     proc = subprocess.run([*FAKE_CLI, "eval", "--limit", "2"], capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=120)
     assert proc.returncode == 2
     one_clear_line(proc, "medkb eval:", "corpus directory not found", "--corpus")
+
+
+def test_bench_refuses_an_unknown_size_instead_of_measuring_nothing(tmp_path):
+    proc = medkb("bench", "--sizes", "default,medquadd", "--no-http", "--out", str(tmp_path / "bench.json"))
+    assert proc.returncode == 2
+    one_clear_line(proc, "medquadd", "default, medquad, synthetic, import, fresh")
+    assert not (tmp_path / "bench.json").exists()
+
+
+@pytest.mark.parametrize("argv", [["bench", "--sizes", "synthetic", "--vectors", "100", "--queries", "5", "--no-http"], ["bench", "--live"]])
+def test_bench_output_that_cannot_be_written_is_one_line_before_measuring(tmp_path, argv):
+    # Was a traceback after the whole run (half an hour of measurements lost at MedQuAD scale).
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    out = tmp_path / "a-file" / "bench.json"
+    proc = medkb(*argv, "--out", str(out), "--medquad-corpus", str(tmp_path))
+    assert proc.returncode == 2
+    err = one_clear_line(proc, "medkb bench:", str(out))
+    assert "synthetic vectors" not in err and "live:" not in err, "refused before measuring"
