@@ -266,3 +266,14 @@ def test_bench_output_that_cannot_be_written_is_one_line_before_measuring(tmp_pa
     assert proc.returncode == 2
     err = one_clear_line(proc, "medkb bench:", str(out))
     assert "synthetic vectors" not in err and "live:" not in err, "refused before measuring"
+
+
+@pytest.mark.parametrize("argv, words", [(["--minutes", "0"], "--minutes"), (["--ask-share", "1.5"], "--ask-share"),
+                                         (["--out", "a-file/figures.json"], "cannot make its folder")])
+def test_the_load_test_checks_its_arguments_before_starting_a_server(tmp_path, argv, words):
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    proc = subprocess.run([sys.executable, "-m", "evals.loadtest", "--index-dir", str(tmp_path / "no-index"), *argv], capture_output=True, text=True,
+                          cwd=tmp_path, env=ENV, timeout=120)
+    assert proc.returncode == 2
+    err = one_clear_line(proc, words)
+    assert "starting medkb serve" not in err
