@@ -226,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=Path("runs/encoders"))
     p.add_argument("--rerun", action="store_true")
     args = p.parse_args(argv)
+    flag, folder = ("--runs", args.runs) if args.quality else ("--out", args.out.parent)
+    try:  # before the measurements, not after them
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        p.error(f"{flag}: cannot make the folder {folder}: {exc.strerror or exc}")
 
     def log(message: str) -> None:
         print(message, file=sys.stderr)

@@ -277,3 +277,13 @@ def test_the_load_test_checks_its_arguments_before_starting_a_server(tmp_path, a
     assert proc.returncode == 2
     err = one_clear_line(proc, words)
     assert "starting medkb serve" not in err
+
+
+@pytest.mark.parametrize("module, argv", [("evals.answer_bench", ["--index-dir", "no-index", "--out", "a-file/figures.json"]),
+                                          ("evals.encoder_compare", ["--out", "a-file/figures.json"]),
+                                          ("evals.encoder_compare", ["--quality", "--runs", "a-file/runs"])])
+def test_benchmarks_refuse_an_output_they_cannot_write_before_measuring(tmp_path, module, argv):
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    proc = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=120)
+    assert proc.returncode == 2
+    one_clear_line(proc, "cannot make", "a-file")
