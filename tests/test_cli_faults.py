@@ -215,7 +215,9 @@ def test_ctrl_c_is_a_quiet_exit_130(tmp_path):
     import time
 
     proc = subprocess.Popen([*FAKE_CLI, "users", "--accounts-db", str(tmp_path / "accounts.sqlite"), "add", "bob", "--role", "reviewer"],
-                            cwd=REPO, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            cwd=REPO, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            # A background job's children inherit SIGINT ignored (POSIX shells do that): hear it, as a terminal's command would.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     err = b""
     deadline = time.monotonic() + 60
     while b"password for bob" not in err and time.monotonic() < deadline:  # wait for the prompt; stdin stays open
