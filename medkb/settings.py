@@ -37,7 +37,7 @@ class Settings:
     query_cache_size: int = _setting(1024, "MEDKB_QUERY_CACHE", "Query vectors kept in memory (LRU).")
     sentence_cache_size: int = _setting(20000, "MEDKB_SENTENCE_CACHE", "Vectors of answers' candidate sentences kept in memory between requests (LRU; about 1.5 kB each; 0: none kept, every answer runs the model over its sentences).")
     retriever: str = _setting("hybrid", "MEDKB_RETRIEVER", "dense, lexical, or hybrid (dense + BM25 + question-to-heading, fused by reciprocal rank).")
-    conversations_db: Path = _setting(Path("var/conversations.sqlite"), "MEDKB_CONVERSATIONS_DB", "SQLite file where follow-up conversations are kept.")
+    conversations_db: Path | None = _setting(None, "MEDKB_CONVERSATIONS_DB", "SQLite file where follow-up conversations are kept; default: conversations.sqlite beside the index root.")
     conversation_ttl: int = _setting(86400, "MEDKB_CONVERSATION_TTL", "Seconds after its last question that a conversation expires.")
     conversation_turns: int = _setting(20, "MEDKB_CONVERSATION_TURNS", "Questions kept per conversation (oldest dropped first).")
     max_conversations: int = _setting(10000, "MEDKB_MAX_CONVERSATIONS", "Conversations kept at once (least recently used dropped first).")
@@ -52,6 +52,11 @@ class Settings:
     signin_max_failures_per_address: int = _setting(20, "MEDKB_SIGNIN_MAX_FAILURES_PER_ADDRESS", "Failed sign-ins allowed per client address within MEDKB_SIGNIN_WINDOW; more get a 429.")
     signin_window: int = _setting(900, "MEDKB_SIGNIN_WINDOW", "Seconds over which failed sign-ins are counted.")
     whats_new_days: int = _setting(30, "MEDKB_WHATS_NEW_DAYS", "Days that the what's-new page and feed look back by default.")
+
+    @property
+    def conversations_path(self) -> Path:
+        """Follow-up conversations: MEDKB_CONVERSATIONS_DB, or conversations.sqlite beside the index root (var/conversations.sqlite)."""
+        return self.conversations_db or self.index_dir.parent / "conversations.sqlite"
 
     @property
     def reviews_path(self) -> Path:

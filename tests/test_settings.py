@@ -68,3 +68,14 @@ def test_the_default_k_must_fit_under_the_most_k():
                                         ("MEDKB_RETRIEVER", "lexical"), ("MEDKB_RANKER", "rrf"), ("MEDKB_NO_MATCH", "0")])
 def test_documented_values_are_still_accepted(env, value):
     Settings.from_env({env: value})
+
+
+def test_conversations_live_beside_the_index_root_like_the_other_state(tmp_path, monkeypatch):
+    """They were kept at var/conversations.sqlite under whatever folder the server started in
+    (the system's /var for a service started in /), apart from the answers, reviews and
+    accounts beside the index root."""
+    monkeypatch.chdir(tmp_path)
+    s = Settings.from_env({"MEDKB_INDEX_DIR": "/srv/medkb/index"})
+    assert s.conversations_path == Path("/srv/medkb/conversations.sqlite") == s.answers_path.parent / "conversations.sqlite"
+    assert Settings().conversations_path == Path("var/conversations.sqlite"), "the default index root keeps the documented place"
+    assert Settings.from_env({"MEDKB_CONVERSATIONS_DB": "/x/c.sqlite"}).conversations_path == Path("/x/c.sqlite")
