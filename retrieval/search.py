@@ -44,6 +44,7 @@ from retrieval.ranker import FeatureExtractor, LearnedRanker, QueryTerms, defaul
 from retrieval.ranker import holds as posting_holds
 from retrieval.reviews import ArticleReview, ReviewBook
 from retrieval.vector_cache import VectorCache
+from retrieval.vector_search import VectorSearch
 
 RETRIEVERS = ("dense", "lexical", "hybrid")
 # How hybrid orders its candidates: the learned ranker, or reciprocal rank fusion.
@@ -210,7 +211,7 @@ class SearchService:
                  settings: RetrievalSettings = RetrievalSettings(), abbreviations: Abbreviations | None = None,
                  batch_window_ms: float = 2.0, reviews: ReviewBook | None = None, ranker: LearnedRanker | None | str = "default",
                  no_match: NoMatchPolicy | None | str = "default", passage_cache_size: int = 20000,
-                 backend: SearchBackend | None = None):
+                 backend: SearchBackend | None = None, previous_features: FeatureExtractor | None = None):
         import faiss
 
         from retrieval.backends.embedded import EmbeddedBackend
@@ -221,10 +222,8 @@ class SearchService:
         # The model runs one call at a time (concurrent calls would each start torch's threads
         # and oversubscribe the cores); queries arriving together share one call.
         self._batcher = QueryBatcher(embedder.encode_queries, window_ms=batch_window_ms)
-        self._section_index = faiss.IndexFlatIP(embedder.dim)
-        if len(index.sections.ids):
-            self._section_index.add(np.ascontiguousarray(index.sections.vectors, dtype=np.float32))
-        self._section_vectors = np.ascontiguousarray(index.sections.vectors, dtype=np.float32)
+        self._section_vectors = np.ascontiguousarray(index.sections.vectors, dtype=np.float32).reshape(-1, embedder.dim)
+        self._section_search = VectorSearch(self._section_vectors)
         self.index = index
         self.reviews = reviews or ReviewBook()
         self._embedder = embedder
@@ -251,7 +250,7 @@ class SearchService:
             no_match = NoMatchPolicy.load()
             no_match = no_match if no_match is not None and no_match.model == model else NoMatchPolicy.model_free()
         self.no_match_policy: NoMatchPolicy = no_match or NoMatchPolicy.model_free()
-        self._features = FeatureExtractor(index)
+        self._features = FeatureExtractor(index, previous=previous_features)
         self._section_of_chunk = self._features.section_of
         self._retracted = np.fromiter((cites_retracted(c) for c in index.chunks), dtype=bool, count=len(index.chunks))
         self._id_order = np.argsort(np.argsort(np.array([c.id for c in index.chunks], dtype=object), kind="stable"), kind="stable")
@@ -260,9 +259,10 @@ class SearchService:
     def over(self, index: LoadedIndex) -> "SearchService":
         """This engine over another build (a server swapping to a newly published one): the same
         model, query batcher (still one model call at a time across both), query-vector cache,
-        settings and abbreviations; everything derived from the build is made anew."""
+        settings and abbreviations; everything derived from the build is made anew, except the
+        question-type masks of passages and headings whose text did not change (taken over)."""
         new = SearchService(index, self._embedder, cache_size=self.cache.size, settings=self.settings, abbreviations=self.abbreviations,
-                            backend=self.backend.over(index))
+                            backend=self.backend.over(index), passage_cache_size=0, previous_features=self._features)
         new._batcher = self._batcher
         new.cache = self.cache
         new.passage_cache = self.passage_cache
@@ -312,11 +312,7 @@ class SearchService:
 
     def section_scores(self, vector: np.ndarray, depth: int) -> list[tuple[int, float]]:
         """The `depth` sections whose title and heading best match the query vector, best first."""
-        depth = min(depth, len(self.index.sections.ids))
-        if depth <= 0:
-            return []
-        scores, ids = self._section_index.search(vector.reshape(1, -1).astype(np.float32), depth)
-        return [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        return self._section_search.search(vector, depth)
 
     def nearest_articles(self, query: str, n: int, exclude: set[str] = frozenset(), depth: int = 200) -> list[tuple[str, float]]:
         """The `n` articles (id, cosine) whose section headings best match `query`, best

@@ -74,6 +74,9 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
     async def lifespan(app: FastAPI):
         _log_like_uvicorn()
         app.state.search = factory(settings)
+        # The speller and other per-build tables now, before the port opens: made lazily, they
+        # held the first requests of each worker for seconds (3 s at MedQuAD scale).
+        app.state.search.warm()
         reviews.attach(app, settings)  # review statuses come from the review log, joined at query time
         app.state.conversations = open_conversations(settings)
         app.state.answers = answers_api.open_answers(settings)  # permalinks and feedback

@@ -275,3 +275,35 @@ def test_a_real_server_process_picks_up_a_build_published_by_the_command_line(tm
         proc.terminate()
         output = proc.communicate(timeout=20)[0]
     assert "Traceback" not in output and f"serving build {new}" in output, output
+
+
+def test_a_swapped_in_build_has_the_features_of_a_fresh_start(live, monkeypatch):
+    """`SearchService.over` takes over the previous build's question-type masks for unchanged
+    passages and headings only: after an edit that changes what a passage and a heading speak
+    of, every feature of every candidate equals that of a service started afresh on the new
+    build, and only the changed texts were read again."""
+    import numpy as np
+
+    import retrieval.ranker as ranker
+
+    corpus, root, cache, _ = live
+    old = SearchService(load_index(root), FakeEmbedder())
+    # The edit makes a passage's opening speak of treatment (its section, hence its chunk id,
+    # stays) and renames another section's heading to one about prevention.
+    path = corpus / "topic-003.md"
+    path.write_text(path.read_text().replace("### Evaluation of topic3", "### Preventing topic3", 1)
+                    .replace("Topic3 is linked", "Topic3 is treated with rest; it is linked", 1))
+    assert any(c.text.startswith("Topic3 is linked") for c in old.index.chunks)
+    build_index([corpus], root, FakeEmbedder(), cache=cache)
+    calls = []
+    real = ranker.type_mask
+    monkeypatch.setattr(ranker, "type_mask", lambda text: calls.append(text) or real(text))
+    swapped = old.over(load_index(root))
+    assert calls and all("topic3" in text.lower() for text in calls), calls
+    monkeypatch.setattr(ranker, "type_mask", real)
+    fresh = SearchService(load_index(root), FakeEmbedder())
+    assert np.array_equal(swapped._features.text_types, fresh._features.text_types)
+    assert np.array_equal(swapped._features.heading_types, fresh._features.heading_types)
+    for question in ("how is topic3 treated?", "preventing topic3", "what causes topic7?"):
+        a, b = swapped.search(question, k=10), fresh.search(question, k=10)
+        assert [(h.chunk.id, round(h.score, 9)) for h in a.hits] == [(h.chunk.id, round(h.score, 9)) for h in b.hits]

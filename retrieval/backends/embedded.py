@@ -12,32 +12,30 @@ from retrieval.backends.base import Ranked, SearchBackend, Selection
 
 
 class EmbeddedBackend(SearchBackend):
-    """Searches `index.faiss_index` (a flat inner-product index: exact) and `index.lexical`
-    (bm25s). Selections are applied through their in-memory mask."""
+    """Searches the build's vectors (`index.faiss_index`, a flat inner-product index, through
+    retrieval.vector_search: exact scores, quantised candidates on large builds) and
+    `index.lexical` (bm25s). Selections are applied through their in-memory mask."""
 
     name = "embedded"
 
     def __init__(self, index: LoadedIndex):
+        from retrieval.vector_search import VectorSearch
+
         self.index = index
         self._vectors = _flat_vectors(index.faiss_index)
+        self._search = VectorSearch(self._vectors, flat=index.faiss_index)
         self._last: tuple[tuple[str, ...], np.ndarray] | None = None  # the last query's BM25 over every chunk
 
     def over(self, index: LoadedIndex) -> "EmbeddedBackend":
         return EmbeddedBackend(index)
 
     def dense(self, vector: np.ndarray, depth: int, selection: Selection | None = None) -> Ranked:
-        import faiss
-
-        params = None
+        allowed = None
         if selection is not None:
-            ids = np.flatnonzero(selection.mask).astype(np.int64)
-            if not len(ids):
+            allowed = np.flatnonzero(selection.mask).astype(np.int64)
+            if not len(allowed):
                 return []
-            params = faiss.SearchParameters()
-            params.sel = faiss.IDSelectorBatch(ids)
-            depth = min(depth, len(ids))
-        scores, ids = self.index.faiss_index.search(vector.reshape(1, -1), depth, params=params)
-        return [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        return self._search.search(vector, depth, allowed)
 
     def dense_scores(self, vector: np.ndarray, ids: np.ndarray) -> np.ndarray:
         if not len(ids):
