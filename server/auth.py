@@ -34,6 +34,7 @@ CSRF_HEADER = "x-csrf-token"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 MAX_FORM_BYTES = 64 * 1024
 MAX_NAME_CHARS = 64  # the longest account name (retrieval.accounts)
+MAX_NEXT_CHARS = 200  # the longest path a sign-in returns to (a page's path; an article id is echoed no further)
 NEEDS_HTTPS = "Sign-in needs HTTPS: serve medkb behind TLS (plain http is allowed on 127.0.0.1 and localhost only)."
 
 router = APIRouter()
@@ -131,8 +132,9 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: never another origin."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Only a path on this site, never another origin, and no longer than a page's path (it is
+    echoed into the sign-in form): else the review queue."""
+    if target and len(target) <= MAX_NEXT_CHARS and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return "/reviews"
 

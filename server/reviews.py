@@ -42,7 +42,6 @@ from server.schemas import ErrorOut
 
 router = APIRouter()
 MAX_DAYS = 366
-MAX_RETURN_PATH_CHARS = 200
 
 
 def install(app: FastAPI) -> None:
@@ -174,11 +173,9 @@ def render(request: Request, name: str, context: dict, status: int = 200, header
     from server.pages import templates
 
     session = auth.current_session(request) if getattr(request.app.state, "accounts", None) is not None else None
-    # The sign-in link returns to this page: a path no longer than a real page's (an article id
-    # is echoed no further than the messages clip it), else to the queue.
-    path = request.url.path
+    # The sign-in link returns to this page (a path no longer than a real page's, else the queue).
     context = {"user": session.account if session else None, "csrf": session.csrf if session else "",
-               "here": path if len(path) <= MAX_RETURN_PATH_CHARS else "/reviews", **context}
+               "here": auth.safe_next(request.url.path), **context}
     return templates.TemplateResponse(request, name, context, status_code=status, headers=headers)
 
 

@@ -266,8 +266,11 @@ def test_pages_never_echo_unbounded_input_either(client):
     for path in ("/articles/", "/api/articles/"):
         r = client.get(path + "x" * 5000)
         assert r.status_code == 404 and "x" * 101 not in r.text, path
-    r = client.post("/signin", content=f"name={'n' * 60_000}&password=p&csrf_token=wrong", headers={"content-type": "application/x-www-form-urlencoded"})
-    assert r.status_code == 400 and "n" * 101 not in r.text  # 400: sign-in over plain http to testserver; the form is shown again
+    r = client.post("/signin", content=f"name={'n' * 30_000}&password=p&csrf_token=wrong&next=/{'m' * 30_000}",
+                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400 and "n" * 101 not in r.text and "m" * 201 not in r.text  # 400: plain http to testserver; the form again
+    r = client.get("/signin", params={"next": "/" + "q" * 20_000})
+    assert r.status_code == 200 and "q" * 201 not in r.text
 
 
 def test_lone_surrogates_and_invalid_utf8_are_422(client):
