@@ -289,3 +289,28 @@ def test_benchmarks_refuse_an_output_they_cannot_write_before_measuring(tmp_path
     proc = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, cwd=tmp_path, env=ENV, timeout=120)
     assert proc.returncode == 2
     one_clear_line(proc, "cannot make", "a-file")
+
+
+def test_encoder_quality_runs_land_where_the_user_asked(tmp_path, monkeypatch):
+    """`python -m evals.encoder_compare --quality --runs R --dataset D` started outside the
+    repository: each `medkb eval` ran in the repository with the relative paths as given, so its
+    runs landed in (and its datasets were looked for in) the repository, and reading them back failed."""
+    import argparse
+
+    from evals import encoder_compare
+
+    calls = []
+
+    def fake_run(argv, cwd, **kwargs):
+        calls.append(argv)
+        out = Path(argv[argv.index("--out") + 1])
+        assert out.is_absolute()
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps({"means": {"ndcg@10": 0.5}}))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(encoder_compare.subprocess, "run", fake_run)
+    args = argparse.Namespace(runs=Path("my-runs"), dataset=[Path("sets/mediqa")], rerun=False)
+    scores = encoder_compare.quality(args, log=lambda message: None)
+    assert set(scores) == {"gold", "mediqa"} and (tmp_path / "my-runs" / "gold-torch" / "metrics.json").exists()
+    assert all(str(tmp_path / "sets" / "mediqa") in argv for argv in calls if "--dataset" in argv)
