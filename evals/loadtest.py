@@ -82,7 +82,8 @@ def start_server(index_dir: Path, workdir: Path, keep_start_limit: bool) -> tupl
         env["MEDKB_CONVERSATION_STARTS_PER_MINUTE"] = "0"
     log = open(workdir / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "medkb.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--index-dir", str(index_dir), "--log-level", "warning"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--index-dir", str(Path(index_dir).resolve()), "--log-level", "warning"],  # absolute: it starts in the repository
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}"
 
 

@@ -314,3 +314,19 @@ def test_encoder_quality_runs_land_where_the_user_asked(tmp_path, monkeypatch):
     scores = encoder_compare.quality(args, log=lambda message: None)
     assert set(scores) == {"gold", "mediqa"} and (tmp_path / "my-runs" / "gold-torch" / "metrics.json").exists()
     assert all(str(tmp_path / "sets" / "mediqa") in argv for argv in calls if "--dataset" in argv)
+
+
+def test_the_load_test_serves_the_index_it_was_given_from_any_folder(tmp_path, monkeypatch):
+    # The server started in the repository with --index-dir as given: a relative one named the repository's index.
+    from evals import loadtest
+
+    seen = {}
+
+    def fake_popen(argv, cwd, **kwargs):
+        seen["index"] = argv[argv.index("--index-dir") + 1]
+        return None
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(loadtest.subprocess, "Popen", fake_popen)
+    loadtest.start_server(Path("my-index"), tmp_path, keep_start_limit=False)
+    assert seen["index"] == str(tmp_path / "my-index")
