@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-size", type=int, default=None, help="the cache's size when on (default: MEDKB_SENTENCE_CACHE's)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
+    if args.out:
+        try:  # before the measurements, not after them
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"--out {args.out}: cannot make its folder: {exc.strerror or exc}")
 
     from indexer.embedding import ModelInfo, load_embedder
     from indexer.index_store import load_index

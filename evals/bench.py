@@ -167,7 +167,8 @@ def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callab
     on the same cores as the server."""
     port = free_port()
     env = dict(os.environ, **({} if query_cache else {"MEDKB_QUERY_CACHE": "0"}))
-    proc = subprocess.Popen([sys.executable, "-m", "medkb.cli", "serve", "--index-dir", str(index_dir), "--port", str(port), "--log-level", "warning",
+    # Absolute: the server starts in the repository, the index was named from wherever this runs.
+    proc = subprocess.Popen([sys.executable, "-m", "medkb.cli", "serve", "--index-dir", str(Path(index_dir).resolve()), "--port", str(port), "--log-level", "warning",
                              "--workers", str(workers)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -576,7 +577,8 @@ def _index_run(cli: list[str], corpus: Path, root: Path, env: dict[str, str], la
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    out = subprocess.run([*cli, "index", str(corpus), "--index-dir", str(root)], capture_output=True, text=True, env=env, cwd=REPO, timeout=7200)
+    out = subprocess.run([*cli, "index", str(Path(corpus).resolve()), "--index-dir", str(Path(root).resolve())], capture_output=True, text=True, env=env,
+                         cwd=REPO, timeout=7200)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -743,6 +745,7 @@ def live_bench(corpus: Path, cache_dir: Path | None, workdir: Path, queries: lis
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    root, copy = Path(root).resolve(), Path(copy).resolve()  # the processes start in the repository
     server = subprocess.Popen([*cli, "serve", "--index-dir", str(root), "--port", str(port), "--log-level", "warning"], cwd=REPO, env=env,
                               stdout=subprocess.DEVNULL, stderr=open(workdir / "server.log", "w"))
     watch_log = workdir / "watch.log"

@@ -182,14 +182,18 @@ def speed_table(result: dict[str, Any]) -> str:
 
 
 def quality(args: argparse.Namespace, log) -> dict[str, dict[str, float]]:
+    """nDCG@10 per dev set and encoder, from a `medkb eval` run each (kept under `args.runs`).
+    The runs start in the repository, so every path given is made absolute first: relative to
+    where this command was started, as its user meant it."""
+    runs = Path(args.runs).resolve()
     sets: dict[str, list[str]] = {"gold": []}
     for dataset in args.dataset:
-        sets[Path(dataset).name] = ["--dataset", str(dataset)]
+        sets[Path(dataset).name] = ["--dataset", str(Path(dataset).resolve())]
     out: dict[str, dict[str, float]] = {}
     for set_name, flags in sets.items():
         out[set_name] = {}
         for encoder in ("torch", *ONNX):
-            run = args.runs / f"{set_name}-{encoder}"
+            run = runs / f"{set_name}-{encoder}"
             if args.rerun or not (run / "metrics.json").exists():
                 log(f"medkb eval {set_name} with {encoder} ...")
                 env = {**os.environ, "MEDKB_ENCODER": encoder}
@@ -226,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=Path("runs/encoders"))
     p.add_argument("--rerun", action="store_true")
     args = p.parse_args(argv)
+    flag, folder = ("--runs", args.runs) if args.quality else ("--out", args.out.parent)
+    try:  # before the measurements, not after them
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        p.error(f"{flag}: cannot make the folder {folder}: {exc.strerror or exc}")
 
     def log(message: str) -> None:
         print(message, file=sys.stderr)

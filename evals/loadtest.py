@@ -82,7 +82,8 @@ def start_server(index_dir: Path, workdir: Path, keep_start_limit: bool) -> tupl
         env["MEDKB_CONVERSATION_STARTS_PER_MINUTE"] = "0"
     log = open(workdir / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "medkb.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--index-dir", str(index_dir), "--log-level", "warning"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--index-dir", str(Path(index_dir).resolve()), "--log-level", "warning"],  # absolute: it starts in the repository
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -243,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="length of the 8-client soak (default: 45%% of --minutes; the other phases keep their shares)")
     parser.add_argument("--ask-share", type=float, default=0.45, help="share of requests that are /api/ask (the rest are /api/search)")
     args = parser.parse_args(argv)
+    if not args.minutes > 0 or (args.soak_minutes is not None and not args.soak_minutes > 0) or not 0 <= args.ask_share <= 1:
+        parser.error("--minutes and --soak-minutes must be more than 0, and --ask-share between 0 and 1")
+    if args.out:
+        try:  # before the run, not after its ten minutes
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"--out {args.out}: cannot make its folder: {exc.strerror or exc}")
 
     from medkb.settings import Settings
 

@@ -58,6 +58,9 @@ REFERENCE_KINDS = values(EvidenceKind)
 NOTICE_TYPES = values(NoticeType)
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 class ArticleInvalid(Exception):
     """An article that cannot be indexed; `problems` lists every reason found."""
 
@@ -1200,6 +1203,11 @@ def _parse(raw_bytes: bytes, path: Path, file: str) -> Article:
             problems.append(Problem(file, line_of(key) if key in lines else 1, f"missing required field '{key}'"))
     article_id, title, status, raw_date, audience, specialty = (_or_none(given[k]) for k in given)
     title = " ".join((title or "").split())
+    if article_id and (article_id in (".", "..") or _CONTROL_CHARS.search(article_id)):
+        # Any other text is an id (a BEIR import keeps its own): the server percent-encodes it
+        # in links, but '.' and '..' are path segments every URL parser removes, and a control
+        # character cannot be typed into a link or a log line.
+        problems.append(Problem(file, line_of("id"), f"id {_short(article_id)!r} cannot name an article's page: use letters, digits and '-'"))
 
     if status and status not in REVIEW_STATUSES:
         problems.append(Problem(file, line_of("review_status"), f"unknown review status {_short(status)!r}; expected one of {', '.join(REVIEW_STATUSES)}"))
@@ -1328,16 +1336,23 @@ class CorpusLoad:
 
 
 def corpus_files(dirs: Iterable[Path | str]) -> list[Path]:
-    """Every article file under the given directories (recursively), in a stable order."""
+    """Every article file under the given directories (recursively), in a stable order; a file
+    reached twice (a folder named twice, or a folder and one inside it) is listed once."""
     files: list[Path] = []
+    seen: set[Path] = set()  # a folder named twice, or a folder and one inside it: each file once, where first reached
     for d in dirs:
         d = Path(d)
         if d.is_file():
-            files.append(d)
-            continue
-        if not d.is_dir():
+            found = [d]
+        elif d.is_dir():
+            found = sorted(p for p in d.rglob("*.md") if p.is_file() and not p.name.startswith(".") and p.name.lower() != "readme.md")
+        else:
             raise FileNotFoundError(f"corpus directory not found: {d}")
-        files.extend(sorted(p for p in d.rglob("*.md") if p.is_file() and not p.name.startswith(".") and p.name.lower() != "readme.md"))
+        for path in found:
+            real = path.resolve()
+            if real not in seen:
+                seen.add(real)
+                files.append(path)
     return files
 
 

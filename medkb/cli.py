@@ -17,6 +17,68 @@ def _settings(args: argparse.Namespace) -> Settings:
                              reviews_db=getattr(args, "reviews_db", None), accounts_db=getattr(args, "accounts_db", None))
 
 
+def _store_errors(settings: Settings) -> tuple[type[BaseException], ...]:
+    """What a store (review log, accounts, build cache) raises when it cannot be used now: a
+    damaged, locked or unwritable SQLite file (sqlite3.Error, OSError) and, with
+    MEDKB_BACKEND=postgres, an unreachable database (psycopg.Error, PoolTimeout included)."""
+    import sqlite3
+
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    if settings.backend == "postgres":
+        import psycopg
+
+        errors += (psycopg.Error,)
+    return errors
+
+
+def _store_where(location: Path | str) -> str:
+    """A store's location as it may be printed: a database URL with its password masked."""
+    if isinstance(location, str):
+        from retrieval.stores.postgres import redacted
+
+        return redacted(location)
+    return str(location)
+
+
+def _cannot_use(command: str, store: str, location: Path | str, exc: BaseException, hint: str = "") -> int:
+    """One line naming the store that cannot be used and why (and what to do); exit status 2."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"medkb {command}: the {store} at {_store_where(location)} cannot be used: {reason}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+    return 2
+
+
+def _check_state_stores(command: str, settings: Settings) -> int:
+    """Open the review log and the accounts as a server would (creating them if missing), so
+    that one that cannot be used is one line and exit 2 before anything starts; 0 when both open."""
+    from retrieval.accounts import AccountStore
+    from retrieval.reviews import ReviewStore
+
+    for name, store_class, location in (("review log", ReviewStore, settings.state_location(settings.reviews_path)),
+                                        ("account store", AccountStore, settings.state_location(settings.accounts_path))):
+        try:
+            store_class(location).db.close()
+        except _store_errors(settings) as exc:
+            return _cannot_use(command, name, location, exc)
+    return 0
+
+
+class _NoModel(Exception):
+    """The model could not be loaded; the message is the one line to print."""
+
+
+def _load_model(settings: Settings):
+    """The configured embedder, or _NoModel naming the folder when it is missing, is not a
+    model, or its ONNX export failed (load_embedder's FileNotFoundError, OSError, ValueError)."""
+    from indexer.embedding import default_model_dir, load_embedder
+    from indexer.onnx_embedding import OnnxExportError
+
+    try:
+        return load_embedder(settings.model_dir, settings.encoder)
+    except (OSError, ValueError, OnnxExportError) as exc:
+        where = settings.model_dir or default_model_dir()
+        raise _NoModel(f"the embedding model at {where} cannot be loaded: {' '.join(str(exc).split())}") from None
+
+
 def _progress_bar(label: str, total: int, unit: str = "chunk") -> Callable[[int], None]:
     """A progress bar on stderr; returns the function that advances it."""
     from tqdm import tqdm
@@ -32,6 +94,7 @@ def _progress_bar(label: str, total: int, unit: str = "chunk") -> Callable[[int]
 
 
 EXIT_BUSY = 75  # EX_TEMPFAIL (sysexits.h): `medkb index --no-wait` found another build running; try again later
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -49,9 +112,33 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"medkb index: corpus directory not found: {d}", file=sys.stderr)
             return 2
     chunker = ChunkerSettings(max_tokens=args.max_tokens)
+    try:
+        identity = model_identity(settings.model_dir, settings.encoder)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"medkb index: {exc}", file=sys.stderr)
+        return 2
+    # A chunk longer than the model reads would be embedded in part (the rest never reaches a
+    # vector), and a budget under the passage minimum would not be honoured: refuse both.
+    widest = identity.max_seq_length - 2  # [CLS] and [SEP] take two of the model's positions
+    if not chunker.min_body_tokens <= chunker.max_tokens <= widest:
+        print(f"medkb index: --max-tokens must be between {chunker.min_body_tokens} (the least a passage gets) and {widest} "
+              f"(the model reads {identity.max_seq_length} word pieces, two of them its markers), got {chunker.max_tokens}", file=sys.stderr)
+        return 2
+    try:
+        settings.index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"medkb index: cannot make the index folder {settings.index_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    log_at = settings.state_location(settings.reviews_path)
+    try:  # every build records its articles' versions in the review log: one that cannot be used stops it before any work
+        from retrieval.reviews import ReviewStore
+
+        ReviewStore(log_at).db.close()
+    except _store_errors(settings) as exc:
+        return _cannot_use("index", "review log", log_at, exc)
     if args.if_stale and not args.watch:
         checksum = model_checksum(settings.model_dir or default_model_dir())
-        reason = staleness(settings.index_dir, dirs, chunker, checksum, model_identity(settings.model_dir, settings.encoder))
+        reason = staleness(settings.index_dir, dirs, chunker, checksum, identity)
         if reason is None:
             print(f"index is up to date with {', '.join(map(str, dirs))} ({settings.index_dir}/current)")
             return _publish_to_database(settings) if settings.backend == "postgres" else 0
@@ -66,7 +153,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     # The model loads only if a build needs it: an unchanged corpus, or one that only lost
     # articles, is built from the build cache without torch.
     embedder = LazyEmbedder(settings.model_dir, encoder=settings.encoder)
-    cache = open_cache(settings.build_cache_dir(), settings.build_cache_mb)
+    try:
+        cache = open_cache(settings.build_cache_dir(), settings.build_cache_mb)
+    except _store_errors(settings) as exc:
+        return _cannot_use("index", "build cache", settings.build_cache_dir(), exc,
+                           "it is only a cache: move it aside (the next build starts afresh), or build without it with MEDKB_BUILD_CACHE_MB=0")
     try:
         if not args.watch:
             return _index_once(args, settings, dirs, chunker, embedder, cache, watching=False)
@@ -75,9 +166,15 @@ def cmd_index(args: argparse.Namespace) -> int:
         _index_once(args, settings, dirs, chunker, embedder, cache, watching=True)
         _load_in_background(embedder)
 
+        class CorpusGone(Exception):
+            pass
+
         def rebuild(changed: list[str]) -> None:
             shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
             print(f"\nchanged: {shown}", file=sys.stderr, flush=True)
+            gone = [d for d in dirs if not d.is_dir()]
+            if gone:  # removed or renamed: nothing is watched there any more, and no build can read it
+                raise CorpusGone(", ".join(map(str, gone)))
             _index_once(args, settings, dirs, chunker, embedder, cache, watching=True)
 
         try:
@@ -85,6 +182,10 @@ def cmd_index(args: argparse.Namespace) -> int:
                          ready=lambda: print(f"watching {', '.join(map(str, dirs))} for changes (Ctrl-C to stop)", file=sys.stderr, flush=True))
         except KeyboardInterrupt:
             pass
+        except CorpusGone as exc:
+            print(f"medkb index: corpus directory not found: {exc} (removed while watching); stopped watching, "
+                  "nothing was published (the published build keeps serving)", file=sys.stderr)
+            return 2
         return 0
     finally:
         cache.close()
@@ -161,7 +262,11 @@ def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], 
     print(f"  build cache         {sum(report.cache_seconds.values()):.1f}s of it" + (f" ({in_cache})" if in_cache else ""))
     print(f"  time                {time.perf_counter() - started:.1f}s ({stages}{load_note}; embedded {report.embedded} texts)", flush=True)
     if report.directory is not None:
-        _report_reviews(settings, _indexed_articles(report.directory, dirs))
+        try:
+            _report_reviews(settings, _indexed_articles(report.directory, dirs))
+        except _store_errors(settings) as exc:
+            return _cannot_use("index", "review log", settings.state_location(settings.reviews_path), exc,
+                               "the build is published, but its articles' versions are not recorded")
     return _publish_to_database(settings) if settings.backend == "postgres" else 0
 
 
@@ -258,6 +363,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (IndexProblem, FileNotFoundError) as exc:
         print(f"medkb serve: {exc}", file=sys.stderr)
         return 2
+    if _check_state_stores("serve", settings):
+        return 2
     print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (build {directory.name}) on http://{args.host}:{args.port}",
           file=sys.stderr)
     # The app factory reads its settings from the environment, so the command line's win.
@@ -266,6 +373,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
     os.environ["MEDKB_ENCODER"] = settings.encoder
     return _run_uvicorn(args, settings)
+
+
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 1 to 65535 (the socket layer would take 99999 modulo 65536)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
+    return value
 
 
 def _at_least_one(text: str) -> int:
@@ -321,6 +439,8 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, IndexProblem, FileNotFoundError) as exc:
         print(f"medkb serve: {exc}", file=sys.stderr)
         return 2
+    if _check_state_stores("serve", settings):
+        return 2
     print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (PostgreSQL) on http://{args.host}:{args.port}", file=sys.stderr)
     if settings.model_dir:
         os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
@@ -329,8 +449,6 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
     from indexer.index_store import IndexProblem
     from retrieval.search import RetrievalSettings, open_service
 
@@ -347,24 +465,36 @@ def cmd_search(args: argparse.Namespace) -> int:
     except (IndexProblem, ValueError) as exc:
         print(f"medkb search: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the model folder is missing or not a model
+        from indexer.embedding import default_model_dir
+
+        print(f"medkb search: the embedding model at {settings.model_dir or default_model_dir()} cannot be loaded: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     if service.index.fallback:
         print(f"medkb search: warning: {service.index.fallback}", file=sys.stderr)
-    log_at = settings.state_location(settings.reviews_path)
-    if settings.backend == "postgres" or settings.reviews_path.exists():  # statuses come from the review log, as in the server
-        from retrieval.reviews import ReviewBook, ReviewStore
-
-        service.use_reviews(ReviewBook(ReviewStore(log_at)))
     query = " ".join(args.query.split())
     if not query or len(query) > settings.max_query_chars or not 1 <= args.k <= settings.max_k:
         print(f"medkb search: give a query of 1 to {settings.max_query_chars} characters and -k between 1 and {settings.max_k}", file=sys.stderr)
         return 2
-    result = service.search(query, args.k)
+    log_at = settings.state_location(settings.reviews_path)
+    try:
+        if settings.backend == "postgres" or settings.reviews_path.exists():  # statuses come from the review log, as in the server
+            from retrieval.reviews import ReviewBook, ReviewStore
+
+            service.use_reviews(ReviewBook(ReviewStore(log_at)))
+        result = service.search(query, args.k)  # joins the statuses the log says now
+    except _store_errors(settings) as exc:
+        return _cannot_use("search", "review log", log_at, exc)
     if result.searched_for and not args.json:
         print(f"searched for: {result.searched_for}")
     if result.no_match and not args.json:
         print(f"no match: {result.no_match}" + (f" Nearest articles: {'; '.join(result.suggestions)}" if result.suggestions else ""))
     if args.json:
-        print(json.dumps(asdict(result), indent=2, default=str, ensure_ascii=False))
+        # The API's JSON (/api/search), statuses derived from the review log: a chunk's own
+        # `review_status` is its front matter's claim, which no reader may take for an approval.
+        from server.present import search_out
+
+        print(search_out(result, args.k).model_dump_json(indent=2))
         return 0
     for hit in result.hits:
         c = hit.chunk
@@ -404,7 +534,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from evals.pipeline import cached_index, evaluate_set, import_beir_corpus
     from evals.runner import contextual_search
     from indexer.chunking import CONTEXT_TEMPLATES, ChunkerSettings
-    from indexer.embedding import ModelInfo, load_embedder
+    from indexer.embedding import ModelInfo
     from indexer.index_store import IndexProblem, load_index
     from retrieval.search import RetrievalSettings, SearchService
 
@@ -426,6 +556,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             corpus_dirs = [import_beir_corpus(args.dataset, cache, log=_log)]
         else:
             corpus_dirs = [Path(d) for d in args.corpus] or list(settings.corpus_dirs)
+            missing = [str(d) for d in corpus_dirs if not d.exists()]
+            if missing:
+                print(f"medkb eval: corpus directory not found: {', '.join(missing)} (pass --corpus DIR, or set MEDKB_CORPUS)", file=sys.stderr)
+                return 2
             evalset = load_gold(args.gold, corpus_dirs)
             if args.level == "article":
                 evalset = evalset.at_article_level()
@@ -433,11 +567,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"medkb eval: {exc}", file=sys.stderr)
         return 2
     evalset = evalset.limit(args.limit)
+    out_dir = args.out or Path("runs") / f"{evalset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for flag, folder in (("--cache-dir", cache), ("--out", out_dir)):  # before the model loads and the corpus is indexed
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"medkb eval: {flag} {folder}: cannot make the folder: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     for key, note in evalset.source.items():
         if key.startswith("dropped_"):
             print(f"medkb eval: warning: {note}; they are not scored", file=sys.stderr)
     print(f"{evalset.name}: {len(evalset.judged_queries())} judged queries, {evalset.level}-level judgments", file=sys.stderr)
-    embedder = load_embedder(settings.model_dir, settings.encoder)
+    embedder = _load_model(settings)
     chunker = ChunkerSettings(context_template=CONTEXT_TEMPLATES[args.embed_context])
     if args.heldout:
         from evals.ranker_training import is_heldout
@@ -476,7 +617,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.ranker == "learned" and args.retriever == "hybrid" and service.ranker is None:
         print("medkb eval: warning: no learned ranker fits this model (retrieval/data/ranker.txt); hybrid uses RRF", file=sys.stderr)
 
-    out_dir = args.out or Path("runs") / f"{evalset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_settings = {**retrieval.to_dict(), "backend": service.backend.name, "embed_context": args.embed_context, "chunker": chunker.to_dict(), "conversation_context": args.context,
                     "heldout_only": bool(args.heldout),
                     "ranker_model": service.ranker.describe() if service.ranker is not None and args.ranker == "learned" else None,
@@ -494,7 +634,7 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
     from evals.datasets import EvalSetError
     from evals.pipeline import cached_index, import_beir_corpus
     from evals.ranker_training import run
-    from indexer.embedding import ModelInfo, load_embedder
+    from indexer.embedding import ModelInfo
     from indexer.index_store import load_index
     from retrieval.search import SearchService
 
@@ -504,7 +644,7 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
     if missing:
         print(f"medkb train-ranker: dev sets not found: {', '.join(missing)} (python -m evals.public_devsets; python -m evals.medquad_devsets)", file=sys.stderr)
         return 2
-    embedder = load_embedder(settings.model_dir, settings.encoder)
+    embedder = _load_model(settings)
 
     def service_for(name: str) -> SearchService:
         corpus = list(settings.corpus_dirs) if name == "gold" else [import_beir_corpus(args.devsets / name, args.cache_dir, log=_log)]
@@ -530,17 +670,28 @@ def _query_bar(label: str, total: int) -> Callable[[int], None]:
     return _progress_bar(label, total, unit="query")
 
 
+BENCH_SIZES = ("default", "medquad", "synthetic", "import", "fresh")  # what evals.bench.run_bench measures
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import tempfile
 
     from evals.bench import format_table, run_bench
-    from indexer.embedding import load_embedder
 
     settings = _settings(args)
+    try:  # before measuring: a run can take half an hour
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"medkb bench: --out {args.out}: cannot make its folder: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     if args.live:
         return _bench_live(args)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    embedder = load_embedder(settings.model_dir, settings.encoder)
+    unknown = [s for s in sizes if s not in BENCH_SIZES]
+    if unknown or not sizes:
+        print(f"medkb bench: --sizes {args.sizes!r}: unknown {', '.join(map(repr, unknown)) or 'empty'}; choose from {', '.join(BENCH_SIZES)}", file=sys.stderr)
+        return 2
+    embedder = _load_model(settings)
     if args.backends:
         return _bench_backends(args, settings, sizes, embedder)
     with tempfile.TemporaryDirectory(prefix="medkb-bench-") as tmp:
@@ -592,28 +743,21 @@ def _read_password(args: argparse.Namespace) -> str:
 
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass(f"password for {args.name}: ")
-    if getpass.getpass("again: ") != first:
+    try:
+        first = getpass.getpass(f"password for {args.name}: ")
+        again = getpass.getpass("again: ")
+    except EOFError:  # no terminal, and standard input ended
+        raise ValueError("no password was typed (no terminal to prompt on?); give it on the first line of standard input with --password-stdin") from None
+    if again != first:
         raise ValueError("the two passwords differ")
     return first
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    import sqlite3
-
     from retrieval.accounts import AccountError, AccountStore
 
     settings = _settings(args)
     location = settings.state_location(settings.accounts_path)
-    unusable: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
-    where = str(location)
-    if settings.backend == "postgres":
-        import psycopg
-
-        from retrieval.stores.postgres import redacted
-
-        unusable += (psycopg.Error,)  # psycopg_pool.PoolTimeout included
-        where = redacted(where)
     try:
         store = AccountStore(location)
         if args.users_command == "add":
@@ -637,9 +781,8 @@ def cmd_users(args: argparse.Namespace) -> int:
     except (AccountError, ValueError) as exc:
         print(f"medkb users: {exc}", file=sys.stderr)
         return 2
-    except unusable as exc:  # an unreachable database, a locked or damaged file: one line, not a traceback
-        print(f"medkb users: the account store at {where} cannot be used: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+    except _store_errors(settings) as exc:  # an unreachable database, a locked or damaged file: one line, not a traceback
+        return _cannot_use("users", "account store", location, exc)
     return 0
 def _bench_live(args: argparse.Namespace) -> int:
     import tempfile
@@ -699,15 +842,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="fail, publishing nothing, if any article has an error")
     p.add_argument("--if-stale", action="store_true", help="do nothing when the published index is intact (every file matches its checksum) and already matches the corpus, chunker and model")
     p.add_argument("--no-wait", action="store_true", help=f"if another build of this index is running, exit {EXIT_BUSY} at once instead of waiting for it")
-    p.add_argument("--max-tokens", type=int, default=220, help="word pieces per embedded chunk, title and section included (model reads 256)")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per model batch")
+    p.add_argument("--max-tokens", type=int, default=220, help="word pieces per embedded chunk, title and section included: 64 to 254 (the model reads 256, two of them its markers)")
+    p.add_argument("--batch-size", type=_at_least_one, default=32, help="texts per model batch")
     p.add_argument("--watch", action="store_true", help="after building, watch the corpus directories and republish whenever an article changes (debounced: MEDKB_WATCH_DEBOUNCE_MS)")
     p.add_argument("--allow-loss", action="store_true", help="--watch: publish even when articles of the published build would be lost to errors (by default such a build is withheld until they are fixed or deleted)")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("serve", help="serve the search page and JSON API", description="Serve the search page at / and the JSON API under /api with uvicorn.")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 1 to 65535 (default 8000)")
     p.add_argument("--index-dir", type=Path, help="index root (default: MEDKB_INDEX_DIR or var/index)")
     p.add_argument("--model-dir", type=Path, help="embedding model folder")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -717,7 +860,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search the index from the command line", description="Run one query through the same search service the server uses.")
     p.add_argument("query")
     p.add_argument("-k", type=int, default=5, help="passages to show")
-    p.add_argument("--json", action="store_true", help="print the API's JSON instead of a summary")
+    p.add_argument("--json", action="store_true", help="print the JSON /api/search returns instead of a summary")
     p.add_argument("--index-dir", type=Path)
     p.add_argument("--model-dir", type=Path)
     p.set_defaults(func=cmd_search)
@@ -742,9 +885,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", choices=["section", "article"], default="section", help="unit judged for the gold set (BEIR datasets judge documents)")
     p.add_argument("--out", type=Path, help="output directory (default: runs/<dataset>-<time>)")
     p.add_argument("--compare", type=Path, help="a previous eval output directory to compare against, query by query")
-    p.add_argument("--depth", type=int, default=100, help="judged units ranked per query (default 100)")
+    p.add_argument("--depth", type=_at_least_one, default=100, help="judged units ranked per query (default 100)")
     p.add_argument("--threshold", type=int, default=1, help="lowest grade counted as relevant by the binary metrics (default 1)")
-    p.add_argument("--limit", type=int, help="only the first N judged queries (by id)")
+    p.add_argument("--limit", type=_at_least_one, help="only the first N judged queries (by id)")
     p.add_argument("--cache-dir", type=Path, default=Path("var/eval-cache"), help="where imported corpora and their indexes are cached")
     p.add_argument("--retriever", choices=RETRIEVERS, default="hybrid", help="which retrieval to measure (default hybrid)")
     p.add_argument("--no-headings", action="store_true", help="hybrid without the question-to-heading list")
@@ -783,18 +926,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--medquad-index", type=Path, default=Path("var/medquad-index"), help="an index of imported MedQuAD (medkb import medquad ... && medkb index ... --index-dir this)")
     p.add_argument("--medquad-corpus", type=Path, default=Path("var/medquad-corpus"), help="the imported MedQuAD articles, for the build-throughput sample")
     p.add_argument("--medquad-data", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "medquad", help="MedQuAD XML, for realistic queries")
-    p.add_argument("--queries", type=int, default=200, help="queries per latency measurement")
-    p.add_argument("--http-requests", type=int, default=300, help="requests per concurrency level")
-    p.add_argument("--vectors", type=int, default=1_000_000, help="synthetic vectors for the vector-search-only size")
-    p.add_argument("--build-sample", type=int, default=300, help="MedQuAD articles built in this run to measure throughput")
+    p.add_argument("--queries", type=_at_least_one, default=200, help="queries per latency measurement")
+    p.add_argument("--http-requests", type=_at_least_one, default=300, help="requests per concurrency level")
+    p.add_argument("--vectors", type=_at_least_one, default=1_000_000, help="synthetic vectors for the vector-search-only size")
+    p.add_argument("--build-sample", type=_at_least_one, default=300, help="MedQuAD articles built in this run to measure throughput")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP measurements")
     p.add_argument("--workers", type=_at_least_one, default=1, help="server processes for the HTTP measurements (`medkb serve --workers`)")
     p.add_argument("--compare-encoder", choices=["torch", "onnx-fp32", "onnx-int8"], help="also build the MedQuAD sample with this encoder, for the build speed-up over it in the same run")
     p.add_argument("--live", action="store_true", help="instead: a living knowledge base over a copy of --medquad-corpus: seconds to publish after a one-article edit, a front-matter edit (no new text: the model is not loaded), a one-article delete and for an unchanged corpus, then a server under load while a `medkb index --watch` republishes edits (failed requests, p99, RSS after each swap)")
     p.add_argument("--live-cache", type=Path, help="--live: the build cache to start from (e.g. var/medquad-index/cache after `medkb index var/medquad-corpus --index-dir var/medquad-index`); default: a fresh one (the first build embeds everything)")
     p.add_argument("--live-seconds", type=float, default=60, help="--live: seconds of load")
-    p.add_argument("--live-clients", type=int, default=8, help="--live: concurrent clients")
-    p.add_argument("--live-builds", type=int, default=5, help="--live: builds published during the load")
+    p.add_argument("--live-clients", type=_at_least_one, default=8, help="--live: concurrent clients")
+    p.add_argument("--live-builds", type=_at_least_one, default=5, help="--live: builds published during the load")
     p.add_argument("--live-workdir", type=Path, help="--live: where the copy of the corpus and its index go (default: the system's temporary folder)")
     p.add_argument("--fake-model", action="store_true", help="--live: every process uses the test suite's bag-of-words embedder instead of the model (for a machine that cannot embed the corpus in time); measures everything but the model")
     p.add_argument("--backends", action="store_true", help="instead: the embedded and the PostgreSQL backend (MEDKB_DATABASE_URL) side by side on --medquad-index and on --vectors synthetic vectors (pgvector HNSW): latency p50/p99, recall@10 against exact search, build time, bytes per chunk (sizes: medquad, synthetic)")
@@ -834,9 +977,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A bad MEDKB_* value, or MEDKB_BACKEND and MEDKB_DATABASE_URL that disagree: one line naming it, not a traceback.
         Settings.from_env().state_location(Path("var"))
         return args.func(args)
-    except SettingError as exc:
+    except (SettingError, _NoModel) as exc:
         print(f"medkb {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: what a build or store has half done is theirs to survive (atomic publish, transactions)
+        print(f"\nmedkb {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

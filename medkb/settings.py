@@ -6,6 +6,7 @@ README's settings table is checked against this one by a test.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -36,7 +37,7 @@ class Settings:
     query_cache_size: int = _setting(1024, "MEDKB_QUERY_CACHE", "Query vectors kept in memory (LRU).")
     sentence_cache_size: int = _setting(20000, "MEDKB_SENTENCE_CACHE", "Vectors of answers' candidate sentences kept in memory between requests (LRU; about 1.5 kB each; 0: none kept, every answer runs the model over its sentences).")
     retriever: str = _setting("hybrid", "MEDKB_RETRIEVER", "dense, lexical, or hybrid (dense + BM25 + question-to-heading, fused by reciprocal rank).")
-    conversations_db: Path = _setting(Path("var/conversations.sqlite"), "MEDKB_CONVERSATIONS_DB", "SQLite file where follow-up conversations are kept.")
+    conversations_db: Path | None = _setting(None, "MEDKB_CONVERSATIONS_DB", "SQLite file where follow-up conversations are kept; default: conversations.sqlite beside the index root.")
     conversation_ttl: int = _setting(86400, "MEDKB_CONVERSATION_TTL", "Seconds after its last question that a conversation expires.")
     conversation_turns: int = _setting(20, "MEDKB_CONVERSATION_TURNS", "Questions kept per conversation (oldest dropped first).")
     max_conversations: int = _setting(10000, "MEDKB_MAX_CONVERSATIONS", "Conversations kept at once (least recently used dropped first).")
@@ -51,6 +52,11 @@ class Settings:
     signin_max_failures_per_address: int = _setting(20, "MEDKB_SIGNIN_MAX_FAILURES_PER_ADDRESS", "Failed sign-ins allowed per client address within MEDKB_SIGNIN_WINDOW; more get a 429.")
     signin_window: int = _setting(900, "MEDKB_SIGNIN_WINDOW", "Seconds over which failed sign-ins are counted.")
     whats_new_days: int = _setting(30, "MEDKB_WHATS_NEW_DAYS", "Days that the what's-new page and feed look back by default.")
+
+    @property
+    def conversations_path(self) -> Path:
+        """Follow-up conversations: MEDKB_CONVERSATIONS_DB, or conversations.sqlite beside the index root (var/conversations.sqlite)."""
+        return self.conversations_db or self.index_dir.parent / "conversations.sqlite"
 
     @property
     def reviews_path(self) -> Path:
@@ -115,8 +121,12 @@ class Settings:
             except ValueError:
                 kind = "a number" if f.name in _FLOATS else "a whole number"
                 raise SettingError(f"{f.metadata['env']}={raw!r} is not {kind} (default: {f.default})") from None
+            _check_range(f.name, values[f.name], f.metadata["env"], raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        settings = cls(**values)
+        if settings.default_k > settings.max_k:  # every request without k would be refused
+            raise SettingError(f"MEDKB_DEFAULT_K={settings.default_k} is more than MEDKB_MAX_K={settings.max_k}; set MEDKB_DEFAULT_K at most MEDKB_MAX_K")
+        return settings
 
     def require_database_url(self) -> str:
         """MEDKB_DATABASE_URL; ValueError saying what to set when MEDKB_BACKEND=postgres lacks it."""
@@ -130,6 +140,24 @@ class Settings:
 
 
 _FLOATS = ("batch_window_ms", "conversations_timeout", "reload_seconds")
+# Whole numbers where 0 means something (off, no cap, glibc's default); every other count is at least 1.
+_ZERO_ALLOWED = ("build_cache_mb", "query_cache_size", "sentence_cache_size", "malloc_arenas", "max_per_article",
+                 "conversation_starts_per_minute", "watch_debounce_ms")
+
+
+def _check_range(name: str, value: Any, env: str, raw: str) -> None:
+    """Refuse a value of the right type that no setting can use (a negative count, NaN seconds,
+    a limit of 0 that would refuse every request): SettingError naming the variable."""
+    if name in _FLOATS:
+        if not (math.isfinite(value) and value >= 0):
+            raise SettingError(f"{env}={raw!r}: expected a number of at least 0")
+    elif name == "no_match":
+        if value not in (0, 1):
+            raise SettingError(f"{env}={raw!r}: expected 0 or 1")
+    elif isinstance(value, int):
+        least = 0 if name in _ZERO_ALLOWED else 1
+        if value < least:
+            raise SettingError(f"{env}={raw!r}: expected a whole number of at least {least}")
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -137,7 +165,14 @@ def _convert(name: str, raw: str) -> Any:
         return Path(raw)
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)
-    if name in ("retriever", "ranker", "database_url"):
+    if name == "database_url":
+        return raw
+    if name in ("retriever", "ranker"):
+        from retrieval.search import RANKERS, RETRIEVERS  # read only when the variable is set
+
+        choices = RETRIEVERS if name == "retriever" else RANKERS
+        if raw not in choices:
+            raise SettingError(f"MEDKB_{name.upper()} must be one of {', '.join(choices)}, got {raw!r}")
         return raw
     if name == "backend":
         from retrieval.backends import BACKENDS

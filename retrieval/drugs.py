@@ -105,6 +105,18 @@ def build_table(out: Path = TABLE) -> int:
     return len(rows)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m retrieval.drugs [--out FILE]`: write the table (arguments are read first, so
+    `--help` or a wrong flag writes nothing)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m retrieval.drugs", description="Write the brand/generic drug-name table that searching reads "
+                                     "from the installed drug-named-entity-recognition package (the same bytes for the same package version).")
+    parser.add_argument("--out", type=Path, default=TABLE, help=f"the table to write (default: {TABLE})")
+    args = parser.parse_args(argv)
+    print(f"wrote {build_table(args.out)} names to {args.out}")
+    return 0
+
+
 if __name__ == "__main__":
-    print(f"wrote {build_table()} names to {TABLE}")
-    sys.exit(0)
+    sys.exit(main())

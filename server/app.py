@@ -51,7 +51,7 @@ class MedkbApp(FastAPI):
 def open_conversations(settings: Settings) -> ConversationStore:
     """The conversation store (a SQLite file, or PostgreSQL with MEDKB_BACKEND=postgres); a store that
     cannot be used leaves it degraded (logged), never stops the server."""
-    return ConversationStore(settings.state_location(settings.conversations_db), settings.conversation_ttl, settings.conversation_turns, settings.max_conversations,
+    return ConversationStore(settings.state_location(settings.conversations_path), settings.conversation_ttl, settings.conversation_turns, settings.max_conversations,
                              max_per_client=settings.conversations_per_client, timeout=settings.conversations_timeout)
 def _log_like_uvicorn() -> None:
     """Our lines (which build is served, each swap) on stderr at uvicorn's level, unless logging

@@ -33,6 +33,8 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 MAX_FORM_BYTES = 64 * 1024
+MAX_NAME_CHARS = 64  # the longest account name (retrieval.accounts)
+MAX_NEXT_CHARS = 200  # the longest path a sign-in returns to (a page's path; an article id is echoed no further)
 NEEDS_HTTPS = "Sign-in needs HTTPS: serve medkb behind TLS (plain http is allowed on 127.0.0.1 and localhost only)."
 
 router = APIRouter()
@@ -130,8 +132,9 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: never another origin."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Only a path on this site, never another origin, and no longer than a page's path (it is
+    echoed into the sign-in form): else the review queue."""
+    if target and len(target) <= MAX_NEXT_CHARS and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return "/reviews"
 
@@ -163,7 +166,7 @@ def signin_form(request: Request, next: str | None = None) -> HTMLResponse:
 async def signin(request: Request) -> Response:
     form = await read_form(request)
     next_url = safe_next(form.get("next"))
-    name = form.get("name", "").strip().lower()
+    name = form.get("name", "").strip().lower()[:MAX_NAME_CHARS]  # echoed back into the form: never more than a name may hold
     if request.url.scheme != "https" and not loopback_http(request):
         return _signin_page(request, next_url, NEEDS_HTTPS, 400, name=name)
     if not same(form.get(CSRF_FIELD), request.cookies.get(SIGNIN_COOKIE)):

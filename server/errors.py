@@ -69,6 +69,19 @@ def _location(loc: tuple) -> str:
     return ".".join(clip(part, 40) for part in loc)
 
 
+def _name(loc: tuple) -> str:
+    """The parameter a validation error is about, as a client wrote it: `review_status[1]` for
+    the second value of a list, `body` for the body as a whole (a JSON decode error's location
+    ends in a character position, not a field)."""
+    name, indices = "", ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            indices += f"[{part}]" if i > 1 else ""  # loc[0] is where (body, query, path): an int after it is not an index
+        else:
+            name, indices = clip(part, 40), ""
+    return f"{name}{indices}" or "request"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -76,9 +89,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
         details = [{"location": clip(_location(e.get("loc", ())), MAX_LOCATION_CHARS), "message": clip(e.get("msg", "invalid"), MAX_MESSAGE_CHARS)}
-                   for e in exc.errors()]
-        message = "; ".join(f"{d['location'].split('.')[-1]}: {d['message']}" for d in details[:3]) or "invalid request"
+                   for e in errors]
+        message = "; ".join(f"{_name(tuple(e.get('loc', ())))}: {d['message']}" for e, d in zip(errors[:3], details)) or "invalid request"
         if len(details) > 3:
             message += f"; and {len(details) - 3} more"
         return _respond(422, "invalid_request", message, details)

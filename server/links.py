@@ -29,3 +29,9 @@ def pubmed_url(pmid: str) -> str:
 
 def doi_url(doi: str) -> str:
     return f"https://doi.org/{quote(doi, safe='/')}"
+
+
+def article_path(article_id: str) -> str:
+    """The path of an article's review page, its id percent-encoded whole: an id is text
+    (a BEIR import keeps its own), and a '/', '#' or '?' in it must not end the path."""
+    return f"/articles/{quote(article_id, safe='')}"

@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 from indexer.citations import CITATION_RE, expand
 from server.deps import AppSettings, get_service
 from server.errors import ApiError
-from server.links import doi_url, http_url, pubmed_url
+from server.links import article_path, doi_url, http_url, pubmed_url
 from server.present import search_caution, search_out
 from server.queries import validate
 from server.schemas import K_CEILING, TEXT_CEILING, ErrorOut
@@ -43,6 +43,7 @@ templates.env.filters["cite"] = cite
 templates.env.filters["http_url"] = http_url
 templates.env.filters["pubmed_url"] = pubmed_url
 templates.env.filters["doi_url"] = doi_url
+templates.env.filters["article_path"] = article_path
 
 # The page answers a query it cannot search with the page itself (HTML); a parameter of the
 # wrong type or size, or an oversized body, gets the API's JSON error shape.

@@ -35,7 +35,8 @@ from retrieval.reviews import (
 from retrieval.search import SearchService
 from server import auth
 from server.deps import AppSettings, Service, get_service
-from server.errors import ApiError
+from server.errors import ApiError, clip
+from server.links import article_path
 from server.review_schemas import ArticleOut, ReviewCreatedOut, ReviewIn, record_out, review_out
 from server.schemas import ErrorOut
 
@@ -103,7 +104,7 @@ def article_view(request: Request, article_id: str) -> ArticleView:
     store = review_store(request)
     record = service.article(article_id)
     if record is None:
-        raise ApiError(404, f"no article {article_id!r} in the current index")
+        raise ApiError(404, f"no article {clip(article_id)!r} in the current index")
     settings = request.app.state.settings
     review = service.review_of(article_id)
     text = _text(content_of(store, service, settings, record, record.content_sha256))
@@ -131,7 +132,7 @@ def decide(request: Request, account: Account, article_id: str, decision: Decisi
     store = review_store(request)
     record = service.article(article_id)
     if record is None:
-        raise ApiError(404, f"no article {article_id!r} in the current index")
+        raise ApiError(404, f"no article {clip(article_id)!r} in the current index")
     body = content_of(store, service, request.app.state.settings, record, record.content_sha256)
     return record_decision(store, record, account.reviewer, decision, content_sha256, comment, body)
 
@@ -141,14 +142,15 @@ def decide(request: Request, account: Account, article_id: str, decision: Decisi
 API_ERRORS = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 
 
-@router.get("/api/articles/{article_id}", response_model=ArticleOut, responses=API_ERRORS, tags=["reviews"])
+# `:path`: an article id may hold a '/' (percent-encoded by every link here; decoded before routing).
+@router.get("/api/articles/{article_id:path}", response_model=ArticleOut, responses=API_ERRORS, tags=["reviews"])
 def get_article(request: Request, article_id: str) -> ArticleOut:
     """An article's derived review status, its review history (oldest first) and, when an
     earlier version was approved, the diff since then."""
     return article_out(article_view(request, article_id))
 
 
-@router.post("/api/articles/{article_id}/reviews", response_model=ReviewCreatedOut, status_code=201, responses=API_ERRORS, tags=["reviews"])
+@router.post("/api/articles/{article_id:path}/reviews", response_model=ReviewCreatedOut, status_code=201, responses=API_ERRORS, tags=["reviews"])
 def post_review(request: Request, article_id: str, body: ReviewIn) -> ReviewCreatedOut:
     """Record a decision on the article's current content. Authenticated with
     `Authorization: Bearer TOKEN`, or a session cookie with `X-CSRF-Token`. 401 without
@@ -171,7 +173,9 @@ def render(request: Request, name: str, context: dict, status: int = 200, header
     from server.pages import templates
 
     session = auth.current_session(request) if getattr(request.app.state, "accounts", None) is not None else None
-    context = {"user": session.account if session else None, "csrf": session.csrf if session else "", **context}
+    # The sign-in link returns to this page (a path no longer than a real page's, else the queue).
+    context = {"user": session.account if session else None, "csrf": session.csrf if session else "",
+               "here": auth.safe_next(request.url.path), **context}
     return templates.TemplateResponse(request, name, context, status_code=status, headers=headers)
 
 
@@ -191,7 +195,7 @@ def review_queue(request: Request, service: Service) -> HTMLResponse:
     return render(request, "review_queue.html", {"items": waiting})
 
 
-@router.get("/articles/{article_id}", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/articles/{article_id:path}", response_class=HTMLResponse, include_in_schema=False)
 def article_page(request: Request, article_id: str) -> HTMLResponse:
     return _article_page(request, article_id)
 
@@ -212,7 +216,7 @@ def _article_page(request: Request, article_id: str, error: str | None = None, s
                                                    "conflicts": conflicts}, status)
 
 
-@router.post("/articles/{article_id}/reviews", include_in_schema=False)
+@router.post("/articles/{article_id:path}/reviews", include_in_schema=False)
 async def article_decision(request: Request, article_id: str) -> Response:
     form = await auth.read_form(request)
     session = auth.current_session(request)
@@ -223,14 +227,14 @@ async def article_decision(request: Request, article_id: str) -> Response:
     try:
         decision = Decision(form.get("decision", ""))
     except ValueError:
-        return _article_page(request, article_id, f"Unknown decision {form.get('decision', '')!r}.", 422, form.get("comment", ""))
+        return _article_page(request, article_id, f"Unknown decision {clip(form.get('decision', ''), 40)!r}.", 422, form.get("comment", ""))
     try:
         await run_in_threadpool(decide, request, session.account, article_id, decision, form.get("content_sha256", ""), form.get("comment", ""))
     except ReviewRefused as exc:
         return _article_page(request, article_id, exc.message, exc.status, form.get("comment", ""))
     except ApiError as exc:
         return _article_page(request, article_id, exc.message, exc.status)
-    return RedirectResponse(f"/articles/{article_id}", status_code=303)
+    return RedirectResponse(article_path(article_id), status_code=303)
 
 
 # ---------------------------------------------------------------- what's new
@@ -319,9 +323,9 @@ def whats_new_feed(request: Request, settings: AppSettings, days: Annotated[int 
     for item in items:
         entry = sub(feed, "entry")
         sub(entry, "title", f"{item.kind.capitalize()}: {item.record.title}")
-        sub(entry, "id", f"{base}/articles/{item.record.id}#{item.key}")
+        sub(entry, "id", f"{base}{article_path(item.record.id)}#{item.key}")
         sub(entry, "updated", item.when.isoformat(timespec="seconds"))
-        sub(entry, "link", rel="alternate", type="text/html", href=f"{base}/articles/{item.record.id}")
+        sub(entry, "link", rel="alternate", type="text/html", href=f"{base}{article_path(item.record.id)}")
         sub(entry, "category", term=item.kind)
         sub(entry, "summary", f"{item.text}. Now: {item.review.note}.")
     xml = ET.tostring(feed, encoding="unicode", xml_declaration=False)

@@ -162,3 +162,36 @@ def test_the_page_says_when_there_is_no_answer(site, browser):
     assert not card.find_elements(By.CSS_SELECTOR, ".key-points li") and card.find_elements(By.CSS_SELECTOR, "li.passage")
     if os.environ.get("MEDKB_SCREENSHOT"):
         browser.save_screenshot(os.environ["MEDKB_SCREENSHOT"].replace(".png", "-aspect-note.png"))
+
+
+@pytest.mark.browser
+def test_a_follow_up_on_an_expired_conversation_does_not_leave_the_box_stuck(site, browser):
+    """The server answers a follow-up on an expired conversation with a 404; the page kept the
+    dead id, so every later follow-up got the same 404 until the page was reloaded."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, app = site
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+    browser.get(base + "/")
+    browser.find_element(By.ID, "q").send_keys("causes of chronic microcytosis")
+    browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
+    first = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, "article.answer")))
+    app.state.conversations.delete(first.get_attribute("data-conversation"))  # expired meanwhile
+
+    def follow_up(text: str) -> None:
+        box = wait.until(EC.visibility_of_element_located((By.ID, "followup-q")))
+        box.clear()
+        box.send_keys(text)
+        browser.find_element(By.CSS_SELECTOR, "#followup button").click()
+
+    follow_up("how is it treated?")
+    wait.until(lambda d: "expired" in d.find_element(By.ID, "status").text)
+    assert "ask the question in full" in browser.find_element(By.ID, "status").text
+    follow_up("how is chronic microcytosis treated?")  # asked in full: answered, in a new conversation
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "article.answer")) == 2)
+    second = browser.find_elements(By.CSS_SELECTOR, "article.answer")[-1]
+    assert second.get_attribute("data-conversation") not in ("", None, first.get_attribute("data-conversation"))
+    assert browser.find_element(By.ID, "status").text == ""

@@ -129,6 +129,13 @@ def test_bad_requests_get_one_json_error_shape(client, method, url, request_args
 def test_error_message_names_the_parameter(client):
     assert client.get("/api/search", params={"q": "iron", "k": 0}).json()["error"]["message"].startswith("k:")
     assert "limit is 100" in client.get("/api/search", params={"q": "x" * 101}).json()["error"]["message"]
+    # A value in a list names the list, not its position ("0: Input should be ...").
+    message = client.get("/api/search", params={"q": "iron", "review_status": ["approved", "bogus"]}).json()["error"]["message"]
+    assert message.startswith("review_status[1]: "), message
+    message = client.post("/api/ask", json={"question": "iron", "filters": {"audience": ["nobody"]}}).json()["error"]["message"]
+    assert message.startswith("audience[0]: "), message
+    message = client.post("/api/ask", json={"question": "iron", "history": ["ok", 5]}).json()["error"]["message"]
+    assert message.startswith("history[1]: "), message
 
 
 def test_unexpected_errors_never_leak_a_stack_trace(app):

@@ -6,7 +6,7 @@ import pytest
 
 from indexer.articles import ArticleInvalid, load_corpus, parse_article
 
-from sample_articles import MICRO_BODY, article
+from sample_articles import MICRO_BODY, TREAT_BODY, article
 
 
 def write(tmp_path: Path, text: str, name: str = "a.md") -> Path:
@@ -165,3 +165,18 @@ def test_default_corpus_follows_the_seed_shape():
                 for c in b.citations:
                     for n in c.numbers:
                         assert kind is None or a.references[n].kind == kind, f"{a.path}:{c.line}: a {a.references[n].kind} reference cited under {s.path[0]}"
+
+
+def test_a_file_reached_twice_is_read_once(tmp_path):
+    """`medkb index corpus corpus/` (or a folder and one inside it) read each file twice and
+    skipped every article as a 'duplicate' of itself."""
+    from indexer.articles import corpus_files, load_corpus
+
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "a.md").write_text(article("a", "What are the causes of chronic microcytosis?", MICRO_BODY))
+    (corpus / "sub" / "b.md").write_text(article("b", "How is iron deficiency treated?", TREAT_BODY))
+    once = corpus_files([corpus])
+    assert corpus_files([corpus, Path(f"{corpus}/"), corpus / "sub", corpus / "a.md"]) == once
+    loaded = load_corpus([corpus, corpus / "sub"])
+    assert sorted(a.id for a in loaded.articles) == ["a", "b"] and loaded.problems == []

@@ -3,8 +3,10 @@
 search and answers without a rebuild, an append-only log, sign-in and its rate limit,
 the queue, the article page and what's new."""
 
+import json
 import re
 import textwrap
+from urllib.parse import quote
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -362,3 +364,46 @@ def test_whats_new_page_and_atom_feed(client, env):
     assert entry.findtext("a:id", namespaces=ns) and entry.findtext("a:updated", namespaces=ns)
     assert "Approved by Dr Rhea Viewer (MD, haematology)" in entry.findtext("a:summary", namespaces=ns)
     assert client.get("/new.atom", params={"days": 0}).status_code == 422
+
+
+ODD_IDS = ["guide/part-2", "dose#adult", "dose?x=1", "iron deficiency", "100%-sure"]
+
+
+def test_every_article_can_be_reached_and_reviewed_whatever_its_id(tmp_path):
+    """An id is text (BEIR imports keep theirs as given): one with '/' was searched and cited
+    in answers, yet its review page and API were 404, so nobody could ever approve it; and the
+    queue's links cut ids at '#' or '?', leading to another article's page."""
+    env = Env(tmp_path)
+    for n, article_id in enumerate(ODD_IDS):
+        (env.corpus / f"odd-{n}.md").write_text(article(article_id, f"Odd article {n} asks what causes microcytosis?", MICRO_BODY, status="submitted"))
+    (env.corpus / "dose.md").write_text(article("dose", "A different article named dose", TREAT_BODY, status="submitted"))
+    env.reindex()
+    with env.client() as client:
+        queue = client.get("/reviews").text
+        assert sign_in(client).status_code == 303
+        for n, article_id in enumerate(ODD_IDS):
+            link = re.search(rf'<a href="([^"]+)" class="article">Odd article {n} asks', queue).group(1)
+            page = client.get(link)
+            assert page.status_code == 200 and f"Odd article {n} asks" in page.text, (article_id, link)
+            assert client.get("/api" + link).json()["id"] == article_id
+            action = re.search(r'<form method="post" action="([^"]+)" class="stacked decision"', page.text).group(1)
+            assert action == link + "/reviews"  # the decision form posts back to this article
+            form = {"csrf_token": csrf_of(page.text), "decision": "start_review", "content_sha256": sha(client, quote(article_id, safe="")), "comment": ""}
+            r = client.post(action, data=form, follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"] == link, r.text
+            assert client.get("/api" + link).json()["history"][-1]["decision"] == "start_review"
+        feed = ET.fromstring(client.get("/new.atom").content)
+        links = [e.get("href") for e in feed.iter("{http://www.w3.org/2005/Atom}link") if "/articles/" in (e.get("href") or "")]
+        for href in links:
+            assert client.get(href.replace("http://localhost", "")).status_code == 200, href
+
+
+@pytest.mark.parametrize("article_id", [".", "..", "line\nbreak"])
+def test_an_id_no_url_can_name_is_an_error_with_its_line(tmp_path, article_id):
+    from indexer.articles import ArticleInvalid, parse_article
+
+    path = tmp_path / "odd.md"
+    path.write_text(article(json.dumps(article_id), "What causes microcytosis?", MICRO_BODY))
+    with pytest.raises(ArticleInvalid) as raised:
+        parse_article(path)
+    assert any(p.line == 2 and "id" in p.message for p in raised.value.problems), raised.value.problems

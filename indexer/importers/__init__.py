@@ -79,7 +79,10 @@ def run_import(
         raise ImporterError(f"source not found: {source}")
     if out_dir.exists() and not out_dir.is_dir():
         raise ImporterError(f"output is not a directory: {out_dir}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImporterError(f"cannot make the output directory {out_dir}: {exc.strerror or exc}") from None
 
     report = ReportBuilder(progress=progress)
     written = 0

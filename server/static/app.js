@@ -218,6 +218,12 @@ async function ask(question, followUp) {
   try {
     const response = await fetch("/api/ask", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
     const data = await response.json();
+    if (response.status === 404 && body.conversation_id) {
+      // The conversation expired or was dropped: forget it, or every later follow-up gets the same 404.
+      conversationId = null;
+      status.textContent = "This conversation has expired, so the follow-up could not use it: ask the question in full (it starts a new conversation).";
+      return;
+    }
     if (!response.ok) { status.textContent = data.error ? data.error.message : `Error ${response.status}`; return; }
     conversationId = data.conversation_id;
     const answers = document.getElementById("answers");
