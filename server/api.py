@@ -38,7 +38,7 @@ def search(
     return search_out(service.search(request.q, request.k, request.filters), request.k)
 
 
-@router.get("/healthz", response_model=HealthOut, responses=ERRORS)
+@router.api_route("/healthz", methods=["GET", "HEAD"], response_model=HealthOut, responses=ERRORS)  # HEAD: uptime monitors
 def healthz(service: Service, request: Request) -> HealthOut:
     """The loaded index, and whether the conversation store works (probed now, within its lock timeout)."""
     manifest = service.manifest

@@ -78,6 +78,8 @@ def test_filters_have_one_name_and_the_old_names_still_work(client):
 def test_health(client):
     r = client.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["articles"] == 2
+    head = client.head("/healthz")  # what uptime monitors send
+    assert head.status_code == 200 and head.headers["content-type"] == "application/json"
 
 
 JSON = {"content-type": "application/json"}
