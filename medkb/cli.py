@@ -397,6 +397,17 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _at_least_zero(text: str) -> int:
+    """argparse type: a whole number >= 0 (0 turns the measurement off)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (none) or more, got {value}")
+    return value
+
+
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the app factory with uvicorn: in this process, or in `--workers` (MEDKB_WORKERS)
     processes sharing the port, each of which reads its settings from the environment."""
@@ -929,7 +940,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=_at_least_one, default=200, help="queries per latency measurement")
     p.add_argument("--http-requests", type=_at_least_one, default=300, help="requests per concurrency level")
     p.add_argument("--vectors", type=_at_least_one, default=1_000_000, help="synthetic vectors for the vector-search-only size")
-    p.add_argument("--build-sample", type=_at_least_one, default=300, help="MedQuAD articles built in this run to measure throughput")
+    p.add_argument("--build-sample", type=_at_least_zero, default=300, help="MedQuAD articles built in this run to measure throughput (0: no build)")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP measurements")
     p.add_argument("--workers", type=_at_least_one, default=1, help="server processes for the HTTP measurements (`medkb serve --workers`)")
     p.add_argument("--compare-encoder", choices=["torch", "onnx-fp32", "onnx-int8"], help="also build the MedQuAD sample with this encoder, for the build speed-up over it in the same run")

@@ -330,3 +330,13 @@ def test_the_load_test_serves_the_index_it_was_given_from_any_folder(tmp_path, m
     monkeypatch.setattr(loadtest.subprocess, "Popen", fake_popen)
     loadtest.start_server(Path("my-index"), tmp_path, keep_start_limit=False)
     assert seen["index"] == str(tmp_path / "my-index")
+
+
+def test_bench_build_sample_zero_turns_the_build_off_and_a_negative_one_is_refused(tmp_path):
+    """`--build-sample 0` is how a MedQuAD bench skips its build measurement (README); below 0 is refused."""
+    from medkb.cli import build_parser
+
+    assert build_parser().parse_args(["bench", "--build-sample", "0"]).build_sample == 0
+    proc = medkb("bench", "--build-sample", "-1", "--model-dir", str(tmp_path))
+    assert proc.returncode == 2
+    one_clear_line(proc, "--build-sample", "0 (none) or more")
