@@ -120,10 +120,13 @@ async def _load(base: str, queries: list[str], concurrency: int, requests: int) 
                 latencies.append((time.perf_counter() - t) * 1000)
                 errors += r.status_code != 200
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    return {"concurrency": concurrency, "requests": requests, "errors": errors, "requests_per_s": round(requests / elapsed, 1), **{f"{k}_ms": v for k, v in percentiles(latencies).items()}}
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    # The clients run on the same cores as the server: their CPU share says how much of the
+    # machine the figure leaves to the server.
+    return {"concurrency": concurrency, "requests": requests, "errors": errors, "requests_per_s": round(requests / elapsed, 1),
+            "client_cpu_share": round(cpu / elapsed, 2), **{f"{k}_ms": v for k, v in percentiles(latencies).items()}}
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -184,7 +187,8 @@ def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callab
             runs.append(asyncio.run(_load(base, batch, concurrency, requests)))
             runs[-1]["distinct_queries"] = len(set(batch))
             r = runs[-1]
-            log(f"  http c={concurrency} (query cache {'on' if query_cache else 'off'}): {r['requests_per_s']} req/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, errors {r['errors']}")
+            log(f"  http c={concurrency} (query cache {'on' if query_cache else 'off'}): {r['requests_per_s']} req/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, "
+                f"errors {r['errors']}; the clients used {r['client_cpu_share']} of a core")
         return {"runs": runs, "query_cache": query_cache, "workers": workers, "server_rss_mb_idle": round(rss_idle, 1),
                 "server_rss_mb_after_load": round(tree_rss_mb(proc.pid), 1)}
     finally:
@@ -321,7 +325,8 @@ def format_table(results: dict[str, Any]) -> str:
             lines.append(f"HTTP /api/search, {name}, query cache {'on' if r.get('query_cache', True) else 'off (the model runs for every request)'} "
                          f"({r.get('workers', 1)} server process{'es' if r.get('workers', 1) > 1 else ''}; {r['runs'][0]['requests']} requests per level; server RSS {r['server_rss_mb_idle']} MB idle, {r['server_rss_mb_after_load']} MB after load)")
             for run in r["runs"]:
-                lines.append(f"  {run['concurrency']:>2} clients: {run['requests_per_s']:>7} req/s  p50 {run['p50_ms']:>8} ms  p95 {run['p95_ms']:>8} ms  p99 {run['p99_ms']:>8} ms  errors {run['errors']}  ({run.get('distinct_queries', '?')} distinct queries)")
+                lines.append(f"  {run['concurrency']:>2} clients: {run['requests_per_s']:>7} req/s  p50 {run['p50_ms']:>8} ms  p95 {run['p95_ms']:>8} ms  p99 {run['p99_ms']:>8} ms  errors {run['errors']}  "
+                             f"({run.get('distinct_queries', '?')} distinct queries; clients {run.get('client_cpu_share', '?')} of a core)")
     fresh = results.get("fresh")
     if fresh:
         lines.append("")
