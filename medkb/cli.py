@@ -386,26 +386,23 @@ def _port(text: str) -> int:
     return value
 
 
-def _at_least_one(text: str) -> int:
-    """argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _whole_number(minimum: int, refusal: str) -> Callable[[str], int]:
+    """argparse type: a whole number >= `minimum`; `refusal` says what is allowed."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{refusal}, got {value}")
+        return value
+
+    return parse
 
 
-def _at_least_zero(text: str) -> int:
-    """argparse type: a whole number >= 0 (0 turns the measurement off)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (none) or more, got {value}")
-    return value
+_at_least_one = _whole_number(1, "must be at least 1")
+_at_least_zero = _whole_number(0, "must be 0 (none) or more")  # 0 turns a measurement off
 
 
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
