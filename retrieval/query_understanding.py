@@ -118,6 +118,7 @@ class QueryUnderstanding:
         self.vocabulary()
         if spelling:
             self._spell()
+            drug_speller()
         if negation:
             self._bigrams()
 
@@ -199,10 +200,7 @@ class QueryUnderstanding:
                     for word, count in self.vocabulary().items():
                         if len(word) >= 4 and word.isalpha():
                             speller.create_dictionary_entry(word, 10 * count + 10)
-                    for name in drug_names().canonical:
-                        if " " not in name and len(name) >= 5 and name.isalpha():
-                            speller.create_dictionary_entry(name, 1)
-                    self._speller = speller
+                    self._speller = speller  # the drug names are in drug_speller(), made once per process
         return self._speller
 
     def is_known_word(self, word: str) -> bool:
@@ -214,7 +212,6 @@ class QueryUnderstanding:
         """`text` with each unknown word of five letters or more replaced by the closest word of
         the index or the drug names (edit distance 1; 2 from eight letters; the same first
         letter), when there is one."""
-        from symspellpy import Verbosity
 
         def fix(m: re.Match) -> str:
             word = m.group(0)
@@ -224,13 +221,13 @@ class QueryUnderstanding:
             if stems and self.index.lexical.knows(stems[0]):
                 return word  # another form of a word the index has ("hypotensive", "hypotension")
             distance = 2 if len(word) >= 8 else 1
-            found = self._spell().lookup(word.lower(), Verbosity.CLOSEST, max_edit_distance=distance)
+            found = closest_words(word.lower(), distance, (self._spell(), drug_speller()))
             # A typo seldom touches the first letter ("macular" is not a misspelled "acular").
             # Nor is a different ending a typo: "tetraplegic" is not a misspelled "tetraplegia".
-            found = [f for f in found if f.term[:1] == word[:1].lower() and not _other_ending(f.term, word.lower())]
+            found = [term for term in found if term[:1] == word[:1].lower() and not _other_ending(term, word.lower())]
             if not found:
                 return word
-            best = found[0].term
+            best = found[0]
             return best.capitalize() if word[:1].isupper() and not word.isupper() else best
 
         return re.sub(r"[A-Za-z]+(?:'[a-z]+)?", fix, text)
@@ -351,6 +348,37 @@ def content_words(text: str) -> list[str]:
     letters or more, not numbers alone."""
     stop = _stopwords()
     return [w for w in re.findall(r"[A-Za-z][A-Za-z0-9'-]*", text) if len(w) >= 2 and w.lower() not in stop and w.lower() not in QUESTION_WORDS]
+
+
+@lru_cache(maxsize=1)
+def drug_speller():
+    """A SymSpell (symspellpy) over the drug names of retrieval.drugs, which are the same for every
+    build: made once per process (~1 s for ~24,000 names) instead of into every build's speller."""
+    from symspellpy import SymSpell
+
+    speller = SymSpell(max_dictionary_edit_distance=2, prefix_length=7)
+    for name in drug_names().canonical:
+        if " " not in name and len(name) >= 5 and name.isalpha():
+            speller.create_dictionary_entry(name, 1)
+    return speller
+
+
+def closest_words(word: str, distance: int, spellers) -> list[str]:
+    """The words of `spellers` (SymSpell dictionaries) closest to `word`, within `distance` edits,
+    as one dictionary holding all their words would suggest them (symspellpy's Verbosity.CLOSEST):
+    only the smallest distance found, a word in several dictionaries once with its counts added,
+    most frequent first (ties alphabetically)."""
+    from symspellpy import Verbosity
+
+    found: dict[str, tuple[int, int]] = {}
+    for speller in spellers:
+        for s in speller.lookup(word, Verbosity.CLOSEST, max_edit_distance=distance):
+            d, count = found.get(s.term, (s.distance, 0))
+            found[s.term] = (min(d, s.distance), count + s.count)
+    if not found:
+        return []
+    nearest = min(d for d, _ in found.values())
+    return sorted((t for t, (d, _) in found.items() if d == nearest), key=lambda t: (-found[t][1], t))
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ from indexer.build import build_index
 from indexer.build_cache import BuildCache
 from indexer.index_store import load_index
 from medkb.settings import Settings
+from retrieval.query_understanding import drug_speller
 from retrieval.search import SearchService
 from server.app import create_app
 
@@ -196,6 +197,7 @@ _REAL_SYMSPELL = symspellpy.SymSpell
 
 def test_concurrent_first_queries_make_one_speller(live, monkeypatch):
     corpus, root, cache, settings = live
+    drug_speller()  # the process's one speller over drug names, made before the count starts
     monkeypatch.setattr(symspellpy, "SymSpell", CountedSpeller)
     CountedSpeller.made = 0
     service = SearchService(load_index(root), FakeEmbedder())
@@ -211,6 +213,7 @@ def test_concurrent_first_queries_make_one_speller(live, monkeypatch):
 
 def test_a_swap_makes_the_new_builds_speller_before_serving_it(live, monkeypatch):
     corpus, root, cache, settings = live
+    drug_speller()
     monkeypatch.setattr(symspellpy, "SymSpell", CountedSpeller)
     app = make_app(dataclasses.replace(settings, reload_seconds=0))
     with TestClient(app) as client:

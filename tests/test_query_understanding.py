@@ -211,3 +211,31 @@ def test_posting_membership_is_np_isin():
         posting = np.unique(rng.integers(0, 500, rng.integers(0, 60)))
         ids = np.unique(rng.integers(0, 500, 40))
         assert (holds(ids, posting, 500) == np.isin(ids, posting)).all()
+
+
+def test_suggestions_from_two_spellers_are_those_of_one_speller_holding_both():
+    """The build's words and the drug names are two SymSpell dictionaries (the drug names are made
+    once per process); their merged suggestions must be what one dictionary of all the words gives:
+    the nearest distance only, a word in both counted once with its counts added, most frequent first."""
+    from symspellpy import SymSpell, Verbosity
+
+    from retrieval.query_understanding import closest_words
+
+    index_words = {"ferritin": 50, "ferrous": 30, "anaemia": 40, "anemia": 45, "warfarin": 5}
+    drug_words = {"warfarin": 1, "ferrixin": 1, "anemix": 1}
+
+    def speller(words):
+        s = SymSpell(max_dictionary_edit_distance=2, prefix_length=7)
+        for w, c in words.items():
+            s.create_dictionary_entry(w, c)
+        return s
+
+    both = speller(index_words)
+    for w, c in drug_words.items():
+        both.create_dictionary_entry(w, c)
+    split = (speller(index_words), speller(drug_words))
+    for typo, distance in [("ferritinn", 2), ("feritin", 1), ("warfarn", 1), ("anemiz", 1), ("ferrixn", 1), ("zzzzzz", 2)]:
+        expected = [(s.term, s.count) for s in both.lookup(typo, Verbosity.CLOSEST, max_edit_distance=distance)]
+        got = closest_words(typo, distance, split)
+        assert got == [t for t, _ in sorted(expected, key=lambda e: (-e[1], e[0]))], typo
+    assert closest_words("warfarn", 1, split) == ["warfarin"]  # in both: one suggestion
