@@ -33,6 +33,17 @@ def tiny_corpus(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def default_corpus_index(tmp_path_factory) -> Path:
+    """The default corpus (corpus/) indexed once per test session with the fake embedder; its index
+    root. Tests read it and keep their own state (conversations, reviews, answers) elsewhere."""
+    from indexer.build import build_index
+
+    root = tmp_path_factory.mktemp("default-corpus") / "index"
+    build_index([REPO / "corpus"], root, FakeEmbedder())
+    return root
+
+
+@pytest.fixture(scope="session")
 def real_index(tmp_path_factory):
     """The default corpus indexed once per test session with the real packaged model, in the
     eval cache slot `medkb eval --cache-dir` uses, so every model-tier test shares one build.

@@ -5,10 +5,8 @@ An answer that shows nothing (its filters admit no passage) says so, with no cov
 
 import re
 
-import pytest
 from fastapi.testclient import TestClient
 
-from indexer.build import build_index
 from indexer.index_store import load_index
 from indexer.vocabulary import CAUTION
 from medkb.settings import Settings
@@ -16,23 +14,15 @@ from retrieval.search import SearchService
 from server.app import create_app
 
 from fakes import FakeEmbedder
-from paths import REPO
 from review_helpers import record
 
 QUESTION = "causes of chronic microcytosis"
 
 
-@pytest.fixture(scope="module")
-def index_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("caution") / "index"
-    build_index([REPO / "corpus"], root, FakeEmbedder())
-    return root
-
-
-def ask(index_root, tmp_path, approved: list[str], body: dict) -> dict:
+def ask(default_corpus_index, tmp_path, approved: list[str], body: dict) -> dict:
     """POST /api/ask on the default corpus after approving `approved` (their current content)."""
-    record(tmp_path / "reviews.sqlite", load_index(index_root), {a: "approve" for a in approved})
-    settings = Settings(index_dir=index_root, conversations_db=tmp_path / "c.sqlite", reviews_db=tmp_path / "reviews.sqlite",
+    record(tmp_path / "reviews.sqlite", load_index(default_corpus_index), {a: "approve" for a in approved})
+    settings = Settings(index_dir=default_corpus_index, conversations_db=tmp_path / "c.sqlite", reviews_db=tmp_path / "reviews.sqlite",
                         accounts_db=tmp_path / "a.sqlite", answers_db=tmp_path / "answers.sqlite")
     app = create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
     with TestClient(app) as c:
@@ -45,15 +35,15 @@ def shown_articles(answer: dict) -> list[str]:
     return list(dict.fromkeys(p["article_id"] for g in answer["groups"] for p in g["passages"]))
 
 
-def test_none_approved_gets_the_full_caution(index_root, tmp_path):
-    answer = ask(index_root, tmp_path, [], {"question": QUESTION})
+def test_none_approved_gets_the_full_caution(default_corpus_index, tmp_path):
+    answer = ask(default_corpus_index, tmp_path, [], {"question": QUESTION})
     assert shown_articles(answer) and answer["caution"] == CAUTION
 
 
-def test_a_mixed_answer_says_how_much_is_pending(index_root, tmp_path):
-    first = ask(index_root, tmp_path / "probe", [], {"question": QUESTION})
+def test_a_mixed_answer_says_how_much_is_pending(default_corpus_index, tmp_path):
+    first = ask(default_corpus_index, tmp_path / "probe", [], {"question": QUESTION})
     lead = first["key_points"][0]["article_id"]
-    answer = ask(index_root, tmp_path, [lead], {"question": QUESTION})
+    answer = ask(default_corpus_index, tmp_path, [lead], {"question": QUESTION})
     shown = shown_articles(answer)
     status = {a["id"]: a["review_status"] for a in answer["articles"]}
     pending = [a for a in shown if status[a] != "approved"]
@@ -71,37 +61,37 @@ def test_a_mixed_answer_says_how_much_is_pending(index_root, tmp_path):
     assert answer["coverage"]["approved"] == sum(1 for a in answer["articles"] if a["review_status"] == "approved")
 
 
-def test_everything_approved_has_no_caution(index_root, tmp_path):
-    first = ask(index_root, tmp_path / "probe", [], {"question": QUESTION})
-    answer = ask(index_root, tmp_path, shown_articles(first), {"question": QUESTION})
+def test_everything_approved_has_no_caution(default_corpus_index, tmp_path):
+    first = ask(default_corpus_index, tmp_path / "probe", [], {"question": QUESTION})
+    answer = ask(default_corpus_index, tmp_path, shown_articles(first), {"question": QUESTION})
     assert shown_articles(answer) == shown_articles(first) and answer["caution"] is None
 
 
-def test_an_answer_that_shows_nothing_has_no_caution_or_coverage_and_says_why(index_root, tmp_path):
-    answer = ask(index_root, tmp_path, [], {"question": QUESTION, "filters": {"updated_since": "2100-01-01"}})
+def test_an_answer_that_shows_nothing_has_no_caution_or_coverage_and_says_why(default_corpus_index, tmp_path):
+    answer = ask(default_corpus_index, tmp_path, [], {"question": QUESTION, "filters": {"updated_since": "2100-01-01"}})
     assert not shown_articles(answer) and not answer["key_points"] and not answer["references"]
     assert answer["caution"] is None and answer["coverage"] is None and answer["aspect_note"] is None
     assert answer["no_match"] == "No passage matches this question with the filters chosen; try it without them."
     for body in ({"question": "thanks"}, {"question": "what is it?"}):
-        empty = ask(index_root, tmp_path, [], body)
+        empty = ask(default_corpus_index, tmp_path, [], body)
         assert not shown_articles(empty) and empty["caution"] is None and empty["coverage"] is None
 
 
-def test_only_approved_passages_after_a_filter_have_no_caution(index_root, tmp_path):
-    first = ask(index_root, tmp_path / "probe", [], {"question": QUESTION})
+def test_only_approved_passages_after_a_filter_have_no_caution(default_corpus_index, tmp_path):
+    first = ask(default_corpus_index, tmp_path / "probe", [], {"question": QUESTION})
     lead = first["key_points"][0]["article_id"]
-    answer = ask(index_root, tmp_path, [lead], {"question": QUESTION, "filters": {"review_status": ["approved"]}})
+    answer = ask(default_corpus_index, tmp_path, [lead], {"question": QUESTION, "filters": {"review_status": ["approved"]}})
     assert shown_articles(answer) == [lead] and answer["caution"] is None
 
 
-def test_the_search_page_caution_for_mixed_and_pending_results(index_root, tmp_path):
+def test_the_search_page_caution_for_mixed_and_pending_results(default_corpus_index, tmp_path):
     import html as html_lib
 
     def page(approved: list[str], folder: str) -> str:
         log = tmp_path / folder / "reviews.sqlite"
         log.parent.mkdir()
-        record(log, load_index(index_root), {a: "approve" for a in approved})
-        settings = Settings(index_dir=index_root, conversations_db=tmp_path / folder / "c.sqlite", reviews_db=log,
+        record(log, load_index(default_corpus_index), {a: "approve" for a in approved})
+        settings = Settings(index_dir=default_corpus_index, conversations_db=tmp_path / folder / "c.sqlite", reviews_db=log,
                             accounts_db=tmp_path / folder / "a.sqlite", answers_db=tmp_path / folder / "answers.sqlite")
         app = create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
         with TestClient(app) as c:

@@ -40,21 +40,13 @@ FILTERS = [Filters(), Filters(review_status=("submitted",)), Filters(review_stat
            Filters(updated_since=dt.date(2025, 3, 1)), Filters(retracted="exclude"), Filters(evidence_kind=("research",), audience=("clinician",))]
 
 
-@pytest.fixture(scope="module")
-def corpus_build(tmp_path_factory):
-    """The default corpus (34 articles) built with the fake embedder."""
-    root = tmp_path_factory.mktemp("pg-corpus") / "index"
-    build_index([REPO / "corpus"], root, FakeEmbedder())
-    return root
-
-
 @pytest.fixture
-def both(corpus_build, fresh_database, tmp_path):
+def both(default_corpus_index, fresh_database, tmp_path):
     """(embedded service, postgres service) over the same build, with the same review log."""
-    index = load_index(corpus_build)
+    index = load_index(default_corpus_index)
     first = sorted(index.articles)
     reviews = review_book(tmp_path / "reviews.sqlite", index, {first[0]: "start_review", first[1]: "start_review"})
-    publish_to_database(corpus_build, fresh_database)
+    publish_to_database(default_corpus_index, fresh_database)
     remote = load_published(fresh_database)
     backend = PostgresBackend.for_index(fresh_database, remote)
     yield SearchService(index, FakeEmbedder(), reviews=reviews), SearchService(remote, FakeEmbedder(), reviews=reviews, backend=backend)
@@ -76,9 +68,9 @@ def assert_same_ranking(a: list[tuple[str, float]], b: list[tuple[str, float]]) 
             assert ia in tied and ib in tied, f"rank {i + 1}: {ia} vs {ib}"
 
 
-def test_the_build_reads_back_from_the_database_as_written(corpus_build, fresh_database):
-    publish_to_database(corpus_build, fresh_database)
-    local, remote = load_index(corpus_build), load_published(fresh_database)
+def test_the_build_reads_back_from_the_database_as_written(default_corpus_index, fresh_database):
+    publish_to_database(default_corpus_index, fresh_database)
+    local, remote = load_index(default_corpus_index), load_published(fresh_database)
     assert [c.to_dict() for c in remote.chunks] == [c.to_dict() for c in local.chunks]
     assert remote.articles == local.articles and remote.sections.ids == local.sections.ids
     assert np.array_equal(remote.sections.vectors, local.sections.vectors)
@@ -87,9 +79,9 @@ def test_the_build_reads_back_from_the_database_as_written(corpus_build, fresh_d
         assert np.array_equal(remote.lexical.scores(words), local.lexical.scores(words))
 
 
-def test_both_backends_give_the_same_lists_and_scores(corpus_build, fresh_database):
-    publish_to_database(corpus_build, fresh_database)
-    local, remote = load_index(corpus_build), load_published(fresh_database)
+def test_both_backends_give_the_same_lists_and_scores(default_corpus_index, fresh_database):
+    publish_to_database(default_corpus_index, fresh_database)
+    local, remote = load_index(default_corpus_index), load_published(fresh_database)
     embedded, postgres = EmbeddedBackend(local), PostgresBackend.for_index(fresh_database, remote)
     embedder = FakeEmbedder()
     try:

@@ -9,7 +9,6 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from indexer.build import build_index
 from indexer.citations import find_citations
 from indexer.index_store import load_index
 from medkb.settings import Settings
@@ -18,7 +17,7 @@ from retrieval.search import SearchService
 from server.app import create_app
 
 from fakes import FakeEmbedder
-from paths import CASES, REPO
+from paths import CASES
 
 TOPIC = "chronic microcytosis"
 TREATMENT = re.compile(r"\b(?:treat|manag|therap|transfus|chelat|phlebotom|venesect|pyridoxine|iron replacement|oral iron|intravenous iron|"
@@ -97,17 +96,10 @@ def test_a_topic_switch_then_a_follow_up_takes_the_new_topic():
 # ---------------------------------------------------------------- cases 11, 12, 13 through the API
 
 
-@pytest.fixture(scope="module")
-def default_index(tmp_path_factory):
-    root = tmp_path_factory.mktemp("default-corpus") / "index"
-    build_index([REPO / "corpus"], root, FakeEmbedder())
-    return root
-
-
 @pytest.fixture
-def client(default_index, tmp_path):
-    settings = Settings(index_dir=default_index, conversations_db=tmp_path / "c.sqlite", reviews_db=tmp_path / "r.sqlite",
-                        accounts_db=tmp_path / "a.sqlite")
+def client(default_corpus_index, tmp_path):
+    settings = Settings(index_dir=default_corpus_index, conversations_db=tmp_path / "c.sqlite", reviews_db=tmp_path / "r.sqlite",
+                        accounts_db=tmp_path / "a.sqlite", answers_db=tmp_path / "answers.sqlite")
     app = create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
     with TestClient(app) as c:
         yield c
@@ -220,7 +212,7 @@ def test_the_coverage_line(client):
     assert coverage["summary"].endswith("no cited source is retracted.")
 
 
-def test_a_search_that_finds_nothing_is_shown_as_no_match(default_index, tmp_path):
+def test_a_search_that_finds_nothing_is_shown_as_no_match(default_corpus_index, tmp_path):
     """The retrieval side decides that nothing matches (SearchResult.no_match, .suggestions); the answer then
     has no key points and no passages, and carries the message and the suggestions."""
 
@@ -233,8 +225,8 @@ def test_a_search_that_finds_nothing_is_shown_as_no_match(default_index, tmp_pat
                 result.suggestions = ["What are the causes of chronic microcytic anemia?"]
             return result
 
-    settings = Settings(index_dir=default_index, conversations_db=tmp_path / "c.sqlite", reviews_db=tmp_path / "r.sqlite",
-                        accounts_db=tmp_path / "a.sqlite")
+    settings = Settings(index_dir=default_corpus_index, conversations_db=tmp_path / "c.sqlite", reviews_db=tmp_path / "r.sqlite",
+                        accounts_db=tmp_path / "a.sqlite", answers_db=tmp_path / "answers.sqlite")
     app = create_app(settings, service_factory=lambda s: NoMatchService(load_index(s.index_dir), FakeEmbedder()))
     with TestClient(app) as c:
         answer = c.post("/api/ask", json={"question": "asdfgh qwerty"}).json()

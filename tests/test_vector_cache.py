@@ -4,14 +4,12 @@ the model again, the answer is the same as without the cache, and the cache is b
 import numpy as np
 import pytest
 
-from indexer.build import build_index
 from indexer.index_store import load_index
 from retrieval.answers import build_answer
 from retrieval.search import SearchService
 from retrieval.vector_cache import VectorCache
 
 from fakes import FakeEmbedder
-from paths import REPO
 
 
 class CountingEmbedder(FakeEmbedder):
@@ -75,16 +73,9 @@ def test_a_failed_model_call_keeps_nothing():
         cache.embed(["a"], lambda texts: np.zeros((2, 4), np.float32))
 
 
-@pytest.fixture(scope="module")
-def index_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sentence-cache") / "index"
-    build_index([REPO / "corpus"], root, FakeEmbedder())
-    return root
-
-
-def test_a_repeated_question_embeds_no_sentence_again_and_gives_the_same_answer(index_root):
+def test_a_repeated_question_embeds_no_sentence_again_and_gives_the_same_answer(default_corpus_index):
     embedder = CountingEmbedder()
-    service = SearchService(load_index(index_root), embedder)
+    service = SearchService(load_index(default_corpus_index), embedder)
     question = "how is iron deficiency anaemia treated?"
     first = build_answer(service, question, question)
     embedded = len(embedder.documents)
@@ -93,9 +84,9 @@ def test_a_repeated_question_embeds_no_sentence_again_and_gives_the_same_answer(
     assert len(embedder.documents) == embedded, "no sentence reached the model twice"
     assert [p.text for p in again.key_points] == [p.text for p in first.key_points]
 
-    uncached = SearchService(load_index(index_root), CountingEmbedder(), passage_cache_size=0)
+    uncached = SearchService(load_index(default_corpus_index), CountingEmbedder(), passage_cache_size=0)
     assert [p.text for p in build_answer(uncached, question, question).key_points] == [p.text for p in first.key_points]
     # A swap to another build keeps the vectors (they depend on the model and the text only).
-    swapped = service.over(load_index(index_root))
+    swapped = service.over(load_index(default_corpus_index))
     build_answer(swapped, question, question)
     assert len(embedder.documents) == embedded
