@@ -253,6 +253,59 @@ def check_decision(record: ArticleRecord, reviewer: Reviewer, decision: Decision
 
 # ---------------------------------------------------------------- the store
 
+# What may never change, and the message each refusal gives: the review log, the article versions
+# that reviews point at, and the history of when each version was first seen.
+APPEND_ONLY = {
+    "reviews": ("the review log is append-only: a review cannot be changed", "the review log is append-only: a review cannot be deleted",
+                "the review log is append-only: it cannot be truncated"),
+    "contents": ("stored article versions cannot be changed", "stored article versions cannot be deleted", "stored article versions cannot be deleted"),
+    "versions": ("article version history cannot be changed", "article version history cannot be deleted", "article version history cannot be deleted"),
+}
+# An insert of a row these tables already hold is dropped, so the first copy stays as it was.
+KEEP_FIRST = {"contents": "sha256 = NEW.sha256", "versions": "article_id = NEW.article_id AND sha256 = NEW.sha256"}
+
+
+def _sqlite_guards(table: str) -> str:
+    """SQLite triggers refusing UPDATE and DELETE on `table` (APPEND_ONLY), and dropping a repeated insert (KEEP_FIRST)."""
+    changed, deleted, _ = APPEND_ONLY[table]
+    sql = f"""CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table}
+    BEGIN SELECT RAISE(ABORT, '{changed}'); END;
+CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table}
+    BEGIN SELECT RAISE(ABORT, '{deleted}'); END;
+"""
+    if table in KEEP_FIRST:
+        sql += f"""CREATE TRIGGER IF NOT EXISTS {table}_keep_first BEFORE INSERT ON {table}
+    WHEN EXISTS (SELECT 1 FROM {table} WHERE {KEEP_FIRST[table]})
+    BEGIN SELECT RAISE(IGNORE); END;
+"""
+    return sql
+
+
+def _postgres_guards(table: str) -> str:
+    """The same in PostgreSQL, which also refuses TRUNCATE (a way round row triggers)."""
+    changed, deleted, truncated = APPEND_ONLY[table]
+    sql = ""
+    if table in KEEP_FIRST:
+        sql += f"""CREATE OR REPLACE FUNCTION medkb_{table}_keep_first() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM {table} WHERE {KEEP_FIRST[table]}) THEN RETURN NULL; END IF;
+    RETURN NEW;
+END $$;
+"""
+    sql += f"""CREATE OR REPLACE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
+    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('{changed}');
+CREATE OR REPLACE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('{deleted}');
+CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+    FOR EACH STATEMENT EXECUTE FUNCTION medkb_refuse('{truncated}');
+"""
+    if table in KEEP_FIRST:
+        sql += f"""CREATE OR REPLACE TRIGGER {table}_keep_first BEFORE INSERT ON {table}
+    FOR EACH ROW EXECUTE FUNCTION medkb_{table}_keep_first();
+"""
+    return sql
+
+
 SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS reviews (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -267,11 +320,7 @@ CREATE TABLE IF NOT EXISTS reviews (
     comment TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS reviews_by_article ON reviews(article_id, seq);
-CREATE TRIGGER IF NOT EXISTS reviews_no_update BEFORE UPDATE ON reviews
-    BEGIN SELECT RAISE(ABORT, 'the review log is append-only: a review cannot be changed'); END;
-CREATE TRIGGER IF NOT EXISTS reviews_no_delete BEFORE DELETE ON reviews
-    BEGIN SELECT RAISE(ABORT, 'the review log is append-only: a review cannot be deleted'); END;
-CREATE TRIGGER IF NOT EXISTS reviews_no_replace BEFORE INSERT ON reviews
+""" + _sqlite_guards("reviews") + """CREATE TRIGGER IF NOT EXISTS reviews_no_replace BEFORE INSERT ON reviews
     WHEN NEW.seq IS NOT NULL AND EXISTS (SELECT 1 FROM reviews WHERE seq = NEW.seq)
     BEGIN SELECT RAISE(ABORT, 'the review log is append-only: a review cannot be replaced'); END;
 
@@ -281,30 +330,15 @@ CREATE TABLE IF NOT EXISTS contents (
     body BLOB NOT NULL,
     stored_at TEXT NOT NULL
 );
-CREATE TRIGGER IF NOT EXISTS contents_no_update BEFORE UPDATE ON contents
-    BEGIN SELECT RAISE(ABORT, 'stored article versions cannot be changed'); END;
-CREATE TRIGGER IF NOT EXISTS contents_no_delete BEFORE DELETE ON contents
-    BEGIN SELECT RAISE(ABORT, 'stored article versions cannot be deleted'); END;
-CREATE TRIGGER IF NOT EXISTS contents_keep_first BEFORE INSERT ON contents
-    WHEN EXISTS (SELECT 1 FROM contents WHERE sha256 = NEW.sha256)
-    BEGIN SELECT RAISE(IGNORE); END;
-
+""" + _sqlite_guards("contents") + """
 CREATE TABLE IF NOT EXISTS versions (
     article_id TEXT NOT NULL,
     sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
     first_seen TEXT NOT NULL,
     PRIMARY KEY (article_id, sha256)
 );
-CREATE TRIGGER IF NOT EXISTS versions_no_update BEFORE UPDATE ON versions
-    BEGIN SELECT RAISE(ABORT, 'article version history cannot be changed'); END;
-CREATE TRIGGER IF NOT EXISTS versions_no_delete BEFORE DELETE ON versions
-    BEGIN SELECT RAISE(ABORT, 'article version history cannot be deleted'); END;
-CREATE TRIGGER IF NOT EXISTS versions_keep_first BEFORE INSERT ON versions
-    WHEN EXISTS (SELECT 1 FROM versions WHERE article_id = NEW.article_id AND sha256 = NEW.sha256)
-    BEGIN SELECT RAISE(IGNORE); END;
-"""
+""" + _sqlite_guards("versions")
 
-# The same tables and refusals in PostgreSQL (which also refuses TRUNCATE, a way round row triggers).
 POSTGRES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS reviews (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -324,53 +358,21 @@ CREATE OR REPLACE FUNCTION medkb_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'integrity_constraint_violation';
 END $$;
-CREATE OR REPLACE TRIGGER reviews_no_update BEFORE UPDATE ON reviews
-    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('the review log is append-only: a review cannot be changed');
-CREATE OR REPLACE TRIGGER reviews_no_delete BEFORE DELETE ON reviews
-    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('the review log is append-only: a review cannot be deleted');
-CREATE OR REPLACE TRIGGER reviews_no_truncate BEFORE TRUNCATE ON reviews
-    FOR EACH STATEMENT EXECUTE FUNCTION medkb_refuse('the review log is append-only: it cannot be truncated');
-
+""" + _postgres_guards("reviews") + """
 CREATE TABLE IF NOT EXISTS contents (
     sha256 TEXT PRIMARY KEY CHECK (length(sha256) = 64),
     article_id TEXT NOT NULL,
     body BYTEA NOT NULL,
     stored_at TEXT NOT NULL
 );
-CREATE OR REPLACE FUNCTION medkb_contents_keep_first() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM contents WHERE sha256 = NEW.sha256) THEN RETURN NULL; END IF;
-    RETURN NEW;
-END $$;
-CREATE OR REPLACE TRIGGER contents_no_update BEFORE UPDATE ON contents
-    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('stored article versions cannot be changed');
-CREATE OR REPLACE TRIGGER contents_no_delete BEFORE DELETE ON contents
-    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('stored article versions cannot be deleted');
-CREATE OR REPLACE TRIGGER contents_no_truncate BEFORE TRUNCATE ON contents
-    FOR EACH STATEMENT EXECUTE FUNCTION medkb_refuse('stored article versions cannot be deleted');
-CREATE OR REPLACE TRIGGER contents_keep_first BEFORE INSERT ON contents
-    FOR EACH ROW EXECUTE FUNCTION medkb_contents_keep_first();
-
+""" + _postgres_guards("contents") + """
 CREATE TABLE IF NOT EXISTS versions (
     article_id TEXT NOT NULL,
     sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
     first_seen TEXT NOT NULL,
     PRIMARY KEY (article_id, sha256)
 );
-CREATE OR REPLACE FUNCTION medkb_versions_keep_first() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM versions WHERE article_id = NEW.article_id AND sha256 = NEW.sha256) THEN RETURN NULL; END IF;
-    RETURN NEW;
-END $$;
-CREATE OR REPLACE TRIGGER versions_no_update BEFORE UPDATE ON versions
-    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('article version history cannot be changed');
-CREATE OR REPLACE TRIGGER versions_no_delete BEFORE DELETE ON versions
-    FOR EACH ROW EXECUTE FUNCTION medkb_refuse('article version history cannot be deleted');
-CREATE OR REPLACE TRIGGER versions_no_truncate BEFORE TRUNCATE ON versions
-    FOR EACH STATEMENT EXECUTE FUNCTION medkb_refuse('article version history cannot be deleted');
-CREATE OR REPLACE TRIGGER versions_keep_first BEFORE INSERT ON versions
-    FOR EACH ROW EXECUTE FUNCTION medkb_versions_keep_first();
-"""
+""" + _postgres_guards("versions")
 SCHEMA = Schema(sqlite=SQLITE_SCHEMA, postgres=POSTGRES_SCHEMA)
 
 
