@@ -414,10 +414,7 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
 
     from medkb.memory import limit_malloc_arenas
 
-    workers = args.workers if args.workers is not None else settings.workers
-    if workers < 1:
-        print(f"medkb serve: --workers must be at least 1, got {workers}", file=sys.stderr)
-        return 2
+    workers = args.workers if args.workers is not None else settings.workers  # both checked to be >= 1 where they are read
     if settings.malloc_arenas:
         # Worker processes start afresh: glibc reads the cap from the environment at their start.
         os.environ["MALLOC_ARENA_MAX"] = str(settings.malloc_arenas)

@@ -136,6 +136,11 @@ def holds(ids: np.ndarray, posting: np.ndarray, n_chunks: int) -> np.ndarray:
     return mask[ids]
 
 
+def _heading_text(chunk) -> str:
+    """What a section's question types are read from: its article title and heading path."""
+    return f"{chunk.article_title} {' '.join(chunk.section_path)}"
+
+
 class FeatureExtractor:
     """Per-index arrays computed once (each passage's position, length, evidence kinds and the
     question types its opening speaks of; each section's question types, whether its title or a
@@ -185,7 +190,7 @@ class FeatureExtractor:
             self.first_in_section[i] = 1.0
             headings = " ".join(c.section_path)
             self.question[s] = bool(_QUESTION_TITLE.search(c.article_title)) or any(_QUESTION_TITLE.search(h) for h in c.section_path)
-            heading_text = f"{c.article_title} {headings}"
+            heading_text = _heading_text(c)
             mask = known_heading.get(heading_text)
             self.heading_types[s] = type_mask(heading_text) if mask is None else mask
             for t in set(tokenize(c.article_title)):
@@ -204,7 +209,7 @@ class FeatureExtractor:
             s = int(self.section_of[i])
             if s not in done:
                 done.add(s)
-                out[f"{c.article_title} {' '.join(c.section_path)}"] = int(self.heading_types[s])
+                out[_heading_text(c)] = int(self.heading_types[s])
         return out
 
     def matrix(self, question: str, terms: QueryTerms, ids: np.ndarray, dense: np.ndarray, bm25: np.ndarray, heading: np.ndarray) -> np.ndarray:

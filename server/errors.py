@@ -105,7 +105,6 @@ def install(app: FastAPI) -> None:
     settings = getattr(app.state, "settings", None)
     if settings is not None and settings.backend == "postgres":
         import psycopg
-        import psycopg_pool
 
         async def _database_unavailable(request: Request, exc: Exception):
             # The database is down or unreachable (a lost connection, no connection within the
@@ -113,8 +112,8 @@ def install(app: FastAPI) -> None:
             log.warning("database unavailable on %s %s: %s", request.method, request.url.path, clip(exc, 200))
             return _respond(503, "unavailable", "the database is unavailable; try again in a few seconds", headers={"Retry-After": "5"})
 
+        # psycopg_pool's PoolTimeout (no connection within the pool's wait) is an OperationalError too.
         app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
-        app.add_exception_handler(psycopg_pool.PoolTimeout, _database_unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
