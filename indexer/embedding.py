@@ -186,11 +186,13 @@ class SentenceTransformerEmbedder:
 
 
 def load_embedder(model_dir: Path | str | None = None, encoder: str | None = None, onnx_dir: Path | str | None = None,
-                  log: Callable[[str], None] | None = None) -> Embedder:
+                  log: Callable[[str], None] | None = None, document_threads: int = 1) -> Embedder:
     """The configured model: the packaged all-MiniLM-L6-v2 unless a folder is given, run by
     `encoder` (torch | onnx-fp32 | onnx-int8; default: see `configured_encoder`). The ONNX
     encoders export the same weights at first use into `onnx_dir` (default var/onnx; see
     indexer/onnx_embedding.py), never downloading anything; `log` hears about an export.
+    `document_threads`: model calls an ONNX encoder runs at once over documents (a build's
+    MEDKB_BUILD_THREADS; torch spreads each call over its own threads instead).
     Raises FileNotFoundError for a missing folder, ValueError for an unknown encoder, and
     indexer.onnx_embedding.OnnxExportError when an export fails."""
     encoder = configured_encoder(encoder)
@@ -202,7 +204,8 @@ def load_embedder(model_dir: Path | str | None = None, encoder: str | None = Non
         return SentenceTransformerEmbedder(model_dir=path)
     from indexer.onnx_embedding import OnnxEmbedder
 
-    return OnnxEmbedder(path, precision=precision, cache_dir=Path(onnx_dir) if onnx_dir else None, log=log or _stderr)
+    return OnnxEmbedder(path, precision=precision, cache_dir=Path(onnx_dir) if onnx_dir else None, log=log or _stderr,
+                        document_threads=document_threads)
 
 
 def _stderr(message: str) -> None:

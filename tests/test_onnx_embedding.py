@@ -291,3 +291,18 @@ def test_onnx_int8_stays_close_to_torch(torch_embedder, onnx_cache):
     assert ModelInfo.of(embedder) == model_identity(encoder="onnx-int8") and embedder.path.name == "model-int8.onnx"
     cosines = (embedder.encode_documents(SENTENCES) * torch_embedder.encode_documents(SENTENCES)).sum(axis=1)
     assert cosines.min() > 0.97, cosines
+
+
+@pytest.mark.model
+def test_documents_embedded_on_several_threads_come_back_the_same_and_in_order(onnx_cache):
+    one = load_embedder(encoder="onnx-fp32", onnx_dir=onnx_cache)
+    several = load_embedder(encoder="onnx-fp32", onnx_dir=onnx_cache, document_threads=3)
+    texts = [f"{s} ({i})" for i, s in enumerate(SENTENCES * 5)]  # more batches than threads, of differing lengths
+    heard: list[int] = []
+    vectors = several.encode_documents(texts, batch_size=2, progress=heard.append)
+    assert np.array_equal(vectors, one.encode_documents(texts, batch_size=2))
+    assert sum(heard) == len(texts) and max(heard) <= 2
+    for i in (0, len(texts) // 2, len(texts) - 1):  # row i is text i's vector, not another batch's
+        assert np.allclose(vectors[i], one.encode_queries([texts[i]])[0], atol=1e-5)
+    with pytest.raises(ValueError, match="at least 1"):
+        load_embedder(encoder="onnx-fp32", onnx_dir=onnx_cache, document_threads=0)

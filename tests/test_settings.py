@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,11 @@ def test_conversations_live_beside_the_index_root_like_the_other_state(tmp_path,
     assert s.conversations_path == Path("/srv/medkb/conversations.sqlite") == s.answers_path.parent / "conversations.sqlite"
     assert Settings().conversations_path == Path("var/conversations.sqlite"), "the default index root keeps the documented place"
     assert Settings.from_env({"MEDKB_CONVERSATIONS_DB": "/x/c.sqlite"}).conversations_path == Path("/x/c.sqlite")
+
+
+def test_build_threads_default_to_the_cores_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert Settings.from_env({}).document_threads() == 3
+    assert Settings.from_env({"MEDKB_BUILD_THREADS": "1"}).document_threads() == 1
+    with pytest.raises(SettingError, match="MEDKB_BUILD_THREADS"):
+        Settings.from_env({"MEDKB_BUILD_THREADS": "-2"})
