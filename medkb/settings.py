@@ -44,7 +44,7 @@ class Settings:
     max_conversations: int = _setting(10000, "MEDKB_MAX_CONVERSATIONS", "Conversations kept at once (least recently used dropped first).")
     malloc_arenas: int = _setting(2, "MEDKB_MALLOC_ARENAS", "glibc malloc arenas `medkb serve` allows (0: glibc's default of 8 per core); fewer arenas keep RSS from staying high after a burst of concurrent requests.")
     workers: int = _setting(1, "MEDKB_WORKERS", "Server processes `medkb serve` runs (uvicorn workers sharing one port), so that searches use more than one core; each loads its own copy of the model and the index (memory grows by about one server's RSS per worker) and has its own start limiter (MEDKB_CONVERSATION_STARTS_PER_MINUTE counts per process). Conversations, answers, reviews and accounts are shared through their files or the database.")
-    batch_window_ms: float = _setting(2.0, "MEDKB_BATCH_WINDOW_MS", "Milliseconds a query waits for others to share its model call (0: only those already waiting).")
+    batch_window_ms: float = _setting(2.0, "MEDKB_BATCH_WINDOW_MS", "Most milliseconds a query waits for others to share its model call, and only while other searches are on their way to the model (a lone query never waits; 0: only those already waiting).")
     max_per_article: int = _setting(3, "MEDKB_MAX_PER_ARTICLE", "Most passages one article may contribute to a result page (0: no cap).")
     reviews_db: Path | None = _setting(None, "MEDKB_REVIEWS_DB", "SQLite file of the append-only review log (and reviewed article versions); default: reviews.sqlite beside the index root.")
     accounts_db: Path | None = _setting(None, "MEDKB_ACCOUNTS_DB", "SQLite file of reviewer accounts, API token hashes, sessions and failed sign-ins; default: accounts.sqlite beside the index root.")

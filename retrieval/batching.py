@@ -6,18 +6,39 @@ arrives within `window_ms` (up to `max_batch`), encodes them together and hands 
 its vector. A transformer encodes a batch of short queries in little more time than one, so
 under concurrent load throughput rises with the batch size while one model call at a time
 still never oversubscribes the cores.
+
+The window is only waited out while other queries are known to be on their way: a search
+announces itself (`arriving`) when it starts reading its query and is counted until its
+query is queued (or it finds its vector cached, or needs none). A lone query, the usual case
+at one client, goes to the model at once instead of waiting `window_ms` for nobody; queries
+that arrive while the model is busy form the next batch whatever the window.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 
 import numpy as np
 
 Encode = Callable[[Sequence[str]], np.ndarray]
+POLL_SECONDS = 0.0005  # while gathering, how often to look again whether queries are still on their way
+
+
+class Arrival:
+    """One announced query (see `QueryBatcher.arriving`); `done` uncounts it, once."""
+
+    def __init__(self, batcher: "QueryBatcher"):
+        self._batcher = batcher
+        self._done = False
+
+    def done(self) -> None:
+        if not self._done:
+            self._done = True
+            self._batcher._arrived()
 
 
 class QueryBatcher:
@@ -40,12 +61,34 @@ class QueryBatcher:
         self._start_lock = threading.Lock()
         self.batches = 0  # model calls made, for tests and benchmarks
         self.queries = 0
+        self._arriving = 0  # searches announced and not yet queued (see `arriving`)
+        self._count_lock = threading.Lock()
 
-    def embed(self, text: str, timeout: float | None = 60.0) -> np.ndarray:
-        """The vector (dim,) of one query; blocks until its batch is encoded."""
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator["Arrival"]:
+        """Announce a query that may soon be embedded: while it is counted, a batch being
+        gathered waits (at most the window) for it. Pass the yielded Arrival to `embed`; it is
+        uncounted when its query is queued, or at the latest when the block ends."""
+        arrival = Arrival(self)
+        with self._count_lock:
+            self._arriving += 1
+        try:
+            yield arrival
+        finally:
+            arrival.done()
+
+    def _arrived(self) -> None:
+        with self._count_lock:
+            self._arriving -= 1
+
+    def embed(self, text: str, timeout: float | None = 60.0, arrival: "Arrival | None" = None) -> np.ndarray:
+        """The vector (dim,) of one query; blocks until its batch is encoded. `arrival` (from
+        `arriving`) is uncounted once the query is queued."""
         self._ensure_worker()
         future: Future = Future()
         self._queue.put((text, future))
+        if arrival is not None:
+            arrival.done()
         return future.result(timeout=timeout)
 
     def run_exclusive(self, fn: Callable[[], np.ndarray]) -> np.ndarray:
@@ -65,18 +108,18 @@ class QueryBatcher:
             batch = [self._queue.get()]
             deadline = _now() + self.window
             while len(batch) < self.max_batch:
-                remaining = deadline - _now()
-                if remaining <= 0:
-                    # Take what is already waiting, without waiting for more.
-                    try:
-                        batch.append(self._queue.get_nowait())
-                        continue
-                    except queue.Empty:
-                        break
-                try:
-                    batch.append(self._queue.get(timeout=remaining))
+                try:  # whatever is already waiting joins at once
+                    batch.append(self._queue.get_nowait())
+                    continue
                 except queue.Empty:
+                    pass
+                remaining = deadline - _now()
+                if remaining <= 0 or self._arriving <= 0:  # window over, or no one else on the way
                     break
+                try:
+                    batch.append(self._queue.get(timeout=min(remaining, POLL_SECONDS)))
+                except queue.Empty:
+                    continue  # look again at who is still on the way
             texts = [text for text, _ in batch]
             try:
                 with self._lock:

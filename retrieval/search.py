@@ -36,7 +36,7 @@ from indexer.lexical import tokenize
 from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from retrieval.abbreviations import Abbreviations
 from retrieval.backends.base import SearchBackend, Selection
-from retrieval.batching import QueryBatcher
+from retrieval.batching import Arrival, QueryBatcher
 from retrieval.negation import demote_negated
 from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Candidates, Evidence, NoMatchPolicy
 from retrieval.query_understanding import ParsedQuery, QueryUnderstanding
@@ -296,13 +296,16 @@ class SearchService:
     def review_of(self, article_id: str) -> ArticleReview | None:
         return self.review_statuses().get(article_id)
 
-    def embed_query(self, query: str) -> np.ndarray:
-        """The query's vector (dim,), from the LRU cache or the model."""
+    def embed_query(self, query: str, arrival: Arrival | None = None) -> np.ndarray:
+        """The query's vector (dim,), from the LRU cache or the model; `arrival` is the
+        search's announcement to the batcher (uncounted once its query is queued)."""
         key = " ".join(query.split()).lower()
         vector = self.cache.get(key)
         if vector is None:
-            vector = self._batcher.embed(query)
+            vector = self._batcher.embed(query, arrival=arrival)
             self.cache.put(key, vector)
+        elif arrival is not None:  # no model call on its way after all
+            arrival.done()
         return vector
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
@@ -359,6 +362,12 @@ class SearchService:
     def search(self, query: str, k: int = 10, filters: Filters = Filters(), settings: RetrievalSettings | None = None) -> SearchResult:
         """The `k` best passages for `query` that pass `filters`, best first (ties by chunk id).
         When nothing answers, no passages, with `no_match` saying why."""
+        # Announced to the query batcher from the start: a batch being gathered waits for this
+        # query only while it is on its way to the model (retrieval/batching.py).
+        with self._batcher.arriving() as arrival:
+            return self._search(query, k, filters, settings, arrival)
+
+    def _search(self, query: str, k: int, filters: Filters, settings: RetrievalSettings | None, arrival: Arrival) -> SearchResult:
         started = time.perf_counter()
         cfg = settings or self.settings
         chunks = self.index.chunks
@@ -378,7 +387,7 @@ class SearchService:
             depth = max(cfg.candidates, k * 3 if cfg.max_per_article else k)
             lists: dict[str, list[tuple[int, float]]] = {}
             # Only the dense and heading lists need the model; lexical search alone never runs it.
-            vector = self.embed_query(text) if cfg.retriever != "lexical" else None
+            vector = self.embed_query(text, arrival) if cfg.retriever != "lexical" else None
             learned = cfg.retriever == "hybrid" and cfg.ranker == "learned" and self.ranker is not None
             if learned:
                 hits, evidence = self._learned(parsed, vector, min(depth, len(chunks)), admitted)

@@ -1,6 +1,7 @@
 """Micro-batching: concurrent queries share one model call and each gets its own vector."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -61,3 +62,48 @@ def test_an_error_in_the_model_reaches_every_caller_of_that_batch():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError):
         QueryBatcher(FakeEmbedder().encode_queries, window_ms=-1)
+
+
+class TimedEmbedder(FakeEmbedder):
+    def __init__(self):
+        super().__init__()
+        self.calls: list[list[str]] = []
+
+    def encode_queries(self, texts):
+        self.calls.append(list(texts))
+        return super().encode_queries(texts)
+
+
+def test_a_lone_query_does_not_wait_out_the_window():
+    batcher = QueryBatcher(TimedEmbedder().encode_queries, window_ms=300)
+    batcher.embed("warm up the worker")
+    started = time.perf_counter()
+    with batcher.arriving() as arrival:
+        batcher.embed("ferritin in pregnancy", arrival=arrival)
+    assert time.perf_counter() - started < 0.15, "nobody else was on the way: the model ran at once"
+
+
+def test_the_window_waits_for_a_search_on_its_way_and_both_share_a_call():
+    model = TimedEmbedder()
+    batcher = QueryBatcher(model.encode_queries, window_ms=2000)
+    batcher.embed("warm up the worker")
+    model.calls.clear()
+    results = {}
+    with batcher.arriving() as second:  # announced, still reading its query
+        first = threading.Thread(target=lambda: results.setdefault("first", batcher.embed("iron studies")))
+        first.start()
+        time.sleep(0.2)  # the first query is queued and its batch is waiting for this one (window 2 s)
+        results["second"] = batcher.embed("transferrin saturation", arrival=second)
+    first.join(5)
+    assert model.calls == [["iron studies", "transferrin saturation"]]
+    np.testing.assert_allclose(results["second"], FakeEmbedder().encode_queries(["transferrin saturation"])[0])
+
+
+def test_an_announced_search_that_never_queues_holds_a_batch_no_longer_than_the_window():
+    batcher = QueryBatcher(TimedEmbedder().encode_queries, window_ms=200)
+    batcher.embed("warm up the worker")
+    with batcher.arriving():  # e.g. its vector was cached after all, and it has not said so
+        started = time.perf_counter()
+        batcher.embed("hepcidin")
+        waited = time.perf_counter() - started
+    assert 0.15 < waited < 1.5
