@@ -429,7 +429,7 @@ def test_a_model_folder_without_tokenizer_json_is_counted_by_the_model(tmp_path,
     from indexer.lazy_embedder import LazyEmbedder
 
     monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None, encoder=None: ModelInfo.of(FakeEmbedder()))
-    monkeypatch.setattr(embedding, "load_embedder", lambda model_dir=None, encoder=None: FakeEmbedder())
+    monkeypatch.setattr(embedding, "load_embedder", lambda model_dir=None, encoder=None, **options: FakeEmbedder())
     lazy = LazyEmbedder(tmp_path)  # an empty folder: no tokenizer.json
     assert lazy.count_tokens(["iron deficiency anaemia"]) == FakeEmbedder().count_tokens(["iron deficiency anaemia"])
     assert lazy.loaded
