@@ -330,8 +330,11 @@ class OnnxEmbedder:
         else:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medkb-embed") as pool:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="medkb-embed")
+            try:
                 self._collect(pool.map(run, batches), out, progress)
+            finally:  # on Ctrl-C or an error, the batches not yet started are dropped, not run
+                pool.shutdown(wait=True, cancel_futures=True)
         return out
 
     @staticmethod
