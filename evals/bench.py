@@ -92,7 +92,8 @@ def build_throughput(corpus_dirs: list[Path], embedder, root: Path, log: Callabl
         "ratio_to_raw_encode": float(f"{(report.chunks / pipeline_s) / (len(texts) / raw_s):.3g}"),
         "index_bytes_per_chunk": round(index_bytes / max(report.chunks, 1)),
     }
-    log(f"  build ({threads or 'torch'} threads): {out['pipeline_chunks_per_s']} chunks/s, raw encode {out['raw_encode_chunks_per_s']} chunks/s (ratio {out['ratio_to_raw_encode']})")
+    how = f"{threads} model calls at once" if threads else "torch's own threads"
+    log(f"  build ({how}): {out['pipeline_chunks_per_s']} chunks/s, raw encode {out['raw_encode_chunks_per_s']} chunks/s (ratio {out['ratio_to_raw_encode']})")
     return out
 
 
