@@ -161,6 +161,7 @@ def test_the_drug_table_script_reads_its_arguments_before_writing_anything(flag,
     (["bench", "--queries", "0"], "--queries"),
     (["bench", "--live", "--live-clients", "0"], "--live-clients"),
     (["index", "--batch-size", "0"], "--batch-size"),
+    (["index", "--threads", "0"], "--threads"),
 ])
 def test_counts_below_one_are_refused_not_reinterpreted(tmp_path, argv, flag):
     proc = medkb(*argv, "--model-dir", str(tmp_path))  # refused while reading the arguments: no model is needed
@@ -340,3 +341,33 @@ def test_bench_build_sample_zero_turns_the_build_off_and_a_negative_one_is_refus
     proc = medkb("bench", "--build-sample", "-1", "--model-dir", str(tmp_path))
     assert proc.returncode == 2
     one_clear_line(proc, "--build-sample", "0 (none) or more")
+
+
+@pytest.mark.parametrize("argv, env, threads", [
+    ([], {"MEDKB_BUILD_THREADS": "3"}, 3),
+    (["--threads", "2"], {"MEDKB_BUILD_THREADS": "3"}, 2),  # the flag wins for this build
+    ([], {}, None),  # one per core this process may use
+])
+def test_a_build_runs_as_many_model_calls_as_it_is_told(small_corpus, tmp_path, monkeypatch, argv, env, threads):
+    import indexer.embedding as embedding
+    from indexer.embedding import ModelInfo
+    from medkb.cli import main
+
+    from fakes import FakeEmbedder, fake_for_encoder
+
+    asked: list[int] = []
+
+    def load(model_dir=None, encoder=None, document_threads=1, **_):
+        asked.append(document_threads)
+        return fake_for_encoder(encoder)
+
+    monkeypatch.setattr(embedding, "load_embedder", load)
+    monkeypatch.setattr(embedding, "model_checksum", lambda path: FakeEmbedder.checksum)
+    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None, encoder=None: ModelInfo.of(fake_for_encoder(encoder)))
+    monkeypatch.setattr(embedding, "load_token_counter", lambda model_dir=None: FakeEmbedder().count_tokens)
+    monkeypatch.setenv("MEDKB_ENCODER", "torch")
+    monkeypatch.delenv("MEDKB_BUILD_THREADS", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["index", str(small_corpus), "--index-dir", str(tmp_path / "index"), *argv]) == 0
+    assert asked == [threads or len(os.sched_getaffinity(0))], "the model that embedded the build was made with that many"
