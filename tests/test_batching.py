@@ -144,3 +144,18 @@ def test_a_search_that_needs_no_model_call_does_not_hold_up_the_others(tiny_corp
         other.join(10)
     assert waited < 1.5, f"the dense search waited {waited:.1f} s for a search that never calls the model (window 3 s)"
     assert service._batcher._arriving == 0
+
+
+def test_a_model_answering_with_the_wrong_number_of_vectors_fails_that_batch_and_the_next_query_is_answered():
+    model = FakeEmbedder()
+    broken = {"on": True}
+
+    def encode(texts):
+        vectors = model.encode_queries(texts)
+        return vectors[:-1] if broken["on"] else vectors
+
+    batcher = QueryBatcher(encode, window_ms=0)
+    with pytest.raises(ValueError, match="vectors"):
+        batcher.embed("ferritin", timeout=5)
+    broken["on"] = False
+    np.testing.assert_allclose(batcher.embed("ferritin", timeout=5), model.encode_queries(["ferritin"])[0])
