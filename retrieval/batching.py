@@ -124,6 +124,8 @@ class QueryBatcher:
             try:
                 with self._lock:
                     vectors = self._encode(texts)
+                if len(vectors) != len(texts):  # checked here: failing in the zip below would end the worker, and every later query would hang
+                    raise ValueError(f"the model returned {len(vectors)} vectors for {len(texts)} queries")
                 self.batches += 1
                 self.queries += len(texts)
             except BaseException as exc:  # every waiting caller gets the error, none hangs

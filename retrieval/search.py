@@ -374,15 +374,17 @@ class SearchService:
         parsed = self.understanding.read(query, cfg)
         text = parsed.text
         hits: list[Hit] = []
-        reviews = self.review_statuses()  # one snapshot of the review log for filtering and showing
-        ranker_used = cfg.retriever
         no_match: str | None = None
-        suggestions: list[str] = []
         if chunks and cfg.no_match and not parsed.has_content:
             no_match = NO_CONTENT
         elif chunks and cfg.no_match and not parsed.known:
             no_match = NOTHING_KNOWN
-        elif chunks:
+        if not chunks or no_match or cfg.retriever == "lexical":
+            arrival.done()  # no model call of this search is coming: a batch being gathered need not wait for it
+        reviews = self.review_statuses()  # one snapshot of the review log for filtering and showing
+        ranker_used = cfg.retriever
+        suggestions: list[str] = []
+        if chunks and no_match is None:
             admitted = self._admitted(filters, reviews)
             depth = max(cfg.candidates, k * 3 if cfg.max_per_article else k)
             lists: dict[str, list[tuple[int, float]]] = {}

@@ -1,5 +1,5 @@
 """Top-k inner-product search over one build's unit vectors (chunks, or section headings),
-exact in its results at every size, and cheaper per query on large builds.
+with exact scores at every size, and cheaper per query on large builds.
 
 A flat FAISS index reads every float32 vector for every query: at MedQuAD scale (32,000
 chunks x 384 dimensions, 49 MB) that is 3.6 ms of a single core per query, the largest part

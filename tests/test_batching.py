@@ -107,3 +107,55 @@ def test_an_announced_search_that_never_queues_holds_a_batch_no_longer_than_the_
         batcher.embed("hepcidin")
         waited = time.perf_counter() - started
     assert 0.15 < waited < 1.5
+
+
+@pytest.mark.parametrize("query, retriever", [
+    ("oral iron first-line", "lexical"),  # BM25 alone never runs the model
+    ("the of and", "hybrid"),  # no content words: answered "no match" without the model
+])
+def test_a_search_that_needs_no_model_call_does_not_hold_up_the_others(tiny_corpus, tmp_path, query, retriever):
+    from indexer.build import build_index
+    from indexer.index_store import load_index
+    from retrieval.search import RetrievalSettings, SearchService
+
+    build_index([tiny_corpus], tmp_path / "index", FakeEmbedder())
+    model = TimedEmbedder()
+    service = SearchService(load_index(tmp_path / "index"), model, cache_size=0, batch_window_ms=3000, ranker=None)
+    service.search("warm up the worker")
+    inside, leave = threading.Event(), threading.Event()
+    review_statuses = service.review_statuses
+
+    def slow_statuses():  # the model-free search is held after reading its query, still inside search()
+        if threading.current_thread().name == "model-free":
+            inside.set()
+            leave.wait(10)
+        return review_statuses()
+
+    service.review_statuses = slow_statuses
+    other = threading.Thread(target=service.search, args=(query,), kwargs={"settings": RetrievalSettings(retriever=retriever)}, name="model-free")
+    other.start()
+    try:
+        assert inside.wait(5)
+        started = time.perf_counter()
+        service.search("intravenous iron malabsorption")
+        waited = time.perf_counter() - started
+    finally:
+        leave.set()
+        other.join(10)
+    assert waited < 1.5, f"the dense search waited {waited:.1f} s for a search that never calls the model (window 3 s)"
+    assert service._batcher._arriving == 0
+
+
+def test_a_model_answering_with_the_wrong_number_of_vectors_fails_that_batch_and_the_next_query_is_answered():
+    model = FakeEmbedder()
+    broken = {"on": True}
+
+    def encode(texts):
+        vectors = model.encode_queries(texts)
+        return vectors[:-1] if broken["on"] else vectors
+
+    batcher = QueryBatcher(encode, window_ms=0)
+    with pytest.raises(ValueError, match="vectors"):
+        batcher.embed("ferritin", timeout=5)
+    broken["on"] = False
+    np.testing.assert_allclose(batcher.embed("ferritin", timeout=5), model.encode_queries(["ferritin"])[0])

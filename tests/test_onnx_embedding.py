@@ -306,3 +306,76 @@ def test_documents_embedded_on_several_threads_come_back_the_same_and_in_order(o
         assert np.allclose(vectors[i], one.encode_queries([texts[i]])[0], atol=1e-5)
     with pytest.raises(ValueError, match="at least 1"):
         load_embedder(encoder="onnx-fp32", onnx_dir=onnx_cache, document_threads=0)
+
+
+# ---------------------------------------------------------------- several model calls at once, without the model
+
+
+class _Encoding:
+    def __init__(self, text: str):
+        self.ids = text.split()
+
+
+def _scheduling_embedder(document_threads: int, fail_on_call: int | None = None):
+    """An OnnxEmbedder whose tokenizer and model call are stand-ins (no model is loaded): a text's
+    vector is (its length in words, its first word's number); call number `fail_on_call` raises."""
+    import threading
+    import time
+
+    from indexer.onnx_embedding import OnnxEmbedder
+
+    embedder = object.__new__(OnnxEmbedder)
+    embedder.dim, embedder.max_batch, embedder.document_threads = 2, 8, document_threads
+    embedder._tokenize = lambda texts: [_Encoding(t) for t in texts]
+    embedder.calls = 0
+    lock = threading.Lock()
+
+    def run(encodings):
+        with lock:
+            embedder.calls += 1
+            call = embedder.calls
+        time.sleep(0.001 * (call % 4))  # batches finish out of order
+        if call == fail_on_call:
+            raise RuntimeError("the model failed on this batch")
+        return np.array([[len(e.ids), int(e.ids[0][1:])] for e in encodings], dtype=np.float32)
+
+    embedder._run = run
+    return embedder
+
+
+TEXTS = [f"w{i} " + "x " * (i * 7 % 23) for i in range(100)]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8, 32])
+@pytest.mark.parametrize("threads", [2, 5, 200])
+def test_documents_on_several_threads_come_back_in_input_order_with_every_batch_counted(batch_size, threads):
+    heard: list[int] = []
+    vectors = _scheduling_embedder(threads).encode_documents(TEXTS, batch_size=batch_size, progress=heard.append)
+    assert np.array_equal(vectors, _scheduling_embedder(1).encode_documents(TEXTS, batch_size=batch_size))
+    assert [int(v) for v in vectors[:, 1]] == list(range(len(TEXTS))), "row i is text i's vector"
+    assert sum(heard) == len(TEXTS) and max(heard) <= min(batch_size, 8)
+
+
+def test_a_failing_batch_reaches_the_caller_and_the_batches_not_yet_started_are_dropped():
+    import threading
+
+    embedder = _scheduling_embedder(2, fail_on_call=3)
+    with pytest.raises(RuntimeError, match="failed on this batch"):
+        embedder.encode_documents(TEXTS, batch_size=1)  # 100 batches
+    ran = embedder.calls
+    assert ran < 10, f"{ran} of 100 batches ran after one failed"
+    assert not [t for t in threading.enumerate() if t.name.startswith("medkb-embed")], "no embedding thread is left running"
+
+
+def test_ctrl_c_while_a_batch_is_being_collected_drops_the_batches_not_yet_started():
+    embedder = _scheduling_embedder(2)
+    heard: list[int] = []
+
+    def progress(n):  # Ctrl-C lands while the progress bar is being drawn, between two results
+        heard.append(n)
+        if len(heard) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        embedder.encode_documents(TEXTS, batch_size=1, progress=progress)  # 100 batches
+    assert embedder.calls < 10, f"{embedder.calls} of 100 batches ran after Ctrl-C"
