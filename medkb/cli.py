@@ -66,14 +66,16 @@ class _NoModel(Exception):
     """The model could not be loaded; the message is the one line to print."""
 
 
-def _load_model(settings: Settings):
+def _load_model(settings: Settings, document_threads: int = 1):
     """The configured embedder, or _NoModel naming the folder when it is missing, is not a
-    model, or its ONNX export failed (load_embedder's FileNotFoundError, OSError, ValueError)."""
+    model, or its ONNX export failed (load_embedder's FileNotFoundError, OSError, ValueError).
+    `document_threads`: model calls at once over documents (see load_embedder); commands that
+    build indexes offline (eval, train-ranker) pass the build's MEDKB_BUILD_THREADS."""
     from indexer.embedding import default_model_dir, load_embedder
     from indexer.onnx_embedding import OnnxExportError
 
     try:
-        return load_embedder(settings.model_dir, settings.encoder)
+        return load_embedder(settings.model_dir, settings.encoder, document_threads=document_threads)
     except (OSError, ValueError, OnnxExportError) as exc:
         where = settings.model_dir or default_model_dir()
         raise _NoModel(f"the embedding model at {where} cannot be loaded: {' '.join(str(exc).split())}") from None
@@ -583,7 +585,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if key.startswith("dropped_"):
             print(f"medkb eval: warning: {note}; they are not scored", file=sys.stderr)
     print(f"{evalset.name}: {len(evalset.judged_queries())} judged queries, {evalset.level}-level judgments", file=sys.stderr)
-    embedder = _load_model(settings)
+    embedder = _load_model(settings, settings.document_threads())  # its corpus index is built here when not cached
     chunker = ChunkerSettings(context_template=CONTEXT_TEMPLATES[args.embed_context])
     if args.heldout:
         from evals.ranker_training import is_heldout
@@ -649,7 +651,7 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
     if missing:
         print(f"medkb train-ranker: dev sets not found: {', '.join(missing)} (python -m evals.public_devsets; python -m evals.medquad_devsets)", file=sys.stderr)
         return 2
-    embedder = _load_model(settings)
+    embedder = _load_model(settings, settings.document_threads())  # each collection's index is built here when not cached
 
     def service_for(name: str) -> SearchService:
         corpus = list(settings.corpus_dirs) if name == "gold" else [import_beir_corpus(args.devsets / name, args.cache_dir, log=_log)]
