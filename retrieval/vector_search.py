@@ -79,7 +79,10 @@ class VectorSearch:
             params.sel = faiss.IDSelectorBatch(allowed)
         if not self.quantized:
             scores, ids = self._index.search(query, depth, params=params)
-            return [(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+            keep = ids[0] >= 0
+            scores, ids = scores[0][keep], ids[0][keep]
+            order = np.lexsort((ids, -scores))  # FAISS leaves equal scores in heap order: ties by row, as promised
+            return [(int(ids[j]), float(scores[j])) for j in order]
         fetch = min(limit, max(depth, math.ceil(depth * self.overfetch)))
         _, ids = self._index.search(query, fetch, params=params)
         ids = ids[0][ids[0] >= 0]

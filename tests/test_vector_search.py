@@ -67,3 +67,14 @@ def test_asking_for_more_than_there_is_returns_everything_once():
         hits = VectorSearch(vectors, quantize_from=quantize_from).search(vectors[0], 10)
         assert sorted(i for i, _ in hits) == list(range(5))
     assert VectorSearch(np.zeros((0, 8), dtype=np.float32)).search(vectors[0], 10) == []
+
+
+@pytest.mark.parametrize("quantize_from", [0, 1], ids=["exact", "quantised"])
+def test_equal_scores_come_back_by_row(quantize_from):
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(4, 16)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    vectors = np.repeat(base, 25, axis=0)[rng.permutation(100)]  # 25 identical copies of each of 4 vectors, shuffled
+    hits = VectorSearch(vectors, quantize_from=quantize_from).search(vectors[0], 60)
+    for (row_a, score_a), (row_b, score_b) in zip(hits, hits[1:]):
+        assert score_a > score_b or (score_a == score_b and row_a < row_b)
