@@ -379,17 +379,19 @@ class SearchService:
             no_match = NO_CONTENT
         elif chunks and cfg.no_match and not parsed.known:
             no_match = NOTHING_KNOWN
-        if not chunks or no_match or cfg.retriever == "lexical":
+        searching = bool(chunks) and no_match is None
+        # Only the dense and heading lists need the model; lexical search alone never runs it.
+        uses_model = searching and cfg.retriever != "lexical"
+        if not uses_model:
             arrival.done()  # no model call of this search is coming: a batch being gathered need not wait for it
         reviews = self.review_statuses()  # one snapshot of the review log for filtering and showing
         ranker_used = cfg.retriever
         suggestions: list[str] = []
-        if chunks and no_match is None:
+        if searching:
             admitted = self._admitted(filters, reviews)
             depth = max(cfg.candidates, k * 3 if cfg.max_per_article else k)
             lists: dict[str, list[tuple[int, float]]] = {}
-            # Only the dense and heading lists need the model; lexical search alone never runs it.
-            vector = self.embed_query(text, arrival) if cfg.retriever != "lexical" else None
+            vector = self.embed_query(text, arrival) if uses_model else None
             learned = cfg.retriever == "hybrid" and cfg.ranker == "learned" and self.ranker is not None
             if learned:
                 hits, evidence = self._learned(parsed, vector, min(depth, len(chunks)), admitted)

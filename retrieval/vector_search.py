@@ -77,15 +77,15 @@ class VectorSearch:
         if allowed is not None:
             params = faiss.SearchParameters()
             params.sel = faiss.IDSelectorBatch(allowed)
-        if not self.quantized:
-            scores, ids = self._index.search(query, depth, params=params)
-            keep = ids[0] >= 0
-            scores, ids = scores[0][keep], ids[0][keep]
-            order = np.lexsort((ids, -scores))  # FAISS leaves equal scores in heap order: ties by row, as promised
-            return [(int(ids[j]), float(scores[j])) for j in order]
-        fetch = min(limit, max(depth, math.ceil(depth * self.overfetch)))
-        _, ids = self._index.search(query, fetch, params=params)
-        ids = ids[0][ids[0] >= 0]
-        exact = np.einsum("ij,j->i", self.vectors[ids], query[0])
-        order = np.lexsort((ids, -exact))[:depth]
-        return [(int(ids[j]), float(exact[j])) for j in order]
+        if self.quantized:
+            fetch = min(limit, max(depth, math.ceil(depth * self.overfetch)))
+            _, found = self._index.search(query, fetch, params=params)
+            ids = found[0][found[0] >= 0]
+            scores = np.einsum("ij,j->i", self.vectors[ids], query[0])  # the exact cosines of the candidates
+        else:
+            found_scores, found = self._index.search(query, depth, params=params)
+            keep = found[0] >= 0
+            ids, scores = found[0][keep], found_scores[0][keep]
+        # Best first, ties by row (FAISS leaves equal scores in heap order).
+        order = np.lexsort((ids, -scores))[:depth]
+        return [(int(ids[j]), float(scores[j])) for j in order]
