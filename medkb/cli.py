@@ -767,6 +767,11 @@ def cmd_users(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     location = settings.state_location(settings.accounts_path)
+    if args.users_command != "add" and isinstance(location, Path) and not location.exists():
+        # Only `add` may make the store: listing, or a token for an account, in a store that is not there would create an empty one.
+        print(f"medkb users {args.users_command}: there is no account store at {location} (check --accounts-db, MEDKB_ACCOUNTS_DB "
+              f"or --index-dir; `medkb users add` creates it)", file=sys.stderr)
+        return 2
     try:
         store = AccountStore(location)
         if args.users_command == "add":
