@@ -45,6 +45,7 @@ from server.schemas import (
 )
 
 router = APIRouter()
+authenticated = APIRouter(route_class=auth.AuthenticatedRoute)  # routes that authenticate before validating parameters
 ERRORS = {code: {"model": ErrorOut} for code in (404, 422, 503)}
 AnswerId = Annotated[str, Path(max_length=64, description="The answer's id (`answer_id` in the answer).")]
 
@@ -126,14 +127,14 @@ def post_feedback(answer_id: AnswerId, body: FeedbackIn, store: Answers, setting
     return feedback_out(record)
 
 
-@router.get("/api/feedback", response_model=FeedbackPageOut, responses={**ERRORS, 401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
+@authenticated.get("/api/feedback", response_model=FeedbackPageOut, responses={**ERRORS, 401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
             tags=["answers"])
 def list_feedback(request: Request, store: Answers,
                   limit: Annotated[int, Query(ge=1, le=FEEDBACK_PAGE_CEILING, description="Entries per page.")] = 50,
                   offset: Annotated[int, Query(ge=0, le=FEEDBACK_OFFSET_CEILING, description="Entries to skip (newest first).")] = 0) -> FeedbackPageOut:
     """Readers' feedback, newest first, for the people who maintain the corpus: send a
     reviewer's `Authorization: Bearer TOKEN`, or a signed-in session with `X-CSRF-Token`."""
-    auth.api_principal(request)
+    auth.principal(request)  # found by the route before the parameters were read
     if store is None:
         raise _unavailable()
     try:

@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
     app.include_router(api.router)
     app.include_router(ask.router)
     app.include_router(answers_api.router)
+    app.include_router(answers_api.authenticated)
     app.include_router(pages.router)
     reviews.install(app)  # sign-in, review API and pages, what's new
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
