@@ -26,7 +26,6 @@ from retrieval.answer_store import (
     Feedback,
     FeedbackLimit,
     StoredAnswer,
-    permalink_of,
 )
 from server import auth
 from server.citation_export import FORMATS, export
@@ -93,12 +92,14 @@ EXPORT_RESPONSES = {200: {"content": {media: {"schema": {"type": "string"}} for 
 
 
 @router.get("/api/answers/{answer_id}/references.{fmt}", response_class=Response, responses=EXPORT_RESPONSES, tags=["answers"])
-def export_references(answer_id: AnswerId, fmt: Annotated[Literal["ris", "bib", "txt"], Path(description="ris, bib or txt")], store: Answers) -> Response:
+def export_references(request: Request, answer_id: AnswerId, fmt: Annotated[Literal["ris", "bib", "txt"], Path(description="ris, bib or txt")],
+                      store: Answers) -> Response:
     """The answer's reference list, numbered as in the answer, for a reference manager (RIS,
-    BibTeX) or to paste (NLM-style text)."""
+    BibTeX) or to paste (NLM-style text, headed by the answer's permalink as an absolute URL
+    built from the request: scheme, host and root path, as the reader reached this server)."""
     stored = stored_answer(store, answer_id)
     media, ext = FORMATS[fmt]
-    body = export(fmt, json.loads(stored.body), answer_id, permalink_of(answer_id))
+    body = export(fmt, json.loads(stored.body), answer_id, str(request.url_for("answer_page", answer_id=answer_id)))
     disposition = "inline" if fmt == "txt" else "attachment"
     return Response(body, media_type=media, headers={"Content-Disposition": f'{disposition}; filename="medkb-answer-{answer_id}.{ext}"'})
 
