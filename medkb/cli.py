@@ -56,7 +56,7 @@ def _check_state_stores(command: str, settings: Settings) -> int:
     for name, store_class, location in (("review log", ReviewStore, settings.state_location(settings.reviews_path)),
                                         ("account store", AccountStore, settings.state_location(settings.accounts_path))):
         try:
-            store_class(location).db.close()
+            store_class(location, connect_timeout=settings.db_connect_timeout).db.close()
         except _store_errors(settings) as exc:
             return _cannot_use(command, name, location, exc)
     return 0
@@ -135,7 +135,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     try:  # every build records its articles' versions in the review log: one that cannot be used stops it before any work
         from retrieval.reviews import ReviewStore
 
-        ReviewStore(log_at).db.close()
+        ReviewStore(log_at, connect_timeout=settings.db_connect_timeout).db.close()
     except _store_errors(settings) as exc:
         return _cannot_use("index", "review log", log_at, exc)
     if args.if_stale and not args.watch:
@@ -320,7 +320,7 @@ def _report_reviews(settings: Settings, articles) -> None:
     from retrieval.reviews import ReviewState, ReviewStore, derive, sha256_hex
 
     log_at = settings.state_location(settings.reviews_path)
-    store = ReviewStore(log_at)
+    store = ReviewStore(log_at, connect_timeout=settings.db_connect_timeout)
     for article in articles:
         if store.content(article.content_sha256) is not None:
             continue  # kept by an earlier build: the file need not be read again (an edit is a new hash)
@@ -490,7 +490,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if settings.backend == "postgres" or settings.reviews_path.exists():  # statuses come from the review log, as in the server
             from retrieval.reviews import ReviewBook, ReviewStore
 
-            service.use_reviews(ReviewBook(ReviewStore(log_at)))
+            service.use_reviews(ReviewBook(ReviewStore(log_at, connect_timeout=settings.db_connect_timeout)))
         result = service.search(query, args.k)  # joins the statuses the log says now
     except _store_errors(settings) as exc:
         return _cannot_use("search", "review log", log_at, exc)
@@ -773,7 +773,7 @@ def cmd_users(args: argparse.Namespace) -> int:
               f"or --index-dir; `medkb users add` creates it)", file=sys.stderr)
         return 2
     try:
-        store = AccountStore(location)
+        store = AccountStore(location, connect_timeout=settings.db_connect_timeout)
         if args.users_command == "add":
             account = store.add(args.name, args.role, _read_password(args), args.display_name or "", args.credentials or "", args.conflicts or "")
             print(f"added {account.name} ({account.role}): {account.reviewer.signature} in {store.db.where}")

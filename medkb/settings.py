@@ -74,6 +74,7 @@ class Settings:
                                                    "New conversations one client address may start per minute (a burst of as many, then evenly); more get a 429. 0: no limit.")
     conversations_per_client: int = _setting(1000, "MEDKB_CONVERSATIONS_PER_CLIENT",
                                              "Live conversations one client address may hold; starting another drops that client's own least recently used.")
+    db_connect_timeout: float = _setting(3.0, "MEDKB_DB_CONNECT_TIMEOUT", "MEDKB_BACKEND=postgres: most seconds the review log and the accounts wait for a database connection (PostgreSQL down, unreachable or every pooled connection busy), apart from their 10 s lock timeout: with the database down a search gets its 503 after this long. More than 0.")
     conversations_timeout: float = _setting(0.25, "MEDKB_CONVERSATIONS_TIMEOUT", "Seconds to wait for a lock on the conversations file (or tables, or a pooled PostgreSQL connection) before answering without the conversation.")
     answers_db: Path | None = _setting(None, "MEDKB_ANSWERS_DB", "SQLite file of answers as they were given (permalinks) and readers' feedback; default: answers.sqlite beside the index root.")
     max_answers: int = _setting(10000, "MEDKB_MAX_ANSWERS", "Answers kept for their permalinks (the oldest dropped first).")
@@ -156,7 +157,7 @@ class Settings:
         return self.onnx_dir or self.index_dir.parent / "onnx"
 
 
-_FLOATS = ("batch_window_ms", "conversations_timeout", "reload_seconds")
+_FLOATS = ("batch_window_ms", "conversations_timeout", "reload_seconds", "db_connect_timeout")
 # Whole numbers where 0 means something (off, no cap, glibc's default); every other count is at least 1.
 _ZERO_ALLOWED = ("build_cache_mb", "build_threads", "query_cache_size", "sentence_cache_size", "malloc_arenas", "max_per_article",
                  "conversation_starts_per_minute", "watch_debounce_ms")
@@ -165,7 +166,10 @@ _ZERO_ALLOWED = ("build_cache_mb", "build_threads", "query_cache_size", "sentenc
 def _check_range(name: str, value: Any, env: str, raw: str) -> None:
     """Refuse a value of the right type that no setting can use (a negative count, NaN seconds,
     a limit of 0 that would refuse every request): SettingError naming the variable."""
-    if name in _FLOATS:
+    if name == "db_connect_timeout":  # 0 would refuse every connection
+        if not (math.isfinite(value) and value > 0):
+            raise SettingError(f"{env}={raw!r}: expected a number of seconds more than 0")
+    elif name in _FLOATS:
         if not (math.isfinite(value) and value >= 0):
             raise SettingError(f"{env}={raw!r}: expected a number of at least 0")
     elif name == "no_match":

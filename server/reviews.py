@@ -55,9 +55,9 @@ def install(app: FastAPI) -> None:
 def attach(app: FastAPI, settings: Settings) -> None:
     """Open the review log and the accounts, and make the search service derive every
     article's status from the log (called in lifespan, after the service loads)."""
-    store = ReviewStore(settings.state_location(settings.reviews_path))
+    store = ReviewStore(settings.state_location(settings.reviews_path), connect_timeout=settings.db_connect_timeout)
     app.state.reviews = store
-    app.state.accounts = AccountStore(settings.state_location(settings.accounts_path))
+    app.state.accounts = AccountStore(settings.state_location(settings.accounts_path), connect_timeout=settings.db_connect_timeout)
     app.state.signin_limiter = SignInLimiter(app.state.accounts, settings.signin_max_failures, settings.signin_max_failures_per_address, settings.signin_window)
     app.state.search.use_reviews(ReviewBook(store))
 
