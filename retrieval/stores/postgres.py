@@ -3,12 +3,12 @@ writes the same database, so replicas are stateless.
 
 Connections come from a psycopg_pool pool per URL, shared by the stores of a process: at
 most `POOL_MAX` connections (uvicorn's request threads wait for one at most the store's
-connect timeout, or its lock timeout if shorter). Each use first sets `lock_timeout` to the store's timeout, which also proves the
-connection alive (a dead one, e.g. after a server restart, is dropped and another taken).
-Connections run in autocommit; `begin` opens a transaction, and a write transaction takes
-the store's advisory lock
-(`pg_advisory_xact_lock`, released at commit or rollback), as SQLite's `BEGIN IMMEDIATE`
-serialises writers of one file. Tables are created in the URL's default schema.
+connect timeout, or its lock timeout if shorter). Each use first sets `lock_timeout` to the
+store's timeout, which also proves the connection alive (a dead one, e.g. after a server
+restart, is dropped and another taken). Connections run in autocommit; `begin` opens a
+transaction, and a write transaction takes the store's advisory lock (`pg_advisory_xact_lock`,
+released at commit or rollback), as SQLite's `BEGIN IMMEDIATE` serialises writers of one file.
+Tables are created in the URL's default schema.
 """
 
 from __future__ import annotations
