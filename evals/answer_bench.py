@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings.from_env()
     size = args.cache_size if args.cache_size is not None else settings.sentence_cache_size
-    embedder = load_embedder(settings.model_dir)
+    embedder = load_embedder(settings.model_dir, onnx_dir=settings.onnx_cache_dir())
     index = load_index(args.index_dir, ModelInfo.of(embedder))
     questions = gold_questions(args.questions)
     retrieval = RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article)

@@ -424,7 +424,8 @@ def import_and_index(medquad_data: Path, corpus_out: Path, index_dir: Path, log:
 
 def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_dirs: list[Path], medquad_index: Path | None,
               medquad_corpus: Path | None, medquad_data: Path | None, queries: int, http_requests: int, vectors: int,
-              build_sample: int, http: bool, workdir: Path, compare_encoder: str | None = None, workers: int = 1) -> dict[str, Any]:
+              build_sample: int, http: bool, workdir: Path, compare_encoder: str | None = None, workers: int = 1,
+              onnx_dir: Path | None = None) -> dict[str, Any]:
     """Every measurement of `sizes` (default, medquad, synthetic, import, fresh), each preceded by
     the machine's load average. `compare_encoder` (e.g. torch) also builds the MedQuAD sample with
     that encoder, for the build speed-up in the same run."""
@@ -481,7 +482,7 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
                 entry["build"] = {"sample_articles": build_sample, **build_throughput([sample], embedder, workdir / "medquad-sample-index", log)}
                 if compare_encoder:
                     loads.append(machine_load(f"medquad: build with {compare_encoder}", log))
-                    other = load_embedder(embedder_dir(embedder), compare_encoder)
+                    other = load_embedder(embedder_dir(embedder), compare_encoder, onnx_dir=onnx_dir)
                     log(f"  the same sample with the {compare_encoder} encoder:")
                     entry["build_compared"] = {"encoder": compare_encoder, "sample_articles": build_sample,
                                                **build_throughput([sample], other, workdir / "medquad-sample-index-compared", log)}

@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", type=Path, nargs="*", default=[REPO / "corpus"])
     p.add_argument("--gold", type=Path, default=REPO / "evals" / "gold")
-    p.add_argument("--onnx-cache", type=Path, default=Path("var/onnx"))
+    p.add_argument("--onnx-cache", type=Path, help="where the ONNX exports are kept (default: MEDKB_ONNX_DIR, `onnx` beside the index root)")
     p.add_argument("--batch-size", type=int, default=32, help="the build's batch size (medkb index --batch-size)")
     p.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 32, 64], help="other ONNX batch sizes to time (the encoder's own cap is 8)")
     p.add_argument("--rounds", type=int, default=3)
@@ -230,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=Path("runs/encoders"))
     p.add_argument("--rerun", action="store_true")
     args = p.parse_args(argv)
+    if args.onnx_cache is None:
+        from medkb.settings import Settings
+
+        args.onnx_cache = Settings.from_env().onnx_cache_dir()
     flag, folder = ("--runs", args.runs) if args.quality else ("--out", args.out.parent)
     try:  # before the measurements, not after them
         folder.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         queries = sorted(random.Random(7).sample(queries, min(args.limit, len(queries))), key=lambda q: q["_id"])
     types = doc_types(args.dataset)
-    embedder = load_embedder(Settings.from_env().model_dir)
+    settings = Settings.from_env()
+    embedder = load_embedder(settings.model_dir, onnx_dir=settings.onnx_cache_dir())
     if args.index_dir:
         root = args.index_dir
     else:

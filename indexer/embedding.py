@@ -189,8 +189,8 @@ def load_embedder(model_dir: Path | str | None = None, encoder: str | None = Non
                   log: Callable[[str], None] | None = None, document_threads: int = 1) -> Embedder:
     """The configured model: the packaged all-MiniLM-L6-v2 unless a folder is given, run by
     `encoder` (torch | onnx-fp32 | onnx-int8; default: see `configured_encoder`). The ONNX
-    encoders export the same weights at first use into `onnx_dir` (default var/onnx; see
-    indexer/onnx_embedding.py), never downloading anything; `log` hears about an export.
+    encoders export the same weights at first use into `onnx_dir` (callers pass MEDKB_ONNX_DIR,
+    `Settings.onnx_cache_dir()`; without it var/onnx under the working folder, see indexer/onnx_embedding.py), never downloading anything; `log` hears about an export.
     `document_threads`: model calls an ONNX encoder runs at once over documents (a build's
     MEDKB_BUILD_THREADS; torch spreads each call over its own threads instead).
     Raises FileNotFoundError for a missing folder, ValueError for an unknown encoder, and

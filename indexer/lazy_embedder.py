@@ -26,11 +26,12 @@ class LazyEmbedder:
 
     def __init__(self, model_dir: Path | None = None, load: Callable[[], object] | None = None,
                  count_tokens: Callable[[Sequence[str]], list[int]] | None = None, encoder: str | None = None,
-                 document_threads: int = 1):
-        """`load` makes the model (default: `load_embedder(model_dir, encoder)`); `count_tokens` counts
+                 document_threads: int = 1, onnx_dir: Path | None = None):
+        """`load` makes the model (default: `load_embedder(model_dir, encoder, onnx_dir)`); `count_tokens` counts
         word pieces without it (default: the folder's tokenizer.json when `load` is not given, else
         the loaded model's own count); `encoder` is a MEDKB_ENCODER value (default: the setting's);
-        `document_threads` goes to the default `load` (see `load_embedder`)."""
+        `document_threads` and `onnx_dir` (where ONNX exports are kept, MEDKB_ONNX_DIR) go to the
+        default `load` (see `load_embedder`)."""
         from indexer.embedding import load_embedder, model_identity
 
         info = model_identity(model_dir, encoder)
@@ -43,7 +44,7 @@ class LazyEmbedder:
         self.encoder = info.encoder
         self.precision = info.precision
         self.recipe = info.recipe
-        self._load = load or (lambda: load_embedder(model_dir, info.setting, document_threads=document_threads))
+        self._load = load or (lambda: load_embedder(model_dir, info.setting, onnx_dir=onnx_dir, document_threads=document_threads))
         if count_tokens is None and load is None:
             count_tokens = _lazily(lambda: self._token_counter(model_dir))
         self._count_tokens = count_tokens

@@ -56,7 +56,7 @@ def _check_state_stores(command: str, settings: Settings) -> int:
     for name, store_class, location in (("review log", ReviewStore, settings.state_location(settings.reviews_path)),
                                         ("account store", AccountStore, settings.state_location(settings.accounts_path))):
         try:
-            store_class(location).db.close()
+            store_class(location, connect_timeout=settings.db_connect_timeout).db.close()
         except _store_errors(settings) as exc:
             return _cannot_use(command, name, location, exc)
     return 0
@@ -75,7 +75,7 @@ def _load_model(settings: Settings, document_threads: int = 1):
     from indexer.onnx_embedding import OnnxExportError
 
     try:
-        return load_embedder(settings.model_dir, settings.encoder, document_threads=document_threads)
+        return load_embedder(settings.model_dir, settings.encoder, onnx_dir=settings.onnx_cache_dir(), document_threads=document_threads)
     except (OSError, ValueError, OnnxExportError) as exc:
         where = settings.model_dir or default_model_dir()
         raise _NoModel(f"the embedding model at {where} cannot be loaded: {' '.join(str(exc).split())}") from None
@@ -135,7 +135,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     try:  # every build records its articles' versions in the review log: one that cannot be used stops it before any work
         from retrieval.reviews import ReviewStore
 
-        ReviewStore(log_at).db.close()
+        ReviewStore(log_at, connect_timeout=settings.db_connect_timeout).db.close()
     except _store_errors(settings) as exc:
         return _cannot_use("index", "review log", log_at, exc)
     if args.if_stale and not args.watch:
@@ -154,7 +154,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         return EXIT_BUSY
     # The model loads only if a build needs it: an unchanged corpus, or one that only lost
     # articles, is built from the build cache without torch.
-    embedder = LazyEmbedder(settings.model_dir, encoder=settings.encoder, document_threads=args.threads or settings.document_threads())
+    embedder = LazyEmbedder(settings.model_dir, encoder=settings.encoder, document_threads=args.threads or settings.document_threads(),
+                            onnx_dir=settings.onnx_cache_dir())
     try:
         cache = open_cache(settings.build_cache_dir(), settings.build_cache_mb)
     except _store_errors(settings) as exc:
@@ -319,7 +320,7 @@ def _report_reviews(settings: Settings, articles) -> None:
     from retrieval.reviews import ReviewState, ReviewStore, derive, sha256_hex
 
     log_at = settings.state_location(settings.reviews_path)
-    store = ReviewStore(log_at)
+    store = ReviewStore(log_at, connect_timeout=settings.db_connect_timeout)
     for article in articles:
         if store.content(article.content_sha256) is not None:
             continue  # kept by an earlier build: the file need not be read again (an edit is a new hash)
@@ -466,9 +467,10 @@ def cmd_search(args: argparse.Namespace) -> int:
             from retrieval.backends import postgres
 
             service = postgres.open_service(settings.require_database_url(), settings.model_dir, retrieval, settings.query_cache_size,
-                                            ef_search=settings.pg_ef_search, encoder=settings.encoder)
+                                            ef_search=settings.pg_ef_search, encoder=settings.encoder, onnx_dir=settings.onnx_cache_dir())
         else:
-            service = open_service(settings.index_dir, settings.model_dir, retrieval, settings.query_cache_size, encoder=settings.encoder)
+            service = open_service(settings.index_dir, settings.model_dir, retrieval, settings.query_cache_size, encoder=settings.encoder,
+                                   onnx_dir=settings.onnx_cache_dir())
     except (IndexProblem, ValueError) as exc:
         print(f"medkb search: {exc}", file=sys.stderr)
         return 2
@@ -488,7 +490,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if settings.backend == "postgres" or settings.reviews_path.exists():  # statuses come from the review log, as in the server
             from retrieval.reviews import ReviewBook, ReviewStore
 
-            service.use_reviews(ReviewBook(ReviewStore(log_at)))
+            service.use_reviews(ReviewBook(ReviewStore(log_at, connect_timeout=settings.db_connect_timeout)))
         result = service.search(query, args.k)  # joins the statuses the log says now
     except _store_errors(settings) as exc:
         return _cannot_use("search", "review log", log_at, exc)
@@ -706,7 +708,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                             medquad_index=args.medquad_index, medquad_corpus=args.medquad_corpus, medquad_data=args.medquad_data,
                             queries=args.queries, http_requests=args.http_requests, vectors=args.vectors, build_sample=args.build_sample,
                             http=not args.no_http, workdir=Path(tmp), compare_encoder=args.compare_encoder,
-                            workers=args.workers)
+                            workers=args.workers, onnx_dir=settings.onnx_cache_dir())
     print(format_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -765,8 +767,13 @@ def cmd_users(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     location = settings.state_location(settings.accounts_path)
+    if args.users_command != "add" and isinstance(location, Path) and not location.exists():
+        # Only `add` may make the store: listing, or a token for an account, in a store that is not there would create an empty one.
+        print(f"medkb users {args.users_command}: there is no account store at {location} (check --accounts-db, MEDKB_ACCOUNTS_DB "
+              f"or --index-dir; `medkb users add` creates it)", file=sys.stderr)
+        return 2
     try:
-        store = AccountStore(location)
+        store = AccountStore(location, connect_timeout=settings.db_connect_timeout)
         if args.users_command == "add":
             account = store.add(args.name, args.role, _read_password(args), args.display_name or "", args.credentials or "", args.conflicts or "")
             print(f"added {account.name} ({account.role}): {account.reviewer.signature} in {store.db.where}")

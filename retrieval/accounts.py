@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.reviews import Reviewer
-from retrieval.stores import Connection, Database, Schema, open_database
+from retrieval.stores import CONNECT_TIMEOUT, Connection, Database, Schema, open_database
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MIN_PASSWORD_CHARS = 10
@@ -160,11 +160,13 @@ def default_hasher():
 
 class AccountStore:
     """Accounts in a SQLite file (`where` a path) or PostgreSQL (`where` a postgresql:// URL, or
-    a Database from retrieval.stores). Lock waits last at most `timeout` seconds; `clock`
-    gives epoch seconds. Storage failures raise the driver's errors (`self.db.Error`)."""
+    a Database from retrieval.stores). Lock waits last at most `timeout` seconds, waits for a
+    PostgreSQL connection at most `connect_timeout` (MEDKB_DB_CONNECT_TIMEOUT); `clock` gives
+    epoch seconds. Storage failures raise the driver's errors (`self.db.Error`)."""
 
-    def __init__(self, where: Path | str | Database, hasher=None, clock=time.time, timeout: float = 10.0):
-        self.db = open_database(where, name="accounts", timeout=timeout, keep_open=True)
+    def __init__(self, where: Path | str | Database, hasher=None, clock=time.time, timeout: float = 10.0,
+                 connect_timeout: float = CONNECT_TIMEOUT):
+        self.db = open_database(where, name="accounts", timeout=timeout, keep_open=True, connect_timeout=connect_timeout)
         self.path = self.db.path  # None on PostgreSQL
         self.clock = clock
         self._hasher = hasher

@@ -35,7 +35,7 @@ from typing import Any
 
 from indexer.index_store import ArticleRecord
 from indexer.vocabulary import ReviewStatus
-from retrieval.stores import Connection, Database, Schema, open_database
+from retrieval.stores import CONNECT_TIMEOUT, Connection, Database, Schema, open_database
 
 log = logging.getLogger("medkb.reviews")
 
@@ -395,11 +395,12 @@ class ReviewStore:
     """The append-only review log in a SQLite file (`where` a path) or PostgreSQL (`where` a
     postgresql:// URL, or a Database from retrieval.stores). There is no method that changes
     or removes a line, and the database's triggers refuse it from anywhere else. Lock waits
-    last at most `timeout` seconds; `clock` gives aware UTC datetimes. Storage failures raise
+    last at most `timeout` seconds, waits for a PostgreSQL connection at most `connect_timeout`
+    (MEDKB_DB_CONNECT_TIMEOUT); `clock` gives aware UTC datetimes. Storage failures raise
     the driver's errors (`self.db.Error`)."""
 
-    def __init__(self, where: Path | str | Database, clock=_now, timeout: float = 10.0):
-        self.db = open_database(where, name="reviews", timeout=timeout, keep_open=True)
+    def __init__(self, where: Path | str | Database, clock=_now, timeout: float = 10.0, connect_timeout: float = CONNECT_TIMEOUT):
+        self.db = open_database(where, name="reviews", timeout=timeout, keep_open=True, connect_timeout=connect_timeout)
         self.path = self.db.path  # None on PostgreSQL
         self.clock = clock
         with self.db.connect() as db:

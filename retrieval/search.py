@@ -529,14 +529,15 @@ class SearchService:
 
 def open_service(index_dir: Path, model_dir: Path | None = None, settings: RetrievalSettings = RetrievalSettings(),
                  cache_size: int = 1024, batch_window_ms: float = 2.0, passage_cache_size: int = 20000,
-                 encoder: str | None = None) -> SearchService:
-    """Load the model (run by `encoder`: torch, onnx-fp32 or onnx-int8; default MEDKB_ENCODER) and
+                 encoder: str | None = None, onnx_dir: Path | None = None) -> SearchService:
+    """Load the model (run by `encoder`: torch, onnx-fp32 or onnx-int8; default MEDKB_ENCODER; ONNX
+    exports kept in `onnx_dir`, see load_embedder) and
     the published index under `index_dir`, checked to belong together, encoder included. Raises
     indexer.index_store.IndexProblem (with what to run) when they do not."""
     from indexer.embedding import ModelInfo, load_embedder
     from indexer.index_store import load_index
 
-    embedder = load_embedder(model_dir, encoder)
+    embedder = load_embedder(model_dir, encoder, onnx_dir=onnx_dir)
     index = load_index(Path(index_dir), ModelInfo.of(embedder))
     return SearchService(index, embedder, cache_size=cache_size, settings=settings, batch_window_ms=batch_window_ms,
                          passage_cache_size=passage_cache_size)

@@ -26,7 +26,6 @@ from retrieval.answer_store import (
     Feedback,
     FeedbackLimit,
     StoredAnswer,
-    permalink_of,
 )
 from server import auth
 from server.citation_export import FORMATS, export
@@ -45,6 +44,7 @@ from server.schemas import (
 )
 
 router = APIRouter()
+authenticated = APIRouter(route_class=auth.AuthenticatedRoute)  # routes that authenticate before validating parameters
 ERRORS = {code: {"model": ErrorOut} for code in (404, 422, 503)}
 AnswerId = Annotated[str, Path(max_length=64, description="The answer's id (`answer_id` in the answer).")]
 
@@ -92,12 +92,14 @@ EXPORT_RESPONSES = {200: {"content": {media: {"schema": {"type": "string"}} for 
 
 
 @router.get("/api/answers/{answer_id}/references.{fmt}", response_class=Response, responses=EXPORT_RESPONSES, tags=["answers"])
-def export_references(answer_id: AnswerId, fmt: Annotated[Literal["ris", "bib", "txt"], Path(description="ris, bib or txt")], store: Answers) -> Response:
+def export_references(request: Request, answer_id: AnswerId, fmt: Annotated[Literal["ris", "bib", "txt"], Path(description="ris, bib or txt")],
+                      store: Answers) -> Response:
     """The answer's reference list, numbered as in the answer, for a reference manager (RIS,
-    BibTeX) or to paste (NLM-style text)."""
+    BibTeX) or to paste (NLM-style text, headed by the answer's permalink as an absolute URL
+    built from the request: scheme, host and root path, as the reader reached this server)."""
     stored = stored_answer(store, answer_id)
     media, ext = FORMATS[fmt]
-    body = export(fmt, json.loads(stored.body), answer_id, permalink_of(answer_id))
+    body = export(fmt, json.loads(stored.body), answer_id, str(request.url_for("answer_page", answer_id=answer_id)))
     disposition = "inline" if fmt == "txt" else "attachment"
     return Response(body, media_type=media, headers={"Content-Disposition": f'{disposition}; filename="medkb-answer-{answer_id}.{ext}"'})
 
@@ -126,14 +128,14 @@ def post_feedback(answer_id: AnswerId, body: FeedbackIn, store: Answers, setting
     return feedback_out(record)
 
 
-@router.get("/api/feedback", response_model=FeedbackPageOut, responses={**ERRORS, 401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
+@authenticated.get("/api/feedback", response_model=FeedbackPageOut, responses={**ERRORS, 401: {"model": ErrorOut}, 403: {"model": ErrorOut}},
             tags=["answers"])
 def list_feedback(request: Request, store: Answers,
                   limit: Annotated[int, Query(ge=1, le=FEEDBACK_PAGE_CEILING, description="Entries per page.")] = 50,
                   offset: Annotated[int, Query(ge=0, le=FEEDBACK_OFFSET_CEILING, description="Entries to skip (newest first).")] = 0) -> FeedbackPageOut:
     """Readers' feedback, newest first, for the people who maintain the corpus: send a
     reviewer's `Authorization: Bearer TOKEN`, or a signed-in session with `X-CSRF-Token`."""
-    auth.api_principal(request)
+    auth.principal(request)  # found by the route before the parameters were read
     if store is None:
         raise _unavailable()
     try:

@@ -12,7 +12,7 @@ from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from server.deps import AppSettings, Service
 from server.present import search_out
 from server.queries import make_filters, validate
-from server.schemas import FILTER_VALUES, K_CEILING, RETRACTED_DESCRIPTION, TEXT_CEILING, ErrorOut, HealthOut, SearchOut, StoreHealthOut
+from server.schemas import FILTER_VALUES, RETRACTED_DESCRIPTION, TEXT_CEILING, ErrorOut, HealthOut, SearchOut, StoreHealthOut
 
 router = APIRouter()
 ERRORS = {code: {"model": ErrorOut} for code in (413, 422, 503)}
@@ -23,7 +23,7 @@ def search(
     service: Service,
     settings: AppSettings,
     q: Annotated[str | None, Query(max_length=TEXT_CEILING, description="The question or keywords.")] = None,
-    k: Annotated[int | None, Query(ge=1, le=K_CEILING, description="How many passages to return.")] = None,
+    k: Annotated[int | None, Query(ge=1, description="How many passages to return (at most MEDKB_MAX_K).")] = None,
     review_status: Annotated[list[ReviewStatus] | None, Query(max_length=FILTER_VALUES,
                                                               description="Only articles with these review statuses (repeat the parameter for several).")] = None,
     evidence_kind: Annotated[list[EvidenceKind] | None, Query(max_length=FILTER_VALUES, description="Only passages citing these evidence kinds.")] = None,

@@ -31,9 +31,10 @@ def load_service(settings: Settings) -> SearchService:
         from retrieval.backends import postgres
 
         return postgres.open_service(settings.require_database_url(), settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
-                                     settings.batch_window_ms, ef_search=settings.pg_ef_search, encoder=settings.encoder)
+                                     settings.batch_window_ms, ef_search=settings.pg_ef_search, encoder=settings.encoder,
+                                     onnx_dir=settings.onnx_cache_dir())
     return open_service(settings.index_dir, settings.model_dir, retrieval_settings(settings), settings.query_cache_size,
-                        settings.batch_window_ms, settings.sentence_cache_size, encoder=settings.encoder)
+                        settings.batch_window_ms, settings.sentence_cache_size, encoder=settings.encoder, onnx_dir=settings.onnx_cache_dir())
 
 
 def retrieval_settings(settings: Settings) -> RetrievalSettings:
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
     app.include_router(api.router)
     app.include_router(ask.router)
     app.include_router(answers_api.router)
+    app.include_router(answers_api.authenticated)
     app.include_router(pages.router)
     reviews.install(app)  # sign-in, review API and pages, what's new
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from medkb.settings import Settings
+from server.queries import most_k
 
 
 def _limit(node: dict[str, Any], key: str, value: int) -> None:
@@ -16,12 +17,18 @@ def _limit(node: dict[str, Any], key: str, value: int) -> None:
             branch[key] = min(branch[key], value)
 
 
+def _at_most(node: dict[str, Any], value: int) -> None:
+    """Set `maximum` on the integer branch of `node` (or on `node` when it has no anyOf)."""
+    for branch in [b for b in node.get("anyOf", []) if b.get("type") == "integer"] or [node]:
+        branch["maximum"] = min(branch.get("maximum", value), value)
+
+
 def tighten(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
     ask = schema.get("components", {}).get("schemas", {}).get("AskIn", {}).get("properties", {})
     if "question" in ask:
         _limit(ask["question"], "maxLength", settings.max_query_chars)
     if "k" in ask:
-        _limit(ask["k"], "maximum", settings.max_k)
+        _at_most(ask["k"], most_k(settings))
     if "history" in ask:
         _limit(ask["history"], "maxItems", settings.conversation_turns)
         for branch in [ask["history"], *ask["history"].get("anyOf", [])]:
@@ -35,7 +42,7 @@ def tighten(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
             if parameter.get("name") == "q":
                 _limit(parameter["schema"], "maxLength", settings.max_query_chars)
             elif parameter.get("name") == "k":
-                _limit(parameter["schema"], "maximum", settings.max_k)
+                _at_most(parameter["schema"], most_k(settings))
     return schema
 
 

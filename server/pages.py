@@ -16,7 +16,7 @@ from server.errors import ApiError
 from server.links import article_path, doi_url, http_url, pubmed_url
 from server.present import search_caution, search_out
 from server.queries import validate
-from server.schemas import K_CEILING, TEXT_CEILING, ErrorOut
+from server.schemas import TEXT_CEILING, ErrorOut
 
 router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -58,7 +58,7 @@ def search_page(
     request: Request,
     settings: AppSettings,
     q: Annotated[str | None, Query(max_length=TEXT_CEILING)] = None,
-    k: Annotated[int | None, Query(ge=1, le=K_CEILING)] = None,
+    k: Annotated[int | None, Query(ge=1)] = None,
 ) -> HTMLResponse:
     # The query is echoed in the search box and title: never more of it than a query may hold.
     context = {"q": (q or "")[:settings.max_query_chars], "result": None, "error": None, "caution": None, "max_chars": settings.max_query_chars}

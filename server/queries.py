@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from medkb.settings import Settings
 from retrieval.search import Filters
-from server.errors import ApiError
+from server.errors import ApiError, clip
+from server.schemas import K_CEILING
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,11 @@ def make_filters(review_status: Iterable[ReviewStatus] = (), evidence_kind: Iter
                  audience: Iterable[Audience] = (), updated_since: dt.date | None = None, retracted: str = "demote") -> Filters:
     return Filters(review_status=tuple(review_status or ()), evidence_kind=tuple(evidence_kind or ()),
                    audience=tuple(audience or ()), updated_since=updated_since, retracted=retracted)
+
+
+def most_k(settings: Settings) -> int:
+    """The largest k a request may ask for: MEDKB_MAX_K, within the schema's ceiling K_CEILING."""
+    return min(settings.max_k, K_CEILING)
 
 
 def validate(settings: Settings, q: str | None, k: int | None, filters: Filters = Filters(),
@@ -41,6 +47,6 @@ def validate(settings: Settings, q: str | None, k: int | None, filters: Filters 
     if len(query) > settings.max_query_chars:
         raise bad(q_location, f"the query is {len(query)} characters long; the limit is {settings.max_query_chars}")
     k = settings.default_k if k is None else k
-    if not 1 <= k <= settings.max_k:
-        raise bad(k_location, f"must be between 1 and {settings.max_k}, got {k}")
+    if not 1 <= k <= most_k(settings):
+        raise bad(k_location, f"must be between 1 and {most_k(settings)}, got {clip(k)}")
     return SearchRequest(q=query, k=k, filters=filters)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated
 from xml.etree import ElementTree as ET
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -41,6 +41,7 @@ from server.review_schemas import ArticleOut, ReviewCreatedOut, ReviewIn, record
 from server.schemas import ErrorOut
 
 router = APIRouter()
+authenticated = APIRouter(route_class=auth.AuthenticatedRoute)  # JSON routes that authenticate before reading the request
 MAX_DAYS = 366
 
 
@@ -48,14 +49,15 @@ def install(app: FastAPI) -> None:
     """Routes and error handling for sign-in and reviews (called by the app factory)."""
     auth.install(app)
     app.include_router(router)
+    app.include_router(authenticated)
 
 
 def attach(app: FastAPI, settings: Settings) -> None:
     """Open the review log and the accounts, and make the search service derive every
     article's status from the log (called in lifespan, after the service loads)."""
-    store = ReviewStore(settings.state_location(settings.reviews_path))
+    store = ReviewStore(settings.state_location(settings.reviews_path), connect_timeout=settings.db_connect_timeout)
     app.state.reviews = store
-    app.state.accounts = AccountStore(settings.state_location(settings.accounts_path))
+    app.state.accounts = AccountStore(settings.state_location(settings.accounts_path), connect_timeout=settings.db_connect_timeout)
     app.state.signin_limiter = SignInLimiter(app.state.accounts, settings.signin_max_failures, settings.signin_max_failures_per_address, settings.signin_window)
     app.state.search.use_reviews(ReviewBook(store))
 
@@ -150,14 +152,14 @@ def get_article(request: Request, article_id: str) -> ArticleOut:
     return article_out(article_view(request, article_id))
 
 
-@router.post("/api/articles/{article_id:path}/reviews", response_model=ReviewCreatedOut, status_code=201, responses=API_ERRORS, tags=["reviews"])
-def post_review(request: Request, article_id: str, body: ReviewIn) -> ReviewCreatedOut:
+@authenticated.post("/api/articles/{article_id:path}/reviews", response_model=ReviewCreatedOut, status_code=201, responses=API_ERRORS, tags=["reviews"])
+def post_review(request: Request, article_id: str, body: ReviewIn, principal: Annotated[auth.Principal, Depends(auth.principal)]) -> ReviewCreatedOut:
     """Record a decision on the article's current content. Authenticated with
     `Authorization: Bearer TOKEN`, or a session cookie with `X-CSRF-Token`. 401 without
-    credentials; 403 for a role that may not make this decision or for an author approving
-    their own article; 409 when `content_sha256` is not the current content, or when
-    approving an article that cites a retracted source."""
-    principal = auth.api_principal(request)
+    credentials (whatever the body; a bad body from a client that may post gets 422); 403 for
+    a role that may not make this decision or for an author approving their own article; 409
+    when `content_sha256` is not the current content, or when approving an article that cites
+    a retracted source."""
     try:
         record = decide(request, principal.account, article_id, body.decision, body.content_sha256, body.comment)
     except ReviewRefused as exc:
@@ -218,10 +220,10 @@ def _article_page(request: Request, article_id: str, error: str | None = None, s
 
 @router.post("/articles/{article_id:path}/reviews", include_in_schema=False)
 async def article_decision(request: Request, article_id: str) -> Response:
-    form = await auth.read_form(request)
-    session = auth.current_session(request)
+    session = await run_in_threadpool(auth.current_session, request)  # before the form: signed out is 401 whatever was sent
     if session is None:
         return render(request, "message.html", {"title": "Sign in first", "message": "Sign in as a reviewer to record a decision."}, 401)
+    form = await auth.read_form(request)
     if not auth.same(form.get(auth.CSRF_FIELD), session.csrf):
         return _article_page(request, article_id, "The form did not carry this session's CSRF token; nothing was recorded. Please try again.", 403, form.get("comment", ""))
     try:

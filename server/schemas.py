@@ -23,7 +23,7 @@ RETRACTED_DESCRIPTION = ("Passages citing a retracted source: ranked below all o
 # the limits in force (MEDKB_MAX_QUERY_CHARS, MEDKB_MAX_K, MEDKB_CONVERSATION_TURNS), which
 # server/queries.py checks and server/openapi.py writes into the published schema.
 TEXT_CEILING = 10_000  # characters in a question or one history entry
-K_CEILING = 1_000
+K_CEILING = 1_000  # checked by server/queries.py with MEDKB_MAX_K (k is not bounded here: the refusal names the bound in force)
 HISTORY_CEILING = 1_000  # entries in `history`
 FILTER_VALUES = 10  # values in one filter list (each enumeration has fewer members; repeats are harmless)
 CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -164,7 +164,7 @@ class AskIn(BaseModel):
     model_config = {"extra": "forbid"}
 
     question: Text = Field(max_length=TEXT_CEILING, description="The question; a follow-up may refer to earlier ones ('how is it treated?').")
-    k: int | None = Field(default=None, ge=1, le=K_CEILING, description="Passages to draw the answer from.")
+    k: int | None = Field(default=None, ge=1, description="Passages to draw the answer from (at most MEDKB_MAX_K).")
     filters: FiltersIn = FiltersIn()
     conversation_id: str | None = Field(default=None, max_length=CONVERSATION_ID_CHARS, pattern=CONVERSATION_ID_PATTERN,
                                         description="Continue this conversation (from an earlier answer).")

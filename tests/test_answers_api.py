@@ -104,8 +104,17 @@ def test_reference_export_in_three_formats(client):
     assert txt.status_code == 200 and txt.headers["content-type"].startswith("text/plain")
     for ref in answer["references"]:
         assert re.search(rf"^{ref['number']}\. .*{re.escape(ref['title'])}", txt.text, re.M)
-    assert "PMID: 12345." in txt.text and answer["permalink"] in txt.text
+    assert "PMID: 12345." in txt.text and f"(http://testserver{answer['permalink']})" in txt.text
     assert client.get(base + ".pdf").status_code == 422
+
+
+def test_the_text_export_gives_the_permalink_as_an_absolute_url(tiny_corpus, tmp_path):
+    """A reader pasting the references into a note needs a link that works from there: the scheme,
+    host and root path the server was reached by (here behind a proxy that mounts it at /kb)."""
+    with TestClient(make_app(tiny_corpus, tmp_path), base_url="https://medkb.example.org", root_path="/kb") as c:
+        answer = ask(c)
+        first = c.get(f"/api/answers/{answer['answer_id']}/references.txt").text.splitlines()[0]
+    assert first.endswith(f"(https://medkb.example.org/kb/answers/{answer['answer_id']})"), first
 
 
 def test_export_carries_retraction_and_escapes():

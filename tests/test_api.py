@@ -140,6 +140,19 @@ def test_error_message_names_the_parameter(client):
     assert message.startswith("history[1]: "), message
 
 
+@pytest.mark.parametrize("k", [21, 500, 1000, 1001, 10**6])
+def test_a_k_above_the_limit_is_refused_naming_the_limit_in_force(client, k):
+    """MEDKB_MAX_K is 20 here: every k above it is told 20, never the schema's ceiling of 1000."""
+    for r, location in ((client.get("/api/search", params={"q": "iron", "k": k}), "query.k"),
+                        (client.post("/api/ask", json={"question": "iron", "k": k}), "body.k")):
+        assert r.status_code == 422
+        error = r.json()["error"]
+        assert error["code"] == "invalid_request" and error["message"] == f"k: must be between 1 and 20, got {k}"
+        assert error["details"] == [{"location": location, "message": f"must be between 1 and 20, got {k}"}]
+    page = client.get("/", params={"q": "iron", "k": k})
+    assert page.status_code == 422 and f"k: must be between 1 and 20, got {k}" in page.text
+
+
 def test_unexpected_errors_never_leak_a_stack_trace(app):
     class Broken:
         def search(self, *args, **kwargs):

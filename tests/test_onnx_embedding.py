@@ -110,6 +110,63 @@ def test_model_identity_names_the_encoder_without_exporting(fake_model_dir, tmp_
     assert not (tmp_path / "var").exists()  # nothing exported
 
 
+class _Loading(Exception):
+    """Raised by a stand-in for the model loader, carrying what it was asked for."""
+
+
+def _record_loads(*args, **kwargs):
+    raise _Loading(kwargs)
+
+
+def test_the_onnx_exports_are_kept_beside_the_index_root_wherever_medkb_runs(tmp_path):
+    """A run from another working folder finds the export made by the last one (exporting takes tens of seconds)."""
+    settings = Settings.from_env({"MEDKB_INDEX_DIR": str(tmp_path / "var" / "index")})
+    assert settings.onnx_cache_dir() == tmp_path / "var" / "onnx"
+    assert Settings.from_env({"MEDKB_INDEX_DIR": str(tmp_path / "index"), "MEDKB_ONNX_DIR": str(tmp_path / "exports")}).onnx_cache_dir() == tmp_path / "exports"
+
+
+def test_every_model_load_from_the_settings_uses_their_onnx_folder(tiny_corpus, tmp_path, monkeypatch):
+    """The server (both backends), `medkb search`, the model-loading commands and `medkb index` pass
+    MEDKB_ONNX_DIR's folder on to the loader (stopped there: no model is loaded)."""
+    import indexer.embedding
+    import indexer.lazy_embedder
+    from medkb import cli
+    from server.app import load_service
+
+    onnx = tmp_path / "state" / "onnx"
+    settings = Settings(index_dir=tmp_path / "state" / "index")
+    assert settings.onnx_cache_dir() == onnx
+    monkeypatch.setattr(indexer.embedding, "load_embedder", _record_loads)
+    for load in (lambda: load_service(settings),
+                 lambda: load_service(Settings(index_dir=settings.index_dir, backend="postgres", database_url="postgresql://medkb@127.0.0.1:1/medkb")),
+                 lambda: cli._load_model(settings)):
+        with pytest.raises(_Loading) as asked:
+            load()
+        assert asked.value.args[0]["onnx_dir"] == onnx
+    monkeypatch.setenv("MEDKB_INDEX_DIR", str(settings.index_dir))
+    with pytest.raises(_Loading) as asked:
+        cli.main(["search", "iron"])
+    assert asked.value.args[0]["onnx_dir"] == onnx
+
+    lazy = indexer.lazy_embedder.LazyEmbedder(encoder="onnx-fp32", onnx_dir=onnx)
+    with pytest.raises(_Loading) as asked:
+        lazy.model()
+    assert asked.value.args[0]["onnx_dir"] == onnx
+
+    made: list[dict] = []
+
+    class Lazy(indexer.lazy_embedder.LazyEmbedder):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(indexer.lazy_embedder, "LazyEmbedder", Lazy)
+    monkeypatch.setenv("MEDKB_ENCODER", "onnx-fp32")
+    with pytest.raises(_Loading) as asked:  # a new corpus is chunked and embedded: the model loads
+        cli.main(["index", str(tiny_corpus)])
+    assert made and made[0]["onnx_dir"] == onnx and asked.value.args[0]["onnx_dir"] == onnx
+
+
 def test_the_eval_cache_keeps_one_index_per_encoder(tiny_corpus, tmp_path):
     from evals.pipeline import cached_index
 

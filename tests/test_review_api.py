@@ -125,6 +125,31 @@ def test_unauthenticated_is_401(client):
     assert client.get("/api/articles/microcytosis").json()["history"] == []
 
 
+BAD_BODIES = [b"{not json", b'{"decision": "bogus", "content_sha256": "x"}', b"[]", b""]
+
+
+@pytest.mark.parametrize("body", BAD_BODIES)
+def test_credentials_are_checked_before_the_body(client, env, body):
+    """Without credentials: 401 in the one error shape whatever the body; with them, a bad body is 422."""
+    url, json_type = "/api/articles/microcytosis/reviews", {"content-type": "application/json"}
+    for headers in ({}, {"Authorization": "Bearer mkb_not-a-real-token"}, {"Authorization": "Basic cmV2OnB3"}):
+        r = client.post(url, content=body, headers={**json_type, **headers})
+        assert_error(r, 401, "unauthenticated") and r.headers["www-authenticate"].startswith("Bearer")
+    assert_error(client.post(url, content=body, headers={**json_type, **bearer(env, "rev")}), 422, "invalid_request")
+    sign_in(client)  # a session without its CSRF header is refused before the body is read too
+    assert_error(client.post(url, content=body, headers=json_type), 403, "forbidden")
+    assert client.get("/api/articles/microcytosis").json()["history"] == []
+
+
+def test_the_other_authenticated_routes_check_credentials_first(client, env):
+    # The feedback list: a bad page size from a stranger is 401, from a reviewer 422.
+    assert_error(client.get("/api/feedback", params={"limit": 0}), 401, "unauthenticated")
+    assert_error(client.get("/api/feedback", params={"limit": 0}, headers=bearer(env, "rev")), 422)
+    # The review form: signed out is 401 whatever was posted (not 415 for a body that is not a form).
+    r = client.post("/articles/microcytosis/reviews", content=b'{"decision": "approve"}', headers={"content-type": "application/json"})
+    assert r.status_code == 401 and "Sign in" in r.text
+
+
 def test_wrong_role_is_403(client, env):
     assert_error(decide(client, "microcytosis", "approve", bearer(env, "ed")), 403, "forbidden")
     assert_error(decide(client, "microcytosis", "retire", bearer(env, "rev"), comment="old"), 403, "forbidden")

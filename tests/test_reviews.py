@@ -224,3 +224,65 @@ def test_the_log_is_append_only_even_from_sql_in_postgres(postgres_url):
     [line] = store.history("a")
     assert (line.decision, line.content_sha256, line.comment) == (Decision.APPROVE, A, "ok")
     assert store.content(A) == b"version one" and len(store.versions("a")) == 1
+
+
+# ---------------------------------------------------------------- PostgreSQL down
+
+
+def _closed_port_url() -> str:
+    """A PostgreSQL URL at a local port nothing listens on (refused at once: no server needed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"postgresql://medkb@127.0.0.1:{port}/medkb"
+
+
+def test_a_database_that_is_down_fails_after_the_connect_timeout_not_the_lock_timeout(monkeypatch, capsys):
+    """The review log's and the accounts' lock timeout (10 s) is for locks: waiting for a connection
+    to a database that is down ends after MEDKB_DB_CONNECT_TIMEOUT, so searches get their 503 sooner.
+    The bounds below are generous (half the lock timeout); the wait is about the connect timeout."""
+    import time
+    from types import SimpleNamespace
+
+    import psycopg
+
+    from medkb.cli import main
+    from medkb.settings import SettingError, Settings
+    from retrieval.stores import open_database
+    from retrieval.stores.postgres import PostgresDatabase
+    from server.reviews import attach
+
+    url = _closed_port_url()
+    try:
+        started = time.monotonic()
+        with pytest.raises(psycopg.OperationalError):  # psycopg_pool.PoolTimeout: the server answers 503
+            ReviewStore(url, timeout=30, connect_timeout=1)
+        assert time.monotonic() - started < 15
+        # The server and the command line open the review log and the accounts with the setting
+        # (their lock timeout stays 10 s): MEDKB_DB_CONNECT_TIMEOUT reaches the database layer.
+        import retrieval.accounts
+        import retrieval.reviews
+
+        asked: list[tuple[str, float]] = []
+
+        def recording(where, **kwargs):
+            asked.append((kwargs["name"], kwargs.get("connect_timeout")))
+            return open_database(where, **kwargs)
+
+        for module in (retrieval.reviews, retrieval.accounts):
+            monkeypatch.setattr(module, "open_database", recording)
+        started = time.monotonic()
+        with pytest.raises(psycopg.OperationalError):
+            attach(SimpleNamespace(state=SimpleNamespace()), Settings(backend="postgres", database_url=url, db_connect_timeout=1))
+        assert time.monotonic() - started < 5 and asked == [("reviews", 1)]
+        for name, value in {"MEDKB_BACKEND": "postgres", "MEDKB_DATABASE_URL": url, "MEDKB_DB_CONNECT_TIMEOUT": "1"}.items():
+            monkeypatch.setenv(name, value)
+        started = time.monotonic()
+        assert main(["users", "list"]) == 2  # one line, exit 2
+        assert time.monotonic() - started < 5 and asked[-1] == ("accounts", 1) and "account store" in capsys.readouterr().err
+    finally:
+        PostgresDatabase(url, "reviews").close()  # stop the pool's attempts to connect
+    with pytest.raises(SettingError, match="MEDKB_DB_CONNECT_TIMEOUT"):
+        Settings.from_env({"MEDKB_DB_CONNECT_TIMEOUT": "0"})

@@ -109,3 +109,16 @@ def test_an_unreachable_database_is_one_line_without_the_password(monkeypatch, c
     err = capsys.readouterr().err
     assert err.startswith("medkb users: the account store at postgresql://medkb:***@127.0.0.1:1/medkb cannot be used")
     assert err.count("\n") == 1 and "s3cret" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("action", [["list"], ["token", "ada"], ["revoke-token", "ada"]])
+def test_users_commands_other_than_add_refuse_a_store_that_does_not_exist(tmp_path, monkeypatch, capsys, action):
+    """A mistyped --accounts-db is one line naming it and exit 2, not a new empty store (nor its folder)."""
+    db = tmp_path / "missing" / "accounts.sqlite"
+    code, out, err = run(monkeypatch, capsys, "users", "--accounts-db", str(db), *action)
+    assert code == 2 and out == ""
+    assert str(db) in err and "no account store" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "missing").exists()
+    # The default store beside the index root is held to the same rule.
+    code, _, err = run(monkeypatch, capsys, "users", "--index-dir", str(tmp_path / "var" / "index"), *action)
+    assert code == 2 and str(tmp_path / "var" / "accounts.sqlite") in err and not (tmp_path / "var").exists()

@@ -598,14 +598,14 @@ class PostgresBackend(SearchBackend):
 
 
 def open_service(url: str, model_dir: Path | None = None, settings=None, cache_size: int = 1024, batch_window_ms: float = 2.0,
-                 ef_search: int = EF_SEARCH, encoder: str | None = None):
+                 ef_search: int = EF_SEARCH, encoder: str | None = None, onnx_dir: Path | None = None):
     """retrieval.search.open_service for the database: load the model (run by `encoder`; default
-    MEDKB_ENCODER) and the published build at `url` (checked against the model, encoder included) and search it through PostgreSQL. Raises DatabaseProblem
+    MEDKB_ENCODER; ONNX exports kept in `onnx_dir`) and the published build at `url` (checked against the model, encoder included) and search it through PostgreSQL. Raises DatabaseProblem
     (unreachable, nothing published) or IndexMismatch (another model), saying what to run."""
     from indexer.embedding import ModelInfo, load_embedder
     from retrieval.search import RetrievalSettings, SearchService
 
-    embedder = load_embedder(model_dir, encoder)
+    embedder = load_embedder(model_dir, encoder, onnx_dir=onnx_dir)
     index = load_published(url, ModelInfo.of(embedder))
     return SearchService(index, embedder, cache_size=cache_size, settings=settings or RetrievalSettings(), batch_window_ms=batch_window_ms,
                          backend=PostgresBackend.for_index(url, index, ef_search=ef_search))

@@ -12,6 +12,6 @@ Each store keeps one schema per dialect (`Schema`); everything above the connect
 (bounds, fault tolerance, rules) is the same code for both.
 """
 
-from retrieval.stores.database import Connection, Database, Schema, is_database_url, open_database
+from retrieval.stores.database import CONNECT_TIMEOUT, Connection, Database, Schema, is_database_url, open_database
 
-__all__ = ["Connection", "Database", "Schema", "is_database_url", "open_database"]
+__all__ = ["CONNECT_TIMEOUT", "Connection", "Database", "Schema", "is_database_url", "open_database"]

@@ -12,6 +12,9 @@ instead of `lastrowid`, `"user"` quoted); only the schema differs per dialect. A
 transaction takes the store's write lock first (SQLite: `BEGIN IMMEDIATE`, the whole file;
 PostgreSQL: a transaction-scoped advisory lock named after the store), so read-then-write
 work (bounds, counters) behaves the same on both. Lock waits last `timeout` seconds on both.
+On PostgreSQL, waiting for a connection (the server down or unreachable, or the pool busy)
+lasts at most `connect_timeout` seconds, or `timeout` if shorter: a store with a long lock
+timeout (the review log's 10 s) still fails within a few seconds when the database is down.
 
 Errors are the driver's own: `db.Error` is the tuple a store catches to mean "the store
 cannot be used now", `db.IntegrityError` a constraint refused the change.
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 URL_PREFIXES = ("postgresql://", "postgres://")
+CONNECT_TIMEOUT = 3.0  # seconds; MEDKB_DB_CONNECT_TIMEOUT's default (medkb/settings.py), as the search backend's POOL_WAIT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -120,17 +124,19 @@ def is_database_url(where: object) -> bool:
     return isinstance(where, str) and where.startswith(URL_PREFIXES)
 
 
-def open_database(where: Path | str | Database, *, name: str, timeout: float, keep_open: bool = False) -> Database:
+def open_database(where: Path | str | Database, *, name: str, timeout: float, keep_open: bool = False,
+                  connect_timeout: float = CONNECT_TIMEOUT) -> Database:
     """The database of the store `name` (used for PostgreSQL's write lock): a SQLite file for a
     path, PostgreSQL for a postgresql:// URL, or `where` itself when it is a Database already.
-    `timeout` bounds lock waits (and, on PostgreSQL, waits for a pooled connection), in seconds.
+    `timeout` bounds lock waits, in seconds; on PostgreSQL a wait for a pooled connection lasts
+    at most the shorter of `connect_timeout` and `timeout`.
     `keep_open`: SQLite keeps one connection per thread instead of one per use."""
     if isinstance(where, Database):
         return where
     if is_database_url(where):
         from retrieval.stores.postgres import PostgresDatabase
 
-        return PostgresDatabase(str(where), name=name, timeout=timeout)
+        return PostgresDatabase(str(where), name=name, timeout=timeout, connect_timeout=connect_timeout)
     return SQLiteDatabase(Path(where), timeout=timeout, keep_open=keep_open)
 
 

@@ -3,12 +3,12 @@ writes the same database, so replicas are stateless.
 
 Connections come from a psycopg_pool pool per URL, shared by the stores of a process: at
 most `POOL_MAX` connections (uvicorn's request threads wait for one at most the store's
-timeout). Each use first sets `lock_timeout` to the store's timeout, which also proves the
-connection alive (a dead one, e.g. after a server restart, is dropped and another taken).
-Connections run in autocommit; `begin` opens a transaction, and a write transaction takes
-the store's advisory lock
-(`pg_advisory_xact_lock`, released at commit or rollback), as SQLite's `BEGIN IMMEDIATE`
-serialises writers of one file. Tables are created in the URL's default schema.
+connect timeout, or its lock timeout if shorter). Each use first sets `lock_timeout` to the
+store's timeout, which also proves the connection alive (a dead one, e.g. after a server
+restart, is dropped and another taken). Connections run in autocommit; `begin` opens a
+transaction, and a write transaction takes the store's advisory lock (`pg_advisory_xact_lock`,
+released at commit or rollback), as SQLite's `BEGIN IMMEDIATE` serialises writers of one file.
+Tables are created in the URL's default schema.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from retrieval.stores.database import Connection, Database, Schema
+from retrieval.stores.database import CONNECT_TIMEOUT, Connection, Database, Schema
 
 POOL_MAX = 10  # connections per process and URL; two replicas hold at most 20 of PostgreSQL's default 100
 SCHEMA_LOCK = zlib.crc32(b"medkb.schema")  # taken while any store creates its tables
@@ -125,17 +125,19 @@ class PostgresConnection(Connection):
 
 
 class PostgresDatabase(Database):
-    """The PostgreSQL database at `url` (libpq URL) as seen by the store `name`. Lock waits and
-    waits for a pooled connection last at most `timeout` seconds."""
+    """The PostgreSQL database at `url` (libpq URL) as seen by the store `name`. Lock waits last
+    at most `timeout` seconds; waits for a pooled connection at most `connect_timeout` seconds,
+    or `timeout` if shorter (psycopg_pool.PoolTimeout, an OperationalError, after it)."""
 
     dialect = "postgres"
     Error = (psycopg.Error, OSError)
     IntegrityError = psycopg.IntegrityError
 
-    def __init__(self, url: str, name: str, timeout: float = 0.25):
+    def __init__(self, url: str, name: str, timeout: float = 0.25, connect_timeout: float = CONNECT_TIMEOUT):
         self.url = url
         self.where = redacted(url)
         self.timeout = timeout
+        self.connect_timeout = min(connect_timeout, timeout)
         self.key = lock_key(name)
 
     @contextmanager
@@ -143,7 +145,7 @@ class PostgresDatabase(Database):
         pool = pool_for(self.url)
         timeout_ms = max(1, int(self.timeout * 1000))
         for attempt in (1, 2):
-            raw = pool.getconn(timeout=self.timeout)
+            raw = pool.getconn(timeout=self.connect_timeout)
             try:
                 raw.execute(f"SET lock_timeout = {timeout_ms}")
                 break
