@@ -51,8 +51,9 @@ def test_case_14_abbreviation_sense_follows_the_other_words(service):
     assert "systolic blood pressure" in parsed.text and "peritonitis" not in parsed.text
     parsed = service.read_query("ascitic fluid PMN count SBP")
     assert "spontaneous bacterial peritonitis" in parsed.text and "systolic" not in parsed.text
-    top3 = [h.chunk.article_id for h in service.search("SBP target C6 injury", 3).hits]
-    assert "spinal-cord-injury-c6-c7-cardiovascular" in top3
+    for query in _case("14-abbrev-ambiguity", ["SBP target C6 injury", "systolic BP target C6 injury"]):
+        top3 = [h.chunk.article_id for h in service.search(query, 3).hits]
+        assert "spinal-cord-injury-c6-c7-cardiovascular" in top3, query
 
 
 def test_abbreviation_case_carries_meaning_only_where_entries_differ_by_case(tmp_path):
