@@ -62,6 +62,24 @@ def _check_state_stores(command: str, settings: Settings) -> int:
     return 0
 
 
+def _check_onnx_folder(command: str, settings: Settings) -> int:
+    """With an ONNX encoder, 0 when the model's export is in MEDKB_ONNX_DIR's folder or can be
+    made there; else one line saying why (printed) and 2, before a server starts and fails in its
+    startup instead (nothing is exported here)."""
+    from indexer.embedding import ENCODERS, default_model_dir
+    from indexer.onnx_embedding import OnnxExportError, check_export_folder
+
+    runtime, precision = ENCODERS[settings.encoder]
+    if runtime != "onnx":
+        return 0
+    try:
+        check_export_folder(settings.model_dir or default_model_dir(), precision, settings.onnx_cache_dir())
+    except (OnnxExportError, OSError) as exc:
+        print(f"medkb {command}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
 class _NoModel(Exception):
     """The model could not be loaded; the message is the one line to print."""
 
@@ -213,6 +231,7 @@ def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], 
     """One build and its report; in watch mode a failure is reported and watching goes on."""
     from indexer.build import BuildFailed, build_index
     from indexer.index_store import BuildBusy
+    from indexer.onnx_embedding import OnnxExportError
 
     started = time.perf_counter()
 
@@ -234,6 +253,9 @@ def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], 
     except BuildBusy as exc:
         print(f"medkb index: {exc}", file=sys.stderr)
         return EXIT_BUSY
+    except OnnxExportError as exc:  # the model is loaded by the build, when it first embeds
+        print(f"medkb index: {exc}; nothing was published", file=sys.stderr)
+        return 2
     except BuildFailed as exc:
         for problem in exc.problems:
             print(f"  error: {problem}", file=sys.stderr)
@@ -366,7 +388,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (IndexProblem, FileNotFoundError) as exc:
         print(f"medkb serve: {exc}", file=sys.stderr)
         return 2
-    if _check_state_stores("serve", settings):
+    if _check_state_stores("serve", settings) or _check_onnx_folder("serve", settings):
         return 2
     print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (build {directory.name}) on http://{args.host}:{args.port}",
           file=sys.stderr)
@@ -447,7 +469,7 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, IndexProblem, FileNotFoundError) as exc:
         print(f"medkb serve: {exc}", file=sys.stderr)
         return 2
-    if _check_state_stores("serve", settings):
+    if _check_state_stores("serve", settings) or _check_onnx_folder("serve", settings):
         return 2
     print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (PostgreSQL) on http://{args.host}:{args.port}", file=sys.stderr)
     if settings.model_dir:
@@ -458,6 +480,7 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from indexer.index_store import IndexProblem
+    from indexer.onnx_embedding import OnnxExportError
     from retrieval.search import RetrievalSettings, open_service
 
     settings = _settings(args)
@@ -478,6 +501,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         from indexer.embedding import default_model_dir
 
         print(f"medkb search: the embedding model at {settings.model_dir or default_model_dir()} cannot be loaded: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OnnxExportError as exc:  # no ONNX export, and none can be made (MEDKB_ONNX_DIR unusable, or the export failed)
+        print(f"medkb search: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     if service.index.fallback:
         print(f"medkb search: warning: {service.index.fallback}", file=sys.stderr)

@@ -111,6 +111,45 @@ def test_serve_with_a_damaged_state_file_is_one_line_before_uvicorn_starts(claim
     assert "Uvicorn" not in err and "startup" not in err.lower(), "refused before the server starts"
 
 
+def test_serve_with_an_onnx_folder_that_cannot_be_used_is_one_line_before_uvicorn_starts(small_corpus, tmp_path):
+    """MEDKB_ONNX_DIR naming a file: the server's startup failed with a traceback from mkdir."""
+    onnx = {"MEDKB_ENCODER": "onnx-fp32"}
+    root = tmp_path / "index"
+    assert medkb("index", str(small_corpus), "--index-dir", str(root), env=onnx).returncode == 0
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    proc = medkb("serve", "--index-dir", str(root), "--port", "1", env={**onnx, "MEDKB_ONNX_DIR": str(tmp_path / "a-file")}, timeout=60)
+    assert proc.returncode == 2
+    err = one_clear_line(proc, "medkb serve:", str(tmp_path / "a-file"), "MEDKB_ONNX_DIR")
+    assert "Uvicorn" not in err and "startup" not in err.lower(), "refused before the server starts"
+
+
+@pytest.mark.parametrize("command", ["index", "search"])
+def test_index_and_search_with_an_onnx_folder_that_cannot_be_used_are_one_line(small_corpus, tmp_path, monkeypatch, capsys, command):
+    """In-process, the model's loader making its export as the real one does (with a stand-in
+    exporter): `medkb index` ended in a traceback, and `medkb search` blamed the model folder."""
+    import indexer.embedding
+    from indexer.onnx_embedding import ensure_onnx_model
+    from medkb import cli
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+
+    def load(model_dir=None, encoder=None, onnx_dir=None, **_):
+        ensure_onnx_model(model, "fp32", onnx_dir, exporter=lambda source, out: out.write_bytes(b"onnx"))
+        raise AssertionError("the export folder is a file: the export cannot have been kept")
+
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    monkeypatch.setattr(indexer.embedding, "load_embedder", load)
+    monkeypatch.setenv("MEDKB_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("MEDKB_ONNX_DIR", str(tmp_path / "a-file"))
+    monkeypatch.setenv("MEDKB_ENCODER", "onnx-fp32")
+    assert cli.main(["index", str(small_corpus)] if command == "index" else ["search", "iron"]) == 2
+    err = capsys.readouterr().err
+    assert f"medkb {command}: cannot keep the ONNX export in {tmp_path / 'a-file'}" in err and "MEDKB_ONNX_DIR" in err
+    assert not (tmp_path / "index" / "current").exists()
+
+
 def test_import_into_a_folder_that_cannot_be_made_is_one_line(tmp_path):
     (tmp_path / "a-file").write_text("a file, not a folder\n")
     out = tmp_path / "a-file" / "articles"

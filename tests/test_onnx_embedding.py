@@ -17,7 +17,7 @@ from indexer.build import build_index, staleness
 from indexer.chunking import ChunkerSettings
 from indexer.embedding import DEFAULT_ENCODER, ENCODERS, ModelInfo, load_embedder, model_identity
 from indexer.index_store import IndexMismatch, load_index
-from indexer.onnx_embedding import RECIPE_IDS, OnnxExportError, ensure_onnx_model
+from indexer.onnx_embedding import RECIPE_IDS, OnnxExportError, check_export_folder, ensure_onnx_model
 from medkb.settings import Settings
 
 from fakes import FakeEmbedder, fake_for_encoder
@@ -283,6 +283,29 @@ def test_a_failed_export_leaves_nothing_that_is_read(fake_model_dir, tmp_path):
     assert [p.name for p in cache.rglob("*") if p.is_file()] == [".lock"]
     with pytest.raises(ValueError, match="unknown ONNX precision 'fp16'"):
         ensure_onnx_model(fake_model_dir, "fp16", cache)
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/onnx"])
+def test_an_export_folder_that_cannot_be_made_is_one_clear_error(fake_model_dir, tmp_path, where):
+    """MEDKB_ONNX_DIR naming a file (or a folder under one) was a bare NotADirectoryError from
+    mkdir, a traceback out of `medkb index` and of the server's startup."""
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    cache, rec = tmp_path / where, Recorder()
+    for attempt in (lambda: check_export_folder(fake_model_dir, "fp32", cache),
+                    lambda: ensure_onnx_model(fake_model_dir, "fp32", cache, exporter=rec.export)):
+        with pytest.raises(OnnxExportError, match=f"cannot keep the ONNX export in {tmp_path / where}.*MEDKB_ONNX_DIR") as caught:
+            attempt()
+        assert "\n" not in str(caught.value)
+    assert rec.calls == []
+
+
+def test_checking_the_export_folder_exports_nothing(fake_model_dir, tmp_path):
+    cache, rec = tmp_path / "onnx", Recorder()
+    check_export_folder(fake_model_dir, "int8", cache)  # can be made: fine, and nothing is made but the folder
+    assert not [p for p in cache.rglob("*") if p.suffix in (".onnx", ".json")]
+    ensure_onnx_model(fake_model_dir, "fp32", cache, exporter=rec.export)
+    check_export_folder(fake_model_dir, "fp32", cache)
+    assert rec.calls == ["export"]
 
 
 def test_a_killed_export_is_not_read_and_its_debris_is_cleared(fake_model_dir, tmp_path):
