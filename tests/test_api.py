@@ -109,6 +109,7 @@ def _query(params: dict) -> dict:
     ("get", "/api/nothing-here", {}, 404),
     ("post", "/api/ask", {"content": b'{"question": "iron \\ud800 deficiency"}', "headers": JSON}, 422),  # a lone surrogate in JSON
     ("post", "/api/ask", {"content": b'{"question": "iron \xff"}', "headers": JSON}, 422),  # not UTF-8
+    ("post", "/api/ask", {"content": b"[" * 1500 + b"]" * 1500, "headers": JSON}, 422),  # nested deeper than json.loads goes (was 400)
     ("post", "/api/ask", {"json": {"question": "iron", "conversation_id": "x" * 65}}, 422),
     ("post", "/api/ask", {"json": {"question": "iron", "conversation_id": "a/b"}}, 422),
     ("post", "/api/ask", {"json": {"question": "iron", "conversation_id": "A" * 32}}, 404),
