@@ -709,6 +709,7 @@ BENCH_SIZES = ("default", "medquad", "synthetic", "import", "fresh")  # what eva
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import os
     import tempfile
 
     from evals.bench import format_table, run_bench
@@ -727,6 +728,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"medkb bench: --sizes {args.sizes!r}: unknown {', '.join(map(repr, unknown)) or 'empty'}; choose from {', '.join(BENCH_SIZES)}", file=sys.stderr)
         return 2
     embedder = _load_model(settings)
+    # The servers and builds it starts index into its temporary folder: without this, each would keep
+    # its ONNX export beside that index and make it again, in a timed build or a server whose RSS is measured.
+    os.environ["MEDKB_ONNX_DIR"] = str(settings.onnx_cache_dir().resolve())
     if args.backends:
         return _bench_backends(args, settings, sizes, embedder)
     with tempfile.TemporaryDirectory(prefix="medkb-bench-") as tmp:

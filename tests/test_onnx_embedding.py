@@ -167,6 +167,30 @@ def test_every_model_load_from_the_settings_uses_their_onnx_folder(tiny_corpus, 
     assert made and made[0]["onnx_dir"] == onnx and asked.value.args[0]["onnx_dir"] == onnx
 
 
+def test_the_servers_and_builds_a_benchmark_starts_reuse_its_onnx_export(tmp_path, monkeypatch):
+    """`medkb bench` indexes into a temporary folder and starts `medkb serve` and `medkb index` on it:
+    they kept their exports beside that index, so each run exported the model again inside the timed
+    MedQuAD build and in the server whose RSS it reports. They are told the bench's own folder."""
+    import evals.bench
+    from medkb import cli
+
+    seen: dict[str, str | None] = {}
+
+    def run_bench(*args, **kwargs):
+        seen["MEDKB_ONNX_DIR"] = os.environ.get("MEDKB_ONNX_DIR")  # what the processes it starts inherit
+        return {}
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_load_model", lambda settings, document_threads=1: FakeEmbedder())
+    monkeypatch.setattr(evals.bench, "run_bench", run_bench)
+    monkeypatch.setattr(evals.bench, "format_table", lambda results: "")
+    monkeypatch.setenv("MEDKB_INDEX_DIR", "state/index")  # relative: the children start in the repository
+    monkeypatch.setenv("MEDKB_ONNX_DIR", "set by the bench")  # so that monkeypatch restores what the bench sets
+    monkeypatch.delenv("MEDKB_ONNX_DIR")
+    assert cli.main(["bench", "--sizes", "default", "--no-http", "--out", str(tmp_path / "bench.json")]) == 0
+    assert seen["MEDKB_ONNX_DIR"] == str(tmp_path / "state" / "onnx")
+
+
 def test_the_eval_cache_keeps_one_index_per_encoder(tiny_corpus, tmp_path):
     from evals.pipeline import cached_index
 
