@@ -484,6 +484,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     from retrieval.search import RetrievalSettings, open_service
 
     settings = _settings(args)
+    # Checked before the model loads. Without -k: 5 passages, or MEDKB_MAX_K if lower (a default is never refused).
+    query = " ".join(args.query.split())
+    k = min(5, settings.max_k) if args.k is None else args.k
+    if not query or len(query) > settings.max_query_chars or not 1 <= k <= settings.max_k:
+        print(f"medkb search: give a query of 1 to {settings.max_query_chars} characters and -k between 1 and {settings.max_k}", file=sys.stderr)
+        return 2
     retrieval = RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article, ranker=settings.ranker, no_match=bool(settings.no_match))
     try:
         if settings.backend == "postgres":
@@ -507,17 +513,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 2
     if service.index.fallback:
         print(f"medkb search: warning: {service.index.fallback}", file=sys.stderr)
-    query = " ".join(args.query.split())
-    if not query or len(query) > settings.max_query_chars or not 1 <= args.k <= settings.max_k:
-        print(f"medkb search: give a query of 1 to {settings.max_query_chars} characters and -k between 1 and {settings.max_k}", file=sys.stderr)
-        return 2
     log_at = settings.state_location(settings.reviews_path)
     try:
         if settings.backend == "postgres" or settings.reviews_path.exists():  # statuses come from the review log, as in the server
             from retrieval.reviews import ReviewBook, ReviewStore
 
             service.use_reviews(ReviewBook(ReviewStore(log_at, connect_timeout=settings.db_connect_timeout)))
-        result = service.search(query, args.k)  # joins the statuses the log says now
+        result = service.search(query, k)  # joins the statuses the log says now
     except _store_errors(settings) as exc:
         return _cannot_use("search", "review log", log_at, exc)
     if result.searched_for and not args.json:
@@ -529,7 +531,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         # `review_status` is its front matter's claim, which no reader may take for an approval.
         from server.present import search_out
 
-        print(search_out(result, args.k).model_dump_json(indent=2))
+        print(search_out(result, k).model_dump_json(indent=2))
         return 0
     for hit in result.hits:
         c = hit.chunk
@@ -904,7 +906,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="search the index from the command line", description="Run one query through the same search service the server uses.")
     p.add_argument("query")
-    p.add_argument("-k", type=int, default=5, help="passages to show")
+    p.add_argument("-k", type=int, help="passages to show (default: 5, or MEDKB_MAX_K if lower)")
     p.add_argument("--json", action="store_true", help="print the JSON /api/search returns instead of a summary")
     p.add_argument("--index-dir", type=Path)
     p.add_argument("--model-dir", type=Path)

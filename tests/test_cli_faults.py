@@ -57,6 +57,17 @@ def test_search_json_shows_the_derived_status_never_the_front_matters_claim(clai
     assert '"review_status": "approved"' not in proc.stdout, "no reviewer approved these articles"
 
 
+def test_search_without_k_is_never_refused_for_a_k_it_was_not_given(claimed_index):
+    """`medkb search` shows 5 passages by default: with MEDKB_MAX_K=3 it refused every search without -k
+    ('-k between 1 and 3'), after loading the model."""
+    limits = {"MEDKB_MAX_K": "3", "MEDKB_DEFAULT_K": "3"}
+    proc = medkb("search", "iron deficiency", "--json", "--index-dir", str(claimed_index), env=limits)
+    assert proc.returncode == 0, proc.stderr
+    assert 0 < len(json.loads(proc.stdout)["results"]) <= 3
+    proc = medkb("search", "iron deficiency", "-k", "4", "--index-dir", str(claimed_index), env=limits)
+    assert proc.returncode == 2 and "-k between 1 and 3" in one_clear_line(proc, "medkb search:")
+
+
 @pytest.fixture
 def small_corpus(tmp_path) -> Path:
     corpus = tmp_path / "corpus"
