@@ -94,10 +94,33 @@ def _is_current(model_path: Path, checksum: str, recipe: str) -> bool:
             and model_path.exists() and model_path.stat().st_size == note.get("onnx_bytes"))
 
 
+def _open_lock_file(directory: Path):
+    """The folder's lock file, open for writing (the folder made first); OnnxExportError naming the
+    folder when it cannot be made or written (a file in the way, no permission, a read-only disk)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return open(directory / ".lock", "w")
+    except OSError as exc:
+        raise OnnxExportError(f"cannot keep the ONNX export in {directory}: {exc.strerror or exc} "
+                              "(MEDKB_ONNX_DIR chooses the folder; it must be a folder medkb may write, or hold the export already)") from None
+
+
+def check_export_folder(model_dir: Path, precision: str, cache_dir: Path = DEFAULT_CACHE_DIR) -> None:
+    """Return when `ensure_onnx_model` can give the model at `precision` from `cache_dir`: its
+    export is there and current, or its folder can be made and written. Else OnnxExportError
+    naming the folder, before any export is tried (a server checks this before it starts).
+    Costs the weights' checksum (cached by `model_checksum`); exports nothing."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown ONNX precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    checksum = model_checksum(Path(model_dir))
+    directory = Path(cache_dir) / checksum[:16]
+    if not _is_current(directory / f"model-{precision}.onnx", checksum, RECIPES[precision]):
+        _open_lock_file(directory).close()
+
+
 @contextlib.contextmanager
 def _lock(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as fh:
+    with _open_lock_file(directory) as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

@@ -62,6 +62,24 @@ def _check_state_stores(command: str, settings: Settings) -> int:
     return 0
 
 
+def _check_onnx_folder(command: str, settings: Settings) -> int:
+    """With an ONNX encoder, 0 when the model's export is in MEDKB_ONNX_DIR's folder or can be
+    made there; else one line saying why (printed) and 2, before a server starts and fails in its
+    startup instead (nothing is exported here)."""
+    from indexer.embedding import ENCODERS, default_model_dir
+    from indexer.onnx_embedding import OnnxExportError, check_export_folder
+
+    runtime, precision = ENCODERS[settings.encoder]
+    if runtime != "onnx":
+        return 0
+    try:
+        check_export_folder(settings.model_dir or default_model_dir(), precision, settings.onnx_cache_dir())
+    except (OnnxExportError, OSError) as exc:
+        print(f"medkb {command}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
 class _NoModel(Exception):
     """The model could not be loaded; the message is the one line to print."""
 
@@ -213,6 +231,7 @@ def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], 
     """One build and its report; in watch mode a failure is reported and watching goes on."""
     from indexer.build import BuildFailed, build_index
     from indexer.index_store import BuildBusy
+    from indexer.onnx_embedding import OnnxExportError
 
     started = time.perf_counter()
 
@@ -234,6 +253,9 @@ def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], 
     except BuildBusy as exc:
         print(f"medkb index: {exc}", file=sys.stderr)
         return EXIT_BUSY
+    except OnnxExportError as exc:  # the model is loaded by the build, when it first embeds
+        print(f"medkb index: {exc}; nothing was published", file=sys.stderr)
+        return 2
     except BuildFailed as exc:
         for problem in exc.problems:
             print(f"  error: {problem}", file=sys.stderr)
@@ -366,7 +388,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (IndexProblem, FileNotFoundError) as exc:
         print(f"medkb serve: {exc}", file=sys.stderr)
         return 2
-    if _check_state_stores("serve", settings):
+    if _check_state_stores("serve", settings) or _check_onnx_folder("serve", settings):
         return 2
     print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (build {directory.name}) on http://{args.host}:{args.port}",
           file=sys.stderr)
@@ -447,7 +469,7 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, IndexProblem, FileNotFoundError) as exc:
         print(f"medkb serve: {exc}", file=sys.stderr)
         return 2
-    if _check_state_stores("serve", settings):
+    if _check_state_stores("serve", settings) or _check_onnx_folder("serve", settings):
         return 2
     print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (PostgreSQL) on http://{args.host}:{args.port}", file=sys.stderr)
     if settings.model_dir:
@@ -458,9 +480,16 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from indexer.index_store import IndexProblem
+    from indexer.onnx_embedding import OnnxExportError
     from retrieval.search import RetrievalSettings, open_service
 
     settings = _settings(args)
+    # Checked before the model loads. Without -k: 5 passages, or MEDKB_MAX_K if lower (a default is never refused).
+    query = " ".join(args.query.split())
+    k = min(5, settings.max_k) if args.k is None else args.k
+    if not query or len(query) > settings.max_query_chars or not 1 <= k <= settings.max_k:
+        print(f"medkb search: give a query of 1 to {settings.max_query_chars} characters and -k between 1 and {settings.max_k}", file=sys.stderr)
+        return 2
     retrieval = RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article, ranker=settings.ranker, no_match=bool(settings.no_match))
     try:
         if settings.backend == "postgres":
@@ -479,19 +508,18 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         print(f"medkb search: the embedding model at {settings.model_dir or default_model_dir()} cannot be loaded: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except OnnxExportError as exc:  # no ONNX export, and none can be made (MEDKB_ONNX_DIR unusable, or the export failed)
+        print(f"medkb search: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     if service.index.fallback:
         print(f"medkb search: warning: {service.index.fallback}", file=sys.stderr)
-    query = " ".join(args.query.split())
-    if not query or len(query) > settings.max_query_chars or not 1 <= args.k <= settings.max_k:
-        print(f"medkb search: give a query of 1 to {settings.max_query_chars} characters and -k between 1 and {settings.max_k}", file=sys.stderr)
-        return 2
     log_at = settings.state_location(settings.reviews_path)
     try:
         if settings.backend == "postgres" or settings.reviews_path.exists():  # statuses come from the review log, as in the server
             from retrieval.reviews import ReviewBook, ReviewStore
 
             service.use_reviews(ReviewBook(ReviewStore(log_at, connect_timeout=settings.db_connect_timeout)))
-        result = service.search(query, args.k)  # joins the statuses the log says now
+        result = service.search(query, k)  # joins the statuses the log says now
     except _store_errors(settings) as exc:
         return _cannot_use("search", "review log", log_at, exc)
     if result.searched_for and not args.json:
@@ -503,7 +531,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         # `review_status` is its front matter's claim, which no reader may take for an approval.
         from server.present import search_out
 
-        print(search_out(result, args.k).model_dump_json(indent=2))
+        print(search_out(result, k).model_dump_json(indent=2))
         return 0
     for hit in result.hits:
         c = hit.chunk
@@ -683,6 +711,7 @@ BENCH_SIZES = ("default", "medquad", "synthetic", "import", "fresh")  # what eva
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import os
     import tempfile
 
     from evals.bench import format_table, run_bench
@@ -701,6 +730,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"medkb bench: --sizes {args.sizes!r}: unknown {', '.join(map(repr, unknown)) or 'empty'}; choose from {', '.join(BENCH_SIZES)}", file=sys.stderr)
         return 2
     embedder = _load_model(settings)
+    # The servers and builds it starts index into its temporary folder: without this, each would keep
+    # its ONNX export beside that index and make it again, in a timed build or a server whose RSS is measured.
+    os.environ["MEDKB_ONNX_DIR"] = str(settings.onnx_cache_dir().resolve())
     if args.backends:
         return _bench_backends(args, settings, sizes, embedder)
     with tempfile.TemporaryDirectory(prefix="medkb-bench-") as tmp:
@@ -874,7 +906,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="search the index from the command line", description="Run one query through the same search service the server uses.")
     p.add_argument("query")
-    p.add_argument("-k", type=int, default=5, help="passages to show")
+    p.add_argument("-k", type=int, help="passages to show (default: 5, or MEDKB_MAX_K if lower)")
     p.add_argument("--json", action="store_true", help="print the JSON /api/search returns instead of a summary")
     p.add_argument("--index-dir", type=Path)
     p.add_argument("--model-dir", type=Path)

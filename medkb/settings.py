@@ -12,6 +12,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+# The most passages any request may ask for, whatever MEDKB_MAX_K says: the ceiling of `k` in the
+# API's schema (server/schemas.py), so that a k the settings allow is one the API accepts.
+K_CEILING = 1_000
+
 
 class SettingError(ValueError):
     """A MEDKB_* environment variable whose value cannot be read as its setting's type; the
@@ -35,7 +39,7 @@ class Settings:
     onnx_dir: Path | None = _setting(None, "MEDKB_ONNX_DIR", "Folder of the ONNX exports of the model (made at first use, reused by every later run); default: `onnx` beside the index root (var/onnx), wherever medkb runs from.")
     max_query_chars: int = _setting(500, "MEDKB_MAX_QUERY_CHARS", "Longest query accepted; longer ones get a 422.")
     default_k: int = _setting(10, "MEDKB_DEFAULT_K", "Passages returned when a request does not say.")
-    max_k: int = _setting(50, "MEDKB_MAX_K", "Most passages one request may ask for.")
+    max_k: int = _setting(50, "MEDKB_MAX_K", "Most passages one request may ask for (at most 1000, the ceiling published in /openapi.json).")
     query_cache_size: int = _setting(1024, "MEDKB_QUERY_CACHE", "Query vectors kept in memory (LRU).")
     sentence_cache_size: int = _setting(20000, "MEDKB_SENTENCE_CACHE", "Vectors of answers' candidate sentences kept in memory between requests (LRU; about 1.5 kB each; 0: none kept, every answer runs the model over its sentences).")
     retriever: str = _setting("hybrid", "MEDKB_RETRIEVER", "dense, lexical, or hybrid (dense + BM25 + question-to-heading, fused by reciprocal rank).")
@@ -172,6 +176,8 @@ def _check_range(name: str, value: Any, env: str, raw: str) -> None:
     elif name in _FLOATS:
         if not (math.isfinite(value) and value >= 0):
             raise SettingError(f"{env}={raw!r}: expected a number of at least 0")
+    elif name == "max_k" and value > K_CEILING:  # a larger k is refused by the API: MEDKB_DEFAULT_K above it would refuse every request
+        raise SettingError(f"{env}={raw!r}: expected a whole number from 1 to {K_CEILING}")
     elif name == "no_match":
         if value not in (0, 1):
             raise SettingError(f"{env}={raw!r}: expected 0 or 1")

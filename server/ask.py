@@ -28,7 +28,7 @@ from server.deps import AppSettings, Service
 from server.errors import ApiError, clip
 from server.limits import StartLimiter, client_address, client_key, retry_after
 from server.present import ask_out
-from server.queries import make_filters, validate
+from server.queries import make_filters, most_k, validate
 from server.schemas import AskIn, AskOut, ErrorOut
 
 router = APIRouter()
@@ -104,7 +104,8 @@ def keep(store, out: AskOut) -> AskOut:
 def ask(body: AskIn, request: Request, service: Service, settings: AppSettings, conversations: Conversations, limiter: StartLimit,
         answers: Answers) -> AskOut:
     f = body.filters
-    search = validate(settings, body.question, body.k if body.k is not None else DEFAULT_ASK_K,
+    # Without k: DEFAULT_ASK_K passages, or fewer if MEDKB_MAX_K allows fewer (a default is never refused).
+    search = validate(settings, body.question, body.k if body.k is not None else min(DEFAULT_ASK_K, most_k(settings)),
                       make_filters(f.review_status, f.evidence_kind, f.audience, f.updated_since, f.retracted),
                       q_location="body.question", k_location="body.k")
     notices: list[str] = []

@@ -99,6 +99,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and isinstance(exc.__cause__, (ValueError, RecursionError)):
+            # FastAPI's own 400 for a body that json.loads gave up on other than by a syntax error
+            # (arrays nested thousands deep, an integer of more than 4,300 digits): a bad body like
+            # malformed JSON, so the same 422 as malformed JSON gets.
+            problem = "cannot be read as JSON (nested too deeply, or a number with too many digits)"
+            return _respond(422, "invalid_request", f"body: {problem}", [{"location": "body", "message": problem}])
         message = exc.detail if isinstance(exc.detail, str) else CODES.get(exc.status_code, "error")
         return _respond(exc.status_code, CODES.get(exc.status_code, "error"), message, headers=getattr(exc, "headers", None))
 

@@ -8,10 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
-from medkb.settings import Settings
+from medkb.settings import K_CEILING, Settings
 from retrieval.search import Filters
 from server.errors import ApiError, clip
-from server.schemas import K_CEILING
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ RETRACTED_DESCRIPTION = ("Passages citing a retracted source: ranked below all o
 # the limits in force (MEDKB_MAX_QUERY_CHARS, MEDKB_MAX_K, MEDKB_CONVERSATION_TURNS), which
 # server/queries.py checks and server/openapi.py writes into the published schema.
 TEXT_CEILING = 10_000  # characters in a question or one history entry
-K_CEILING = 1_000  # checked by server/queries.py with MEDKB_MAX_K (k is not bounded here: the refusal names the bound in force)
+# K_CEILING (1,000, from medkb.settings, which refuses a larger MEDKB_MAX_K) is checked by server/queries.py with
+# MEDKB_MAX_K (k is not bounded here: the refusal names the bound in force).
 HISTORY_CEILING = 1_000  # entries in `history`
 FILTER_VALUES = 10  # values in one filter list (each enumeration has fewer members; repeats are harmless)
 CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"

@@ -109,6 +109,7 @@ def _query(params: dict) -> dict:
     ("get", "/api/nothing-here", {}, 404),
     ("post", "/api/ask", {"content": b'{"question": "iron \\ud800 deficiency"}', "headers": JSON}, 422),  # a lone surrogate in JSON
     ("post", "/api/ask", {"content": b'{"question": "iron \xff"}', "headers": JSON}, 422),  # not UTF-8
+    ("post", "/api/ask", {"content": b"[" * 1500 + b"]" * 1500, "headers": JSON}, 422),  # nested deeper than json.loads goes (was 400)
     ("post", "/api/ask", {"json": {"question": "iron", "conversation_id": "x" * 65}}, 422),
     ("post", "/api/ask", {"json": {"question": "iron", "conversation_id": "a/b"}}, 422),
     ("post", "/api/ask", {"json": {"question": "iron", "conversation_id": "A" * 32}}, 404),
@@ -151,6 +152,19 @@ def test_a_k_above_the_limit_is_refused_naming_the_limit_in_force(client, k):
         assert error["details"] == [{"location": location, "message": f"must be between 1 and 20, got {k}"}]
     page = client.get("/", params={"q": "iron", "k": k})
     assert page.status_code == 422 and f"k: must be between 1 and 20, got {k}" in page.text
+
+
+def test_an_ask_without_k_is_never_refused_for_a_k_it_did_not_send(tiny_corpus, tmp_path):
+    """/api/ask draws on 8 passages by default: with MEDKB_MAX_K=5 (MEDKB_DEFAULT_K=5, accepted at start)
+    every question without k was a 422 'k: must be between 1 and 5, got 8'."""
+    build_index([tiny_corpus], tmp_path / "index", FakeEmbedder())
+    settings = Settings(index_dir=tmp_path / "index", max_k=5, default_k=5, conversations_db=tmp_path / "conversations.sqlite")
+    app = create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
+    with TestClient(app) as client:
+        r = client.post("/api/ask", json={"question": "iron deficiency treatment"})
+        assert r.status_code == 200, r.text
+        assert 0 < sum(len(group["passages"]) for group in r.json()["groups"]) <= 5
+        assert client.post("/api/ask", json={"question": "iron", "k": 6}).status_code == 422  # a k that is sent is still checked
 
 
 def test_unexpected_errors_never_leak_a_stack_trace(app):

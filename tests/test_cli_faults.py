@@ -57,6 +57,17 @@ def test_search_json_shows_the_derived_status_never_the_front_matters_claim(clai
     assert '"review_status": "approved"' not in proc.stdout, "no reviewer approved these articles"
 
 
+def test_search_without_k_is_never_refused_for_a_k_it_was_not_given(claimed_index):
+    """`medkb search` shows 5 passages by default: with MEDKB_MAX_K=3 it refused every search without -k
+    ('-k between 1 and 3'), after loading the model."""
+    limits = {"MEDKB_MAX_K": "3", "MEDKB_DEFAULT_K": "3"}
+    proc = medkb("search", "iron deficiency", "--json", "--index-dir", str(claimed_index), env=limits)
+    assert proc.returncode == 0, proc.stderr
+    assert 0 < len(json.loads(proc.stdout)["results"]) <= 3
+    proc = medkb("search", "iron deficiency", "-k", "4", "--index-dir", str(claimed_index), env=limits)
+    assert proc.returncode == 2 and "-k between 1 and 3" in one_clear_line(proc, "medkb search:")
+
+
 @pytest.fixture
 def small_corpus(tmp_path) -> Path:
     corpus = tmp_path / "corpus"
@@ -109,6 +120,45 @@ def test_serve_with_a_damaged_state_file_is_one_line_before_uvicorn_starts(claim
     assert proc.returncode == 2
     err = one_clear_line(proc, "medkb serve:", store, str(path))
     assert "Uvicorn" not in err and "startup" not in err.lower(), "refused before the server starts"
+
+
+def test_serve_with_an_onnx_folder_that_cannot_be_used_is_one_line_before_uvicorn_starts(small_corpus, tmp_path):
+    """MEDKB_ONNX_DIR naming a file: the server's startup failed with a traceback from mkdir."""
+    onnx = {"MEDKB_ENCODER": "onnx-fp32"}
+    root = tmp_path / "index"
+    assert medkb("index", str(small_corpus), "--index-dir", str(root), env=onnx).returncode == 0
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    proc = medkb("serve", "--index-dir", str(root), "--port", "1", env={**onnx, "MEDKB_ONNX_DIR": str(tmp_path / "a-file")}, timeout=60)
+    assert proc.returncode == 2
+    err = one_clear_line(proc, "medkb serve:", str(tmp_path / "a-file"), "MEDKB_ONNX_DIR")
+    assert "Uvicorn" not in err and "startup" not in err.lower(), "refused before the server starts"
+
+
+@pytest.mark.parametrize("command", ["index", "search"])
+def test_index_and_search_with_an_onnx_folder_that_cannot_be_used_are_one_line(small_corpus, tmp_path, monkeypatch, capsys, command):
+    """In-process, the model's loader making its export as the real one does (with a stand-in
+    exporter): `medkb index` ended in a traceback, and `medkb search` blamed the model folder."""
+    import indexer.embedding
+    from indexer.onnx_embedding import ensure_onnx_model
+    from medkb import cli
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+
+    def load(model_dir=None, encoder=None, onnx_dir=None, **_):
+        ensure_onnx_model(model, "fp32", onnx_dir, exporter=lambda source, out: out.write_bytes(b"onnx"))
+        raise AssertionError("the export folder is a file: the export cannot have been kept")
+
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    monkeypatch.setattr(indexer.embedding, "load_embedder", load)
+    monkeypatch.setenv("MEDKB_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("MEDKB_ONNX_DIR", str(tmp_path / "a-file"))
+    monkeypatch.setenv("MEDKB_ENCODER", "onnx-fp32")
+    assert cli.main(["index", str(small_corpus)] if command == "index" else ["search", "iron"]) == 2
+    err = capsys.readouterr().err
+    assert f"medkb {command}: cannot keep the ONNX export in {tmp_path / 'a-file'}" in err and "MEDKB_ONNX_DIR" in err
+    assert not (tmp_path / "index" / "current").exists()
 
 
 def test_import_into_a_folder_that_cannot_be_made_is_one_line(tmp_path):

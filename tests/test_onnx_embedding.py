@@ -17,7 +17,7 @@ from indexer.build import build_index, staleness
 from indexer.chunking import ChunkerSettings
 from indexer.embedding import DEFAULT_ENCODER, ENCODERS, ModelInfo, load_embedder, model_identity
 from indexer.index_store import IndexMismatch, load_index
-from indexer.onnx_embedding import RECIPE_IDS, OnnxExportError, ensure_onnx_model
+from indexer.onnx_embedding import RECIPE_IDS, OnnxExportError, check_export_folder, ensure_onnx_model
 from medkb.settings import Settings
 
 from fakes import FakeEmbedder, fake_for_encoder
@@ -167,6 +167,30 @@ def test_every_model_load_from_the_settings_uses_their_onnx_folder(tiny_corpus, 
     assert made and made[0]["onnx_dir"] == onnx and asked.value.args[0]["onnx_dir"] == onnx
 
 
+def test_the_servers_and_builds_a_benchmark_starts_reuse_its_onnx_export(tmp_path, monkeypatch):
+    """`medkb bench` indexes into a temporary folder and starts `medkb serve` and `medkb index` on it:
+    they kept their exports beside that index, so each run exported the model again inside the timed
+    MedQuAD build and in the server whose RSS it reports. They are told the bench's own folder."""
+    import evals.bench
+    from medkb import cli
+
+    seen: dict[str, str | None] = {}
+
+    def run_bench(*args, **kwargs):
+        seen["MEDKB_ONNX_DIR"] = os.environ.get("MEDKB_ONNX_DIR")  # what the processes it starts inherit
+        return {}
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_load_model", lambda settings, document_threads=1: FakeEmbedder())
+    monkeypatch.setattr(evals.bench, "run_bench", run_bench)
+    monkeypatch.setattr(evals.bench, "format_table", lambda results: "")
+    monkeypatch.setenv("MEDKB_INDEX_DIR", "state/index")  # relative: the children start in the repository
+    monkeypatch.setenv("MEDKB_ONNX_DIR", "set by the bench")  # so that monkeypatch restores what the bench sets
+    monkeypatch.delenv("MEDKB_ONNX_DIR")
+    assert cli.main(["bench", "--sizes", "default", "--no-http", "--out", str(tmp_path / "bench.json")]) == 0
+    assert seen["MEDKB_ONNX_DIR"] == str(tmp_path / "state" / "onnx")
+
+
 def test_the_eval_cache_keeps_one_index_per_encoder(tiny_corpus, tmp_path):
     from evals.pipeline import cached_index
 
@@ -283,6 +307,29 @@ def test_a_failed_export_leaves_nothing_that_is_read(fake_model_dir, tmp_path):
     assert [p.name for p in cache.rglob("*") if p.is_file()] == [".lock"]
     with pytest.raises(ValueError, match="unknown ONNX precision 'fp16'"):
         ensure_onnx_model(fake_model_dir, "fp16", cache)
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/onnx"])
+def test_an_export_folder_that_cannot_be_made_is_one_clear_error(fake_model_dir, tmp_path, where):
+    """MEDKB_ONNX_DIR naming a file (or a folder under one) was a bare NotADirectoryError from
+    mkdir, a traceback out of `medkb index` and of the server's startup."""
+    (tmp_path / "a-file").write_text("a file, not a folder\n")
+    cache, rec = tmp_path / where, Recorder()
+    for attempt in (lambda: check_export_folder(fake_model_dir, "fp32", cache),
+                    lambda: ensure_onnx_model(fake_model_dir, "fp32", cache, exporter=rec.export)):
+        with pytest.raises(OnnxExportError, match=f"cannot keep the ONNX export in {tmp_path / where}.*MEDKB_ONNX_DIR") as caught:
+            attempt()
+        assert "\n" not in str(caught.value)
+    assert rec.calls == []
+
+
+def test_checking_the_export_folder_exports_nothing(fake_model_dir, tmp_path):
+    cache, rec = tmp_path / "onnx", Recorder()
+    check_export_folder(fake_model_dir, "int8", cache)  # can be made: fine, and nothing is made but the folder
+    assert not [p for p in cache.rglob("*") if p.suffix in (".onnx", ".json")]
+    ensure_onnx_model(fake_model_dir, "fp32", cache, exporter=rec.export)
+    check_export_folder(fake_model_dir, "fp32", cache)
+    assert rec.calls == ["export"]
 
 
 def test_a_killed_export_is_not_read_and_its_debris_is_cleared(fake_model_dir, tmp_path):

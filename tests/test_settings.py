@@ -64,6 +64,17 @@ def test_the_default_k_must_fit_under_the_most_k():
     assert Settings.from_env({"MEDKB_MAX_K": "5", "MEDKB_DEFAULT_K": "5"}).max_k == 5
 
 
+def test_the_most_k_cannot_exceed_what_the_api_accepts():
+    """The API refuses a k above 1000 whatever MEDKB_MAX_K says: a larger MEDKB_MAX_K let
+    MEDKB_DEFAULT_K=2000 through, and then every search that did not send k was a 422."""
+    for env in ({"MEDKB_MAX_K": "1001"}, {"MEDKB_MAX_K": "5000", "MEDKB_DEFAULT_K": "2000"}):
+        with pytest.raises(SettingError) as caught:
+            Settings.from_env(env)
+        message = str(caught.value)
+        assert message.startswith("MEDKB_MAX_K=") and "1000" in message and "\n" not in message
+    assert Settings.from_env({"MEDKB_MAX_K": "1000", "MEDKB_DEFAULT_K": "1000"}).max_k == 1000
+
+
 @pytest.mark.parametrize("env, value", [("MEDKB_QUERY_CACHE", "0"), ("MEDKB_BUILD_CACHE_MB", "0"), ("MEDKB_RELOAD_SECONDS", "0"),
                                         ("MEDKB_RETRIEVER", "lexical"), ("MEDKB_RANKER", "rrf"), ("MEDKB_NO_MATCH", "0")])
 def test_documented_values_are_still_accepted(env, value):
