@@ -16,6 +16,12 @@ from state_backends import store_at  # noqa: F401 - a store test on SQLite and o
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
+# Model-tier tests index into temporary folders, and the ONNX export follows the index root
+# (Settings.onnx_cache_dir): without this, each of them would export the model again (torch
+# loaded, seconds each). They share the repository's export, as `make serve` does; tests of
+# where the export goes set or clear MEDKB_ONNX_DIR themselves.
+os.environ.setdefault("MEDKB_ONNX_DIR", str(REPO / "var" / "onnx"))
+
 
 @pytest.fixture
 def fake_embedder() -> FakeEmbedder:

@@ -133,6 +133,7 @@ def test_every_model_load_from_the_settings_uses_their_onnx_folder(tiny_corpus, 
     from medkb import cli
     from server.app import load_service
 
+    monkeypatch.delenv("MEDKB_ONNX_DIR", raising=False)  # conftest shares the repository's export
     onnx = tmp_path / "state" / "onnx"
     settings = Settings(index_dir=tmp_path / "state" / "index")
     assert settings.onnx_cache_dir() == onnx
