@@ -162,20 +162,23 @@ def train(train_sets: dict[str, list[QueryData]], rounds: int = ROUNDS):
 
 
 def run(service_for: Callable[[str], Any], collections: list[tuple[str, Path]], out_model: Path = MODEL_FILE, out_card: Path = CARD_FILE,
-        log: Callable[[str], None] = print, cache: Path | None = None, model_name: str = "") -> dict[str, Any]:
-    """Gather the data of every collection, train on the train folds of all, write the model and its card."""
+        log: Callable[[str], None] = print, cache: Path | None = None, model_name: str = "", encoder: str = "") -> dict[str, Any]:
+    """Gather the data of every collection, train on the train folds of all, write the model and its card.
+    `encoder` (MEDKB_ENCODER, e.g. "onnx-fp32") is how the cosines were computed: recorded in the
+    card and in each features cache file, and a cache file made with another encoder is refused
+    (ValueError), since its cosines are not the ones the ranker will see."""
     data: dict[str, list[QueryData]] = {}
     for name, path in collections:
         cached = cache / f"{name}.npz" if cache else None
         evalset = load_collection(name, path)
         if cached and cached.exists():
-            data[name] = _load(cached, evalset)
+            data[name] = _load(cached, evalset, encoder)
             log(f"{name}: {len(data[name])} queries (features cached in {cached})")
             continue
         log(f"{name}: reading {len(evalset.judged_queries())} queries ...")
         data[name] = collection_data(service_for(name), evalset, log)
         if cached:
-            _save(cached, data[name])
+            _save(cached, data[name], encoder)
     train_sets = {n: [q for q in qs if not is_heldout(q.qid)] for n, qs in data.items()}
     heldout = {n: [q for q in qs if is_heldout(q.qid)] for n, qs in data.items()}
     booster, n_queries, n_rows = train(train_sets)
@@ -208,6 +211,7 @@ def run(service_for: Callable[[str], Any], collections: list[tuple[str, Path]], 
         "rounds": ROUNDS,
         "trees": booster.num_trees(),
         "embedding_model": model_name,
+        "encoder": encoder,
         "features": list(FEATURES),
         "trained_on": {n: {"dataset": "evals/gold over corpus/" if n == "gold" else str(p), "queries": len(data[n]), "train_queries": len(train_sets[n]), "heldout_queries": len(heldout[n])}
                        for n, p in collections},
@@ -233,18 +237,21 @@ def _same_corpus(a: str, b: str) -> bool:
     return a.startswith("medicationqa") and b.startswith("medicationqa")
 
 
-def _save(path: Path, queries: list[QueryData]) -> None:
+def _save(path: Path, queries: list[QueryData], encoder: str = "") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, qids=np.array([q.qid for q in queries]), sizes=np.array([len(q.labels) for q in queries]),
                         features=np.vstack([q.features for q in queries]) if queries else np.zeros((0, len(FEATURES))),
                         labels=np.concatenate([q.labels for q in queries]) if queries else np.zeros(0),
-                        units=np.array([u for q in queries for u in q.units]), features_names=np.array(FEATURES))
+                        units=np.array([u for q in queries for u in q.units]), features_names=np.array(FEATURES), encoder=np.array(encoder))
 
 
-def _load(path: Path, evalset: EvalSet) -> list[QueryData]:
+def _load(path: Path, evalset: EvalSet, encoder: str = "") -> list[QueryData]:
     z = np.load(path, allow_pickle=False)
     if list(z["features_names"]) != list(FEATURES):
         raise ValueError(f"{path}: features differ from retrieval.ranker.FEATURES; delete it to rebuild")
+    made_with = (str(z["encoder"]) if "encoder" in z.files else "") or "an unrecorded encoder"
+    if encoder and made_with != encoder:
+        raise ValueError(f"{path}: features computed with {made_with}, not {encoder}; delete it to rebuild")
     features, labels, units = z["features"], z["labels"], [str(u) for u in z["units"]]  # each z[...] reads the file again
     out: list[QueryData] = []
     start = 0

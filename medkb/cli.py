@@ -689,7 +689,8 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
         return SearchService(load_index(root, ModelInfo.of(embedder)), embedder, cache_size=4096, ranker=None, no_match=None)
 
     try:
-        card = run(service_for, collections, args.model, args.card, log=_log, cache=args.features_cache, model_name=embedder.name)
+        card = run(service_for, collections, args.model, args.card, log=_log, cache=args.features_cache, model_name=embedder.name,
+                   encoder=settings.encoder)
     except (EvalSetError, ValueError) as exc:
         print(f"medkb train-ranker: {exc}", file=sys.stderr)
         return 2

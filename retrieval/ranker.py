@@ -298,7 +298,7 @@ class LearnedRanker:
 
     def describe(self) -> dict[str, Any]:
         """What every evaluation run records about the ranker."""
-        keys = ("name", "library", "objective", "trained_on", "split", "embedding_model", "features", "model_sha256", "trees")
+        keys = ("name", "library", "objective", "trained_on", "split", "embedding_model", "encoder", "features", "model_sha256", "trees")
         return {k: self.card.get(k) for k in keys}
 
     def score(self, features: np.ndarray) -> np.ndarray:
