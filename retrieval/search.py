@@ -533,12 +533,15 @@ def open_service(index_dir: Path, model_dir: Path | None = None, settings: Retri
     """Load the model (run by `encoder`: torch, onnx-fp32 or onnx-int8; default MEDKB_ENCODER; ONNX
     exports kept in `onnx_dir`, see load_embedder) and
     the published index under `index_dir`, checked to belong together, encoder included. Raises
-    indexer.index_store.IndexProblem (with what to run) when they do not."""
-    from indexer.embedding import ModelInfo, load_embedder
+    indexer.index_store.IndexProblem (with what to run) when they do not. The index is checked
+    against the model's identity (read from its files) before the model loads, so an index made
+    by another encoder is refused without exporting or quantizing anything for this one."""
+    from indexer.embedding import ModelInfo, load_embedder, model_identity
     from indexer.index_store import load_index
 
+    index = load_index(Path(index_dir), model_identity(model_dir, encoder))
     embedder = load_embedder(model_dir, encoder, onnx_dir=onnx_dir)
-    index = load_index(Path(index_dir), ModelInfo.of(embedder))
+    index.manifest.check_model(ModelInfo.of(embedder))  # the loaded model is the one its files describe
     return SearchService(index, embedder, cache_size=cache_size, settings=settings, batch_window_ms=batch_window_ms,
                          passage_cache_size=passage_cache_size)
 

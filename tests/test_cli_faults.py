@@ -151,14 +151,26 @@ def test_index_and_search_with_an_onnx_folder_that_cannot_be_used_are_one_line(s
         raise AssertionError("the export folder is a file: the export cannot have been kept")
 
     (tmp_path / "a-file").write_text("a file, not a folder\n")
-    monkeypatch.setattr(indexer.embedding, "load_embedder", load)
     monkeypatch.setenv("MEDKB_INDEX_DIR", str(tmp_path / "index"))
-    monkeypatch.setenv("MEDKB_ONNX_DIR", str(tmp_path / "a-file"))
     monkeypatch.setenv("MEDKB_ENCODER", "onnx-fp32")
+    if command == "search":  # an index this encoder may search (search checks the index before it makes the model)
+        from indexer.embedding import ModelInfo
+
+        from fakes import FakeEmbedder, fake_for_encoder
+
+        monkeypatch.setattr(indexer.embedding, "load_embedder", lambda model_dir=None, encoder=None, **_: fake_for_encoder(encoder))
+        monkeypatch.setattr(indexer.embedding, "model_checksum", lambda path: FakeEmbedder.checksum)
+        monkeypatch.setattr(indexer.embedding, "model_identity", lambda model_dir=None, encoder=None: ModelInfo.of(fake_for_encoder(encoder)))
+        monkeypatch.setattr(indexer.embedding, "load_token_counter", lambda model_dir=None: FakeEmbedder().count_tokens)
+        assert cli.main(["index", str(small_corpus)]) == 0
+        capsys.readouterr()
+    monkeypatch.setattr(indexer.embedding, "load_embedder", load)
+    monkeypatch.setenv("MEDKB_ONNX_DIR", str(tmp_path / "a-file"))
     assert cli.main(["index", str(small_corpus)] if command == "index" else ["search", "iron"]) == 2
     err = capsys.readouterr().err
     assert f"medkb {command}: cannot keep the ONNX export in {tmp_path / 'a-file'}" in err and "MEDKB_ONNX_DIR" in err
-    assert not (tmp_path / "index" / "current").exists()
+    if command == "index":
+        assert not (tmp_path / "index" / "current").exists()
 
 
 def test_import_into_a_folder_that_cannot_be_made_is_one_line(tmp_path):
@@ -423,3 +435,39 @@ def test_a_build_runs_as_many_model_calls_as_it_is_told(small_corpus, tmp_path, 
     import joblib
 
     assert asked == [threads or joblib.cpu_count()], "the model that embedded the build was made with that many"
+
+
+def test_search_refuses_another_encoders_index_before_making_its_model(small_corpus, tmp_path, monkeypatch, capsys):
+    """After the default moved to onnx-int8, `medkb search` on an index built with onnx-fp32 says
+    what to run without first exporting and quantizing the int8 model it cannot use (seconds of
+    CPU and 160 MB written, or, in a folder it may not write, a refusal that names the folder
+    instead of the real problem)."""
+    import indexer.embedding as embedding
+    from indexer.embedding import ModelInfo
+    from medkb.cli import main
+
+    from fakes import FakeEmbedder, fake_for_encoder
+
+    loaded: list[str | None] = []
+
+    def load(model_dir=None, encoder=None, **_):
+        loaded.append(encoder)
+        return fake_for_encoder(encoder)
+
+    monkeypatch.setattr(embedding, "load_embedder", load)
+    monkeypatch.setattr(embedding, "model_checksum", lambda path: FakeEmbedder.checksum)
+    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None, encoder=None: ModelInfo.of(fake_for_encoder(encoder)))
+    monkeypatch.setattr(embedding, "load_token_counter", lambda model_dir=None: FakeEmbedder().count_tokens)
+    index_dir = tmp_path / "index"
+    monkeypatch.setenv("MEDKB_ENCODER", "onnx-fp32")
+    assert main(["index", str(small_corpus), "--index-dir", str(index_dir)]) == 0
+    loaded.clear()
+    capsys.readouterr()
+    monkeypatch.setenv("MEDKB_ENCODER", "onnx-int8")
+    assert main(["search", "iron deficiency", "--index-dir", str(index_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "onnx-fp32" in err and "medkb index" in err and err.count("\n") == 1
+    assert loaded == [], "no model was made for an index that cannot use it"
+    monkeypatch.setenv("MEDKB_ENCODER", "onnx-fp32")
+    assert main(["search", "iron deficiency", "--index-dir", str(index_dir)]) == 0, "the build's own encoder still searches it"
+    assert loaded == ["onnx-fp32"]

@@ -138,6 +138,10 @@ def test_every_model_load_from_the_settings_uses_their_onnx_folder(tiny_corpus, 
     settings = Settings(index_dir=tmp_path / "state" / "index")
     assert settings.onnx_cache_dir() == onnx
     monkeypatch.setattr(indexer.embedding, "load_embedder", _record_loads)
+    import indexer.index_store
+
+    # The embedded backend checks the published index before it makes the model: stand one in.
+    monkeypatch.setattr(indexer.index_store, "load_index", lambda root, model=None: object())
     for load in (lambda: load_service(settings),
                  lambda: load_service(Settings(index_dir=settings.index_dir, backend="postgres", database_url="postgresql://medkb@127.0.0.1:1/medkb")),
                  lambda: cli._load_model(settings)):
