@@ -405,17 +405,29 @@ def test_bench_build_sample_zero_turns_the_build_off_and_a_negative_one_is_refus
     one_clear_line(proc, "--build-sample", "0 (none) or more")
 
 
+def _fake_model(monkeypatch, load) -> None:
+    """Stand the fake embedder in for the packaged model wherever medkb looks it up: `load(model_dir,
+    encoder, **kwargs)` replaces load_embedder; identity, checksum and token counts are the fake's."""
+    import indexer.embedding as embedding
+    from indexer.embedding import ModelInfo
+
+    from fakes import FakeEmbedder, fake_for_encoder
+
+    monkeypatch.setattr(embedding, "load_embedder", load)
+    monkeypatch.setattr(embedding, "model_checksum", lambda path: FakeEmbedder.checksum)
+    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None, encoder=None: ModelInfo.of(fake_for_encoder(encoder)))
+    monkeypatch.setattr(embedding, "load_token_counter", lambda model_dir=None: FakeEmbedder().count_tokens)
+
+
 @pytest.mark.parametrize("argv, env, threads", [
     ([], {"MEDKB_BUILD_THREADS": "3"}, 3),
     (["--threads", "2"], {"MEDKB_BUILD_THREADS": "3"}, 2),  # the flag wins for this build
     ([], {}, None),  # one per core this process may use
 ])
 def test_a_build_runs_as_many_model_calls_as_it_is_told(small_corpus, tmp_path, monkeypatch, argv, env, threads):
-    import indexer.embedding as embedding
-    from indexer.embedding import ModelInfo
     from medkb.cli import main
 
-    from fakes import FakeEmbedder, fake_for_encoder
+    from fakes import fake_for_encoder
 
     asked: list[int] = []
 
@@ -423,10 +435,7 @@ def test_a_build_runs_as_many_model_calls_as_it_is_told(small_corpus, tmp_path, 
         asked.append(document_threads)
         return fake_for_encoder(encoder)
 
-    monkeypatch.setattr(embedding, "load_embedder", load)
-    monkeypatch.setattr(embedding, "model_checksum", lambda path: FakeEmbedder.checksum)
-    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None, encoder=None: ModelInfo.of(fake_for_encoder(encoder)))
-    monkeypatch.setattr(embedding, "load_token_counter", lambda model_dir=None: FakeEmbedder().count_tokens)
+    _fake_model(monkeypatch, load)
     monkeypatch.setenv("MEDKB_ENCODER", "torch")
     monkeypatch.delenv("MEDKB_BUILD_THREADS", raising=False)
     for name, value in env.items():
@@ -442,11 +451,9 @@ def test_search_refuses_another_encoders_index_before_making_its_model(small_cor
     what to run without first exporting and quantizing the int8 model it cannot use (seconds of
     CPU and 160 MB written, or, in a folder it may not write, a refusal that names the folder
     instead of the real problem)."""
-    import indexer.embedding as embedding
-    from indexer.embedding import ModelInfo
     from medkb.cli import main
 
-    from fakes import FakeEmbedder, fake_for_encoder
+    from fakes import fake_for_encoder
 
     loaded: list[str | None] = []
 
@@ -454,10 +461,7 @@ def test_search_refuses_another_encoders_index_before_making_its_model(small_cor
         loaded.append(encoder)
         return fake_for_encoder(encoder)
 
-    monkeypatch.setattr(embedding, "load_embedder", load)
-    monkeypatch.setattr(embedding, "model_checksum", lambda path: FakeEmbedder.checksum)
-    monkeypatch.setattr(embedding, "model_identity", lambda model_dir=None, encoder=None: ModelInfo.of(fake_for_encoder(encoder)))
-    monkeypatch.setattr(embedding, "load_token_counter", lambda model_dir=None: FakeEmbedder().count_tokens)
+    _fake_model(monkeypatch, load)
     index_dir = tmp_path / "index"
     monkeypatch.setenv("MEDKB_ENCODER", "onnx-fp32")
     assert main(["index", str(small_corpus), "--index-dir", str(index_dir)]) == 0
