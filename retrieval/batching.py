@@ -10,8 +10,11 @@ still never oversubscribes the cores.
 The window is only waited out while other queries are known to be on their way: a search
 announces itself (`arriving`) when it starts reading its query and is counted until its
 query is queued (or it finds its vector cached, or needs none). A lone query, the usual case
-at one client, goes to the model at once instead of waiting `window_ms` for nobody; queries
-that arrive while the model is busy form the next batch whatever the window.
+at one client, goes to the model at once instead of waiting `window_ms` for nobody, and on its
+own thread: when the model is idle, no query is waiting and no other is announced, the caller
+encodes it itself rather than handing it to the worker and waiting to be woken (two thread
+switches, measured at about 1.1 ms of a 5 ms query embedding at MedQuAD scale). Queries that
+arrive while the model is busy form the next batch whatever the window.
 """
 
 from __future__ import annotations
@@ -62,7 +65,13 @@ class QueryBatcher:
         self.batches = 0  # model calls made, for tests and benchmarks
         self.queries = 0
         self._arriving = 0  # searches announced and not yet queued (see `arriving`)
+        self._in_flight = 0  # queries handed to the worker and not yet answered
         self._count_lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        """Queries handed to the worker thread and not yet answered."""
+        return self._in_flight
 
     @contextlib.contextmanager
     def arriving(self) -> Iterator["Arrival"]:
@@ -84,8 +93,17 @@ class QueryBatcher:
     def embed(self, text: str, timeout: float | None = 60.0, arrival: "Arrival | None" = None) -> np.ndarray:
         """The vector (dim,) of one query; blocks until its batch is encoded. `arrival` (from
         `arriving`) is uncounted once the query is queued."""
+        if not self._in_flight and self._arriving <= (arrival is not None and not arrival._done) and self._lock.acquire(blocking=False):
+            try:  # nobody to batch with and the model idle: encode here, without the worker
+                if arrival is not None:
+                    arrival.done()
+                return self._encode_batch([text])[0]
+            finally:
+                self._lock.release()
         self._ensure_worker()
         future: Future = Future()
+        with self._count_lock:
+            self._in_flight += 1
         self._queue.put((text, future))
         if arrival is not None:
             arrival.done()
@@ -123,17 +141,31 @@ class QueryBatcher:
             texts = [text for text, _ in batch]
             try:
                 with self._lock:
-                    vectors = self._encode(texts)
-                if len(vectors) != len(texts):  # checked here: failing in the zip below would end the worker, and every later query would hang
-                    raise ValueError(f"the model returned {len(vectors)} vectors for {len(texts)} queries")
-                self.batches += 1
-                self.queries += len(texts)
+                    vectors = self._encode_batch(texts)
             except BaseException as exc:  # every waiting caller gets the error, none hangs
+                self._answered(len(batch))
                 for _, future in batch:
                     future.set_exception(exc)
                 continue
+            self._answered(len(batch))
             for (_, future), vector in zip(batch, vectors, strict=True):
                 future.set_result(vector)
+
+    def _answered(self, n: int) -> None:
+        with self._count_lock:
+            self._in_flight -= n
+
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        """Vectors (len(texts), dim) from one model call; the caller holds the model lock.
+        ValueError when the model returns another number of vectors (checked here: failing in
+        the worker's hand-out would end it, and every later query would hang)."""
+        vectors = self._encode(texts)
+        if len(vectors) != len(texts):
+            raise ValueError(f"the model returned {len(vectors)} vectors for {len(texts)} queries")
+        self.batches += 1
+        self.queries += len(texts)
+        return vectors
 
 
 def _now() -> float:

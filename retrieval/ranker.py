@@ -276,20 +276,32 @@ class FeatureExtractor:
 
 
 class LearnedRanker:
-    """A LightGBM model over FEATURES, with its card (what it was trained on, and how well it did)."""
+    """A LightGBM model over FEATURES, with its card (what it was trained on, and how well it did).
 
-    def __init__(self, booster, card: dict[str, Any]):
-        self._booster = booster
+    Scores come from the model file compiled to machine code by lleaves (a compiler for
+    LightGBM text models, checked against LightGBM's own predict: tests/test_ranker_scoring.py),
+    compiled once per process when the ranker loads (about 0.5 s for the committed 300 trees).
+    Measured for 250 candidates x 24 features, one thread: 0.10 ms against 0.86 ms for
+    `lightgbm.Booster.predict`, about a tenth of a cached search at MedQuAD scale.
+    """
+
+    def __init__(self, compiled, card: dict[str, Any]):
+        _check_card(card)
+        self._compiled = compiled
         self.card = card
-        if list(card.get("features", [])) != list(FEATURES):
-            raise ValueError("the ranker's card lists other features than retrieval.ranker.FEATURES; retrain it with `medkb train-ranker`")
 
     @classmethod
     def load(cls, model_file: Path = MODEL_FILE, card_file: Path = CARD_FILE) -> "LearnedRanker":
-        import lightgbm
+        """The model in `model_file` (LightGBM text format) with its card (JSON).
 
-        booster = lightgbm.Booster(model_file=str(model_file))
-        return cls(booster, json.loads(Path(card_file).read_text(encoding="utf-8")))
+        Raises ValueError when the card lists other features than FEATURES, OSError when a
+        file cannot be read."""
+        import lleaves
+
+        card = _check_card(json.loads(Path(card_file).read_text(encoding="utf-8")))  # before the compiler's half second
+        compiled = lleaves.Model(model_file=str(model_file))
+        compiled.compile()
+        return cls(compiled, card)
 
     @property
     def model(self) -> str:
@@ -302,9 +314,17 @@ class LearnedRanker:
         return {k: self.card.get(k) for k in keys}
 
     def score(self, features: np.ndarray) -> np.ndarray:
+        """One score per row of `features` (n, len(FEATURES)), float64; higher ranks first."""
         if not len(features):
             return np.zeros(0)
-        return np.asarray(self._booster.predict(features, num_threads=1), dtype=np.float64)
+        return np.asarray(self._compiled.predict(np.ascontiguousarray(features, dtype=np.float64), n_jobs=1), dtype=np.float64)
+
+
+def _check_card(card: dict[str, Any]) -> dict[str, Any]:
+    """`card`, unchanged; ValueError when it lists other features than FEATURES."""
+    if list(card.get("features", [])) != list(FEATURES):
+        raise ValueError("the ranker's card lists other features than retrieval.ranker.FEATURES; retrain it with `medkb train-ranker`")
+    return card
 
 
 @lru_cache(maxsize=1)

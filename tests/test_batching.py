@@ -38,6 +38,9 @@ def test_concurrent_queries_share_a_model_call_and_get_their_own_vectors():
         pass
     for t in threads[1:]:
         t.start()
+    deadline = time.monotonic() + 10
+    while batcher.in_flight < len(queries) - 1 and time.monotonic() < deadline:  # all queued behind the first
+        time.sleep(0.001)
     model.release.set()
     for t in threads:
         t.join(10)
@@ -46,6 +49,39 @@ def test_concurrent_queries_share_a_model_call_and_get_their_own_vectors():
         np.testing.assert_allclose(results[q], FakeEmbedder().encode_queries([q])[0])
     assert len(model.calls) < len(queries), "queries that waited together were embedded together"
     assert sum(len(c) for c in model.calls) == len(queries) and max(len(c) for c in model.calls) > 1
+
+
+def test_a_lone_query_is_encoded_on_its_own_thread_and_one_behind_a_busy_model_waits_for_the_worker():
+    model = CountingEmbedder()
+    threads_used: list[str] = []
+
+    def encode(texts):
+        threads_used.append(threading.current_thread().name)
+        return model.encode_queries(texts)
+
+    batcher = QueryBatcher(encode, window_ms=5)
+    model.release.set()
+    np.testing.assert_allclose(batcher.embed("ferritin"), FakeEmbedder().encode_queries(["ferritin"])[0])
+    assert threads_used == [threading.current_thread().name]  # no hand-off to the worker and back
+    with batcher.arriving() as arrival:  # its own announcement does not send it to the worker
+        batcher.embed("hepcidin", arrival=arrival)
+    assert threads_used[-1] == threading.current_thread().name and batcher.batches == 2
+
+    model.release.clear()
+    busy = threading.Thread(target=batcher.embed, args=("transferrin",))
+    busy.start()
+    while len(model.calls) < 3:
+        time.sleep(0.001)
+    waiting = threading.Thread(target=batcher.embed, args=("iron studies",))
+    waiting.start()
+    deadline = time.monotonic() + 10
+    while batcher.in_flight < 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert batcher.in_flight == 1  # queued for the worker, not spinning on the model lock
+    model.release.set()
+    busy.join(10)
+    waiting.join(10)
+    assert threads_used[-1] == "medkb-query-batcher" and batcher.in_flight == 0
 
 
 def test_an_error_in_the_model_reaches_every_caller_of_that_batch():
