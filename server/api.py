@@ -7,6 +7,7 @@ import os
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from server.deps import AppSettings, Service
@@ -19,7 +20,7 @@ ERRORS = {code: {"model": ErrorOut} for code in (413, 422, 503)}
 
 
 @router.get("/api/search", response_model=SearchOut, responses=ERRORS)
-def search(
+async def search(
     service: Service,
     settings: AppSettings,
     q: Annotated[str | None, Query(max_length=TEXT_CEILING, description="The question or keywords.")] = None,
@@ -35,7 +36,11 @@ def search(
 ) -> SearchOut:
     filters = make_filters([*(review_status or ()), *(status or ())], [*(evidence_kind or ()), *(kind or ())], audience or (), updated_since, retracted)
     request = validate(settings, q, k, filters)
-    return search_out(service.search(request.q, request.k, request.filters), request.k)
+    # The search (model, FAISS, ranking) on the thread pool, everything else on the event loop:
+    # a plain `def` handler would also send FastAPI's check of the response through the pool,
+    # a second round trip for every request.
+    result = await run_in_threadpool(service.search, request.q, request.k, request.filters)
+    return search_out(result, request.k)
 
 
 @router.api_route("/healthz", methods=["GET", "HEAD"], response_model=HealthOut, responses=ERRORS)  # HEAD: uptime monitors

@@ -11,7 +11,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from indexer.citations import CITATION_RE, expand
-from server.deps import AppSettings, get_service
+from server.deps import AppSettings, loaded_service
 from server.errors import ApiError
 from server.links import article_path, doi_url, http_url, pubmed_url
 from server.present import search_caution, search_out
@@ -66,7 +66,7 @@ def search_page(
     if q is not None and q.strip():
         try:
             search = validate(settings, q, k)
-            context["result"] = search_out(get_service(request).search(search.q, search.k, search.filters), search.k)
+            context["result"] = search_out(loaded_service(request).search(search.q, search.k, search.filters), search.k)
             context["caution"] = search_caution(context["result"])
         except ApiError as exc:
             context["error"] = exc.message

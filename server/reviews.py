@@ -34,7 +34,7 @@ from retrieval.reviews import (
 )
 from retrieval.search import SearchService
 from server import auth
-from server.deps import AppSettings, Service, get_service
+from server.deps import AppSettings, Service, loaded_service
 from server.errors import ApiError, clip
 from server.links import article_path
 from server.review_schemas import ArticleOut, ReviewCreatedOut, ReviewIn, record_out, review_out
@@ -102,7 +102,7 @@ class ArticleView:
 
 
 def article_view(request: Request, article_id: str) -> ArticleView:
-    service = get_service(request)
+    service = loaded_service(request)
     store = review_store(request)
     record = service.article(article_id)
     if record is None:
@@ -130,7 +130,7 @@ def article_out(view: ArticleView) -> ArticleOut:
 
 def decide(request: Request, account: Account, article_id: str, decision: Decision, content_sha256: str, comment: str) -> ReviewRecord:
     """Record a decision by `account`, or raise ReviewRefused / ApiError(404)."""
-    service = get_service(request)
+    service = loaded_service(request)
     store = review_store(request)
     record = service.article(article_id)
     if record is None:
@@ -254,7 +254,7 @@ class NewsItem:
 
 def whats_new(request: Request, days: int) -> list[NewsItem]:
     """Articles approved, changed or added in the last `days` days, newest first."""
-    service = get_service(request)
+    service = loaded_service(request)
     store = review_store(request)
     statuses = service.review_statuses()
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
