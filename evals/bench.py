@@ -154,6 +154,24 @@ def tree_rss_mb(pid: int) -> float:
     return total
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` and its children (a server's
+    worker processes), from /proc/<pid>/stat (fields 14 and 15, in clock ticks)."""
+    def one(p: int) -> float:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    total = one(pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            try:
+                total += one(int(child))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return total
+
+
 def serving_processes(base: str, workers: int, timeout: float = 180) -> set[int]:
     """Wait until `workers` distinct server processes have answered `/healthz` (each request
     on a new connection, so that any worker may accept it); their process ids. Raises
@@ -196,11 +214,17 @@ def http_latency(index_dir: Path, queries: list[str], requests: int, log: Callab
             # Each level starts on fresh queries so the query cache does not flatter later levels;
             # when the pool is smaller than the requests, queries repeat and hit the cache.
             batch = [distinct[(level * requests + i) % len(distinct)] for i in range(requests)]
+            server_cpu = tree_cpu_seconds(proc.pid)
             runs.append(asyncio.run(_load(base, batch, concurrency, requests)))
-            runs[-1]["distinct_queries"] = len(set(batch))
+            server_cpu = tree_cpu_seconds(proc.pid) - server_cpu
             r = runs[-1]
+            r["distinct_queries"] = len(set(batch))
+            # What each request cost the server, and how many cores it kept busy: with every core
+            # busy, requests per second can only rise by making a request cheaper.
+            r["server_cpu_ms_per_request"] = round(server_cpu * 1000 / requests, 2)
+            r["server_cores_busy"] = round(server_cpu * r["requests_per_s"] / requests, 2)
             log(f"  http c={concurrency} (query cache {'on' if query_cache else 'off'}): {r['requests_per_s']} req/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, p99 {r['p99_ms']} ms, "
-                f"errors {r['errors']}; the clients used {r['client_cpu_share']} of a core")
+                f"errors {r['errors']}; the server used {r['server_cpu_ms_per_request']} ms of CPU a request, {r['server_cores_busy']} cores; the clients {r['client_cpu_share']} of a core")
         return {"runs": runs, "query_cache": query_cache, "workers": workers, "server_rss_mb_idle": round(rss_idle, 1),
                 "server_rss_mb_after_load": round(tree_rss_mb(proc.pid), 1)}
     finally:
@@ -338,7 +362,8 @@ def format_table(results: dict[str, Any]) -> str:
                          f"({r.get('workers', 1)} server process{'es' if r.get('workers', 1) > 1 else ''}; {r['runs'][0]['requests']} requests per level; server RSS {r['server_rss_mb_idle']} MB idle, {r['server_rss_mb_after_load']} MB after load)")
             for run in r["runs"]:
                 lines.append(f"  {run['concurrency']:>2} clients: {run['requests_per_s']:>7} req/s  p50 {run['p50_ms']:>8} ms  p95 {run['p95_ms']:>8} ms  p99 {run['p99_ms']:>8} ms  errors {run['errors']}  "
-                             f"({run.get('distinct_queries', '?')} distinct queries; clients {run.get('client_cpu_share', '?')} of a core)")
+                             f"({run.get('distinct_queries', '?')} distinct queries; server {run.get('server_cpu_ms_per_request', '?')} ms CPU a request, "
+                             f"{run.get('server_cores_busy', '?')} cores; clients {run.get('client_cpu_share', '?')} of a core)")
     fresh = results.get("fresh")
     if fresh:
         lines.append("")

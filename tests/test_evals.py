@@ -2,7 +2,9 @@
 smoke run of the whole pipeline whose outputs must be written and well-formed."""
 
 import json
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -153,6 +155,27 @@ def test_bench_smoke_prints_and_writes_its_figures(tmp_path, tiny_corpus):
     busy = {**results, "load": [{**results["load"][0], "busy": True, "load_1m": 9.0}]}
     assert "WARNING: the machine was busy during default: build and search" in format_table(busy)
     json.dumps(results)  # the JSON output is serialisable
+
+
+def test_bench_counts_the_cpu_of_a_server_and_its_worker_processes():
+    """The HTTP figures' server CPU per request is read from /proc for the server and its
+    workers: a child that burns CPU is counted, and the count only grows."""
+    import subprocess
+    import sys
+
+    from evals.bench import tree_cpu_seconds
+
+    before = tree_cpu_seconds(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\ntime.sleep(5)"])
+    try:
+        time.sleep(0.3)
+        deadline = time.monotonic() + 20
+        while tree_cpu_seconds(os.getpid()) - before < 0.4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert tree_cpu_seconds(os.getpid()) - before >= 0.4, "the busy child's CPU is counted with its parent's"
+    finally:
+        child.kill()
+        child.wait()
 
 
 @pytest.mark.model
