@@ -403,6 +403,26 @@ def test_onnx_int8_stays_close_to_torch(torch_embedder, onnx_cache):
 
 
 @pytest.mark.model
+def test_int8_quantization_blocks_the_feed_forward_outputs_and_leaves_logging_as_it_was(onnx_cache, tmp_path):
+    import logging
+
+    import onnx
+
+    from indexer.onnx_embedding import quantize_int8
+
+    fp32 = load_embedder(encoder="onnx-fp32", onnx_dir=onnx_cache).path
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    quantize_int8(fp32, tmp_path / "int8.onnx")
+    assert (list(root.handlers), root.level) == (handlers, level), "no handler or level left on the root logger"
+    assert list(tmp_path.iterdir()) == [tmp_path / "int8.onnx"], "the intermediate file is removed"
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "int8.onnx")).graph.node]
+    # Six layers: the six feed-forward output projections by blocks, the other five weight
+    # products of each (query, key, value, attention output, feed-forward input: 5 x 6 = 30) dynamic int8.
+    assert (ops.count("MatMulNBits"), ops.count("MatMulInteger")) == (6, 30)
+
+
+@pytest.mark.model
 def test_documents_embedded_on_several_threads_come_back_the_same_and_in_order(onnx_cache):
     one = load_embedder(encoder="onnx-fp32", onnx_dir=onnx_cache)
     several = load_embedder(encoder="onnx-fp32", onnx_dir=onnx_cache, document_threads=3)
