@@ -131,6 +131,7 @@ def test_a_damaged_build_is_not_swapped_in(live):
         health = client.get("/healthz").json()
         assert health["build"] == served and health["published"] == damaged.name
         assert "chunks.jsonl does not match its SHA-256" in health["reload_refused"]
+        assert health["status"] == "degraded" and health["conversations"]["status"] == "ok", health
         assert client.get("/api/search", params={"q": "iron"}).status_code == 200
         assert app.state.reloader.check_now() is False, "refused once, not retried every tick"
 
@@ -139,7 +140,7 @@ def test_a_damaged_build_is_not_swapped_in(live):
         old = {c.id: c for c in app.state.search.index.chunks}
         assert app.state.reloader.check_now() is True
         health = client.get("/healthz").json()
-        assert health["build"] == good.name and health["reload_refused"] is None
+        assert health["build"] == good.name and health["reload_refused"] is None and health["status"] == "ok", health
         new = app.state.search.index.chunks
         shared = [c for c in new if old.get(c.id) is c]
         assert len(shared) == len(old) and len(new) == len(old) + 4, "unchanged chunks are reused, not parsed again"
