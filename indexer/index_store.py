@@ -252,7 +252,8 @@ class IndexManifest:
         if built.metric != expected.metric:
             differences.append(f"metric {built.metric} != {expected.metric}")
         if differences:
-            raise IndexMismatch("the index was built with a different embedding model than the one loading it (" + "; ".join(differences) + f"). {REBUILD}")
+            reason = "the index was built with a different embedding model than the one loading it (" + "; ".join(differences) + ")"
+            raise IndexMismatch(f"{reason}. {REBUILD}", reason)
         if (built.encoder, built.precision, built.recipe) != (expected.encoder, expected.precision, expected.recipe):
             # Same weights, another runtime, precision or export recipe: close vectors, not the same ones.
             made, asked = built.setting, expected.setting
@@ -260,9 +261,10 @@ class IndexManifest:
                 detail = f"the {made} encoder's export recipe {built.recipe or '-'} (queries: {expected.recipe or '-'})"
             else:
                 detail = f"the {made} encoder, but queries would be encoded with {asked}"
-            raise IndexMismatch(f"the index was built with {detail} (MEDKB_ENCODER): the same weights give slightly different vectors on another "
-                                f"runtime, precision or recipe. Rebuild it with `MEDKB_ENCODER={asked} medkb index corpus` (`make serve` rebuilds it)"
-                                + (f", or set MEDKB_ENCODER={made} to serve it as it is." if made != asked else "."))
+            reason = (f"the index was built with {detail} (MEDKB_ENCODER): the same weights give slightly different vectors on another "
+                      "runtime, precision or recipe")
+            raise IndexMismatch(f"{reason}. Rebuild it with `MEDKB_ENCODER={asked} medkb index corpus` (`make serve` rebuilds it)"
+                                + (f", or set MEDKB_ENCODER={made} to serve it as it is." if made != asked else "."), reason)
 
 
 # ---------------------------------------------------------------- what a build holds
@@ -518,7 +520,8 @@ def _read_manifest_file(directory: Path) -> IndexManifest:
     version = data["format_version"]
     # The format first: an older build lacks newer fields and files, and its format is the real reason.
     if version != FORMAT_VERSION:
-        raise IndexMismatch(f"index {directory} has format {version}, this medkb reads format {FORMAT_VERSION}. {REBUILD}")
+        reason = f"index {directory} has format {version}, this medkb reads format {FORMAT_VERSION}"
+        raise IndexMismatch(f"{reason}. {REBUILD}", reason)
     try:
         return IndexManifest.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:

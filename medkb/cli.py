@@ -796,11 +796,17 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    from retrieval.accounts import AccountError, AccountStore
+    from retrieval.accounts import AccountError, AccountStore, store_file_state
 
     settings = _settings(args)
     location = settings.state_location(settings.accounts_path)
-    if args.users_command != "add" and isinstance(location, Path) and not location.exists():
+    state = store_file_state(location)
+    if state == "empty":
+        # Not a store, and opening it would make it one; it may be a store a failed copy truncated: it is left as it is.
+        print(f"medkb users {args.users_command}: {location} is an empty file (0 bytes), not an account store; it is left as it is: "
+              f"restore the store from a backup, or remove the file to start a new one with `medkb users add`", file=sys.stderr)
+        return 2
+    if args.users_command != "add" and state == "missing":
         # Only `add` may make the store: listing, or a token for an account, in a store that is not there would create an empty one.
         print(f"medkb users {args.users_command}: there is no account store at {location} (check --accounts-db, MEDKB_ACCOUNTS_DB "
               f"or --index-dir; `medkb users add` creates it)", file=sys.stderr)

@@ -158,6 +158,21 @@ def default_hasher():
     return PasswordHasher()  # Argon2id, RFC 9106 low-memory profile (t=3, m=64 MiB, p=4)
 
 
+def store_file_state(location: Path | str) -> str:
+    """What the account store's SQLite file at `location` is, without opening it: "missing" (no
+    file), "empty" (a 0-byte file with no write-ahead log holding data beside it: not a database,
+    though SQLite would make one of it, hiding, say, a store truncated by a failed copy), or
+    "present". A database URL (str) is "present": PostgreSQL answers for itself when opened."""
+    if not isinstance(location, Path):
+        return "present"
+    if not location.exists():
+        return "missing"
+    wal = location.with_name(location.name + "-wal")
+    if location.is_file() and location.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0):
+        return "empty"
+    return "present"
+
+
 class AccountStore:
     """Accounts in a SQLite file (`where` a path) or PostgreSQL (`where` a postgresql:// URL, or
     a Database from retrieval.stores). Lock waits last at most `timeout` seconds, waits for a

@@ -45,13 +45,16 @@ async def search(
 
 @router.api_route("/healthz", methods=["GET", "HEAD"], response_model=HealthOut, responses=ERRORS)  # HEAD: uptime monitors
 def healthz(service: Service, request: Request) -> HealthOut:
-    """The loaded index, and whether the conversation store works (probed now, within its lock timeout)."""
+    """The loaded index, whether the conversation store works (probed now, within its lock timeout), and
+    whether the newly published build was refused. Either fault makes it "degraded" (search and answers
+    still work); `conversations.reason` or `reload_refused` says why."""
     manifest = service.manifest
     store = getattr(request.app.state, "conversations", None)
     health = store.health() if store is not None else None
     conversations = StoreHealthOut(status="ok") if health and health.ok else StoreHealthOut(status="degraded", reason=health.reason if health else "not open")
     reloader = getattr(request.app.state, "reloader", None)
     live = reloader.status() if reloader is not None else {}
-    return HealthOut(status=conversations.status, chunks=manifest.counts.chunks, articles=manifest.counts.articles,
+    refused = live.get("refused")
+    return HealthOut(status="degraded" if conversations.status == "degraded" or refused else "ok", chunks=manifest.counts.chunks, articles=manifest.counts.articles,
                      build=service.info.build, model=manifest.model.name, conversations=conversations, loaded_at=service.index.loaded_at,
-                     published=live.get("published"), reload_refused=live.get("refused"), process=os.getpid())
+                     published=live.get("published"), reload_refused=refused, process=os.getpid())

@@ -4,6 +4,12 @@ given (its stored JSON: `references` in AnswerReferenceOut's shape).
 The answer-wide numbers are kept ([3] in the answer is reference 3 in every format). A
 number the source article lists no reference for is left out of RIS and BibTeX and named
 in the text. Retraction and other notices are carried along (RIS N1, BibTeX note, text).
+
+Every format names the answer's permalink (absolute, as the caller built it): the text in
+its heading; RIS and BibTeX in a record of their own for the answer, a web page (RIS `TY  -
+ELEC` with `UR`, BibTeX `@misc` with `url`), first in the file. A record holds one URL of its
+own (the RIS 2011 specification's UR is the item's URL; a second `url` in a BibTeX entry is a
+duplicate field), and a reference's is its publication's, so the permalink is not added to them.
 """
 
 from __future__ import annotations
@@ -49,8 +55,21 @@ def _resolved(references: list[dict]) -> list[dict]:
     return [r for r in references if not r.get("unresolved")]
 
 
-def ris(references: list[dict], answer_id: str) -> str:
+def _answer_title(question: str) -> str:
+    return f"medkb answer to \u201c{_clean(question)}\u201d" if _clean(question) else "medkb answer"
+
+
+def _answer_note(answer_id: str) -> str:
+    return f"medkb answer {_clean(answer_id)}, which cites the references in this file (numbered as in the answer)."
+
+
+def ris(references: list[dict], answer_id: str, question: str = "", permalink: str = "") -> str:
+    """The resolved references as RIS records (CRLF lines), preceded by a web-page record for
+    the answer itself when `permalink` (an absolute URL) is given."""
     lines: list[str] = []
+    if permalink:
+        lines += ["TY  - ELEC", f"TI  - {_answer_title(question)}", f"UR  - {_clean(permalink)}", f"N1  - {_answer_note(answer_id)}",
+                  "ER  - ", ""]
     for ref in _resolved(references):
         ids = ref.get("identifiers") or {}
         kind = "JOUR" if ids.get("pmid") or ids.get("doi") else "ELEC" if ids.get("url") else "GEN"
@@ -92,8 +111,19 @@ def _bib_key(ref: dict) -> str:
     return f"ref{ref['number']}{word.lower()}{ref.get('year') or ''}"
 
 
-def bibtex(references: list[dict], answer_id: str) -> str:
+def _bib_url(url: str) -> str:
+    # A url field is read verbatim (biblatex, url.sty): no TeX escapes, only no braces or backslash to unbalance it.
+    return _clean(url).replace("\\", "%5C").replace("{", "%7B").replace("}", "%7D")
+
+
+def bibtex(references: list[dict], answer_id: str, question: str = "", permalink: str = "") -> str:
+    """The resolved references as BibTeX entries, preceded by a `@misc` entry for the answer
+    itself (key `medkb-answer-<id>`, its `url` the permalink) when `permalink` is given."""
     entries = [f"% References of medkb answer {answer_id}, numbered as in the answer."]
+    if permalink:
+        fields = [("title", _bib(_answer_title(question))), ("howpublished", "medkb"), ("url", _bib_url(permalink)), ("note", _bib(_answer_note(answer_id)))]
+        body = ",\n".join(f"  {name} = {{{value}}}" for name, value in fields)
+        entries.append(f"@misc{{medkb-answer-{re.sub(r'[^A-Za-z0-9_-]', '', answer_id)},\n{body}\n}}")
     for ref in _resolved(references):
         ids = ref.get("identifiers") or {}
         journal = bool(ids.get("pmid") or ids.get("doi"))
@@ -147,9 +177,12 @@ def nlm(references: list[dict], answer_id: str, question: str = "", permalink: s
 
 
 def export(fmt: str, answer: dict, answer_id: str, permalink: str) -> str:
+    """The stored answer's (JSON, as given) references in `fmt`: "ris", "bib" or "txt" (NLM-style);
+    every format names `permalink`, the answer's absolute URL."""
     references = answer.get("references") or []
+    question = answer.get("question", "")
     if fmt == "ris":
-        return ris(references, answer_id)
+        return ris(references, answer_id, question, permalink)
     if fmt == "bib":
-        return bibtex(references, answer_id)
-    return nlm(references, answer_id, answer.get("question", ""), permalink)
+        return bibtex(references, answer_id, question, permalink)
+    return nlm(references, answer_id, question, permalink)

@@ -15,8 +15,8 @@ from server.deps import AppSettings, loaded_service
 from server.errors import ApiError
 from server.links import article_path, doi_url, http_url, pubmed_url
 from server.present import search_caution, search_out
-from server.queries import validate
-from server.schemas import TEXT_CEILING, ErrorOut
+from server.queries import parse_k, validate
+from server.schemas import ErrorOut
 
 router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -45,10 +45,11 @@ templates.env.filters["pubmed_url"] = pubmed_url
 templates.env.filters["doi_url"] = doi_url
 templates.env.filters["article_path"] = article_path
 
-# The page answers a query it cannot search with the page itself (HTML); a parameter of the
-# wrong type or size, or an oversized body, gets the API's JSON error shape.
+# The page answers a bad query or k (of any kind: out of range, not a number, too long) with the
+# page itself (HTML) and the reason; what the guard refuses before any page runs (an oversized
+# body, a query string that is not UTF-8) gets the API's JSON error shape.
 HTML_OR_JSON = {"text/html": {"schema": {"type": "string"}}, "application/json": {"schema": {"$ref": f"#/components/schemas/{ErrorOut.__name__}"}}}
-RESPONSES = {422: {"content": HTML_OR_JSON, "description": "The page with the reason, or the JSON error shape."},
+RESPONSES = {422: {"content": HTML_OR_JSON, "description": "The page with the reason, or the JSON error shape (a query string that is not UTF-8)."},
              503: {"content": HTML_OR_JSON, "description": "The index is not loaded yet."},
              413: {"content": HTML_OR_JSON, "description": "The request body is too large."}}
 
@@ -57,18 +58,21 @@ RESPONSES = {422: {"content": HTML_OR_JSON, "description": "The page with the re
 def search_page(
     request: Request,
     settings: AppSettings,
-    q: Annotated[str | None, Query(max_length=TEXT_CEILING)] = None,
-    k: Annotated[int | None, Query(ge=1)] = None,
+    q: Annotated[str | None, Query(description="The question or keywords (at most MEDKB_MAX_QUERY_CHARS characters).")] = None,
+    k: Annotated[str | None, Query(description="How many passages to show (1 to MEDKB_MAX_K; blank: the default).")] = None,
 ) -> HTMLResponse:
+    # Both are read as text and checked here, not by FastAPI, so that every bad value gets this
+    # page with the reason rather than the API's JSON error.
     # The query is echoed in the search box and title: never more of it than a query may hold.
     context = {"q": (q or "")[:settings.max_query_chars], "result": None, "error": None, "caution": None, "max_chars": settings.max_query_chars}
     status = 200
-    if q is not None and q.strip():
-        try:
-            search = validate(settings, q, k)
+    try:
+        wanted = parse_k(settings, k)
+        if q is not None and q.strip():
+            search = validate(settings, q, wanted)
             context["result"] = search_out(loaded_service(request).search(search.q, search.k, search.filters), search.k)
             context["caution"] = search_caution(context["result"])
-        except ApiError as exc:
-            context["error"] = exc.message
-            status = exc.status
+    except ApiError as exc:
+        context["error"] = exc.message
+        status = exc.status
     return templates.TemplateResponse(request, "search.html", context, status_code=status)

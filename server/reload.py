@@ -39,6 +39,15 @@ def _malloc_trim() -> None:
         pass
 
 
+def refusal_warning(refused: str, served: str, message: str) -> str:
+    """The line logged when the newly published build `refused` is not swapped in: which build,
+    which one is still served, then the refusal's message (why, and what to run) once, ending
+    in one full stop, e.g. "not serving newly published build B, still serving A: the index was
+    built with ... Rebuild it with `...`." The message comes last so that nothing is joined
+    after its own closing punctuation."""
+    return f"not serving newly published build {refused}, still serving {served}: {message.rstrip().rstrip('.')}."
+
+
 class Reloader:
     """Watches the `current` link of the index root that the served build belongs to and swaps
     `state.search` to each new build (see the module docstring). `status()` is what /healthz shows."""
@@ -112,8 +121,8 @@ class Reloader:
             try:
                 index = self._load(target, old)
             except IndexProblem as exc:
-                self._refused, self.refused_reason = target, exc.reason
-                log.warning("not serving newly published build %s: %s; still serving %s", target.name, exc.reason, self._served.name)
+                self._refused, self.refused_reason = target, str(exc)
+                log.warning("%s", refusal_warning(target.name, self._served.name, str(exc)))
                 return False
             new = old.over(index)
             new.warm()  # the speller and other per-build tables, here rather than in the first requests

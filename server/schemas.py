@@ -139,7 +139,8 @@ class StoreHealthOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok", "degraded"] = Field(description="degraded: search and answers work, something else does not (see the parts).")
+    status: Literal["ok", "degraded"] = Field(description="degraded: search and answers work, something else does not: the conversation store "
+                                              "(`conversations.reason` says why) or the newly published build, refused (`reload_refused` says why; an older build is served).")
     chunks: int
     articles: int
     build: str = Field(description="The build being served.")
@@ -147,7 +148,7 @@ class HealthOut(BaseModel):
     conversations: StoreHealthOut
     loaded_at: str = Field("", description="When the build being served was loaded (ISO 8601, UTC).")
     published: str | None = Field(None, description="The build the index root publishes; another than `build` while a new one loads, or when it was refused.")
-    reload_refused: str | None = Field(None, description="Why the published build is not served (it failed its integrity check), if it is not.")
+    reload_refused: str | None = Field(None, description="Why the published build is not served (damaged, or made by another model, encoder or format), and what to run, if it is not.")
     process: int = Field(0, description="The id of the server process that answered (with `medkb serve --workers N`, one of N).")
 
 

@@ -94,12 +94,12 @@ def test_reference_export_in_three_formats(client):
     assert ris.status_code == 200 and ris.headers["content-type"].startswith("application/x-research-info-systems")
     assert "attachment" in ris.headers["content-disposition"]
     records = [r for r in ris.text.split("ER  - ") if r.strip()]
-    assert len(records) == len(answer["references"])
+    assert len(records) == len(answer["references"]) + 1, "one per reference, and one for the answer"
     assert all(re.search(r"^TY  - \w+\r$", r, re.M) and "TI  - " in r for r in records)
     assert "AN  - PMID:12345" in ris.text and "UR  - https://pubmed.ncbi.nlm.nih.gov/12345/" in ris.text
     bib = client.get(base + ".bib")
     assert bib.status_code == 200 and bib.headers["content-type"].startswith("application/x-bibtex")
-    assert bib.text.count("@") == len(answer["references"]) and "pmid = {12345}" in bib.text and "title = {A review}" in bib.text
+    assert bib.text.count("@") == len(answer["references"]) + 1 and "pmid = {12345}" in bib.text and "title = {A review}" in bib.text
     txt = client.get(base + ".txt")
     assert txt.status_code == 200 and txt.headers["content-type"].startswith("text/plain")
     for ref in answer["references"]:
@@ -115,6 +115,26 @@ def test_the_text_export_gives_the_permalink_as_an_absolute_url(tiny_corpus, tmp
         answer = ask(c)
         first = c.get(f"/api/answers/{answer['answer_id']}/references.txt").text.splitlines()[0]
     assert first.endswith(f"(https://medkb.example.org/kb/answers/{answer['answer_id']})"), first
+
+
+def test_every_export_names_the_same_absolute_permalink(tiny_corpus, tmp_path):
+    """A reference manager keeps where the references came from: RIS and BibTeX each hold one record
+    for the answer, a web page whose URL is the permalink the text export is headed by; each
+    reference keeps its own publication's URL."""
+    with TestClient(make_app(tiny_corpus, tmp_path), base_url="https://medkb.example.org", root_path="/kb") as c:
+        answer = ask(c)
+        base = f"/api/answers/{answer['answer_id']}/references"
+        txt, ris, bib = (c.get(base + ext).text for ext in (".txt", ".ris", ".bib"))
+    permalink = re.search(r"\((https://[^)]+)\)$", txt.splitlines()[0]).group(1)
+    assert permalink == f"https://medkb.example.org/kb/answers/{answer['answer_id']}"
+    records = [r.strip("\r\n") for r in ris.split("ER  - ") if r.strip()]
+    named = [r for r in records if f"UR  - {permalink}\r" in r]
+    assert len(named) == 1 and named[0].startswith("TY  - ELEC\r") and "TI  - medkb answer to \u201c" in named[0], records
+    assert "UR  - https://pubmed.ncbi.nlm.nih.gov/12345/" in ris, "the references keep their own URLs"
+    entries = bib.split("\n@")
+    named = [e for e in entries if any(line.rstrip(",") == f"  url = {{{permalink}}}" for line in e.splitlines())]
+    assert len(named) == 1 and named[0].startswith(f"misc{{medkb-answer-{answer['answer_id']},"), entries
+    assert all(e.count("  url = {") <= 1 for e in entries), "a BibTeX entry holds one url"
 
 
 def test_export_carries_retraction_and_escapes():

@@ -1,5 +1,7 @@
 """The JSON API and the page through the ASGI app in-process, on a tiny corpus and a fake model."""
 
+import html
+import re
 from pathlib import Path
 
 import pytest
@@ -152,6 +154,32 @@ def test_a_k_above_the_limit_is_refused_naming_the_limit_in_force(client, k):
         assert error["details"] == [{"location": location, "message": f"must be between 1 and 20, got {k}"}]
     page = client.get("/", params={"q": "iron", "k": k})
     assert page.status_code == 422 and f"k: must be between 1 and 20, got {k}" in page.text
+
+
+@pytest.mark.parametrize(("k", "said"), [("0", "k: must be between 1 and 20, got 0"), ("-3", "k: must be between 1 and 20, got -3"),
+                                         ("21", "k: must be between 1 and 20, got 21"), ("9" * 40, "k: must be between 1 and 20, got " + "9" * 40),
+                                         ("abc", "k: must be a whole number between 1 and 20, got 'abc'"),
+                                         ("2.5", "k: must be a whole number between 1 and 20, got '2.5'")])
+@pytest.mark.parametrize("q", ["iron", None])
+def test_the_page_answers_every_bad_k_with_itself_and_the_reason(client, k, said, q):
+    """A person at the search page (a link, an edited address) gets the page with what is wrong and a
+    4xx, whatever is wrong with k, with or without a query; the JSON API keeps its JSON error."""
+    page = client.get("/", params={"q": q, "k": k} if q else {"k": k})
+    assert page.status_code == 422 and page.headers["content-type"].startswith("text/html"), (page.status_code, page.text[:200])
+    shown = re.findall(r'<p class="error" role="alert">(.*?)</p>', page.text)
+    assert [html.unescape(m) for m in shown] == [said], shown
+    assert 'name="q"' in page.text and (q is None or 'value="iron"' in page.text)
+    api = client.get("/api/search", params={"q": "iron", "k": k})
+    assert api.status_code == 422 and api.json()["error"]["message"].startswith("k: "), api.text
+
+
+def test_the_page_answers_other_bad_parameters_with_itself(client):
+    """A query over the API's ceiling too (10,000 characters): the page, not JSON. A blank k is the default."""
+    page = client.get("/", params={"q": "iron " * 2001})
+    assert page.status_code == 422 and page.headers["content-type"].startswith("text/html") and "limit is 100" in page.text
+    assert client.get("/api/search", params={"q": "iron " * 2001}).json()["error"]["code"] == "invalid_request"
+    page = client.get("/", params={"q": "iron", "k": ""})
+    assert page.status_code == 200 and 'class="error"' not in page.text
 
 
 def test_an_ask_without_k_is_never_refused_for_a_k_it_did_not_send(tiny_corpus, tmp_path):

@@ -131,6 +131,7 @@ def test_a_damaged_build_is_not_swapped_in(live):
         health = client.get("/healthz").json()
         assert health["build"] == served and health["published"] == damaged.name
         assert "chunks.jsonl does not match its SHA-256" in health["reload_refused"]
+        assert health["status"] == "degraded" and health["conversations"]["status"] == "ok", health
         assert client.get("/api/search", params={"q": "iron"}).status_code == 200
         assert app.state.reloader.check_now() is False, "refused once, not retried every tick"
 
@@ -139,10 +140,41 @@ def test_a_damaged_build_is_not_swapped_in(live):
         old = {c.id: c for c in app.state.search.index.chunks}
         assert app.state.reloader.check_now() is True
         health = client.get("/healthz").json()
-        assert health["build"] == good.name and health["reload_refused"] is None
+        assert health["build"] == good.name and health["reload_refused"] is None and health["status"] == "ok", health
         new = app.state.search.index.chunks
         shared = [c for c in new if old.get(c.id) is c]
         assert len(shared) == len(old) and len(new) == len(old) + 4, "unchanged chunks are reused, not parsed again"
+
+
+@pytest.mark.parametrize("fault", ["damaged", "another encoder"])
+def test_a_refused_build_is_logged_in_one_well_formed_line(live, caplog, fault):
+    """Which build is refused, which one is still served, then the refusal (why, and what to run)
+    once, with one full stop: the reason's own closing punctuation was joined to '; still serving'."""
+    import logging
+    import re
+
+    from fakes import fake_for_encoder
+
+    corpus, root, cache, settings = live
+    caplog.set_level(logging.INFO)
+    app = make_app(dataclasses.replace(settings, reload_seconds=0))
+    with TestClient(app):
+        served = app.state.search.index.directory.name
+        write_article(corpus, 60)
+        refused = build_index([corpus], root, fake_for_encoder("onnx-int8") if fault == "another encoder" else FakeEmbedder(), cache=cache).directory
+        if fault == "damaged":
+            (refused / "chunks.jsonl").write_bytes((refused / "chunks.jsonl").read_bytes()[:-10])
+        assert app.state.reloader.check_now() is False
+    lines = [r.getMessage() for r in caplog.records if r.name == "medkb.server" and r.levelno == logging.WARNING]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    head = f"not serving newly published build {refused.name}, still serving {served}: "
+    assert line.startswith(head), line
+    said = line.removeprefix(head)
+    what = "onnx-int8 encoder, but queries would be encoded with torch" if fault == "another encoder" else "chunks.jsonl"
+    assert what in said and "Rebuild it with `" in said, said
+    assert said.endswith(".") and not said.endswith(".."), said
+    assert not re.search(r"[.;:,]\s*[.;:,]", line), line
 
 
 def test_no_request_fails_during_swaps_and_each_sees_one_build(live):

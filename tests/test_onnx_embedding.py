@@ -71,10 +71,29 @@ def test_staleness_names_another_encoder(tiny_corpus, tmp_path, fake_embedder):
     build_index([tiny_corpus], root, fake_embedder)
     args = (root, [tiny_corpus], ChunkerSettings(), fake_embedder.checksum)
     assert staleness(*args, ModelInfo.of(fake_embedder)) is None
-    assert "torch encoder, but queries would be encoded with onnx-int8" in staleness(*args, ModelInfo.of(fake_for_encoder("onnx-int8")))
+    reason = staleness(*args, ModelInfo.of(fake_for_encoder("onnx-int8")))
+    assert "torch encoder, but queries would be encoded with onnx-int8" in reason
+    # What `medkb index --if-stale` prints before rebuilding: why, not the refusal's advice to rebuild.
+    assert "Rebuild" not in reason and "medkb index" not in reason and "set MEDKB_ENCODER" not in reason, reason
     # build_index(if_stale=True) rebuilds rather than keeping the torch build.
     report = build_index([tiny_corpus], root, fake_for_encoder("onnx-int8"), if_stale=True)
     assert load_index(root).manifest.model.setting == "onnx-int8" and report.chunks > 0
+
+
+@pytest.mark.parametrize("asked", [{"dim": 7}, {"encoder": "torch", "precision": "fp32", "recipe": ""}, {"recipe": "int8/99"}])
+def test_a_mismatch_says_what_to_run_and_its_reason_does_not(asked, tiny_corpus, tmp_path):
+    """The refusal (serve, search) tells the user what to run; its reason alone is what a caller that
+    acts on it shows (`medkb index --if-stale` rebuilding, a server refusing a new build)."""
+    import dataclasses
+
+    root = tmp_path / "index"
+    build_index([tiny_corpus], root, fake_for_encoder("onnx-int8"))
+    manifest = load_index(root).manifest
+    with pytest.raises(IndexMismatch) as info:
+        manifest.check_model(dataclasses.replace(manifest.model, **asked))
+    reason = info.value.reason
+    assert str(info.value).startswith(reason + ". Rebuild it with "), str(info.value)
+    assert "Rebuild" not in reason and "medkb index" not in reason and not reason.endswith("."), reason
 
 
 def test_the_build_cache_keeps_vectors_apart_by_encoder(fake_embedder):
@@ -237,7 +256,9 @@ def test_index_if_stale_rebuilds_and_serve_refuses_another_encoder(tiny_corpus, 
 
     rebuilt = _cli("index", str(tiny_corpus), "--index-dir", root, "--if-stale", env={**env, "MEDKB_ENCODER": "onnx-int8"})
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert "rebuilding: the index was built with the torch encoder" in rebuilt.stderr
+    said = next(line for line in rebuilt.stderr.splitlines() if "rebuilding" in line)
+    assert said.startswith("medkb index: rebuilding: the index was built with the torch encoder"), said
+    assert "Rebuild" not in said and "make serve" not in said and "to serve it as it is" not in said, said
     assert load_index(Path(root)).manifest.model.setting == "onnx-int8"
 
 

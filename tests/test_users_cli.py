@@ -122,3 +122,36 @@ def test_users_commands_other_than_add_refuse_a_store_that_does_not_exist(tmp_pa
     # The default store beside the index root is held to the same rule.
     code, _, err = run(monkeypatch, capsys, "users", "--index-dir", str(tmp_path / "var" / "index"), *action)
     assert code == 2 and str(tmp_path / "var" / "accounts.sqlite") in err and not (tmp_path / "var").exists()
+
+
+@pytest.mark.parametrize("action", [["list"], ["token", "ada"], ["revoke-token", "ada"], ["add", "ada", "--role", "reviewer", "--password-stdin"]])
+def test_users_commands_refuse_an_empty_store_file_and_leave_it(tmp_path, monkeypatch, capsys, action):
+    """A 0-byte file where the store should be (a failed copy or restore, a `touch`) is not a store:
+    one line naming it and exit 2, for `add` too, and the file is left as it was (SQLite would
+    otherwise make an empty store of it and `list` would say nothing)."""
+    db = tmp_path / "accounts.sqlite"
+    db.touch()
+    code, out, err = run(monkeypatch, capsys, "users", "--accounts-db", str(db), *action, stdin="a long enough password\n")
+    assert code == 2 and out == "", out
+    assert err.startswith(f"medkb users {action[0]}: {db} is an empty file (0 bytes), not an account store") and len(err.strip().splitlines()) == 1, err
+    assert db.exists() and db.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["accounts.sqlite"]
+    # Removed, as the message says, `add` starts a new store.
+    db.unlink()
+    code, _, err = run(monkeypatch, capsys, "users", "--accounts-db", str(db), "add", "ada", "--role", "reviewer", "--password-stdin",
+                       stdin="a long enough password\n")
+    assert code == 0 and AccountStore(db).get("ada") is not None, err
+
+
+def test_the_store_file_state_is_read_without_opening_it(tmp_path):
+    from retrieval.accounts import store_file_state
+
+    db = tmp_path / "accounts.sqlite"
+    assert store_file_state(db) == "missing"
+    db.touch()
+    assert store_file_state(db) == "empty" and db.stat().st_size == 0
+    (tmp_path / "accounts.sqlite-wal").write_bytes(b"\0" * 32)  # data in a write-ahead log beside it: SQLite's to judge
+    assert store_file_state(db) == "present"
+    other = tmp_path / "other.sqlite"
+    AccountStore(other)  # a new store, in use (WAL): its header is written at once
+    assert store_file_state(other) == "present"
+    assert store_file_state("postgresql://medkb@127.0.0.1:1/medkb") == "present"
