@@ -282,13 +282,19 @@ class LearnedRanker:
     LightGBM text models, checked against LightGBM's own predict: tests/test_ranker_scoring.py),
     compiled once per process when the ranker loads (about 0.5 s for the committed 300 trees).
     Measured for 250 candidates x 24 features, one thread: 0.10 ms against 0.86 ms for
-    `lightgbm.Booster.predict`, about a tenth of a cached search at MedQuAD scale.
+    `lightgbm.Booster.predict`, about a tenth of a cached search at MedQuAD scale. Where lleaves
+    is not installed (Python 3.14 and later: lleaves 1.3 needs llvmlite < 0.45, which has no
+    wheel for them; pyproject installs it only below 3.14), LightGBM's own predict scores, the
+    same scores more slowly; `scorer` says which.
     """
 
-    def __init__(self, compiled, card: dict[str, Any]):
+    def __init__(self, compiled, card: dict[str, Any], scorer: str = "lleaves"):
+        """`compiled`: anything with lleaves' `predict(rows, n_jobs=...) -> (n,)`; `scorer`
+        names it (lleaves | lightgbm)."""
         _check_card(card)
         self._compiled = compiled
         self.card = card
+        self.scorer = scorer
 
     @classmethod
     def load(cls, model_file: Path = MODEL_FILE, card_file: Path = CARD_FILE) -> "LearnedRanker":
@@ -296,9 +302,13 @@ class LearnedRanker:
 
         Raises ValueError when the card lists other features than FEATURES, OSError when a
         file cannot be read."""
-        import lleaves
-
         card = _check_card(json.loads(Path(card_file).read_text(encoding="utf-8")))  # before the compiler's half second
+        try:
+            import lleaves
+        except ImportError:  # not installed on this Python (see the class docstring)
+            import lightgbm
+
+            return cls(_BoosterScorer(lightgbm.Booster(model_file=str(model_file))), card, scorer="lightgbm")
         compiled = lleaves.Model(model_file=str(model_file))
         compiled.compile()
         return cls(compiled, card)
@@ -318,6 +328,16 @@ class LearnedRanker:
         if not len(features):
             return np.zeros(0)
         return np.asarray(self._compiled.predict(np.ascontiguousarray(features, dtype=np.float64), n_jobs=1), dtype=np.float64)
+
+
+class _BoosterScorer:
+    """LightGBM's own predict behind lleaves' `predict(rows, n_jobs)`."""
+
+    def __init__(self, booster):
+        self._booster = booster
+
+    def predict(self, rows: np.ndarray, n_jobs: int = 1) -> np.ndarray:
+        return self._booster.predict(rows, num_threads=n_jobs)
 
 
 def _check_card(card: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 import html
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -239,3 +240,55 @@ def test_importing_the_server_loads_no_model():
     code = f"import server.app, retrieval.search, indexer.build, sys; print(*[m in sys.modules for m in {heavy!r}])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent)
     assert out.stdout.split() == ["False"] * len(heavy), dict(zip(heavy, out.stdout.split(), strict=True))
+
+
+def _slow_app(tiny_corpus, tmp_path, encode_queries=None):
+    """The app over the tiny corpus whose searches each wait until two are inside `search` at once
+    (a barrier: searches that queued behind each other would time out there and fail)."""
+    root = tmp_path / "index"
+    build_index([tiny_corpus], root, FakeEmbedder())
+    both_inside = threading.Barrier(2, timeout=10)
+
+    class Model(FakeEmbedder):
+        def encode_queries(self, texts):
+            return encode_queries(texts) if encode_queries else super().encode_queries(texts)
+
+    class Slow(SearchService):
+        def search(self, query, *args, **kwargs):
+            if query.startswith("slow"):
+                both_inside.wait()
+            return super().search(query, *args, **kwargs)
+
+    settings = Settings(index_dir=root, conversations_db=tmp_path / "conversations.sqlite")
+    return create_app(settings, service_factory=lambda s: Slow(load_index(s.index_dir), Model()))
+
+
+def test_two_searches_run_at_once_and_the_event_loop_stays_free(tiny_corpus, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = _slow_app(tiny_corpus, tmp_path)
+    with TestClient(app, raise_server_exceptions=False) as client, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(client.get, "/api/search", params={"q": "slow iron"})
+        # While the first waits for a second search, the loop still answers other requests.
+        assert client.get("/healthz").status_code == 200
+        second = pool.submit(client.get, "/api/search", params={"q": "slow ferritin"})
+        assert first.result(timeout=30).status_code == 200 and second.result(timeout=30).status_code == 200
+
+
+def test_a_model_error_during_a_search_is_a_json_500_without_the_trace(tiny_corpus, tmp_path):
+    def broken(texts):
+        raise RuntimeError("secret model detail")
+
+    app = _slow_app(tiny_corpus, tmp_path, encode_queries=broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/api/search", params={"q": "iron deficiency"})
+        assert (r.status_code, r.headers["content-type"]) == (500, "application/json")
+        assert r.json()["error"]["code"] == "internal_error" and "secret" not in r.text and "Traceback" not in r.text
+        # The failure is this request's only: the next one still reaches the model (and fails the same way, not hangs).
+        assert client.get("/api/search", params={"q": "ferritin"}).status_code == 500
+
+
+def test_a_search_before_the_index_is_loaded_is_a_json_503(app):
+    client = TestClient(app, raise_server_exceptions=False)  # not entered: the lifespan has not loaded the index
+    r = client.get("/api/search", params={"q": "iron"})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable"

@@ -195,3 +195,119 @@ def test_a_model_answering_with_the_wrong_number_of_vectors_fails_that_batch_and
         batcher.embed("ferritin", timeout=5)
     broken["on"] = False
     np.testing.assert_allclose(batcher.embed("ferritin", timeout=5), model.encode_queries(["ferritin"])[0])
+
+
+def test_many_threads_each_get_their_own_vector_or_the_error_and_nothing_is_left_in_flight():
+    """Searches on many threads at once, through both paths (a lone query on its own thread, the
+    others batched on the worker), with a model that sometimes fails or answers short: every
+    caller gets its own vector or an error, none hangs, the model is never run twice at once."""
+    import random
+
+    running, overlaps, threads_used = [0], [0], set()
+    guard = threading.Lock()
+
+    def encode(texts):
+        with guard:
+            running[0] += 1
+            overlaps[0] += running[0] > 1
+            threads_used.add(threading.current_thread().name == "medkb-query-batcher")
+        try:
+            time.sleep(random.random() * 0.002)
+            if any(t.startswith("fail") for t in texts):
+                raise RuntimeError("model failed")
+            if any(t.startswith("short") for t in texts):
+                return np.zeros((len(texts) - 1, 2), np.float32)
+            return np.array([[float(t.split()[1]), len(texts)] for t in texts], np.float32)
+        finally:
+            with guard:
+                running[0] -= 1
+
+    batcher = QueryBatcher(encode, window_ms=1, max_batch=8)
+    wrong: list[tuple[str, object]] = []
+    answered = [0]
+
+    def caller(seed: int) -> None:
+        rng = random.Random(seed)
+        for j in range(60):
+            kind = rng.choices(["ok", "fail", "short"], [0.9, 0.07, 0.03])[0]
+            text = f"{kind} {seed * 1000 + j}"
+            try:
+                if rng.random() < 0.7:
+                    with batcher.arriving() as arrival:
+                        time.sleep(rng.random() * 0.001)  # reading the query
+                        vector = batcher.embed(text, timeout=20, arrival=arrival)
+                else:
+                    vector = batcher.embed(text, timeout=20)
+            except (RuntimeError, ValueError):
+                continue  # its own batch's error: a failing query, or one batched with it
+            except BaseException as exc:
+                wrong.append((text, exc))
+                continue
+            with guard:
+                answered[0] += 1
+            if kind != "ok" or vector[0] != seed * 1000 + j:
+                wrong.append((text, vector))
+
+    threads = [threading.Thread(target=caller, args=(seed,)) for seed in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a caller hung"
+    assert wrong == []
+    assert (batcher.in_flight, batcher._arriving, overlaps[0]) == (0, 0, 0)
+    assert threads_used == {True, False}, "both the caller's own thread and the worker encoded"
+    assert batcher.queries == answered[0] > 0, "every vector of a batch that succeeded reached its caller"
+
+
+def test_searches_on_many_threads_find_what_each_finds_alone(tiny_corpus, tmp_path):
+    """Through SearchService (query cache, announcements, both batcher paths): a search run
+    alongside many others gets the passages it gets alone, or its model's error; a vector never
+    reaches, or is cached for, another query."""
+    import random
+
+    from indexer.build import build_index
+    from indexer.index_store import load_index
+    from retrieval.search import SearchService
+
+    build_index([tiny_corpus], tmp_path / "index", FakeEmbedder())
+
+    class Flaky(FakeEmbedder):
+        def encode_queries(self, texts):
+            time.sleep(random.random() * 0.002)
+            if any("zinc" in t for t in texts):
+                raise RuntimeError("model failed")
+            return super().encode_queries(texts)
+
+    words = "iron ferritin microcytosis lead thalassemia transfusion intravenous oral deficiency anaemia zinc".split()
+    rng = random.Random(0)
+    queries = [" ".join(rng.sample(words, 3)) for _ in range(40)]
+
+    def ids(service, query):
+        try:
+            return [(h.chunk.id, round(h.score, 6)) for h in service.search(query, 5).hits]
+        except RuntimeError:
+            return "error"
+
+    solo = SearchService(load_index(tmp_path / "index"), Flaky(), cache_size=0)
+    alone = {q: ids(solo, q) for q in queries}  # one at a time: each on its own, errors only its own
+    assert any(v == "error" for v in alone.values()) and any(v and v != "error" for v in alone.values())
+    service = SearchService(load_index(tmp_path / "index"), Flaky(), cache_size=64)
+    wrong: list = []
+
+    def caller(seed: int) -> None:
+        r = random.Random(seed)
+        for _ in range(25):
+            q = r.choice(queries)
+            got = ids(service, q)
+            if got != alone[q] and got != "error":  # an error is its batch's: a query batched with a failing one gets it too
+                wrong.append((q, got, alone[q]))
+
+    threads = [threading.Thread(target=caller, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads) and wrong == []
+    assert (service._batcher.in_flight, service._batcher._arriving) == (0, 0)
+    assert [ids(service, q) for q in queries] == [alone[q] for q in queries], "nothing wrong was left in the query cache"

@@ -48,3 +48,21 @@ def test_a_freshly_trained_ranker_scores_as_lightgbm_does(tmp_path):
     held_out = _rows(1000, 2)
     np.testing.assert_allclose(ranker.score(held_out), booster.predict(held_out), rtol=0, atol=1e-9)
     assert ranker.score(np.zeros((0, len(FEATURES)))).shape == (0,)
+
+
+@pytest.mark.skipif(not MODEL_FILE.exists(), reason="no committed ranker (retrieval/data/ranker.txt)")
+def test_without_lleaves_the_ranker_scores_with_lightgbm(monkeypatch):
+    """Where lleaves cannot be installed (Python 3.14 and later: no llvmlite < 0.45 wheel), the
+    ranker still loads, from LightGBM, with the same scores."""
+    import sys
+
+    import lightgbm
+
+    compiled = LearnedRanker.load()
+    monkeypatch.setitem(sys.modules, "lleaves", None)  # `import lleaves` raises ImportError
+    ranker = LearnedRanker.load()
+    x = _rows(500, 3)
+    assert (compiled.scorer, ranker.scorer) == ("lleaves", "lightgbm")
+    np.testing.assert_allclose(ranker.score(x), lightgbm.Booster(model_file=str(MODEL_FILE)).predict(x), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ranker.score(x), compiled.score(x), rtol=0, atol=1e-9)
+    assert ranker.score(np.zeros((0, len(FEATURES)))).shape == (0,)
