@@ -49,7 +49,6 @@ class Settings:
     max_conversations: int = _setting(10000, "MEDKB_MAX_CONVERSATIONS", "Conversations kept at once (least recently used dropped first).")
     malloc_arenas: int = _setting(2, "MEDKB_MALLOC_ARENAS", "glibc malloc arenas `medkb serve` allows (0: glibc's default of 8 per core); fewer arenas keep RSS from staying high after a burst of concurrent requests.")
     workers: int = _setting(1, "MEDKB_WORKERS", "Server processes `medkb serve` runs (uvicorn workers sharing one port), so that searches use more than one core; each loads its own copy of the model and the index (memory grows by about one server's RSS per worker) and has its own start limiter (MEDKB_CONVERSATION_STARTS_PER_MINUTE counts per process). Conversations, answers, reviews and accounts are shared through their files or the database.")
-    switch_interval_ms: float = _setting(0.5, "MEDKB_SWITCH_INTERVAL_MS", "How long a server thread running Python may keep the interpreter lock while another thread waits for it (Python's switch interval; its own default is 5 ms). A search whose model call or FAISS scan has just finished waits for the lock this long at most, with its core idle meanwhile; more than 0.")
     batch_window_ms: float = _setting(2.0, "MEDKB_BATCH_WINDOW_MS", "Most milliseconds a query waits for others to share its model call, and only while other searches are on their way to the model (a lone query never waits; 0: only those already waiting).")
     max_per_article: int = _setting(3, "MEDKB_MAX_PER_ARTICLE", "Most passages one article may contribute to a result page (0: no cap).")
     reviews_db: Path | None = _setting(None, "MEDKB_REVIEWS_DB", "SQLite file of the append-only review log (and reviewed article versions); default: reviews.sqlite beside the index root.")
@@ -162,7 +161,7 @@ class Settings:
         return self.onnx_dir or self.index_dir.parent / "onnx"
 
 
-_FLOATS = ("batch_window_ms", "conversations_timeout", "reload_seconds", "db_connect_timeout", "switch_interval_ms")
+_FLOATS = ("batch_window_ms", "conversations_timeout", "reload_seconds", "db_connect_timeout")
 # Whole numbers where 0 means something (off, no cap, glibc's default); every other count is at least 1.
 _ZERO_ALLOWED = ("build_cache_mb", "build_threads", "query_cache_size", "sentence_cache_size", "malloc_arenas", "max_per_article",
                  "conversation_starts_per_minute", "watch_debounce_ms")
@@ -171,7 +170,7 @@ _ZERO_ALLOWED = ("build_cache_mb", "build_threads", "query_cache_size", "sentenc
 def _check_range(name: str, value: Any, env: str, raw: str) -> None:
     """Refuse a value of the right type that no setting can use (a negative count, NaN seconds,
     a limit of 0 that would refuse every request): SettingError naming the variable."""
-    if name in ("db_connect_timeout", "switch_interval_ms"):  # 0: every connection refused; no switch interval
+    if name == "db_connect_timeout":  # 0 would refuse every connection
         if not (math.isfinite(value) and value > 0):
             raise SettingError(f"{env}={raw!r}: expected a number of seconds more than 0")
     elif name in _FLOATS:

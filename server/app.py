@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -75,8 +74,6 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         _log_like_uvicorn()
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(settings.switch_interval_ms / 1000)  # process-wide: each worker process sets its own
         app.state.search = factory(settings)
         # The speller and other per-build tables now, before the port opens: made lazily, they
         # held the first requests of each worker for seconds (3 s at MedQuAD scale).
@@ -94,7 +91,6 @@ def create_app(settings: Settings | None = None, service_factory: Callable[[Sett
         app.state.reloader.start()
         yield
         app.state.reloader.stop()
-        sys.setswitchinterval(switch_interval)
         backend = getattr(app.state.search, "backend", None)
         if backend is not None:
             backend.close()  # the database connections of MEDKB_BACKEND=postgres

@@ -49,7 +49,6 @@ def test_the_command_line_reports_a_bad_setting_in_one_line_and_exits_2(monkeypa
     ("MEDKB_RELOAD_SECONDS", "nan", "a number of at least 0"),
     ("MEDKB_BATCH_WINDOW_MS", "-1", "a number of at least 0"),
     ("MEDKB_CONVERSATIONS_TIMEOUT", "inf", "a number of at least 0"),
-    ("MEDKB_SWITCH_INTERVAL_MS", "0", "more than 0"),  # Python refuses a switch interval of 0: the server would not start
 ])
 def test_a_value_no_setting_can_use_is_a_one_line_error_naming_it(env, value, expected):
     with pytest.raises(SettingError) as caught:
@@ -101,23 +100,3 @@ def test_build_threads_default_to_the_cpus_this_process_may_use(monkeypatch):
     assert Settings.from_env({"MEDKB_BUILD_THREADS": "1"}).document_threads() == 1
     with pytest.raises(SettingError, match="MEDKB_BUILD_THREADS"):
         Settings.from_env({"MEDKB_BUILD_THREADS": "-2"})
-
-
-def test_the_server_runs_with_its_switch_interval_and_restores_the_old_one_when_it_stops(tmp_path, default_corpus_index):
-    import sys
-
-    from fastapi.testclient import TestClient
-
-    from indexer.index_store import load_index
-    from retrieval.search import SearchService
-    from server.app import create_app
-
-    from fakes import FakeEmbedder
-
-    before = sys.getswitchinterval()
-    settings = Settings(index_dir=default_corpus_index, conversations_db=tmp_path / "c.sqlite", reviews_db=tmp_path / "r.sqlite",
-                        accounts_db=tmp_path / "a.sqlite", answers_db=tmp_path / "answers.sqlite", switch_interval_ms=0.7)
-    with TestClient(create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))) as client:
-        assert client.get("/api/search", params={"q": "ferritin"}).status_code == 200
-        assert sys.getswitchinterval() == pytest.approx(0.0007)
-    assert sys.getswitchinterval() == before
