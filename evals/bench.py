@@ -338,7 +338,9 @@ def medquad_questions(medquad_dir: Path, n: int) -> list[str]:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    lines = [f"medkb bench  ({results['machine']['cpus']} cpus, {results['machine']['platform']}, python {results['machine']['python']})", ""]
+    m = results["machine"]
+    cpu = f"{m['cpu_model']} ({' '.join(m['cpu_flags']) or 'no AVX2 or later'})" if m.get("cpu_model") else "unknown CPU"
+    lines = [f"medkb bench  ({m['cpus']} cpus, {cpu}, {m['platform']}, python {m['python']})", ""]
     head = f"{'size':<10} {'chunks':>8} {'build ch/s':>10} {'vs raw':>7} {'search p50/p95/p99 ms (uncached)':>34} {'cached p50':>10} {'B/chunk':>8} {'RSS MB':>7}"
     lines += [head, "-" * len(head)]
     for name in ("default", "medquad"):

@@ -4,6 +4,7 @@ score them, and write the run, the metrics, per-query results and reports."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -96,8 +97,30 @@ def git_state() -> dict[str, Any]:
         return {"commit": "unknown", "dirty": None}
 
 
+# The instruction-set extensions that decide how fast the model runs: ONNX Runtime's int8 kernels
+# use VNNI where the CPU has it, which can make the same build several times faster.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
 def machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+    """Where a run was measured: platform, Python, CPU count, and the CPU's model name and the
+    SPEED_FLAGS it has (py-cpuinfo; empty when it cannot tell), since timings from two machines
+    are not comparable. A new dict each call; the CPU is read once per process (about a second:
+    py-cpuinfo reads it in a subprocess)."""
+    return {"platform": platform.platform(), "python": sys.version.split()[0], "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "cpu_model": _cpu()[0], "cpu_flags": list(_cpu()[1])}
+
+
+@functools.cache
+def _cpu() -> tuple[str, tuple[str, ...]]:
+    import cpuinfo
+
+    try:
+        info = cpuinfo.get_cpu_info()
+    except Exception:  # py-cpuinfo probes the platform in many ways; any failure only loses the label
+        info = {}
+    flags = set(info.get("flags", ()))
+    return info.get("brand_raw", ""), tuple(f for f in SPEED_FLAGS if f in flags)
 
 
 @dataclass

@@ -150,6 +150,14 @@ def test_bench_smoke_prints_and_writes_its_figures(tmp_path, tiny_corpus):
     assert synthetic["vectors"] == 5000 and all(0 <= ivf["recall@10_vs_flat"] <= 1 for ivf in synthetic["ivf"])
     table = format_table(results)
     assert "default" in table and "vector search alone" in table
+    # Which CPU, since figures from two machines are not comparable: the model name as the
+    # kernel reports it, and the instruction sets the model's speed depends on.
+    cpu = results["machine"]
+    if Path("/proc/cpuinfo").exists():
+        model_names = {line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")}
+        assert cpu["cpu_model"] in model_names and cpu["cpu_model"] in table.splitlines()[0]
+        has_avx2 = " avx2 " in " " + Path("/proc/cpuinfo").read_text().replace("\n", " ") + " "
+        assert ("avx2" in cpu["cpu_flags"]) == has_avx2
     assert [entry["measurement"] for entry in results["load"]] == ["default: build and search", "synthetic vectors"]
     assert all(entry["load_1m"] >= 0 and isinstance(entry["busy"], bool) for entry in results["load"])
     busy = {**results, "load": [{**results["load"][0], "busy": True, "load_1m": 9.0}]}
