@@ -49,12 +49,20 @@ def _cannot_use(command: str, store: str, location: Path | str, exc: BaseExcepti
 
 def _check_state_stores(command: str, settings: Settings) -> int:
     """Open the review log and the accounts as a server would (creating them if missing), so
-    that one that cannot be used is one line and exit 2 before anything starts; 0 when both open."""
-    from retrieval.accounts import AccountStore
+    that one that cannot be used is one line and exit 2 before anything starts; 0 when both open.
+    A 0-byte file where either should be is refused before either is opened, and left as it is."""
+    from retrieval.accounts import AccountStore, EmptyStoreFile, refuse_empty_store_file
     from retrieval.reviews import ReviewStore
 
-    for name, store_class, location in (("review log", ReviewStore, settings.state_location(settings.reviews_path)),
-                                        ("account store", AccountStore, settings.state_location(settings.accounts_path))):
+    stores = (("review log", ReviewStore, settings.state_location(settings.reviews_path)),
+              ("account store", AccountStore, settings.state_location(settings.accounts_path)))
+    for name, _, location in stores:
+        try:
+            refuse_empty_store_file(location, name)
+        except EmptyStoreFile as exc:
+            print(f"medkb {command}: {exc}", file=sys.stderr)
+            return 2
+    for name, store_class, location in stores:
         try:
             store_class(location, connect_timeout=settings.db_connect_timeout).db.close()
         except _store_errors(settings) as exc:

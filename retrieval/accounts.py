@@ -159,10 +159,11 @@ def default_hasher():
 
 
 def store_file_state(location: Path | str) -> str:
-    """What the account store's SQLite file at `location` is, without opening it: "missing" (no
-    file), "empty" (a 0-byte file with no write-ahead log holding data beside it: not a database,
-    though SQLite would make one of it, hiding, say, a store truncated by a failed copy), or
-    "present". A database URL (str) is "present": PostgreSQL answers for itself when opened."""
+    """What a store's SQLite file (the accounts, the review log, the conversations) at `location`
+    is, without opening it: "missing" (no file), "empty" (a 0-byte file with no write-ahead log
+    holding data beside it: not a database, though SQLite would make one of it, hiding, say, a
+    store truncated by a failed copy), or "present". A database URL (str) is "present":
+    PostgreSQL answers for itself when opened."""
     if not isinstance(location, Path):
         return "present"
     if not location.exists():
@@ -171,6 +172,20 @@ def store_file_state(location: Path | str) -> str:
     if location.is_file() and location.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0):
         return "empty"
     return "present"
+
+
+class EmptyStoreFile(Exception):
+    """A 0-byte file where a store's SQLite file should be (store_file_state's "empty"); the
+    message names the file, says it is left as it is, and what to do."""
+
+
+def refuse_empty_store_file(location: Path | str, store: str) -> None:
+    """Raise EmptyStoreFile when the `store` ("review log", "account store") at `location` is a
+    0-byte file, before anything opens it (SQLite would make an empty store of it)."""
+    if store_file_state(location) == "empty":
+        article = "an" if store[:1] in "aeiou" else "a"
+        raise EmptyStoreFile(f"{location} is an empty file (0 bytes), not {article} {store}; it is left as it is: "
+                             f"restore the {store} from a backup, or remove the file to start a new one")
 
 
 class AccountStore:

@@ -9,7 +9,7 @@ at most `max_turns` questions (the oldest go first), one client holds at most
 Ids are 192 random bits (`secrets.token_urlsafe(24)`, 32 characters of A-Z a-z 0-9 _ -):
 holding the id is what lets a client continue a conversation.
 
-A store that cannot be used (a corrupt or truncated file, a read-only file or folder, a
+A store that cannot be used (a corrupt, truncated or empty file, a read-only file or folder, a
 lock held by another process; a PostgreSQL server that is unreachable, read-only or holds a
 lock on the tables) never raises anything but `ConversationStoreUnavailable`,
 quickly: lock waits last `timeout` seconds, and after a failure the store is not tried
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from retrieval.accounts import store_file_state
 from retrieval.stores import Connection, Database, Schema, open_database
 
 log = logging.getLogger("medkb.conversations")
@@ -91,6 +92,11 @@ class ConversationNotFound(KeyError):
     pass
 
 
+class EmptyFile(sqlite3.DatabaseError):
+    """A 0-byte file where the conversations file should be (accounts.store_file_state): not a
+    store, though SQLite would make an empty one of it; the store leaves it as it is."""
+
+
 class ConversationStoreUnavailable(RuntimeError):
     """The store cannot be read or written now; `reason` says why in a few words."""
 
@@ -124,6 +130,10 @@ def diagnose(exc: BaseException, path: Path) -> tuple[str, str]:
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return ("locked: another process holds a lock on the conversations file",
                 f"another process holds a lock on {path}: stop it (`fuser {path}` names it); {off}")
+    if isinstance(exc, EmptyFile):
+        return ("empty: a 0-byte file, not a conversation store",
+                f"{path} is an empty file (0 bytes), not a conversation store; it is left as it is: restore it from a backup, "
+                f"or remove it to start a new one; {off}")
     if "readonly" in text or "read-only" in text or "unable to open" in text or (
             isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR)):
         return (f"not writable: {exc}",
@@ -184,6 +194,8 @@ class ConversationStore:
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
         """A connection in autocommit mode: each method opens its own transaction."""
+        if not self._schema_ready and self.path is not None and store_file_state(self.path) == "empty":
+            raise EmptyFile(f"{self.path} is an empty file (0 bytes)")  # before connecting: SQLite would make a store of it
         with self.db.connect() as db:
             if not self._schema_ready:
                 self._ensure_schema(db)

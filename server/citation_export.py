@@ -112,7 +112,8 @@ def _bib_key(ref: dict) -> str:
 
 
 def _bib_url(url: str) -> str:
-    # A url field is read verbatim (biblatex, url.sty): no TeX escapes, only no braces or backslash to unbalance it.
+    # A url or doi field is read verbatim (biblatex, url.sty; doi.org resolves the DOI as part of a URL): no TeX
+    # escapes, which would end up in the link (`\_`), only no braces or backslash to unbalance the field.
     return _clean(url).replace("\\", "%5C").replace("{", "%7B").replace("}", "%7D")
 
 
@@ -135,12 +136,12 @@ def bibtex(references: list[dict], answer_id: str, question: str = "", permalink
         if ref.get("year"):
             fields.append(("year", str(ref["year"])))
         if ids.get("doi"):
-            fields.append(("doi", _bib(ids["doi"])))
+            fields.append(("doi", _bib_url(ids["doi"])))
         if ids.get("pmid"):
             fields.append(("pmid", _bib(ids["pmid"])))
-            fields.append(("url", _bib(_pubmed(_clean(ids["pmid"])))))
+            fields.append(("url", _bib_url(_pubmed(_clean(ids["pmid"])))))
         elif ids.get("url"):
-            fields.append(("url", _bib(ids["url"])))
+            fields.append(("url", _bib_url(ids["url"])))
         notes = (["RETRACTED"] if ref.get("retracted") else []) + _notice_lines(ref) + [_origin(ref, answer_id)]
         fields.append(("note", _bib(" ".join(notes))))
         body = ",\n".join(f"  {name} = {{{value}}}" for name, value in fields)

@@ -44,7 +44,13 @@ def refusal_warning(refused: str, served: str, message: str) -> str:
     which one is still served, then the refusal's message (why, and what to run) once, ending
     in one full stop, e.g. "not serving newly published build B, still serving A: the index was
     built with ... Rebuild it with `...`." The message comes last so that nothing is joined
-    after its own closing punctuation."""
+    after its own closing punctuation. A message that opens by naming the refused build itself
+    (PostgreSQL's "build B is not in the database ..." or "build B: ...") is not made to name it
+    twice ("... still serving A: it is not in the database ...")."""
+    rest = message.removeprefix(f"build {refused}")
+    if rest != message and rest[:1] in (" ", ":"):
+        rest = rest.lstrip(":").strip()
+        message = f"it {rest}" if rest.startswith("is ") else rest
     return f"not serving newly published build {refused}, still serving {served}: {message.rstrip().rstrip('.')}."
 
 

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from indexer.index_store import ArticleRecord
 from medkb.settings import Settings
-from retrieval.accounts import Account, AccountStore, SignInLimiter
+from retrieval.accounts import Account, AccountStore, SignInLimiter, refuse_empty_store_file
 from retrieval.reviews import (
     ROLE_DECISIONS,
     ArticleReview,
@@ -54,10 +54,14 @@ def install(app: FastAPI) -> None:
 
 def attach(app: FastAPI, settings: Settings) -> None:
     """Open the review log and the accounts, and make the search service derive every
-    article's status from the log (called in lifespan, after the service loads)."""
-    store = ReviewStore(settings.state_location(settings.reviews_path), connect_timeout=settings.db_connect_timeout)
+    article's status from the log (called in lifespan, after the service loads). A 0-byte file
+    where either should be raises EmptyStoreFile before either is opened: the server does not start."""
+    reviews_at, accounts_at = settings.state_location(settings.reviews_path), settings.state_location(settings.accounts_path)
+    refuse_empty_store_file(reviews_at, "review log")
+    refuse_empty_store_file(accounts_at, "account store")
+    store = ReviewStore(reviews_at, connect_timeout=settings.db_connect_timeout)
     app.state.reviews = store
-    app.state.accounts = AccountStore(settings.state_location(settings.accounts_path), connect_timeout=settings.db_connect_timeout)
+    app.state.accounts = AccountStore(accounts_at, connect_timeout=settings.db_connect_timeout)
     app.state.signin_limiter = SignInLimiter(app.state.accounts, settings.signin_max_failures, settings.signin_max_failures_per_address, settings.signin_window)
     app.state.search.use_reviews(ReviewBook(store))
 

@@ -153,6 +153,33 @@ def test_export_carries_retraction_and_escapes():
     assert "2. The source article \u201cA\u201d lists no reference for [9]." in t
 
 
+def test_bibtex_keeps_urls_and_dois_verbatim():
+    """BibTeX and biblatex read url (and biblatex doi) verbatim: a TeX escape ends up in the link
+    (`guide\\_v2.pdf`, `iron\\%20deficiency`), so none is added; only a brace or backslash, which
+    would unbalance the field, is percent-encoded. The title is still escaped as TeX."""
+    from server.citation_export import bibtex
+
+    url = "https://example.org/~lab/guide_v2.pdf?q=iron%20deficiency&lang=en#sec_2"
+    doi = "10.5555/(SICI)1234-5678(19980715)17:13<1457::AID-TEST_1>3.0.CO;2-K"  # test input in a SICI-style shape, not a reference
+    refs = [{"number": 1, "kind": "guideline", "title": "Guide_v2 at 100%", "source": "A society", "year": 2021, "identifiers": {"url": url}},
+            {"number": 2, "kind": "research", "title": "A trial", "source": "A journal", "year": 1998, "identifiers": {"doi": doi, "pmid": "12345"}},
+            {"number": 3, "kind": "guideline", "title": "Braces", "identifiers": {"url": "https://example.org/a{b}/c\\d_e}"}}]
+    b = bibtex(refs, "ID", "q", "https://medkb.example.org/answers/ID_1")
+    lines = b.splitlines()
+    assert f"  url = {{{url}}}," in lines, b
+    assert f"  doi = {{{doi}}}," in lines, b
+    assert "  url = {https://pubmed.ncbi.nlm.nih.gov/12345/}," in lines, b
+    assert "  url = {https://example.org/a%7Bb%7D/c%5Cd_e%7D}," in lines, b
+    assert "  url = {https://medkb.example.org/answers/ID_1}," in lines, b
+    assert r"  title = {Guide\_v2 at 100\%}," in lines, b
+    for entry in b.split("\n@")[1:]:
+        depth = 0
+        for c in entry:
+            depth += {"{": 1, "}": -1}.get(c, 0)
+            assert depth >= 0, entry
+        assert depth == 0, entry
+
+
 def test_feedback_is_kept_with_the_permalink_and_read_by_maintainers(client, token):
     answer = ask(client)
     r = client.post(f"/api/answers/{answer['answer_id']}/feedback", json={"helpful": False, "comment": "  Missed the dose.  "})

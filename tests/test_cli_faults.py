@@ -122,6 +122,20 @@ def test_serve_with_a_damaged_state_file_is_one_line_before_uvicorn_starts(claim
     assert "Uvicorn" not in err and "startup" not in err.lower(), "refused before the server starts"
 
 
+@pytest.mark.parametrize("store, variable", [("review log", "MEDKB_REVIEWS_DB"), ("account store", "MEDKB_ACCOUNTS_DB")])
+def test_serve_refuses_an_empty_state_file_and_leaves_it(claimed_index, tmp_path, store, variable):
+    """A 0-byte file where the review log or the accounts should be is not a store (as `medkb users`
+    says): one line naming it, exit 2, before uvicorn starts; SQLite made an empty store of it."""
+    path = tmp_path / "state.sqlite"
+    path.touch()
+    proc = medkb("serve", "--index-dir", str(claimed_index), "--port", "1", env={variable: str(path)}, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    article = "an" if store == "account store" else "a"
+    err = one_clear_line(proc, f"medkb serve: {path} is an empty file (0 bytes), not {article} {store}; it is left as it is")
+    assert len(err.strip().splitlines()) == 1 and "Uvicorn" not in err, err
+    assert path.stat().st_size == 0 and [p.name for p in tmp_path.iterdir()] == ["state.sqlite"]
+
+
 def test_serve_with_an_onnx_folder_that_cannot_be_used_is_one_line_before_uvicorn_starts(small_corpus, tmp_path):
     """MEDKB_ONNX_DIR naming a file: the server's startup failed with a traceback from mkdir."""
     onnx = {"MEDKB_ENCODER": "onnx-fp32"}

@@ -133,6 +133,29 @@ def test_a_bad_file_at_startup(index_root, tmp_path, caplog, fault):
         assert client.get("/healthz").json()["status"] == "ok"
 
 
+def test_an_empty_file_at_startup_is_left_as_it_is(index_root, tmp_path, caplog):
+    """A 0-byte conversations file (a failed copy, a `touch`) is not a store: the server starts
+    with follow-ups off, says so in one line naming the file, and leaves it as it is, tries again
+    included (SQLite made an empty store of it); removed, as the line says, follow-ups come back."""
+    db = tmp_path / "conversations.sqlite"
+    db.touch()
+    caplog.set_level(logging.INFO)
+    with TestClient(make_app(index_root, db)) as client:  # the server starts
+        assert_degraded(client, "empty")
+        assert_answers_without_keeping(client)
+        time.sleep(1.1)  # tried again a second after the failure: still not made a store
+        assert_answers_without_keeping(client)
+        lines = advice(caplog)
+        assert len(lines) == 1 and f"{db} is an empty file (0 bytes), not a conversation store; it is left as it is" in lines[0], lines
+        assert db.stat().st_size == 0 and [p.name for p in tmp_path.glob(db.name + "*")] == [db.name]
+
+        db.unlink()
+        time.sleep(1.1)
+        kept = client.post("/api/ask", json=QUESTION).json()
+        assert kept["conversation_id"] and kept["notice"] is None
+        assert client.get("/healthz").json()["status"] == "ok"
+
+
 @pytest.mark.parametrize("fault", [corrupt, truncated])
 def test_a_file_going_bad_while_serving(index_root, tmp_path, fault):
     db = tmp_path / "conversations.sqlite"

@@ -177,6 +177,22 @@ def test_a_refused_build_is_logged_in_one_well_formed_line(live, caplog, fault):
     assert not re.search(r"[.;:,]\s*[.;:,]", line), line
 
 
+def test_a_refusal_that_names_the_build_itself_names_it_once():
+    """PostgreSQL's refusals open with the build ("build B is not in the database ..."): the line
+    said "not serving newly published build B, still serving A: build B is not in the database"."""
+    from server.reload import refusal_warning
+
+    b, a = "20261201t075550397474ca655c", "20261201t075547877764f4f87c"
+    where = "postgresql://medkb:***@db.example.org:5432/medkb"
+    line = refusal_warning(b, a, f"build {b} is not in the database {where} (dropped, or never finished)")
+    assert line == f"not serving newly published build {b}, still serving {a}: it is not in the database {where} (dropped, or never finished).", line
+    line = refusal_warning(b, a, f"build {b}: 12 chunks but postings for 11")
+    assert line == f"not serving newly published build {b}, still serving {a}: 12 chunks but postings for 11.", line
+    # Another build named, or the build's name inside a longer word, is the message's own business.
+    assert refusal_warning(b, a, f"build {a} is not in the database").endswith(f": build {a} is not in the database.")
+    assert refusal_warning("b1", a, "build b12 is not in the database").endswith(": build b12 is not in the database.")
+
+
 def test_no_request_fails_during_swaps_and_each_sees_one_build(live):
     corpus, root, cache, settings = live
     app = make_app(dataclasses.replace(settings, reload_seconds=0))

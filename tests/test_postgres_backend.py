@@ -289,6 +289,42 @@ def test_a_server_on_the_database_swaps_to_each_newly_published_build(tmp_path, 
         assert results and results[0]["article_id"] == "copper"
 
 
+def test_a_published_build_missing_from_the_database_is_refused_naming_it_once(tmp_path, fresh_database, caplog):
+    """A server on the database whose newly published build is not there (dropped, or never
+    finished) keeps serving and says so naming that build once; the line named it twice
+    ("... build B, still serving A: build B is not in the database ...")."""
+    import logging
+
+    import psycopg
+    from fastapi.testclient import TestClient
+
+    from medkb.settings import Settings
+    from server.app import create_app
+
+    small, large = load_index(_tiny(tmp_path, False)), load_index(_tiny(tmp_path, True))
+    with PostgresStore(fresh_database) as store:
+        first = store.publish_index(small)
+    settings = Settings(index_dir=tmp_path / "unused", backend="postgres", database_url=fresh_database, reload_seconds=0,
+                        conversations_db=tmp_path / "conversations.sqlite")
+
+    def factory(s: Settings) -> SearchService:
+        index = load_published(s.database_url)
+        return SearchService(index, FakeEmbedder(), backend=PostgresBackend.for_index(s.database_url, index))
+
+    caplog.set_level(logging.WARNING, logger="medkb.server")
+    app = create_app(settings, service_factory=factory)
+    with TestClient(app) as client:
+        with PostgresStore(fresh_database) as store:
+            second = store.publish_index(large)
+        with psycopg.connect(fresh_database, autocommit=True) as conn:  # set by hand: the build is no longer a finished one
+            conn.execute("UPDATE medkb_builds SET state = 'staging' WHERE id = %s", (second,))
+        assert app.state.reloader.check_now() is False
+        assert client.get("/healthz").json()["build"] == first
+    lines = [r.getMessage() for r in caplog.records if r.name == "medkb.server" and r.levelno == logging.WARNING]
+    assert len(lines) == 1 and lines[0].startswith(f"not serving newly published build {second}, still serving {first}: it is not in the database "), lines
+    assert lines[0].count(second) == 1 and lines[0].endswith("(dropped, or never finished)."), lines
+
+
 def test_old_builds_are_dropped_once_no_replica_can_still_serve_them(tmp_path, fresh_database, monkeypatch):
     import retrieval.backends.postgres as pg
 

@@ -434,3 +434,25 @@ def test_an_id_no_url_can_name_is_an_error_with_its_line(tmp_path, article_id):
     with pytest.raises(ArticleInvalid) as raised:
         parse_article(path)
     assert any(p.line == 2 and "id" in p.message for p in raised.value.problems), raised.value.problems
+
+
+@pytest.mark.parametrize("empty", ["review log", "account store"])
+def test_the_server_does_not_start_on_an_empty_review_log_or_account_store(tiny_corpus, tmp_path, empty):
+    """A 0-byte file where the review log or the accounts should be (a failed copy or restore, a
+    `touch`) is not a store: the startup fails naming it, before either store is opened, and the
+    file is left as it is. Before, SQLite made an empty store of it: every article showed as never
+    reviewed, or nobody could sign in, and the truncated file was overwritten."""
+    root = tmp_path / "index"
+    build_index([tiny_corpus], root, FakeEmbedder())
+    state = tmp_path / "state"
+    state.mkdir()
+    settings = Settings(index_dir=root, reviews_db=state / "reviews.sqlite", accounts_db=state / "accounts.sqlite",
+                        conversations_db=tmp_path / "conversations.sqlite")
+    path = settings.reviews_path if empty == "review log" else settings.accounts_path
+    path.touch()
+    app = create_app(settings, service_factory=lambda s: SearchService(load_index(s.index_dir), FakeEmbedder()))
+    article = "an" if empty == "account store" else "a"
+    with pytest.raises(Exception, match=re.escape(f"{path} is an empty file (0 bytes), not {article} {empty}; it is left as it is")):
+        with TestClient(app):
+            pass
+    assert path.stat().st_size == 0 and [p.name for p in state.iterdir()] == [path.name], "neither store was opened"
