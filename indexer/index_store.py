@@ -237,6 +237,23 @@ class IndexManifest:
             raise ValueError(f"files: {', '.join(unlisted) or 'a file'} {'is' if len(unlisted) == 1 else 'are'} not listed once with its checksum")
         return manifest
 
+    def content_identity(self) -> dict[str, Any]:
+        """Everything this manifest records that shapes what the build serves, for telling
+        whether two builds serve the same thing: the format, the whole model identity (weights,
+        dimension, normalisation, metric, and the encoder, precision and export recipe that make
+        its vectors), the lexical index's parameters, the chunker settings, the corpus
+        fingerprint and each data file's size and SHA-256 (the chunks, vectors, sections,
+        articles and lexical index themselves). Not when or how fast it was built, the medkb
+        version that built it, nor what it skipped, which change nothing it serves."""
+        return {
+            "format_version": self.format_version,
+            "model": asdict(self.model),
+            "lexical": asdict(self.lexical),
+            "chunker": dict(self.chunker),
+            "fingerprint": self.corpus.fingerprint,
+            "files": sorted((f.path, f.size, f.sha256) for f in self.files),
+        }
+
     def check_model(self, expected: ModelInfo) -> None:
         """Raise IndexMismatch, saying what differs and what to run, unless `expected` is the model this build used."""
         built = self.model

@@ -152,6 +152,36 @@ def test_server_refuses_an_index_built_with_another_model(tiny_corpus, tmp_path,
         load_index(root, ModelInfo.of(FakeEmbedder(dim=128)))
 
 
+def test_a_database_serves_a_build_only_if_made_the_same_way(tiny_corpus, tmp_path, fake_embedder):
+    """What `medkb index` with MEDKB_BACKEND=postgres compares before saying "the database already
+    serves this build": builds of the same corpus by another encoder, precision or export recipe,
+    or with another chunker, have other vectors or chunks (the fake's vectors happen to be the same,
+    the manifest's model is not), and are published; a build made again the same way is not. Only
+    the corpus fingerprint and the chunk count were compared, so none of these was published."""
+    from retrieval.backends.postgres import serves_build
+
+    from fakes import fake_for_encoder
+
+    recipe = fake_for_encoder("onnx-int8")
+    recipe.recipe = "int8/1"
+    makers = {"torch": (fake_embedder, ChunkerSettings()), "torch again": (fake_embedder, ChunkerSettings()),
+              "onnx-fp32": (fake_for_encoder("onnx-fp32"), ChunkerSettings()), "onnx-int8": (fake_for_encoder("onnx-int8"), ChunkerSettings()),
+              "another recipe": (recipe, ChunkerSettings()), "another chunker": (fake_embedder, ChunkerSettings(max_tokens=100))}
+    builds = {}
+    for name, (embedder, chunker) in makers.items():
+        build_index([tiny_corpus], tmp_path / name, embedder, chunker)
+        builds[name] = load_index(tmp_path / name)
+    assert builds["torch"].manifest.build != builds["torch again"].manifest.build, "built at other times"
+    for stored in builds:
+        for local in builds:
+            same = {stored, local} <= {"torch", "torch again"} or stored == local
+            assert serves_build(builds[stored].manifest.to_dict(), builds[local]) is same, (stored, local)
+    edited = builds["torch"].manifest.to_dict()
+    edited["model"]["recipe"] = "x"
+    assert not serves_build(edited, builds["torch"])
+    assert not serves_build({"not": "a manifest"}, builds["torch"]), "a manifest this medkb cannot read is published over"
+
+
 def test_a_malformed_manifest_is_one_clear_error(tiny_corpus, tmp_path, fake_embedder):
     import json
 

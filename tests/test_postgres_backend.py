@@ -397,3 +397,134 @@ def test_a_server_rides_out_dropped_connections_and_answers_503_while_the_databa
         while client.get("/api/search", params=query).status_code != 200:
             assert time.monotonic() < deadline, "searches did not recover once the database was back"
             time.sleep(0.2)
+
+
+def _medkb(command: str | list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run a `medkb` command line (the fake model in place of the packaged one): a list of
+    arguments, or a command as a refusal advises it (`VAR=value ... medkb index corpus`)."""
+    words = command.split() if isinstance(command, str) else command
+    assigned = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-") and words.index(w) < words.index("medkb"))
+    argv = words[words.index("medkb") + 1:] if "medkb" in words else words
+    return subprocess.run([sys.executable, str(TESTS / "fake_model_cli.py"), *argv], capture_output=True, text=True, cwd=cwd,
+                          env={**env, **assigned}, timeout=300)
+
+
+def _advice(refusal: str) -> str:
+    """The command a refusal says to run ("Rebuild it with `...`")."""
+    import re
+
+    found = re.search(r"Rebuild it with `([^`]+)`", refusal)
+    assert found, refusal
+    return found.group(1)
+
+
+def _healthz_of_serve(env: dict[str, str], cwd: Path, log: Path) -> dict:
+    """Start `medkb serve` (fake model) on a free port, return its /healthz once it answers, stop it."""
+    import httpx
+
+    from live_server import free_port
+
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, str(TESTS / "fake_model_cli.py"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, f"medkb serve stopped:\n{log.read_text()}"
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                if health.status_code == 200:
+                    return health.json()
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"medkb serve did not answer in 90 s:\n{log.read_text()}"
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_a_build_by_another_encoder_is_published_and_the_refusal_s_advice_fixes_it(tiny_corpus, tmp_path, fresh_database):
+    """After MEDKB_ENCODER changes, `medkb serve` and `medkb search` refuse the database's build
+    and say what to run. `medkb index --if-stale` (what `make serve` runs) and the refusal's own
+    command rebuilt the index under the index root, but the database kept the old build: "the
+    database already serves this build", because only the corpus fingerprint (which names the
+    model's weights, not how they run) and the chunk count were compared. Now the build is
+    published whenever its model (encoder, precision, recipe included), chunker, lexical index
+    or data differ from the database's, and the refusal goes away."""
+    from retrieval.backends.postgres import published_manifest
+
+    env = {**os.environ, "MEDKB_BACKEND": "postgres", "MEDKB_DATABASE_URL": fresh_database, "MEDKB_INDEX_DIR": str(tmp_path / "var" / "index"),
+           "MEDKB_RELOAD_SECONDS": "0", "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+    assert tiny_corpus == tmp_path / "corpus"  # so that a refusal's `medkb index corpus` means this corpus, run from tmp_path
+
+    def served() -> tuple[str | None, str]:
+        model = IndexManifest.from_dict(published_manifest(fresh_database)).model
+        return published_build(fresh_database), model.setting
+
+    first = _medkb(["index", "corpus"], {**env, "MEDKB_ENCODER": "torch"}, tmp_path)
+    assert first.returncode == 0 and "into the database" in first.stdout, first.stderr
+    torch_build = published_build(fresh_database)
+    assert served() == (torch_build, "torch")
+
+    # Another encoder: refused, until `medkb index --if-stale` publishes its build.
+    int8 = {**env, "MEDKB_ENCODER": "onnx-int8"}
+    for command in (["search", "iron"], ["serve", "--port", "1"]):
+        refused = _medkb(command, int8, tmp_path)
+        assert refused.returncode == 2 and "built with the torch encoder, but queries would be encoded with onnx-int8" in refused.stderr, refused
+        assert _advice(refused.stderr) == "MEDKB_ENCODER=onnx-int8 medkb index corpus", refused.stderr
+    rebuilt = _medkb(["index", "--if-stale", "corpus"], int8, tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "already serves" not in rebuilt.stdout and "into the database" in rebuilt.stdout, rebuilt.stdout
+    int8_build = published_build(fresh_database)
+    assert int8_build != torch_build and served() == (int8_build, "onnx-int8")
+    found = _medkb(["search", "iron deficiency", "-k", "3"], int8, tmp_path)
+    assert found.returncode == 0 and " 1. " in found.stdout, found.stderr
+    again = _medkb(["index", "--if-stale", "corpus"], int8, tmp_path)
+    assert again.returncode == 0 and "already serves this build" in again.stdout and served() == (int8_build, "onnx-int8"), again.stdout
+
+    # And another: the command the refusal names fixes it, and `medkb serve` then serves the new build.
+    fp32 = {**env, "MEDKB_ENCODER": "onnx-fp32"}
+    refused = _medkb(["serve", "--port", "1"], fp32, tmp_path)
+    assert refused.returncode == 2 and "built with the onnx-int8 encoder" in refused.stderr, refused
+    advised = _medkb(_advice(refused.stderr), env, tmp_path)
+    assert advised.returncode == 0 and "into the database" in advised.stdout, (advised.stdout, advised.stderr)
+    fp32_build = published_build(fresh_database)
+    assert fp32_build not in (torch_build, int8_build) and served() == (fp32_build, "onnx-fp32")
+    health = _healthz_of_serve(fp32, tmp_path, tmp_path / "serve.log")
+    assert health["build"] == fp32_build, health
+    assert _medkb(["search", "iron"], fp32, tmp_path).returncode == 0
+
+    # The index root already holds the new encoder's build (as a run before this fix left it): --if-stale publishes it.
+    local = _medkb(["index", "corpus"], {**env, "MEDKB_BACKEND": "embedded", "MEDKB_ENCODER": "torch"}, tmp_path)
+    assert local.returncode == 0 and "database" not in local.stdout and served() == (fp32_build, "onnx-fp32"), local.stderr
+    torch = {**env, "MEDKB_ENCODER": "torch"}
+    catch_up = _medkb(["index", "--if-stale", "corpus"], torch, tmp_path)
+    assert catch_up.returncode == 0 and "up to date" in catch_up.stdout and "into the database" in catch_up.stdout, catch_up.stdout
+    assert served()[1] == "torch" and _medkb(["search", "iron"], torch, tmp_path).returncode == 0
+
+
+def test_a_build_by_another_export_recipe_is_published(tiny_corpus, tmp_path, fresh_database):
+    """The same encoder and precision, quantized by another recipe (this medkb exports otherwise
+    now), gives other vectors: the database takes the new build, and keeps it when nothing changed."""
+    from indexer.embedding import ModelInfo
+    from retrieval.backends.postgres import publish_if_changed
+
+    from fakes import fake_for_encoder
+
+    old, new = fake_for_encoder("onnx-int8"), fake_for_encoder("onnx-int8")
+    old.recipe = "int8/1"
+    assert new.recipe != old.recipe
+    build_index([tiny_corpus], tmp_path / "old", old)
+    build_index([tiny_corpus], tmp_path / "new", new)
+    first, published = publish_if_changed(fresh_database, load_index(tmp_path / "old"))
+    assert published
+    second, published = publish_if_changed(fresh_database, load_index(tmp_path / "new"))
+    assert published and second != first and published_build(fresh_database) == second
+    load_published(fresh_database, ModelInfo.of(new))  # not refused
+    assert publish_if_changed(fresh_database, load_index(tmp_path / "new")) == (second, False)

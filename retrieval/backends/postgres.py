@@ -192,15 +192,34 @@ def published_manifest(url: str) -> dict[str, Any] | None:
 
 
 def publish_if_changed(url: str, index: LoadedIndex, keep: int = KEEP_BUILDS) -> tuple[str, bool]:
-    """Publish `index` (a build read from disk) into the database unless the published build
-    there was made from the same corpus, chunker and model (the manifest's corpus fingerprint)
-    with the same counts. Returns (the published build's id, whether this call published it)."""
-    current = published_manifest(url)
-    if current is not None and current.get("corpus", {}).get("fingerprint") == index.manifest.corpus.fingerprint \
-            and current.get("counts", {}).get("chunks") == len(index.chunks):
-        return published_build(url), False
+    """Publish `index` (a build read from disk) into the database unless the database already
+    serves that build (see `serves_build`). Returns (the published build's id, whether this
+    call published it)."""
+    build_id = published_build(url)
+    if build_id is not None:
+        with _connect(url, autocommit=True) as conn:
+            row = conn.execute("SELECT manifest FROM medkb_builds WHERE id = %s AND state = 'ready'", (build_id,)).fetchone()
+        if row is not None and serves_build(row[0], index):
+            return build_id, False
     with PostgresStore(url, keep=keep) as store:
         return store.publish_index(index), True
+
+
+def serves_build(published: dict[str, Any], index: LoadedIndex) -> bool:
+    """Whether a database build whose manifest (JSON, as stored) is `published` serves what
+    `index` holds: the same IndexManifest.content_identity (model, encoder, precision and
+    export recipe included, chunker and lexical settings, corpus fingerprint, every data file's
+    checksum) and as many chunks, articles and sections. The corpus fingerprint alone names the
+    model's weights, not the encoder that ran them: a build by another encoder, precision or
+    recipe has the same fingerprint and other vectors. A manifest this medkb cannot read never
+    matches (the build is published over it)."""
+    try:
+        manifest = IndexManifest.from_dict(published)
+    except (KeyError, TypeError, ValueError):
+        return False
+    counts = (manifest.counts.chunks, manifest.counts.articles, manifest.counts.sections)
+    return manifest.content_identity() == index.manifest.content_identity() \
+        and counts == (len(index.chunks), len(index.articles), len(index.sections.ids))
 
 
 # ---------------------------------------------------------------- writing
