@@ -39,18 +39,21 @@ def _malloc_trim() -> None:
         pass
 
 
-def refusal_warning(refused: str, served: str, message: str) -> str:
+def refusal_warning(refused: str, served: str, message: str, location: str | None = None) -> str:
     """The line logged when the newly published build `refused` is not swapped in: which build,
     which one is still served, then the refusal's message (why, and what to run) once, ending
     in one full stop, e.g. "not serving newly published build B, still serving A: the index was
     built with ... Rebuild it with `...`." The message comes last so that nothing is joined
     after its own closing punctuation. A message that opens by naming the refused build itself
-    (PostgreSQL's "build B is not in the database ..." or "build B: ...") is not made to name it
-    twice ("... still serving A: it is not in the database ...")."""
-    rest = message.removeprefix(f"build {refused}")
-    if rest != message and rest[:1] in (" ", ":"):
-        rest = rest.lstrip(":").strip()
-        message = f"it {rest}" if rest.startswith("is ") else rest
+    (PostgreSQL's "build B is not in the database ..." or "build B: ...", or the index root's
+    "index build <location> is damaged: ..." where `location` is the build's folder) is not made
+    to name it twice ("... still serving A: it is not in the database ...", "...: it is damaged: ...")."""
+    names = [f"build {refused}"] + ([f"index build {location}", f"index {location}"] if location else [])
+    for name in names:
+        rest = message.removeprefix(name)
+        if rest != message and rest[:1] in (" ", ":"):
+            message = rest.removeprefix(":").strip() if rest.startswith(":") else f"it {rest.strip()}"
+            break
     return f"not serving newly published build {refused}, still serving {served}: {message.rstrip().rstrip('.')}."
 
 
@@ -128,7 +131,7 @@ class Reloader:
                 index = self._load(target, old)
             except IndexProblem as exc:
                 self._refused, self.refused_reason = target, str(exc)
-                log.warning("%s", refusal_warning(target.name, self._served.name, str(exc)))
+                log.warning("%s", refusal_warning(target.name, self._served.name, str(exc), str(target)))
                 return False
             new = old.over(index)
             new.warm()  # the speller and other per-build tables, here rather than in the first requests

@@ -173,6 +173,10 @@ def test_a_refused_build_is_logged_in_one_well_formed_line(live, caplog, fault):
     said = line.removeprefix(head)
     what = "onnx-int8 encoder, but queries would be encoded with torch" if fault == "another encoder" else "chunks.jsonl"
     assert what in said and "Rebuild it with `" in said, said
+    # The damaged build was named twice: "...build B, still serving A: index build <root>/builds/B is damaged: ..."
+    assert line.count(refused.name) == 1 and str(refused) not in line, line
+    if fault == "damaged":
+        assert said.startswith("it is damaged: chunks.jsonl "), said
     assert said.endswith(".") and not said.endswith(".."), said
     assert not re.search(r"[.;:,]\s*[.;:,]", line), line
 
@@ -191,6 +195,28 @@ def test_a_refusal_that_names_the_build_itself_names_it_once():
     # Another build named, or the build's name inside a longer word, is the message's own business.
     assert refusal_warning(b, a, f"build {a} is not in the database").endswith(f": build {a} is not in the database.")
     assert refusal_warning("b1", a, "build b12 is not in the database").endswith(": build b12 is not in the database.")
+
+
+def test_a_damaged_build_under_the_index_root_is_named_once():
+    """The index root's refusals open with the build's folder ("index build <root>/builds/B is
+    damaged: ..."): the line said "not serving newly published build B, still serving A: index
+    build /srv/medkb/index/builds/B is damaged: ..." and named B twice."""
+    from server.reload import refusal_warning
+
+    b, a = "20261201T081500-123456-0a1b2c3d", "20261201T081000-654321-4e5f6a7b"
+    where = f"/srv/medkb files/index/builds/{b}"  # a space in the path: the whole folder is one name
+    rebuild = "Rebuild it with `medkb index corpus` (or `make serve`, which rebuilds a stale or damaged index)."
+    damaged = f"index build {where} is damaged: chunks.jsonl has 1234 bytes, the manifest says 1244. {rebuild}"
+    line = refusal_warning(b, a, damaged, where)
+    assert line == f"not serving newly published build {b}, still serving {a}: it is damaged: chunks.jsonl has 1234 bytes, the manifest says 1244. {rebuild}", line
+    line = refusal_warning(b, a, f"index build {where}: manifest.json is missing. {rebuild}", where)
+    assert line == f"not serving newly published build {b}, still serving {a}: manifest.json is missing. {rebuild}", line
+    line = refusal_warning(b, a, f"index {where} has format 3, this medkb reads format 4. {rebuild}", where)
+    assert line == f"not serving newly published build {b}, still serving {a}: it has format 3, this medkb reads format 4. {rebuild}", line
+    # Another build's folder, or a message that does not open with the build, is left as it is.
+    other = f"/srv/medkb files/index/builds/{a}"
+    assert refusal_warning(b, a, f"index build {other} is damaged: x", where).endswith(f": index build {other} is damaged: x.")
+    assert refusal_warning(b, a, f"the index was built with the torch encoder. {rebuild}", where).endswith(f"{a}: the index was built with the torch encoder. {rebuild}")
 
 
 def test_no_request_fails_during_swaps_and_each_sees_one_build(live):
