@@ -141,35 +141,34 @@ async def _load(base: str, queries: list[str], concurrency: int, requests: int) 
             "client_cpu_share": round(cpu / elapsed, 2), **{f"{k}_ms": v for k, v in percentiles(latencies).items()}}
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident MB of process `pid` and its children (a server's worker processes), from /proc."""
-    total = rss_mb(pid)
+def _tree_sum(pid: int, measure: Callable[[int], float]) -> float:
+    """`measure` summed over process `pid` and its children (a server's worker processes, from
+    /proc); a child that exits meanwhile counts as 0."""
+    total = measure(pid)
     children = Path(f"/proc/{pid}/task/{pid}/children")
     if children.exists():
         for child in children.read_text().split():
             try:
-                total += rss_mb(int(child))
+                total += measure(int(child))
             except (FileNotFoundError, ProcessLookupError):
                 pass
     return total
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident MB of process `pid` and its children (a server's worker processes), from /proc."""
+    return _tree_sum(pid, rss_mb)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) used so far by process `pid` and its children (a server's
     worker processes), from /proc/<pid>/stat (fields 14 and 15, in clock ticks)."""
-    def one(p: int) -> float:
-        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    total = one(pid)
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        for child in children.read_text().split():
-            try:
-                total += one(int(child))
-            except (FileNotFoundError, ProcessLookupError):
-                pass
-    return total
+    return _tree_sum(pid, _cpu_seconds)
 
 
 def serving_processes(base: str, workers: int, timeout: float = 180) -> set[int]:

@@ -1,15 +1,22 @@
 """Serve an ASGI app with a real uvicorn on 127.0.0.1 in a thread, for tests that need
-real HTTP (keep-alive connections, streamed bodies, a browser) without the real model."""
+real HTTP (keep-alive connections, streamed bodies, a browser) without the real model; or a
+whole `medkb serve` process with the fake model (serve_medkb)."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
+
+TESTS = Path(__file__).resolve().parent
 
 
 def free_port() -> int:
@@ -34,3 +41,34 @@ def serve(app, timeout: float = 30) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout)
+
+
+@contextmanager
+def serve_medkb(env: dict[str, str], log: Path, cwd: Path = TESTS.parent, timeout: float = 90) -> Iterator[str]:
+    """`medkb serve` (the fake model, tests/fake_model_cli.py) in its own process on a free port,
+    its output in `log`; yields its base URL once /healthz answers 200, and stops it after.
+    Fails the test, with the log, when the server stops or does not answer within `timeout` s."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, str(TESTS / "fake_model_cli.py"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert proc.poll() is None, f"medkb serve on port {port} stopped:\n{log.read_text()}"
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"medkb serve on port {port} did not answer in {timeout:.0f} s:\n{log.read_text()}"
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -260,6 +260,12 @@ def test_index_and_search_commands_publish_into_and_read_from_the_database(tmp_p
     assert missing.returncode == 2 and "MEDKB_DATABASE_URL" in missing.stderr
 
 
+def _database_service(settings) -> SearchService:
+    """A server's search service on the database's published build, with the fake model."""
+    index = load_published(settings.database_url)
+    return SearchService(index, FakeEmbedder(), backend=PostgresBackend.for_index(settings.database_url, index))
+
+
 def test_a_server_on_the_database_swaps_to_each_newly_published_build(tmp_path, fresh_database):
     from fastapi.testclient import TestClient
 
@@ -272,11 +278,7 @@ def test_a_server_on_the_database_swaps_to_each_newly_published_build(tmp_path, 
     settings = Settings(index_dir=tmp_path / "unused", backend="postgres", database_url=fresh_database, reload_seconds=0.05,
                         conversations_db=tmp_path / "conversations.sqlite")
 
-    def factory(s: Settings) -> SearchService:
-        index = load_published(s.database_url)
-        return SearchService(index, FakeEmbedder(), backend=PostgresBackend.for_index(s.database_url, index))
-
-    with TestClient(create_app(settings, service_factory=factory)) as client:
+    with TestClient(create_app(settings, service_factory=_database_service)) as client:
         assert client.get("/healthz").json()["build"] == first
         assert not any(p["article_id"] == "copper" for p in client.get("/api/search", params={"q": "copper deficiency zinc"}).json()["results"])
         with PostgresStore(fresh_database) as store:
@@ -307,12 +309,8 @@ def test_a_published_build_missing_from_the_database_is_refused_naming_it_once(t
     settings = Settings(index_dir=tmp_path / "unused", backend="postgres", database_url=fresh_database, reload_seconds=0,
                         conversations_db=tmp_path / "conversations.sqlite")
 
-    def factory(s: Settings) -> SearchService:
-        index = load_published(s.database_url)
-        return SearchService(index, FakeEmbedder(), backend=PostgresBackend.for_index(s.database_url, index))
-
     caplog.set_level(logging.WARNING, logger="medkb.server")
-    app = create_app(settings, service_factory=factory)
+    app = create_app(settings, service_factory=_database_service)
     with TestClient(app) as client:
         with PostgresStore(fresh_database) as store:
             second = store.publish_index(large)
@@ -355,10 +353,6 @@ def test_a_server_rides_out_dropped_connections_and_answers_503_while_the_databa
     settings = Settings(index_dir=tmp_path / "unused", backend="postgres", database_url=fresh_database, reload_seconds=0,
                         conversations_db=tmp_path / "conversations.sqlite")
 
-    def factory(s: Settings) -> SearchService:
-        index = load_published(s.database_url)
-        return SearchService(index, FakeEmbedder(), backend=PostgresBackend.for_index(s.database_url, index))
-
     from urllib.parse import urlsplit
 
     from pg_server import _with_database
@@ -375,7 +369,7 @@ def test_a_server_rides_out_dropped_connections_and_answers_503_while_the_databa
                 assert time.monotonic() < deadline, "sessions did not end"
                 time.sleep(0.05)
 
-    with TestClient(create_app(settings, service_factory=factory)) as client:
+    with TestClient(create_app(settings, service_factory=_database_service)) as client:
         query = {"q": "iron deficiency"}
         assert client.get("/api/search", params=query).status_code == 200
         end_sessions()
@@ -422,31 +416,10 @@ def _healthz_of_serve(env: dict[str, str], cwd: Path, log: Path) -> dict:
     """Start `medkb serve` (fake model) on a free port, return its /healthz once it answers, stop it."""
     import httpx
 
-    from live_server import free_port
+    from live_server import serve_medkb
 
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(TESTS / "fake_model_cli.py"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"medkb serve stopped:\n{log.read_text()}"
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                if health.status_code == 200:
-                    return health.json()
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"medkb serve did not answer in 90 s:\n{log.read_text()}"
-            time.sleep(0.2)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with serve_medkb(env, log, cwd=cwd) as base:
+        return httpx.get(f"{base}/healthz", timeout=5).json()
 
 
 def test_a_build_by_another_encoder_is_published_and_the_refusal_s_advice_fixes_it(tiny_corpus, tmp_path, fresh_database):

@@ -13,9 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -23,7 +21,7 @@ import pytest
 
 from retrieval.reviews import ReviewStore
 
-from live_server import free_port
+from live_server import serve_medkb
 from pg_server import new_database
 from review_helpers import PASSWORD, accounts
 
@@ -31,35 +29,6 @@ pytestmark = pytest.mark.postgres
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-
-
-@contextmanager
-def replica(env: dict[str, str], log: Path) -> Iterator[str]:
-    """`medkb serve` (fake embedder) on a free port; yields its base URL, stops it after."""
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(TESTS / "fake_model_cli.py"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"the replica on port {port} stopped:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"the replica on port {port} did not answer in 90 s:\n{log.read_text()}"
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def test_two_replicas_share_conversations_and_reviews(postgres_url, tiny_corpus, tmp_path):
@@ -79,8 +48,8 @@ def test_two_replicas_share_conversations_and_reviews(postgres_url, tiny_corpus,
     reviewer.add("rev", "reviewer", PASSWORD, "Dr Rhea Viewer", "MD, haematology", "None declared")
     token = reviewer.new_token("rev")[1]
     with ExitStack() as stack:
-        a = stack.enter_context(replica(env, tmp_path / "a.log"))
-        b = stack.enter_context(replica(env, tmp_path / "b.log"))
+        a = stack.enter_context(serve_medkb(env, tmp_path / "a.log"))
+        b = stack.enter_context(serve_medkb(env, tmp_path / "b.log"))
         assert a != b
         for base in (a, b):
             health = httpx.get(f"{base}/healthz", timeout=10).json()
