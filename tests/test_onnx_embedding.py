@@ -108,8 +108,8 @@ def test_the_build_cache_keeps_vectors_apart_by_encoder(fake_embedder):
 
 
 def test_the_encoder_setting(monkeypatch, tmp_path):
-    assert Settings.from_env({}).encoder == DEFAULT_ENCODER == "onnx-int8"  # the table's default is the loader's
-    assert Settings.from_env({"MEDKB_ENCODER": "onnx-fp32"}).encoder == "onnx-fp32"
+    assert Settings.from_env({}).encoder == DEFAULT_ENCODER == "onnx-fp32"  # the table's default is the loader's
+    assert Settings.from_env({"MEDKB_ENCODER": "onnx-int8"}).encoder == "onnx-int8"
     with pytest.raises(ValueError, match="unknown encoder 'onnx'.*choose one of torch, onnx-fp32, onnx-int8"):
         Settings.from_env({"MEDKB_ENCODER": "onnx"})
     with pytest.raises(ValueError, match="unknown encoder 'tensorrt'"):
