@@ -47,20 +47,32 @@ def _cannot_use(command: str, store: str, location: Path | str, exc: BaseExcepti
     return 2
 
 
+def _refuse_empty(command: str, store: str, location: Path | str) -> int:
+    """0 unless the `store` at `location` is a 0-byte file (accounts.refuse_empty_store_file):
+    then its one line (printed) and 2, before anything opens it; the file is left as it is."""
+    from retrieval.accounts import EmptyStoreFile, refuse_empty_store_file
+
+    try:
+        refuse_empty_store_file(location, store)
+    except EmptyStoreFile as exc:
+        print(f"medkb {command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _check_state_stores(command: str, settings: Settings) -> int:
     """Open the review log and the accounts as a server would (creating them if missing), so
     that one that cannot be used is one line and exit 2 before anything starts; 0 when both open.
-    A 0-byte file where either should be is refused before either is opened, and left as it is."""
-    from retrieval.accounts import AccountStore, EmptyStoreFile, refuse_empty_store_file
+    A 0-byte file where either, or the answer store, should be is refused before any is opened,
+    and left as it is (the answer store is not opened here: the server answers without
+    permalinks while it cannot be used)."""
+    from retrieval.accounts import AccountStore
     from retrieval.reviews import ReviewStore
 
     stores = (("review log", ReviewStore, settings.state_location(settings.reviews_path)),
               ("account store", AccountStore, settings.state_location(settings.accounts_path)))
-    for name, _, location in stores:
-        try:
-            refuse_empty_store_file(location, name)
-        except EmptyStoreFile as exc:
-            print(f"medkb {command}: {exc}", file=sys.stderr)
+    for name, location in [(name, location) for name, _, location in stores] + [("answer store", settings.state_location(settings.answers_path))]:
+        if _refuse_empty(command, name, location):
             return 2
     for name, store_class, location in stores:
         try:

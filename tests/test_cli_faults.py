@@ -122,15 +122,17 @@ def test_serve_with_a_damaged_state_file_is_one_line_before_uvicorn_starts(claim
     assert "Uvicorn" not in err and "startup" not in err.lower(), "refused before the server starts"
 
 
-@pytest.mark.parametrize("store, variable", [("review log", "MEDKB_REVIEWS_DB"), ("account store", "MEDKB_ACCOUNTS_DB")])
+@pytest.mark.parametrize("store, variable", [("review log", "MEDKB_REVIEWS_DB"), ("account store", "MEDKB_ACCOUNTS_DB"),
+                                             ("answer store", "MEDKB_ANSWERS_DB")])
 def test_serve_refuses_an_empty_state_file_and_leaves_it(claimed_index, tmp_path, store, variable):
-    """A 0-byte file where the review log or the accounts should be is not a store (as `medkb users`
-    says): one line naming it, exit 2, before uvicorn starts; SQLite made an empty store of it."""
+    """A 0-byte file where the review log, the accounts or the answer store (permalinks and
+    feedback) should be is not a store (as `medkb users` says): one line naming it, exit 2, before
+    uvicorn starts; SQLite made an empty store of it."""
     path = tmp_path / "state.sqlite"
     path.touch()
     proc = medkb("serve", "--index-dir", str(claimed_index), "--port", "1", env={variable: str(path)}, timeout=60)
     assert proc.returncode == 2, proc.stderr
-    article = "an" if store == "account store" else "a"
+    article = "an" if store in ("account store", "answer store") else "a"
     err = one_clear_line(proc, f"medkb serve: {path} is an empty file (0 bytes), not {article} {store}; it is left as it is")
     assert len(err.strip().splitlines()) == 1 and "Uvicorn" not in err, err
     assert path.stat().st_size == 0 and [p.name for p in tmp_path.iterdir()] == ["state.sqlite"]
