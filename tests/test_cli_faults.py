@@ -89,6 +89,43 @@ def test_index_with_a_damaged_review_log_is_one_line(small_corpus, tmp_path):
     one_clear_line(proc, "review log", str(log), "cannot be used")
 
 
+def test_index_refuses_an_empty_review_log_and_leaves_it(small_corpus, tmp_path):
+    """A 0-byte file where the review log should be is not a log: one line naming it, exit 2,
+    before any work (nothing is built), the file left as it is; SQLite made an empty log of it
+    and the build went on, every article then shown as never reviewed. Removed, a new log."""
+    log = tmp_path / "reviews.sqlite"  # beside the index root: the default review log
+    log.touch()
+    proc = medkb("index", str(small_corpus), "--index-dir", str(tmp_path / "index"))
+    assert proc.returncode == 2, proc.stderr
+    err = one_clear_line(proc, f"medkb index: {log} is an empty file (0 bytes), not a review log; it is left as it is")
+    assert len(err.strip().splitlines()) == 1, err
+    assert log.stat().st_size == 0 and not list(tmp_path.glob("reviews.sqlite-*")) and not (tmp_path / "index" / "current").exists()
+    log.unlink()
+    proc = medkb("index", str(small_corpus), "--index-dir", str(tmp_path / "index"))
+    assert proc.returncode == 0 and log.stat().st_size > 0, proc.stderr
+
+
+def test_index_whose_review_log_is_emptied_during_the_build_says_so(small_corpus, tmp_path):
+    """The review report after a build (each build, under --watch too) refuses a log emptied since
+    the command's check, as the check does, in one line; the build is published, the file left."""
+    log = tmp_path / "reviews.sqlite"
+    script = ("import sys, fake_model_cli, indexer.build as b\n"
+              "real = b.build_index\n"
+              "def emptying(*a, **k):\n"
+              "    report = real(*a, **k)\n"
+              f"    open({str(log)!r}, 'wb').close()\n"
+              "    return report\n"
+              "b.build_index = emptying\n"
+              "from medkb.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", script, "index", str(small_corpus), "--index-dir", str(tmp_path / "index")],
+                          capture_output=True, text=True, cwd=REPO, env=ENV, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    one_clear_line(proc, f"medkb index: {log} is an empty file (0 bytes), not a review log; it is left as it is",
+                   "the build is published, but its articles' versions are not recorded")
+    assert log.stat().st_size == 0 and not list(tmp_path.glob("reviews.sqlite-*")) and (tmp_path / "index" / "current").exists()
+
+
 def test_index_with_a_damaged_build_cache_is_one_line(small_corpus, tmp_path):
     cache = damaged(tmp_path / "index" / "cache" / "build-cache.sqlite")
     proc = medkb("index", str(small_corpus), "--index-dir", str(tmp_path / "index"))
@@ -111,6 +148,18 @@ def test_search_with_a_damaged_review_log_is_one_line(claimed_index, tmp_path):
     proc = medkb("search", "microcytosis", "--index-dir", str(claimed_index), env={"MEDKB_REVIEWS_DB": str(log)})
     assert proc.returncode == 2
     one_clear_line(proc, "medkb search:", "review log", str(log))
+
+
+def test_search_refuses_an_empty_review_log_and_leaves_it(claimed_index, tmp_path):
+    """A 0-byte review log is one line naming it and exit 2, before the model loads, and the file is
+    left as it is; SQLite made an empty log of it and search showed every article as never reviewed."""
+    log = tmp_path / "reviews.sqlite"
+    log.touch()
+    proc = medkb("search", "microcytosis", "--index-dir", str(claimed_index), env={"MEDKB_REVIEWS_DB": str(log)})
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    err = one_clear_line(proc, f"medkb search: {log} is an empty file (0 bytes), not a review log; it is left as it is")
+    assert len(err.strip().splitlines()) == 1, err
+    assert log.stat().st_size == 0 and [p.name for p in tmp_path.iterdir()] == ["reviews.sqlite"]
 
 
 @pytest.mark.parametrize("store, variable", [("review log", "MEDKB_REVIEWS_DB"), ("account store", "MEDKB_ACCOUNTS_DB")])
