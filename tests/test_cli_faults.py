@@ -540,3 +540,27 @@ def test_search_refuses_another_encoders_index_before_making_its_model(small_cor
     monkeypatch.setenv("MEDKB_ENCODER", "onnx-fp32")
     assert main(["search", "iron deficiency", "--index-dir", str(index_dir)]) == 0, "the build's own encoder still searches it"
     assert loaded == ["onnx-fp32"]
+
+
+def test_the_advice_to_rebuild_another_encoder_s_index_rebuilds_the_configured_corpus(small_corpus, tmp_path):
+    """Refused for another encoder, `medkb search` says what to run; run as printed (from the
+    repository, whose own ./corpus is not the configured one), it rebuilds the corpus in
+    MEDKB_CORPUS and the search answers. The advice was `medkb index corpus`: the wrong corpus."""
+    import re
+
+    env = {"MEDKB_CORPUS": str(small_corpus), "MEDKB_INDEX_DIR": str(tmp_path / "index")}
+    built = medkb("index", env={**env, "MEDKB_ENCODER": "torch"})
+    assert built.returncode == 0, built.stderr
+    int8 = {**env, "MEDKB_ENCODER": "onnx-int8"}
+    refused = medkb("search", "microcytosis", env=int8)
+    assert refused.returncode == 2 and "built with the torch encoder" in refused.stderr, refused.stderr
+    advice = re.search(r"Rebuild it with `([^`]+)`", refused.stderr).group(1)
+    words = advice.split()
+    assigned = dict(w.split("=", 1) for w in words[:words.index("medkb")])
+    assert assigned == {"MEDKB_ENCODER": "onnx-int8"}, advice
+    rebuilt = medkb(*words[words.index("medkb") + 1:], env={**env, **assigned})
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    manifest = json.loads((tmp_path / "index" / "current" / "manifest.json").read_text())
+    assert manifest["model"]["encoder"] == "onnx" and manifest["counts"]["articles"] == 1, manifest["counts"]
+    found = medkb("search", "microcytosis", env=int8)
+    assert found.returncode == 0 and " 1. " in found.stdout, found.stderr
