@@ -280,7 +280,8 @@ class IndexManifest:
                 detail = f"the {made} encoder, but queries would be encoded with {asked}"
             reason = (f"the index was built with {detail} (MEDKB_ENCODER): the same weights give slightly different vectors on another "
                       "runtime, precision or recipe")
-            raise IndexMismatch(f"{reason}. Rebuild it with `MEDKB_ENCODER={asked} medkb index corpus` (`make serve` rebuilds it)"
+            raise IndexMismatch(f"{reason}. Rebuild it with `MEDKB_ENCODER={asked} medkb index --if-stale` (it indexes the corpus "
+                                "in MEDKB_CORPUS, or corpus/ by default; `make serve` rebuilds it)"
                                 + (f", or set MEDKB_ENCODER={made} to serve it as it is." if made != asked else "."), reason)
 
 

@@ -47,20 +47,32 @@ def _cannot_use(command: str, store: str, location: Path | str, exc: BaseExcepti
     return 2
 
 
+def _refuse_empty(command: str, store: str, location: Path | str) -> int:
+    """0 unless the `store` at `location` is a 0-byte file (accounts.refuse_empty_store_file):
+    then its one line (printed) and 2, before anything opens it; the file is left as it is."""
+    from retrieval.accounts import EmptyStoreFile, refuse_empty_store_file
+
+    try:
+        refuse_empty_store_file(location, store)
+    except EmptyStoreFile as exc:
+        print(f"medkb {command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _check_state_stores(command: str, settings: Settings) -> int:
     """Open the review log and the accounts as a server would (creating them if missing), so
     that one that cannot be used is one line and exit 2 before anything starts; 0 when both open.
-    A 0-byte file where either should be is refused before either is opened, and left as it is."""
-    from retrieval.accounts import AccountStore, EmptyStoreFile, refuse_empty_store_file
+    A 0-byte file where either, or the answer store, should be is refused before any is opened,
+    and left as it is (the answer store is not opened here: the server answers without
+    permalinks while it cannot be used)."""
+    from retrieval.accounts import AccountStore
     from retrieval.reviews import ReviewStore
 
     stores = (("review log", ReviewStore, settings.state_location(settings.reviews_path)),
               ("account store", AccountStore, settings.state_location(settings.accounts_path)))
-    for name, _, location in stores:
-        try:
-            refuse_empty_store_file(location, name)
-        except EmptyStoreFile as exc:
-            print(f"medkb {command}: {exc}", file=sys.stderr)
+    for name, location in [(name, location) for name, _, location in stores] + [("answer store", settings.state_location(settings.answers_path))]:
+        if _refuse_empty(command, name, location):
             return 2
     for name, store_class, location in stores:
         try:
@@ -158,6 +170,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"medkb index: cannot make the index folder {settings.index_dir}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     log_at = settings.state_location(settings.reviews_path)
+    if _refuse_empty("index", "review log", log_at):  # not a review log, though opening it would make one
+        return 2
     try:  # every build records its articles' versions in the review log: one that cannot be used stops it before any work
         from retrieval.reviews import ReviewStore
 
@@ -240,6 +254,7 @@ def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], 
     from indexer.build import BuildFailed, build_index
     from indexer.index_store import BuildBusy
     from indexer.onnx_embedding import OnnxExportError
+    from retrieval.accounts import EmptyStoreFile
 
     started = time.perf_counter()
 
@@ -300,6 +315,9 @@ def _index_once(args: argparse.Namespace, settings: Settings, dirs: list[Path], 
         except _store_errors(settings) as exc:
             return _cannot_use("index", "review log", settings.state_location(settings.reviews_path), exc,
                                "the build is published, but its articles' versions are not recorded")
+        except EmptyStoreFile as exc:  # emptied since the command's check (a rebuild under --watch, say)
+            print(f"medkb index: {exc}; the build is published, but its articles' versions are not recorded", file=sys.stderr)
+            return 2
     return _publish_to_database(settings) if settings.backend == "postgres" else 0
 
 
@@ -344,12 +362,15 @@ def _indexed_articles(build: Path, dirs: list[Path]) -> list:
 def _report_reviews(settings: Settings, articles) -> None:
     """Keep each indexed version's text in the review log (for diffs against the approved
     version), note when it was first seen, and report review statuses: a front matter
-    `review_status: approved` that no review record supports is a warning."""
+    `review_status: approved` that no review record supports is a warning. A 0-byte file where
+    the log should be raises EmptyStoreFile before it is opened, and is left as it is."""
     from collections import Counter
 
+    from retrieval.accounts import refuse_empty_store_file
     from retrieval.reviews import ReviewState, ReviewStore, derive, sha256_hex
 
     log_at = settings.state_location(settings.reviews_path)
+    refuse_empty_store_file(log_at, "review log")
     store = ReviewStore(log_at, connect_timeout=settings.db_connect_timeout)
     for article in articles:
         if store.content(article.content_sha256) is not None:
@@ -498,6 +519,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not query or len(query) > settings.max_query_chars or not 1 <= k <= settings.max_k:
         print(f"medkb search: give a query of 1 to {settings.max_query_chars} characters and -k between 1 and {settings.max_k}", file=sys.stderr)
         return 2
+    log_at = settings.state_location(settings.reviews_path)
+    if _refuse_empty("search", "review log", log_at):  # before the model loads; opening it would make it an empty log
+        return 2
     retrieval = RetrievalSettings(retriever=settings.retriever, max_per_article=settings.max_per_article, ranker=settings.ranker, no_match=bool(settings.no_match))
     try:
         if settings.backend == "postgres":
@@ -521,7 +545,6 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 2
     if service.index.fallback:
         print(f"medkb search: warning: {service.index.fallback}", file=sys.stderr)
-    log_at = settings.state_location(settings.reviews_path)
     try:
         if settings.backend == "postgres" or settings.reviews_path.exists():  # statuses come from the review log, as in the server
             from retrieval.reviews import ReviewBook, ReviewStore

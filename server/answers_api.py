@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from medkb.settings import Settings
+from retrieval.accounts import refuse_empty_store_file
 from retrieval.answer_store import (
     AnswerNotFound,
     AnswerStore,
@@ -50,7 +51,12 @@ AnswerId = Annotated[str, Path(max_length=64, description="The answer's id (`ans
 
 
 def open_answers(settings: Settings) -> AnswerStore:
-    return AnswerStore(settings.state_location(settings.answers_path), max_answers=settings.max_answers, max_answer_bytes=settings.max_answer_bytes,
+    """The answer store the settings name (called in lifespan). A 0-byte file where it should be
+    raises EmptyStoreFile before it is opened (SQLite would make an empty store of it, overwriting
+    what may be a store a failed copy truncated): the server does not start, and the file is left."""
+    where = settings.state_location(settings.answers_path)
+    refuse_empty_store_file(where, "answer store")
+    return AnswerStore(where, max_answers=settings.max_answers, max_answer_bytes=settings.max_answer_bytes,
                        max_feedback=settings.max_feedback, max_feedback_per_answer=settings.feedback_per_answer,
                        max_comment_chars=settings.feedback_comment_chars, timeout=settings.conversations_timeout)
 

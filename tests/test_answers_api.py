@@ -248,3 +248,18 @@ def test_too_large_an_answer_is_not_kept(tiny_corpus, tmp_path):
     with TestClient(make_app(tiny_corpus, tmp_path, max_answer_bytes=1000)) as c:
         answer = ask(c)
         assert answer["answer_id"] is None and "too large to keep" in answer["notice"]
+
+
+def test_the_server_does_not_start_on_an_empty_answer_store_and_leaves_it(tiny_corpus, tmp_path):
+    """A 0-byte file where the answer store should be (a failed copy or restore, a `touch`) is not a
+    store: the startup fails naming it, as for the review log and the accounts, and the file is left
+    as it is. Before, SQLite made an empty store of it: every permalink given before was a 404."""
+    empty = tmp_path / "answers.sqlite"  # the default: beside the index root
+    empty.touch()
+    with pytest.raises(Exception, match=re.escape(f"{empty} is an empty file (0 bytes), not an answer store; it is left as it is")):
+        with TestClient(make_app(tiny_corpus, tmp_path)):
+            pass
+    assert empty.stat().st_size == 0 and not list(tmp_path.glob("answers.sqlite-*"))
+    empty.unlink()  # removed, as the message says: a new store
+    with TestClient(make_app(tiny_corpus, tmp_path)) as c:
+        assert ask(c)["answer_id"] and empty.stat().st_size > 0

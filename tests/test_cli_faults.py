@@ -89,6 +89,43 @@ def test_index_with_a_damaged_review_log_is_one_line(small_corpus, tmp_path):
     one_clear_line(proc, "review log", str(log), "cannot be used")
 
 
+def test_index_refuses_an_empty_review_log_and_leaves_it(small_corpus, tmp_path):
+    """A 0-byte file where the review log should be is not a log: one line naming it, exit 2,
+    before any work (nothing is built), the file left as it is; SQLite made an empty log of it
+    and the build went on, every article then shown as never reviewed. Removed, a new log."""
+    log = tmp_path / "reviews.sqlite"  # beside the index root: the default review log
+    log.touch()
+    proc = medkb("index", str(small_corpus), "--index-dir", str(tmp_path / "index"))
+    assert proc.returncode == 2, proc.stderr
+    err = one_clear_line(proc, f"medkb index: {log} is an empty file (0 bytes), not a review log; it is left as it is")
+    assert len(err.strip().splitlines()) == 1, err
+    assert log.stat().st_size == 0 and not list(tmp_path.glob("reviews.sqlite-*")) and not (tmp_path / "index" / "current").exists()
+    log.unlink()
+    proc = medkb("index", str(small_corpus), "--index-dir", str(tmp_path / "index"))
+    assert proc.returncode == 0 and log.stat().st_size > 0, proc.stderr
+
+
+def test_index_whose_review_log_is_emptied_during_the_build_says_so(small_corpus, tmp_path):
+    """The review report after a build (each build, under --watch too) refuses a log emptied since
+    the command's check, as the check does, in one line; the build is published, the file left."""
+    log = tmp_path / "reviews.sqlite"
+    script = ("import sys, fake_model_cli, indexer.build as b\n"
+              "real = b.build_index\n"
+              "def emptying(*a, **k):\n"
+              "    report = real(*a, **k)\n"
+              f"    open({str(log)!r}, 'wb').close()\n"
+              "    return report\n"
+              "b.build_index = emptying\n"
+              "from medkb.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", script, "index", str(small_corpus), "--index-dir", str(tmp_path / "index")],
+                          capture_output=True, text=True, cwd=REPO, env=ENV, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    one_clear_line(proc, f"medkb index: {log} is an empty file (0 bytes), not a review log; it is left as it is",
+                   "the build is published, but its articles' versions are not recorded")
+    assert log.stat().st_size == 0 and not list(tmp_path.glob("reviews.sqlite-*")) and (tmp_path / "index" / "current").exists()
+
+
 def test_index_with_a_damaged_build_cache_is_one_line(small_corpus, tmp_path):
     cache = damaged(tmp_path / "index" / "cache" / "build-cache.sqlite")
     proc = medkb("index", str(small_corpus), "--index-dir", str(tmp_path / "index"))
@@ -113,6 +150,18 @@ def test_search_with_a_damaged_review_log_is_one_line(claimed_index, tmp_path):
     one_clear_line(proc, "medkb search:", "review log", str(log))
 
 
+def test_search_refuses_an_empty_review_log_and_leaves_it(claimed_index, tmp_path):
+    """A 0-byte review log is one line naming it and exit 2, before the model loads, and the file is
+    left as it is; SQLite made an empty log of it and search showed every article as never reviewed."""
+    log = tmp_path / "reviews.sqlite"
+    log.touch()
+    proc = medkb("search", "microcytosis", "--index-dir", str(claimed_index), env={"MEDKB_REVIEWS_DB": str(log)})
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    err = one_clear_line(proc, f"medkb search: {log} is an empty file (0 bytes), not a review log; it is left as it is")
+    assert len(err.strip().splitlines()) == 1, err
+    assert log.stat().st_size == 0 and [p.name for p in tmp_path.iterdir()] == ["reviews.sqlite"]
+
+
 @pytest.mark.parametrize("store, variable", [("review log", "MEDKB_REVIEWS_DB"), ("account store", "MEDKB_ACCOUNTS_DB")])
 def test_serve_with_a_damaged_state_file_is_one_line_before_uvicorn_starts(claimed_index, tmp_path, store, variable):
     path = damaged(tmp_path / "state.sqlite")
@@ -122,15 +171,17 @@ def test_serve_with_a_damaged_state_file_is_one_line_before_uvicorn_starts(claim
     assert "Uvicorn" not in err and "startup" not in err.lower(), "refused before the server starts"
 
 
-@pytest.mark.parametrize("store, variable", [("review log", "MEDKB_REVIEWS_DB"), ("account store", "MEDKB_ACCOUNTS_DB")])
+@pytest.mark.parametrize("store, variable", [("review log", "MEDKB_REVIEWS_DB"), ("account store", "MEDKB_ACCOUNTS_DB"),
+                                             ("answer store", "MEDKB_ANSWERS_DB")])
 def test_serve_refuses_an_empty_state_file_and_leaves_it(claimed_index, tmp_path, store, variable):
-    """A 0-byte file where the review log or the accounts should be is not a store (as `medkb users`
-    says): one line naming it, exit 2, before uvicorn starts; SQLite made an empty store of it."""
+    """A 0-byte file where the review log, the accounts or the answer store (permalinks and
+    feedback) should be is not a store (as `medkb users` says): one line naming it, exit 2, before
+    uvicorn starts; SQLite made an empty store of it."""
     path = tmp_path / "state.sqlite"
     path.touch()
     proc = medkb("serve", "--index-dir", str(claimed_index), "--port", "1", env={variable: str(path)}, timeout=60)
     assert proc.returncode == 2, proc.stderr
-    article = "an" if store == "account store" else "a"
+    article = "an" if store in ("account store", "answer store") else "a"
     err = one_clear_line(proc, f"medkb serve: {path} is an empty file (0 bytes), not {article} {store}; it is left as it is")
     assert len(err.strip().splitlines()) == 1 and "Uvicorn" not in err, err
     assert path.stat().st_size == 0 and [p.name for p in tmp_path.iterdir()] == ["state.sqlite"]
@@ -489,3 +540,27 @@ def test_search_refuses_another_encoders_index_before_making_its_model(small_cor
     monkeypatch.setenv("MEDKB_ENCODER", "onnx-fp32")
     assert main(["search", "iron deficiency", "--index-dir", str(index_dir)]) == 0, "the build's own encoder still searches it"
     assert loaded == ["onnx-fp32"]
+
+
+def test_the_advice_to_rebuild_another_encoder_s_index_rebuilds_the_configured_corpus(small_corpus, tmp_path):
+    """Refused for another encoder, `medkb search` says what to run; run as printed (from the
+    repository, whose own ./corpus is not the configured one), it rebuilds the corpus in
+    MEDKB_CORPUS and the search answers. The advice was `medkb index corpus`: the wrong corpus."""
+    import re
+
+    env = {"MEDKB_CORPUS": str(small_corpus), "MEDKB_INDEX_DIR": str(tmp_path / "index")}
+    built = medkb("index", env={**env, "MEDKB_ENCODER": "torch"})
+    assert built.returncode == 0, built.stderr
+    int8 = {**env, "MEDKB_ENCODER": "onnx-int8"}
+    refused = medkb("search", "microcytosis", env=int8)
+    assert refused.returncode == 2 and "built with the torch encoder" in refused.stderr, refused.stderr
+    advice = re.search(r"Rebuild it with `([^`]+)`", refused.stderr).group(1)
+    words = advice.split()
+    assigned = dict(w.split("=", 1) for w in words[:words.index("medkb")])
+    assert assigned == {"MEDKB_ENCODER": "onnx-int8"}, advice
+    rebuilt = medkb(*words[words.index("medkb") + 1:], env={**env, **assigned})
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    manifest = json.loads((tmp_path / "index" / "current" / "manifest.json").read_text())
+    assert manifest["model"]["encoder"] == "onnx" and manifest["counts"]["articles"] == 1, manifest["counts"]
+    found = medkb("search", "microcytosis", env=int8)
+    assert found.returncode == 0 and " 1. " in found.stdout, found.stderr

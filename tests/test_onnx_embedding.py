@@ -38,7 +38,7 @@ def test_the_manifest_records_the_encoder_and_a_mismatch_is_refused(tiny_corpus,
         load_index(root, ModelInfo.of(fake_for_encoder("torch")))
     message = str(info.value)
     assert "built with the onnx-int8 encoder, but queries would be encoded with torch" in message
-    assert "MEDKB_ENCODER=torch medkb index corpus" in message and "set MEDKB_ENCODER=onnx-int8" in message
+    assert "MEDKB_ENCODER=torch medkb index --if-stale" in message and "set MEDKB_ENCODER=onnx-int8" in message
     with pytest.raises(IndexMismatch, match="onnx-int8 encoder, but queries would be encoded with onnx-fp32"):
         load_index(root, ModelInfo.of(fake_for_encoder("onnx-fp32")))
 
@@ -48,7 +48,7 @@ def test_an_index_from_another_export_recipe_is_refused(tiny_corpus, tmp_path):
     old = fake_for_encoder("onnx-int8")
     old.recipe = "int8/1"
     build_index([tiny_corpus], root, old)
-    with pytest.raises(IndexMismatch, match=f"export recipe int8/1 \\(queries: {RECIPE_IDS['int8']}\\).*MEDKB_ENCODER=onnx-int8 medkb index corpus"):
+    with pytest.raises(IndexMismatch, match=f"export recipe int8/1 \\(queries: {RECIPE_IDS['int8']}\\).*MEDKB_ENCODER=onnx-int8 medkb index --if-stale"):
         load_index(root, ModelInfo.of(fake_for_encoder("onnx-int8")))
 
 
@@ -62,7 +62,7 @@ def test_a_manifest_that_names_no_encoder_was_built_with_torch(tiny_corpus, tmp_
         del data["model"][name]
     manifest_path.write_text(json.dumps(data))
     load_index(root, ModelInfo.of(fake_embedder))
-    with pytest.raises(IndexMismatch, match="built with the torch encoder.*MEDKB_ENCODER=onnx-fp32 medkb index corpus"):
+    with pytest.raises(IndexMismatch, match="built with the torch encoder.*MEDKB_ENCODER=onnx-fp32 medkb index --if-stale"):
         load_index(root, ModelInfo.of(fake_for_encoder("onnx-fp32")))
 
 

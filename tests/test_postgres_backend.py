@@ -434,7 +434,7 @@ def test_a_build_by_another_encoder_is_published_and_the_refusal_s_advice_fixes_
 
     env = {**os.environ, "MEDKB_BACKEND": "postgres", "MEDKB_DATABASE_URL": fresh_database, "MEDKB_INDEX_DIR": str(tmp_path / "var" / "index"),
            "MEDKB_RELOAD_SECONDS": "0", "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
-    assert tiny_corpus == tmp_path / "corpus"  # so that a refusal's `medkb index corpus` means this corpus, run from tmp_path
+    assert tiny_corpus == tmp_path / "corpus"  # so that the default corpus (./corpus), which a refusal's `medkb index --if-stale` indexes, is this one, run from tmp_path
 
     def served() -> tuple[str | None, str]:
         model = IndexManifest.from_dict(published_manifest(fresh_database)).model
@@ -450,7 +450,7 @@ def test_a_build_by_another_encoder_is_published_and_the_refusal_s_advice_fixes_
     for command in (["search", "iron"], ["serve", "--port", "1"]):
         refused = _medkb(command, int8, tmp_path)
         assert refused.returncode == 2 and "built with the torch encoder, but queries would be encoded with onnx-int8" in refused.stderr, refused
-        assert _advice(refused.stderr) == "MEDKB_ENCODER=onnx-int8 medkb index corpus", refused.stderr
+        assert _advice(refused.stderr) == "MEDKB_ENCODER=onnx-int8 medkb index --if-stale", refused.stderr
     rebuilt = _medkb(["index", "--if-stale", "corpus"], int8, tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "already serves" not in rebuilt.stdout and "into the database" in rebuilt.stdout, rebuilt.stdout
