@@ -47,15 +47,16 @@ def _cannot_use(command: str, store: str, location: Path | str, exc: BaseExcepti
     return 2
 
 
-def _refuse_empty(command: str, store: str, location: Path | str) -> int:
+def _refuse_empty(command: str, store: str, location: Path | str, then: str = "") -> int:
     """0 unless the `store` at `location` is a 0-byte file (accounts.refuse_empty_store_file):
-    then its one line (printed) and 2, before anything opens it; the file is left as it is."""
+    then its one line (printed, `then` appended) and 2, before anything opens it; the file is
+    left as it is."""
     from retrieval.accounts import EmptyStoreFile, refuse_empty_store_file
 
     try:
         refuse_empty_store_file(location, store)
     except EmptyStoreFile as exc:
-        print(f"medkb {command}: {exc}", file=sys.stderr)
+        print(f"medkb {command}: {exc}{then}", file=sys.stderr)
         return 2
     return 0
 
@@ -831,13 +832,9 @@ def cmd_users(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     location = settings.state_location(settings.accounts_path)
-    state = store_file_state(location)
-    if state == "empty":
-        # Not a store, and opening it would make it one; it may be a store a failed copy truncated: it is left as it is.
-        print(f"medkb users {args.users_command}: {location} is an empty file (0 bytes), not an account store; it is left as it is: "
-              f"restore the store from a backup, or remove the file to start a new one with `medkb users add`", file=sys.stderr)
+    if _refuse_empty(f"users {args.users_command}", "account store", location, then=" with `medkb users add`"):
         return 2
-    if args.users_command != "add" and state == "missing":
+    if args.users_command != "add" and store_file_state(location) == "missing":
         # Only `add` may make the store: listing, or a token for an account, in a store that is not there would create an empty one.
         print(f"medkb users {args.users_command}: there is no account store at {location} (check --accounts-db, MEDKB_ACCOUNTS_DB "
               f"or --index-dir; `medkb users add` creates it)", file=sys.stderr)

@@ -183,24 +183,27 @@ def published_build(url: str) -> str | None:
 
 def published_manifest(url: str) -> dict[str, Any] | None:
     """The published build's manifest (JSON, as stored), or None when nothing is published."""
+    return _published_row(url)[1]
+
+
+def _published_row(url: str) -> tuple[str | None, dict[str, Any] | None, str | None]:
+    """(the published build's id, its manifest as stored, its state), each None when nothing
+    is published or its row is gone."""
     build_id = published_build(url)
     if build_id is None:
-        return None
+        return None, None, None
     with _connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT manifest FROM medkb_builds WHERE id = %s", (build_id,)).fetchone()
-    return row[0] if row else None
+        row = conn.execute("SELECT manifest, state FROM medkb_builds WHERE id = %s", (build_id,)).fetchone()
+    return (build_id, *row) if row else (build_id, None, None)
 
 
 def publish_if_changed(url: str, index: LoadedIndex, keep: int = KEEP_BUILDS) -> tuple[str, bool]:
     """Publish `index` (a build read from disk) into the database unless the database already
     serves that build (see `serves_build`). Returns (the published build's id, whether this
     call published it)."""
-    build_id = published_build(url)
-    if build_id is not None:
-        with _connect(url, autocommit=True) as conn:
-            row = conn.execute("SELECT manifest FROM medkb_builds WHERE id = %s AND state = 'ready'", (build_id,)).fetchone()
-        if row is not None and serves_build(row[0], index):
-            return build_id, False
+    build_id, manifest, state = _published_row(url)
+    if state == "ready" and serves_build(manifest, index):
+        return build_id, False
     with PostgresStore(url, keep=keep) as store:
         return store.publish_index(index), True
 
