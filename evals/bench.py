@@ -4,7 +4,10 @@ Sizes:
 - default: the default corpus, built in this run;
 - medquad: an existing MedQuAD index (built by `medkb index`), with build throughput
   measured on a sample of its articles in this run;
-- synthetic: the vector search alone over 1M random unit vectors (flat and IVF).
+- synthetic: the vector search alone over 1M random unit vectors (flat and IVF);
+- model: the encoder's own CPU cost (a query; 1,000 word pieces of passages) and the
+  ceilings that cost alone puts on this machine: requests per second, and the time to embed
+  a MedQuAD index's chunks and headings (with --medquad-index).
 
 Build throughput is reported in chunks/s and as a ratio to the raw model encode rate on
 the same texts, measured in the same run: how close the pipeline is to the model's limit.
@@ -53,6 +56,55 @@ def rss_mb(pid: int | None = None) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def model_floor(embedder, queries: list[str], passages: list[str], cores: int, target_rps: float = 200.0,
+                corpus_texts: list[str] | None = None, clock: Callable[[], float] = time.process_time) -> dict[str, Any]:
+    """What the model alone costs and allows on this machine: CPU ms per query (one at a time,
+    and in batches of 8 as the server's batcher may send them), CPU ms per 1,000 word pieces of
+    `passages` (batches of 8 on one model call at a time, the build's per-call setting), and
+    the ceilings those put on `cores` cores: requests/s if a request did nothing but embed its
+    query; CPU ms per request left for everything else at `target_rps` (issue 16's 200); and,
+    when `corpus_texts` is given (the texts a build embeds: chunks and section headings), the
+    build's wall seconds if the model were the only cost and every core ran it. Word pieces
+    are counted with the [CLS]/[SEP] markers. `clock`: CPU seconds of this process (every
+    thread). Raises ValueError for no queries or passages."""
+
+    def cpu_ms(run: Callable[[], object]) -> float:
+        started = clock()
+        run()
+        return (clock() - started) * 1000
+
+    if not queries or not passages:
+        raise ValueError("model_floor needs at least one query and one passage")
+    threads = getattr(embedder, "document_threads", None)
+    try:
+        if threads is not None:
+            embedder.document_threads = 1
+        embedder.encode_queries(queries[:8])  # warm up
+        one = cpu_ms(lambda: [embedder.encode_queries([q]) for q in queries]) / len(queries)
+        eight = cpu_ms(lambda: [embedder.encode_queries(queries[i:i + 8]) for i in range(0, len(queries), 8)]) / len(queries)
+        pieces = sum(embedder.count_tokens(passages)) + 2 * len(passages)
+        per_thousand = cpu_ms(lambda: embedder.encode_documents(passages, batch_size=8)) * 1000 / pieces
+    finally:
+        if threads is not None:
+            embedder.document_threads = threads
+    query_ms = min(one, eight)
+    out: dict[str, Any] = {
+        "cores": cores, "queries": len(queries), "passages": len(passages), "passage_word_pieces": pieces,
+        "query_cpu_ms": round(one, 2), "query_cpu_ms_batched_8": round(eight, 2),
+        "passage_cpu_ms_per_1000_word_pieces": round(per_thousand, 1),
+        "model_only_requests_per_s": round(cores * 1000 / query_ms, 1),
+        "target_requests_per_s": target_rps,
+        "cpu_ms_per_request_at_target": round(cores * 1000 / target_rps, 2),
+        "cpu_ms_left_at_target": round(cores * 1000 / target_rps - query_ms, 2),
+    }
+    if corpus_texts:
+        total = sum(embedder.count_tokens(corpus_texts)) + 2 * len(corpus_texts)
+        out["corpus_texts"] = len(corpus_texts)
+        out["corpus_word_pieces"] = total
+        out["corpus_embed_floor_seconds"] = round(total * per_thousand / 1000 / 1000 / cores, 1)
+    return out
 
 
 def build_throughput(corpus_dirs: list[Path], embedder, root: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -379,6 +431,18 @@ def format_table(results: dict[str, Any]) -> str:
             e = imp[step]
             lines.append(f"  {step:<7} {e['seconds']:>8.1f} s  ({e['cpu_seconds']} s CPU; load {e['load']['load_1m']} before)")
         lines.append(f"  total   {imp['total_seconds']:>8.1f} s  ({imp['total_seconds'] / 60:.1f} min); index {imp['chunks_per_s']} chunks/s")
+    floor = results.get("model")
+    if floor:
+        lines.append("")
+        lines.append(f"the model alone ({floor['queries']} queries, {floor['passages']} passages; CPU time, one model call at a time)")
+        lines.append(f"  a query: {floor['query_cpu_ms']} ms CPU ({floor['query_cpu_ms_batched_8']} ms each in batches of 8); passages: "
+                     f"{floor['passage_cpu_ms_per_1000_word_pieces']} ms CPU per 1,000 word pieces")
+        lines.append(f"  on {floor['cores']} cores: at most {floor['model_only_requests_per_s']} req/s if a request only embedded its query; "
+                     f"at {floor['target_requests_per_s']:g} req/s a request may use {floor['cpu_ms_per_request_at_target']} ms CPU, "
+                     f"{floor['cpu_ms_left_at_target']} ms after its query's embedding")
+        if "corpus_embed_floor_seconds" in floor:
+            lines.append(f"  embedding the MedQuAD index's {floor['corpus_texts']:,} chunks and headings ({floor['corpus_word_pieces']:,} word pieces) "
+                         f"takes at least {floor['corpus_embed_floor_seconds']} s ({floor['corpus_embed_floor_seconds'] / 60:.1f} min) on every core")
     syn = results.get("synthetic")
     if syn:
         lines.append("")
@@ -530,11 +594,43 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
         log("fresh clone to first answer with `make serve`")
         loads.append(machine_load("fresh clone: make serve", log))
         results["fresh"] = fresh_clone_to_answer(workdir / "fresh", log)
+    if "model" in sizes:
+        log("model: the encoder's own cost, and the ceilings it sets")
+        loads.append(machine_load("model: encoder cost", log))
+        results["model"] = _model_size(embedder, medquad_index, medquad_data, corpus_dirs, queries, log)
     if "synthetic" in sizes:
         log("synthetic vectors")
         loads.append(machine_load("synthetic vectors", log))
         results["synthetic"] = synthetic_vectors(vectors, embedder.dim, min(queries, 200), log)
     return results
+
+
+def _model_size(embedder, medquad_index: Path | None, medquad_data: Path | None, corpus_dirs: list[Path], queries: int,
+                log: Callable[[str], None]) -> dict[str, Any]:
+    """`model_floor` on MedQuAD questions and chunks (the default corpus's when no MedQuAD
+    index is given), with the MedQuAD index's chunks and headings as the build's texts."""
+    from indexer.articles import load_corpus
+    from indexer.build import section_heading_text
+    from indexer.chunking import chunk_article
+    from indexer.embedding import ModelInfo
+    from indexer.index_store import load_index
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    corpus_texts = None
+    if medquad_index and (medquad_index / "current").exists():
+        index = load_index(medquad_index, ModelInfo.of(embedder))
+        chunks = index.chunks
+        headings = {c.section_id: section_heading_text(c.article_title, list(c.section_path)) for c in chunks}
+        corpus_texts = [c.embed_text or c.text for c in chunks] + list(headings.values())
+        passages = [c.embed_text or c.text for c in random.Random(0).sample(chunks, min(256, len(chunks)))]
+        del index
+    else:
+        passages = [c.embed_text for a in load_corpus(corpus_dirs).articles for c in chunk_article(a, embedder.count_tokens)][:256]
+    pool = medquad_questions(medquad_data, max(queries, 50)) if medquad_data and medquad_data.exists() else gold_queries()
+    floor = model_floor(embedder, list(dict.fromkeys(pool))[:queries], passages, cores, corpus_texts=corpus_texts)
+    log(f"  a query {floor['query_cpu_ms']} ms CPU ({floor['query_cpu_ms_batched_8']} in batches of 8); "
+        f"{floor['passage_cpu_ms_per_1000_word_pieces']} ms CPU per 1,000 word pieces of passages")
+    return floor
 
 
 def embedder_dir(embedder) -> Path | None:

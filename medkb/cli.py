@@ -740,7 +740,7 @@ def _query_bar(label: str, total: int) -> Callable[[int], None]:
     return _progress_bar(label, total, unit="query")
 
 
-BENCH_SIZES = ("default", "medquad", "synthetic", "import", "fresh")  # what evals.bench.run_bench measures
+BENCH_SIZES = ("default", "medquad", "synthetic", "import", "fresh", "model")  # what evals.bench.run_bench measures
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -1003,7 +1003,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_ranker)
 
     p = sub.add_parser("bench", help="measure build throughput, search latency and memory", description="Benchmarks printed as a table and written as JSON: build throughput (and its ratio to the raw model encode rate), search latency in-process and over HTTP with 1, 8 and 32 clients, server RSS and index bytes per chunk, for the default corpus, a MedQuAD index, and 1M synthetic vectors.")
-    p.add_argument("--sizes", default="default,medquad,synthetic", help="comma-separated: default, medquad, synthetic, import (the whole of MedQuAD imported and indexed by real `medkb import` and `medkb index` processes, into --medquad-index when nothing is there yet) and fresh (git clone of this repository, then `make serve` until the first answer)")
+    p.add_argument("--sizes", default="default,medquad,synthetic", help="comma-separated: default, medquad, synthetic, import (the whole of MedQuAD imported and indexed by real `medkb import` and `medkb index` processes, into --medquad-index when nothing is there yet) fresh (git clone of this repository, then `make serve` until the first answer) and model (the encoder's own CPU cost per query and per 1,000 word pieces, and the ceilings it puts on requests/s and on embedding --medquad-index's texts)")
     p.add_argument("--corpus", nargs="*", default=[], help="corpus directories for the default size")
     p.add_argument("--medquad-index", type=Path, default=Path("var/medquad-index"), help="an index of imported MedQuAD (medkb import medquad ... && medkb index ... --index-dir this)")
     p.add_argument("--medquad-corpus", type=Path, default=Path("var/medquad-corpus"), help="the imported MedQuAD articles, for the build-throughput sample")

@@ -165,6 +165,46 @@ def test_bench_smoke_prints_and_writes_its_figures(tmp_path, tiny_corpus):
     json.dumps(results)  # the JSON output is serialisable
 
 
+class _MeteredEmbedder(FakeEmbedder):
+    """FakeEmbedder whose calls advance a CPU clock by a known cost: 3 ms a query in any batch,
+    0.5 ms a word piece of passages ([CLS]/[SEP] included)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = 0.0
+        self.document_threads = 4
+
+    def encode_queries(self, texts):
+        self.seconds += 0.003 * len(texts)
+        return super().encode_queries(texts)
+
+    def encode_documents(self, texts, batch_size=32, progress=None):
+        assert self.document_threads == 1  # one model call at a time while measured
+        self.seconds += 0.0005 * sum(n + 2 for n in self.count_tokens(texts))
+        return super().encode_documents(texts, batch_size, progress)
+
+
+def test_bench_model_floor_gives_the_ceilings_the_model_alone_sets():
+    from evals.bench import format_table, model_floor
+
+    embedder = _MeteredEmbedder()
+    passages = ["iron deficiency anaemia is common", "ferritin below 30 confirms it"]
+    corpus = (passages + ["lead poisoning"]) * 200
+    floor = model_floor(embedder, ["causes of microcytosis", "what is ferritin", "thalassaemia trait"], passages, cores=2,
+                        corpus_texts=corpus, clock=lambda: embedder.seconds)
+    assert embedder.document_threads == 4  # put back
+    assert floor["query_cpu_ms"] == floor["query_cpu_ms_batched_8"] == 3.0
+    assert floor["passage_cpu_ms_per_1000_word_pieces"] == 500.0
+    assert floor["passage_word_pieces"] == 5 + 2 + 5 + 2
+    assert floor["model_only_requests_per_s"] == round(2 * 1000 / 3, 1)  # two cores, 3 ms a request
+    assert floor["cpu_ms_per_request_at_target"] == 10.0 and floor["cpu_ms_left_at_target"] == 7.0  # 200 req/s on two cores
+    assert floor["corpus_word_pieces"] == 200 * (14 + 2 + 2) and floor["corpus_embed_floor_seconds"] == 0.9  # 3,600 x 0.5 ms on two cores
+    table = format_table({"machine": {"cpus": 2, "platform": "test", "python": "3"}, "model": floor})
+    assert "at most 666.7 req/s" in table and "7.0 ms after its query's embedding" in table
+    with pytest.raises(ValueError):
+        model_floor(embedder, [], passages, cores=2)
+
+
 def test_bench_counts_the_cpu_of_a_server_and_its_worker_processes():
     """The HTTP figures' server CPU per request is read from /proc for the server and its
     workers: a child that burns CPU is counted, and the count only grows."""
