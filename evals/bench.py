@@ -453,7 +453,8 @@ def format_table(results: dict[str, Any]) -> str:
     loads = results.get("load", [])
     if loads:
         lines.append("")
-        lines.append("load average (1/5/15 min) before each measurement: " + "; ".join(f"{e['measurement']} {e['load_1m']}/{e['load_5m']}/{e['load_15m']}" for e in loads))
+        lines.append("load average (1/5/15 min) before each measurement: " + "; ".join(f"{e['measurement']} {e['load_1m']}/{e['load_5m']}/{e['load_15m']}"
+                                                                                     + (f" (after {e['settled_s']:.0f} s)" if e.get("settled_s") else "") for e in loads))
     busy = [entry for entry in results.get("load", []) if entry["busy"]]
     if busy:
         lines.append("")
@@ -465,23 +466,42 @@ def format_table(results: dict[str, Any]) -> str:
 BUSY_LOAD_PER_CPU = 0.5  # a 1-minute load average above this per core means other work shared the machine
 
 
-def machine_load(label: str, log: Callable[[str], None]) -> dict[str, Any]:
+def machine_load(label: str, log: Callable[[str], None], settle: float = 0.0, *, poll: float = 5.0,
+                 getloadavg: Callable[[], tuple[float, float, float]] = os.getloadavg,
+                 sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
     """The 1/5/15-minute load averages (os.getloadavg) just before a measurement, and whether
-    the machine was busy: a figure taken on a busy machine is noisy, not a regression."""
-    one, five, fifteen = os.getloadavg()
+    the machine was busy: a figure taken on a busy machine is noisy, not a regression.
+
+    `settle` (seconds, 0: none) first waits, polling every `poll` seconds (the kernel updates
+    the averages every 5 s), until the 1-minute average is at or below BUSY_LOAD_PER_CPU per
+    core: the 1-minute average decays with a 60 s time constant, so the load this bench put on
+    the machine a moment ago (an HTTP run at 8 and 32 clients) would otherwise mark the next
+    measurement busy although nothing else is running. The seconds waited are recorded
+    (`settled_s`); a machine still busy after `settle` is someone else's work and is reported."""
     cpus = os.cpu_count() or 1
+    waited = 0.0
+    one, five, fifteen = getloadavg()
+    while one / cpus > BUSY_LOAD_PER_CPU and waited < settle:
+        step = min(poll, settle - waited)
+        sleep(step)
+        waited += step
+        one, five, fifteen = getloadavg()
     busy = one / cpus > BUSY_LOAD_PER_CPU
+    if waited:
+        log(f"  waited {waited:.0f} s for the load average to settle before '{label}'")
     if busy:
         log(f"  warning: load average {one:.2f} on {cpus} cpus before '{label}': the machine was busy, so this figure is noisy")
-    return {"measurement": label, "load_1m": round(one, 2), "load_5m": round(five, 2), "load_15m": round(fifteen, 2), "cpus": cpus, "busy": busy}
+    return {"measurement": label, "load_1m": round(one, 2), "load_5m": round(five, 2), "load_15m": round(fifteen, 2), "cpus": cpus,
+            "busy": busy, "settled_s": round(waited, 1)}
 
 
-def _timed_process(command: list[str], label: str, log: Callable[[str], None], env: dict[str, str] | None = None) -> dict[str, Any]:
+def _timed_process(command: list[str], label: str, log: Callable[[str], None], env: dict[str, str] | None = None,
+                   settle: float = 0.0) -> dict[str, Any]:
     """One medkb process run to completion: wall and CPU seconds (children's rusage), and the
     load average just before. Raises RuntimeError with the end of its stderr when it fails."""
     import resource
 
-    load = machine_load(label, log)
+    load = machine_load(label, log, settle)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     out = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=7200)
@@ -493,15 +513,15 @@ def _timed_process(command: list[str], label: str, log: Callable[[str], None], e
     return {"measurement": label, "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "load": load, "stdout_tail": out.stdout[-1500:]}
 
 
-def import_and_index(medquad_data: Path, corpus_out: Path, index_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def import_and_index(medquad_data: Path, corpus_out: Path, index_dir: Path, log: Callable[[str], None], settle: float = 0.0) -> dict[str, Any]:
     """The whole MedQuAD collection from its XML to a published index, as a user would do it: `medkb
     import medquad` then `medkb index` (fresh build cache, so every chunk is embedded, with the
     MEDKB_ENCODER of this process), each a real process timed in wall and CPU seconds."""
     cli = [sys.executable, "-m", "medkb.cli"]
     env = dict(os.environ, MEDKB_BUILD_CACHE=str(index_dir.parent / f"{index_dir.name}-build-cache"))
-    imported = _timed_process([*cli, "import", "medquad", str(medquad_data), "--out", str(corpus_out), "--quiet"], "medquad import", log, env)
+    imported = _timed_process([*cli, "import", "medquad", str(medquad_data), "--out", str(corpus_out), "--quiet"], "medquad import", log, env, settle)
     log(f"  import: {imported['seconds']} s ({imported['cpu_seconds']} s CPU)")
-    indexed = _timed_process([*cli, "index", str(corpus_out), "--index-dir", str(index_dir)], "medquad index", log, env)
+    indexed = _timed_process([*cli, "index", str(corpus_out), "--index-dir", str(index_dir)], "medquad index", log, env, settle)
     manifest = json.loads((index_dir / "current" / "manifest.json").read_text())
     chunks = manifest["counts"]["chunks"]
     log(f"  index: {indexed['seconds']} s ({indexed['cpu_seconds']} s CPU), {chunks} chunks, {chunks / indexed['seconds']:.1f} chunks/s")
@@ -515,9 +535,9 @@ def import_and_index(medquad_data: Path, corpus_out: Path, index_dir: Path, log:
 def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_dirs: list[Path], medquad_index: Path | None,
               medquad_corpus: Path | None, medquad_data: Path | None, queries: int, http_requests: int, vectors: int,
               build_sample: int, http: bool, workdir: Path, compare_encoder: str | None = None, workers: int = 1,
-              onnx_dir: Path | None = None) -> dict[str, Any]:
+              onnx_dir: Path | None = None, settle: float = 0.0) -> dict[str, Any]:
     """Every measurement of `sizes` (default, medquad, synthetic, import, fresh), each preceded by
-    the machine's load average. `compare_encoder` (e.g. torch) also builds the MedQuAD sample with
+    the machine's load average (after waiting up to `settle` seconds for it to fall: machine_load). `compare_encoder` (e.g. torch) also builds the MedQuAD sample with
     that encoder, for the build speed-up in the same run."""
     from indexer.embedding import ModelInfo, load_embedder
     from indexer.index_store import load_index
@@ -537,11 +557,11 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
             # The index lands at --medquad-index when nothing is there yet, so the medquad size
             # below measures search over it; otherwise in the run's temporary folder.
             target = medquad_index if medquad_index and not medquad_index.exists() else workdir / "medquad-full-index"
-            results["import"] = import_and_index(medquad_data, workdir / "medquad-full-corpus", target, log)
+            results["import"] = import_and_index(medquad_data, workdir / "medquad-full-corpus", target, log, settle)
             loads.extend(results["import"][step]["load"] for step in ("import", "index"))
     if "default" in sizes:
         log("default corpus")
-        loads.append(machine_load("default: build and search", log))
+        loads.append(machine_load("default: build and search", log, settle))
         root = workdir / "default-index"
         build = build_throughput(corpus_dirs, embedder, root, log)
         service = SearchService(load_index(root, ModelInfo.of(embedder)), embedder)
@@ -550,16 +570,16 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
                               "search": in_process_latency(service, qs)}
         log(f"  search p50 {results['default']['search']['uncached_ms']['p50']} ms uncached, {results['default']['search']['cached_ms']['p50']} ms cached")
         if http:
-            loads.append(machine_load("default: HTTP, no query cache", log))
+            loads.append(machine_load("default: HTTP, no query cache", log, settle))
             results["default"]["http_no_cache"] = http_latency(root, qs, http_requests, log, query_cache=False, workers=workers)
-            loads.append(machine_load("default: HTTP", log))
+            loads.append(machine_load("default: HTTP", log, settle))
             results["default"]["http"] = http_latency(root, qs, http_requests, log, workers=workers)
     if "medquad" in sizes:
         if not medquad_index or not (medquad_index / "current").exists():
             log("medquad: skipped (no index: import and index MedQuAD first, then pass --medquad-index)")
         else:
             log("medquad")
-            loads.append(machine_load("medquad: search and build", log))
+            loads.append(machine_load("medquad: search and build", log, settle))
             index = load_index(medquad_index, ModelInfo.of(embedder))
             service = SearchService(index, embedder)
             pool = medquad_questions(medquad_data, queries + 3 * http_requests) if medquad_data and medquad_data.exists() else [c.article_title for c in index.chunks]
@@ -571,7 +591,7 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
                 sample = sample_medquad_corpus(medquad_corpus, build_sample, workdir / "medquad-sample")
                 entry["build"] = {"sample_articles": build_sample, **build_throughput([sample], embedder, workdir / "medquad-sample-index", log)}
                 if compare_encoder:
-                    loads.append(machine_load(f"medquad: build with {compare_encoder}", log))
+                    loads.append(machine_load(f"medquad: build with {compare_encoder}", log, settle))
                     other = load_embedder(embedder_dir(embedder), compare_encoder, onnx_dir=onnx_dir)
                     log(f"  the same sample with the {compare_encoder} encoder:")
                     entry["build_compared"] = {"encoder": compare_encoder, "sample_articles": build_sample,
@@ -585,22 +605,22 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
             if http:
                 # First with the query cache off (the model runs for every request), then with it on
                 # (the server's default; each level still starts on fresh queries).
-                loads.append(machine_load("medquad: HTTP, no query cache", log))
+                loads.append(machine_load("medquad: HTTP, no query cache", log, settle))
                 entry["http_no_cache"] = http_latency(medquad_index, pool[queries:] or qs, http_requests, log, query_cache=False, workers=workers)
-                loads.append(machine_load("medquad: HTTP", log))
+                loads.append(machine_load("medquad: HTTP", log, settle))
                 entry["http"] = http_latency(medquad_index, pool[queries:] or qs, http_requests, log, workers=workers)
             results["medquad"] = entry
     if "fresh" in sizes:
         log("fresh clone to first answer with `make serve`")
-        loads.append(machine_load("fresh clone: make serve", log))
+        loads.append(machine_load("fresh clone: make serve", log, settle))
         results["fresh"] = fresh_clone_to_answer(workdir / "fresh", log)
     if "model" in sizes:
         log("model: the encoder's own cost, and the ceilings it sets")
-        loads.append(machine_load("model: encoder cost", log))
+        loads.append(machine_load("model: encoder cost", log, settle))
         results["model"] = _model_size(embedder, medquad_index, medquad_data, corpus_dirs, queries, log)
     if "synthetic" in sizes:
         log("synthetic vectors")
-        loads.append(machine_load("synthetic vectors", log))
+        loads.append(machine_load("synthetic vectors", log, settle))
         results["synthetic"] = synthetic_vectors(vectors, embedder.dim, min(queries, 200), log)
     return results
 

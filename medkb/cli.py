@@ -773,7 +773,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                             medquad_index=args.medquad_index, medquad_corpus=args.medquad_corpus, medquad_data=args.medquad_data,
                             queries=args.queries, http_requests=args.http_requests, vectors=args.vectors, build_sample=args.build_sample,
                             http=not args.no_http, workdir=Path(tmp), compare_encoder=args.compare_encoder,
-                            workers=args.workers, onnx_dir=settings.onnx_cache_dir())
+                            workers=args.workers, onnx_dir=settings.onnx_cache_dir(), settle=args.settle)
     print(format_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -1014,6 +1014,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--build-sample", type=_at_least_zero, default=300, help="MedQuAD articles built in this run to measure throughput (0: no build)")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP measurements")
     p.add_argument("--workers", type=_at_least_one, default=1, help="server processes for the HTTP measurements (`medkb serve --workers`)")
+    p.add_argument("--settle", type=_at_least_zero, default=90, help="before each measurement, wait up to this many seconds for the 1-minute load average to fall to 0.5 per core (the bench's own previous measurement raises it for about a minute); 0: don't wait (default 90)")
     p.add_argument("--compare-encoder", choices=["torch", "onnx-fp32", "onnx-int8"], help="also build the MedQuAD sample with this encoder, for the build speed-up over it in the same run")
     p.add_argument("--live", action="store_true", help="instead: a living knowledge base over a copy of --medquad-corpus: seconds to publish after a one-article edit, a front-matter edit (no new text: the model is not loaded), a one-article delete and for an unchanged corpus, then a server under load while a `medkb index --watch` republishes edits (failed requests, p99, RSS after each swap)")
     p.add_argument("--live-cache", type=Path, help="--live: the build cache to start from (e.g. var/medquad-index/cache after `medkb index var/medquad-corpus --index-dir var/medquad-index`); default: a fresh one (the first build embeds everything)")
