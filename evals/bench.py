@@ -632,13 +632,12 @@ def _model_size(embedder, medquad_index: Path | None, medquad_data: Path | None,
     from indexer.articles import load_corpus
     from indexer.build import section_heading_text
     from indexer.chunking import chunk_article
-    from indexer.embedding import ModelInfo
     from indexer.index_store import load_index
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     corpus_texts = None
     if medquad_index and (medquad_index / "current").exists():
-        index = load_index(medquad_index, ModelInfo.of(embedder))
+        index = load_index(medquad_index)  # only its texts are read: an index of any encoder will do
         chunks = index.chunks
         headings = {c.section_id: section_heading_text(c.article_title, list(c.section_path)) for c in chunks}
         corpus_texts = [c.embed_text or c.text for c in chunks] + list(headings.values())
