@@ -628,7 +628,7 @@ def run_bench(sizes: list[str], embedder, log: Callable[[str], None], *, corpus_
 def _model_size(embedder, medquad_index: Path | None, medquad_data: Path | None, corpus_dirs: list[Path], queries: int,
                 log: Callable[[str], None]) -> dict[str, Any]:
     """`model_floor` on MedQuAD questions and chunks (the default corpus's when no MedQuAD
-    index is given), with the MedQuAD index's chunks and headings as the build's texts."""
+    index is given), with the MedQuAD index's chunks and headings (whichever encoder built it) as the build's texts."""
     from indexer.articles import load_corpus
     from indexer.build import section_heading_text
     from indexer.chunking import chunk_article
