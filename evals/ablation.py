@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    embedder = load_embedder(settings.model_dir, onnx_dir=settings.onnx_cache_dir())
+    embedder = load_embedder(settings.model_dir, onnx_dir=settings.onnx_cache_dir(), document_threads=settings.document_threads())  # builds use every core
     table = json.loads((args.out / "table.json").read_text()) if (args.out / "table.json").exists() else {}
     for name in args.sets:
         evalset, corpus_dirs = load_set(name, args.devsets, args.cache_dir, list(settings.corpus_dirs))

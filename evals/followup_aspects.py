@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         queries = sorted(random.Random(7).sample(queries, min(args.limit, len(queries))), key=lambda q: q["_id"])
     types = doc_types(args.dataset)
     settings = Settings.from_env()
-    embedder = load_embedder(settings.model_dir, onnx_dir=settings.onnx_cache_dir())
+    embedder = load_embedder(settings.model_dir, onnx_dir=settings.onnx_cache_dir(), document_threads=settings.document_threads())  # builds use every core
     if args.index_dir:
         root = args.index_dir
     else:

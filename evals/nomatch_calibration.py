@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    embedder = load_embedder(settings.model_dir, onnx_dir=settings.onnx_cache_dir())
+    embedder = load_embedder(settings.model_dir, onnx_dir=settings.onnx_cache_dir(), document_threads=settings.document_threads())  # builds use every core
     corpus = list(settings.corpus_dirs)
     default = _service(corpus, args.cache_dir, embedder)
     nomatch = load_nomatch(REPO / "evals" / "nomatch")
