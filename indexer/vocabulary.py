@@ -29,6 +29,10 @@ class ReviewStatus(enum.StrEnum):
 
 _STATUS_LABELS = {ReviewStatus.SUBMITTED: "Submitted", ReviewStatus.UNDER_REVIEW: "Under review", ReviewStatus.APPROVED: "Approved"}
 
+# What an import (`medkb import --status`) may say of the articles it writes: never approved,
+# since only a clinician's review approves and an import is a developer's or a script's act.
+IMPORT_STATUSES = (ReviewStatus.SUBMITTED.value, ReviewStatus.UNDER_REVIEW.value)
+
 
 class EvidenceKind(enum.StrEnum):
     """What kind of source a reference is."""

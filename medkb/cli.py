@@ -908,7 +908,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from evals.ranker_training import DEFAULT_COLLECTIONS
     from evals.runner import CONTEXT_MODES
-    from indexer.vocabulary import ReviewStatus, values
+    from indexer.vocabulary import IMPORT_STATUSES
     from retrieval.backends import BACKENDS
     from retrieval.ranker import CARD_FILE, MODEL_FILE
     from retrieval.search import RANKERS, RETRIEVERS
@@ -951,7 +951,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("format", choices=["seed-page", "medquad", "beir", "pubmed"], help="seed-page: a published article page as text; medquad: MedQuAD XML; beir: a BEIR corpus.jsonl; pubmed: PubMed/MEDLINE XML")
     p.add_argument("source", type=Path, help="file or directory to import")
     p.add_argument("--out", type=Path, required=True, help="directory to write the articles into")
-    p.add_argument("--status", default="submitted", choices=values(ReviewStatus), help="review status given to every imported article (default: submitted)")
+    p.add_argument("--status", default="submitted", choices=IMPORT_STATUSES, help="review status given to every imported article (default: submitted); never approved: only a clinician's review approves")
     p.add_argument("--strict", action="store_true", help="exit 1 if any record could not be read")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_import)

@@ -564,3 +564,15 @@ def test_the_advice_to_rebuild_another_encoder_s_index_rebuilds_the_configured_c
     assert manifest["model"]["encoder"] == "onnx" and manifest["counts"]["articles"] == 1, manifest["counts"]
     found = medkb("search", "microcytosis", env=int8)
     assert found.returncode == 0 and " 1. " in found.stdout, found.stderr
+
+
+def test_medkb_import_refuses_to_mark_articles_approved(tmp_path):
+    """`medkb import --status approved` is an argument error (exit 2), and no article is written."""
+    source = tmp_path / "corpus.jsonl"
+    source.write_text('{"_id": "d1", "title": "Ferritin", "text": "Ferritin reflects iron stores."}\n', encoding="utf-8")
+    proc = medkb("import", "beir", str(source), "--out", str(tmp_path / "out"), "--status", "approved")
+    assert proc.returncode == 2
+    one_clear_line(proc, "--status", "approved")
+    assert not (tmp_path / "out").exists()
+    assert medkb("import", "beir", str(source), "--out", str(tmp_path / "out"), "--status", "under_review").returncode == 0
+    assert "review_status: under_review" in (tmp_path / "out" / "d1.md").read_text(encoding="utf-8")

@@ -18,8 +18,9 @@ from pathlib import Path
 import yaml
 
 from indexer.importers import beir, medquad, pubmed, seed_page
-from indexer.importers.corpus_writer import REVIEW_STATUSES, ImportedArticle, render_article, write_article
+from indexer.importers.corpus_writer import ImportedArticle, render_article, write_article
 from indexer.importers.report import ImportReport, Problem, ReportBuilder
+from indexer.vocabulary import IMPORT_STATUSES, ReviewStatus
 
 __all__ = ["FORMATS", "ImportFormat", "ImportReport", "ImporterError", "Problem", "run_import"]
 
@@ -67,12 +68,15 @@ def run_import(
     progress: bool = False,
 ) -> ImportReport:
     """Import `source` in format `fmt` into `out_dir` (created if needed), every article with
-    review status `status`. Files already in `out_dir` that this source does not produce are
-    left alone. Raises ImporterError only when the import cannot start at all."""
+    review status `status` (one of IMPORT_STATUSES). Files already in `out_dir` that this source
+    does not produce are left alone. Raises ImporterError only when the import cannot start at
+    all, `status` "approved" included."""
     if fmt not in FORMATS:
         raise ImporterError(f"unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if status not in REVIEW_STATUSES:
-        raise ImporterError(f"unknown review status {status!r}; expected one of {', '.join(REVIEW_STATUSES)}")
+    if status == ReviewStatus.APPROVED:
+        raise ImporterError("an import cannot mark articles approved: only a clinician's review approves (import them as submitted, then review them)")
+    if status not in IMPORT_STATUSES:
+        raise ImporterError(f"unknown review status {status!r}; expected one of {', '.join(IMPORT_STATUSES)}")
     source = Path(source)
     out_dir = Path(out_dir)
     if not source.exists():

@@ -200,12 +200,12 @@ This information is intended for healthcare professionals.
 def test_another_page_of_the_template(tmp_path: Path):
     page = tmp_path / "page.txt"
     page.write_text(OTHER_PAGE, encoding="utf-8")
-    report = run_import("seed-page", page, tmp_path / "out", status="approved")
+    report = run_import("seed-page", page, tmp_path / "out", status="under_review")
     (article,) = read_back(tmp_path / "out").values()
     assert report.problems == []
     assert article.id == "how-is-hereditary-haemochromatosis-managed"
     assert article.last_updated == dt.date(2024, 11, 12)
-    assert article.review_status == "approved"
+    assert article.review_status == "under_review"
     assert [s.path for s in article.sections] == [(RESEARCH,), (RESEARCH, "Monitoring")]
     first = article.sections[0].blocks[0]
     assert first.text.endswith("into the target range [1-3].")

@@ -103,3 +103,12 @@ def test_run_import_refuses_what_it_cannot_start(tmp_path: Path):
         run_import("beir", tmp_path, tmp_path / "out", status="published")
     with pytest.raises(ImporterError, match="source not found"):
         run_import("beir", tmp_path / "missing.jsonl", tmp_path / "out")
+
+
+def test_an_import_cannot_approve(tmp_path: Path):
+    """Only a clinician's review approves: an import asked to write 'approved' writes nothing."""
+    source = tmp_path / "corpus.jsonl"
+    source.write_text('{"_id": "d1", "title": "Ferritin", "text": "Ferritin reflects iron stores."}\n', encoding="utf-8")
+    with pytest.raises(ImporterError, match="only a clinician's review approves"):
+        run_import("beir", source, tmp_path / "out", status="approved")
+    assert not (tmp_path / "out").exists()
