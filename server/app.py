@@ -54,6 +54,8 @@ def open_conversations(settings: Settings) -> ConversationStore:
     cannot be used leaves it degraded (logged), never stops the server."""
     return ConversationStore(settings.state_location(settings.conversations_path), settings.conversation_ttl, settings.conversation_turns, settings.max_conversations,
                              max_per_client=settings.conversations_per_client, timeout=settings.conversations_timeout)
+
+
 def _log_like_uvicorn() -> None:
     """Our lines (which build is served, each swap) on stderr at uvicorn's level, unless logging
     is configured already (an embedding application, or a test capturing logs)."""
