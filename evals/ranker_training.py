@@ -52,6 +52,8 @@ def load_collection(name: str, path: Path) -> EvalSet:
 
         return load_gold(REPO / "evals" / "gold", [REPO / "corpus"])
     return load_beir(path)
+
+
 TRAIN_FOLDS = frozenset(range(6))
 SPLIT = "by query: fold = sha1(query id without a 'qa-'/'fu-' prefix) mod 10; folds 0-5 train, 6-9 held out"
 MAX_TRAIN_QUERIES = 800  # per collection, so that MedQuAD's 2000 do not drown the others

@@ -865,6 +865,8 @@ def cmd_users(args: argparse.Namespace) -> int:
     except _store_errors(settings) as exc:  # an unreachable database, a locked or damaged file: one line, not a traceback
         return _cannot_use("users", "account store", location, exc)
     return 0
+
+
 def _bench_live(args: argparse.Namespace) -> int:
     import tempfile
 

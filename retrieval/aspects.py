@@ -26,6 +26,7 @@ ASPECT_STEMS: dict[str, tuple[str, ...]] = {
     "interpretation": ("interpret", "what does", "mean", "high ", "low ", "raised", "elevated", "normal range", "threshold", "cut-off", "cutoff"),
 }
 
+
 def _stem(stem: str) -> str:
     return re.escape(stem[:-1]) + r"\b" if stem.endswith("=") else re.escape(stem)
 

@@ -155,7 +155,6 @@ class QueryBatcher:
         with self._count_lock:
             self._in_flight -= n
 
-
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         """Vectors (len(texts), dim) from one model call; the caller holds the model lock.
         ValueError when the model returns another number of vectors (checked here: failing in
