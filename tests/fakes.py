@@ -47,16 +47,16 @@ class FakeEmbedder:
 
 
 def fake_for_encoder(encoder: str | None = None) -> FakeEmbedder:
-    """The fake embedder claiming to run as `encoder` (torch | onnx-fp32 | onnx-int8; default: the
+    """The fake embedder claiming to run as `encoder` (torch | onnx-fp32 | onnx-int8 | auto; default: the
     MEDKB_ENCODER environment variable, else torch, like the FakeEmbedder that tests build indexes
     with in-process), so manifests, refusals and rebuilds can be tested without a model."""
     import os
 
-    from indexer.embedding import ENCODERS, check_encoder
+    from indexer.embedding import ENCODERS, resolve_encoder
     from indexer.onnx_embedding import RECIPE_IDS
 
     fake = FakeEmbedder()
-    runtime, precision = ENCODERS[check_encoder(encoder or os.environ.get("MEDKB_ENCODER") or "torch")]
+    runtime, precision = ENCODERS[resolve_encoder(encoder or os.environ.get("MEDKB_ENCODER") or "torch")]
     if runtime != "torch":
         fake.encoder, fake.precision, fake.recipe = runtime, precision, RECIPE_IDS[precision]
     return fake

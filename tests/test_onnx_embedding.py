@@ -15,7 +15,7 @@ import pytest
 
 from indexer.build import build_index, staleness
 from indexer.chunking import ChunkerSettings
-from indexer.embedding import DEFAULT_ENCODER, ENCODERS, ModelInfo, load_embedder, model_identity
+from indexer.embedding import DEFAULT_ENCODER, ENCODERS, ModelInfo, configured_encoder, load_embedder, model_identity, resolve_encoder
 from indexer.index_store import IndexMismatch, load_index
 from indexer.onnx_embedding import RECIPE_IDS, OnnxExportError, check_export_folder, ensure_onnx_model
 from medkb.settings import Settings
@@ -108,15 +108,50 @@ def test_the_build_cache_keeps_vectors_apart_by_encoder(fake_embedder):
 
 
 def test_the_encoder_setting(monkeypatch, tmp_path):
-    assert Settings.from_env({}).encoder == DEFAULT_ENCODER == "onnx-fp32"  # the table's default is the loader's
+    assert DEFAULT_ENCODER == "auto" and describe_default("MEDKB_ENCODER") == "auto"  # the table's default is the loader's
+    assert Settings.from_env({}).encoder == resolve_encoder("auto") == configured_encoder() in ENCODERS
     assert Settings.from_env({"MEDKB_ENCODER": "onnx-int8"}).encoder == "onnx-int8"
-    with pytest.raises(ValueError, match="unknown encoder 'onnx'.*choose one of torch, onnx-fp32, onnx-int8"):
+    with pytest.raises(ValueError, match="unknown encoder 'onnx'.*choose one of auto, torch, onnx-fp32, onnx-int8"):
         Settings.from_env({"MEDKB_ENCODER": "onnx"})
     with pytest.raises(ValueError, match="unknown encoder 'tensorrt'"):
         load_embedder(tmp_path, encoder="tensorrt")
     monkeypatch.setenv("MEDKB_ENCODER", "onnx-int4")
     with pytest.raises(ValueError, match="unknown encoder 'onnx-int4' \\(MEDKB_ENCODER\\)"):
         load_embedder(tmp_path)
+
+
+def describe_default(env: str) -> str:
+    from medkb.settings import describe
+
+    return next(default for name, default, _ in describe() if name == env)
+
+
+@pytest.mark.parametrize("vnni, expected", [(True, "onnx-int8"), (False, "onnx-fp32")])
+def test_auto_is_int8_only_where_the_cpu_sums_int8_products_in_int32(vnni, expected, monkeypatch):
+    """auto: onnx-int8 on a CPU with AVX-512 VNNI (where int8 stayed within issue 16's 0.005
+    nDCG@10 on every dev set), onnx-fp32 on one without (where MedQuAD-QA lost 0.0074). A setting
+    that names an encoder is taken as it is on either."""
+    import indexer.embedding
+
+    assert resolve_encoder("auto", has_vnni=lambda: vnni) == expected
+    for named in ENCODERS:
+        assert resolve_encoder(named, has_vnni=lambda: vnni) == named
+    monkeypatch.setattr(indexer.embedding, "cpu_has_vnni", lambda: vnni)
+    assert Settings.from_env({}).encoder == Settings().encoder == expected
+    assert Settings.from_env({"MEDKB_ENCODER": "auto"}).encoder == expected
+    monkeypatch.delenv("MEDKB_ENCODER", raising=False)
+    assert configured_encoder() == expected
+
+
+def test_this_machine_s_cpu_reading_agrees_with_its_cpu_flags():
+    """numpy's dispatch table, which auto reads, says VNNI exactly when the kernel's CPU flags do."""
+    from indexer.embedding import cpu_has_vnni
+
+    flags_path = Path("/proc/cpuinfo")
+    if not flags_path.exists():
+        pytest.skip("no /proc/cpuinfo on this platform to check against")
+    flags = next((line.split(":", 1)[1].split() for line in flags_path.read_text().splitlines() if line.startswith("flags")), [])
+    assert cpu_has_vnni() == ("avx512_vnni" in flags)
 
 
 def test_model_identity_names_the_encoder_without_exporting(fake_model_dir, tmp_path, monkeypatch):
