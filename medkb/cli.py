@@ -462,7 +462,8 @@ _at_least_zero = _whole_number(0, "must be 0 (none) or more")  # 0 turns a measu
 
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the app factory with uvicorn: in this process, or in `--workers` (MEDKB_WORKERS)
-    processes sharing the port, each of which reads its settings from the environment."""
+    processes on one port, each listening on its own socket (server/listening.py) and reading
+    its settings from the environment. 2 when the port cannot be bound."""
     import os
 
     import uvicorn
@@ -475,9 +476,20 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["MALLOC_ARENA_MAX"] = str(settings.malloc_arenas)
     # Before uvicorn starts its worker threads, so that every one of them shares the capped arenas.
     limit_malloc_arenas(settings.malloc_arenas)
-    if workers > 1:
-        print(f"  {workers} server processes: each loads the model and the index", file=sys.stderr)
-    uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level, workers=workers if workers > 1 else None)
+    if workers == 1:
+        uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level)
+        return 0
+    from server.listening import run_workers
+
+    print(f"  {workers} server processes: each loads the model and the index", file=sys.stderr)
+    config = uvicorn.Config("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level, workers=workers)
+    try:
+        run_workers(config)
+    except OSError as exc:
+        print(f"medkb serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # as uvicorn.run ends on Ctrl+C
+        pass
     return 0
 
 
