@@ -254,8 +254,9 @@ class IndexManifest:
             "files": sorted((f.path, f.size, f.sha256) for f in self.files),
         }
 
-    def check_model(self, expected: ModelInfo) -> None:
-        """Raise IndexMismatch, saying what differs and what to run, unless `expected` is the model this build used."""
+    def check_model(self, expected: ModelInfo, index_dir: Path | None = None) -> None:
+        """Raise IndexMismatch, saying what differs and what to run, unless `expected` is the model
+        this build used; the command to run names `index_dir` (the index root) when given."""
         built = self.model
         differences = []
         if built.name != expected.name:
@@ -280,7 +281,8 @@ class IndexManifest:
                 detail = f"the {made} encoder, but queries would be encoded with {asked}"
             reason = (f"the index was built with {detail} (MEDKB_ENCODER): the same weights give slightly different vectors on another "
                       "runtime, precision or recipe")
-            raise IndexMismatch(f"{reason}. Rebuild it with `MEDKB_ENCODER={asked} medkb index --if-stale` (it indexes the corpus "
+            where = f" --index-dir {index_dir}" if index_dir is not None else ""
+            raise IndexMismatch(f"{reason}. Rebuild it with `MEDKB_ENCODER={asked} medkb index --if-stale{where}` (it indexes the corpus "
                                 "in MEDKB_CORPUS, or corpus/ by default; `make serve` rebuilds it)"
                                 + (f", or set MEDKB_ENCODER={made} to serve it as it is." if made != asked else "."), reason)
 
@@ -576,13 +578,18 @@ def damaged_files(directory: Path, manifest: IndexManifest) -> list[str]:
     return problems
 
 
+def _root_of(build: Path) -> Path | None:
+    """The index root a build directory (<root>/builds/<id>) belongs to; None for a build kept elsewhere."""
+    return build.parent.parent if build.parent.name == "builds" else None
+
+
 def check_build(directory: Path, model: ModelInfo | None = None) -> IndexManifest:
     """A build's manifest, once the build has passed every check that does not parse its data:
     a readable manifest of this format, the model (when given), and each data file's size and
     SHA-256. Raises IndexCorrupt (naming the damaged files) or IndexMismatch."""
     manifest = _read_manifest_file(directory)
     if model is not None:
-        manifest.check_model(model)
+        manifest.check_model(model, _root_of(directory))
     problems = damaged_files(directory, manifest)
     if problems:
         raise _corrupt(f"index build {directory} is damaged: {'; '.join(problems)}")

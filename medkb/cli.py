@@ -420,7 +420,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     if _check_state_stores("serve", settings) or _check_onnx_folder("serve", settings):
         return 2
-    print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (build {directory.name}) on http://{args.host}:{args.port}",
+    from server.listening import url
+
+    print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (build {directory.name}) on {url(args.host, args.port)}",
           file=sys.stderr)
     # The app factory reads its settings from the environment, so the command line's win.
     os.environ["MEDKB_INDEX_DIR"] = str(settings.index_dir)
@@ -458,6 +460,9 @@ def _whole_number(minimum: int, refusal: str) -> Callable[[str], int]:
 
 _at_least_one = _whole_number(1, "must be at least 1")
 _at_least_zero = _whole_number(0, "must be 0 (none) or more")  # 0 turns a measurement off
+# How long uvicorn's supervisor waits for a worker to answer its health check, and for a worker
+# started by SIGHUP to be ready before the old one is stopped (uvicorn's default: 5 s).
+WORKER_START_SECONDS = 120
 
 
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
@@ -482,7 +487,11 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
     from server.listening import run_workers
 
     print(f"  {workers} server processes: each loads the model and the index", file=sys.stderr)
-    config = uvicorn.Config("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level, workers=workers)
+    # uvicorn's supervisor gives a worker 5 s by default to answer its health check and, when SIGHUP
+    # replaces the workers, to finish starting; loading the model and a MedQuAD-scale index takes
+    # longer on a busy machine (12 s seen), and the restart was then abandoned.
+    config = uvicorn.Config("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level, workers=workers,
+                            timeout_worker_healthcheck=WORKER_START_SECONDS)
     try:
         run_workers(config)
     except OSError as exc:
@@ -513,7 +522,9 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if _check_state_stores("serve", settings) or _check_onnx_folder("serve", settings):
         return 2
-    print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (PostgreSQL) on http://{args.host}:{args.port}", file=sys.stderr)
+    from server.listening import url
+
+    print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (PostgreSQL) on {url(args.host, args.port)}", file=sys.stderr)
     if settings.model_dir:
         os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
     os.environ["MEDKB_ENCODER"] = settings.encoder

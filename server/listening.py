@@ -59,11 +59,28 @@ class PortReservation(socket.socket):
         return (worker_socket, (int(self.family), self.getsockname()[:2]))
 
 
+def url(host: str, port: int) -> str:
+    """The address a browser opens: http://host:port, an IPv6 host in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def reserve_port(host: str, port: int) -> socket.socket:
     """The socket to hand uvicorn's `Multiprocess` supervisor for `host`:`port`: a
     PortReservation where SO_REUSEPORT exists, else a plain bound socket that every worker
-    shares. Raises OSError when the address cannot be bound (e.g. EADDRINUSE: the port is taken)."""
+    shares. Raises OSError when the address cannot be bound (e.g. EADDRINUSE: the port is taken).
+
+    The port is first bound without SO_REUSEPORT and let go: SO_REUSEPORT lets any socket of the
+    same user with that option join the port, so another `medkb serve --workers N` on it, or the
+    workers a killed server left behind, would otherwise share its connections silently instead
+    of being reported as a port in use."""
     family = _family(host)
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port left in TIME_WAIT is free
+        probe.bind((host, port))
+        port = probe.getsockname()[1]  # port 0: the one the kernel chose
+    finally:
+        probe.close()
     if not REUSE_PORT:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -90,10 +107,9 @@ def run_workers(config: Any) -> None:
     from uvicorn.supervisors import Multiprocess
 
     sock = reserve_port(config.host, config.port)
-    host = f"[{config.host}]" if ":" in config.host else config.host
     spread = "each on its own socket (SO_REUSEPORT)" if isinstance(sock, PortReservation) else "sharing one socket"
-    logging.getLogger("uvicorn.error").info("Uvicorn running on http://%s:%d with %d worker processes, %s (Press CTRL+C to quit)",
-                                            host, sock.getsockname()[1], config.workers, spread)
+    logging.getLogger("uvicorn.error").info("Uvicorn running on %s with %d worker processes, %s (Press CTRL+C to quit)",
+                                            url(config.host, sock.getsockname()[1]), config.workers, spread)
     try:
         Multiprocess(config, sockets=[sock]).run()
     finally:

@@ -566,6 +566,27 @@ def test_the_advice_to_rebuild_another_encoder_s_index_rebuilds_the_configured_c
     assert found.returncode == 0 and " 1. " in found.stdout, found.stderr
 
 
+def test_the_advice_to_rebuild_names_an_index_given_by_its_folder(small_corpus, tmp_path):
+    """An index given with --index-dir (not MEDKB_INDEX_DIR) and refused for another encoder: the
+    advice names that folder, so running it as printed rebuilds that index, not var/index."""
+    import re
+
+    index_dir = tmp_path / "elsewhere"
+    env = {"MEDKB_CORPUS": str(small_corpus)}
+    assert medkb("index", "--index-dir", str(index_dir), env={**env, "MEDKB_ENCODER": "torch"}).returncode == 0
+    int8 = {**env, "MEDKB_ENCODER": "onnx-int8"}
+    refused = medkb("search", "microcytosis", "--index-dir", str(index_dir), env=int8)
+    assert refused.returncode == 2, refused.stderr
+    advice = re.search(r"Rebuild it with `([^`]+)`", refused.stderr).group(1)
+    assert f"--index-dir {index_dir.resolve()}" in advice, advice
+    words = advice.split()
+    assigned = dict(w.split("=", 1) for w in words[:words.index("medkb")])
+    rebuilt = medkb(*words[words.index("medkb") + 1:], env={**env, **assigned})
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    found = medkb("search", "microcytosis", "--index-dir", str(index_dir), env=int8)
+    assert found.returncode == 0 and " 1. " in found.stdout, found.stderr
+
+
 def test_medkb_import_refuses_to_mark_articles_approved(tmp_path):
     """`medkb import --status approved` is an argument error (exit 2), and no article is written."""
     source = tmp_path / "corpus.jsonl"

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.listening import REUSE_PORT, PortReservation, reserve_port
+from server.listening import REUSE_PORT, PortReservation, reserve_port, url
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -72,6 +72,25 @@ def test_a_port_in_use_is_refused_before_any_worker_starts():
             reserve_port("127.0.0.1", taken.getsockname()[1])
     finally:
         taken.close()
+
+
+def test_a_port_that_another_server_s_workers_share_is_refused_too():
+    """Workers of another `medkb serve --workers N` (or ones a killed server left behind) listen
+    with SO_REUSEPORT, which would let a second server's sockets join the port and split its
+    connections: the reservation refuses the port instead."""
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    try:
+        with pytest.raises(OSError):
+            reserve_port("127.0.0.1", other.getsockname()[1])
+    finally:
+        other.close()
+
+
+def test_the_address_of_an_ipv6_host_is_written_with_brackets():
+    assert url("::1", 8000) == "http://[::1]:8000" and url("127.0.0.1", 8000) == "http://127.0.0.1:8000"
 
 
 PID_APP = '''
