@@ -33,20 +33,28 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn's Config.bind_socket reads the host
 
 
-def worker_socket(family: int, address: tuple[Any, ...]) -> socket.socket:
-    """A new TCP socket bound to `address` (host, port) with SO_REUSEADDR and SO_REUSEPORT, not
-    yet listening (uvicorn's server calls listen). Raises OSError when the address cannot be bound
-    (another user's socket holds the port, an address this machine does not have)."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def _bound(family: int, address: tuple[Any, ...], reuse_port: bool, kind: type[socket.socket] = socket.socket) -> socket.socket:
+    """A new TCP socket of class `kind` bound to `address` with SO_REUSEADDR (a port left in
+    TIME_WAIT is free, as uvicorn binds) and, when `reuse_port`, SO_REUSEPORT; not listening.
+    Raises OSError when the address cannot be bound."""
+    sock = kind(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except OSError:
         sock.close()
         raise
     sock.set_inheritable(True)
     return sock
+
+
+def worker_socket(family: int, address: tuple[Any, ...]) -> socket.socket:
+    """A new TCP socket bound to `address` (host, port) with SO_REUSEADDR and SO_REUSEPORT, not
+    yet listening (uvicorn's server calls listen). Raises OSError when the address cannot be bound
+    (another user's socket holds the port, an address this machine does not have)."""
+    return _bound(family, address, reuse_port=True)
 
 
 class PortReservation(socket.socket):
@@ -74,27 +82,12 @@ def reserve_port(host: str, port: int) -> socket.socket:
     workers a killed server left behind, would otherwise share its connections silently instead
     of being reported as a port in use."""
     family = _family(host)
-    probe = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a port left in TIME_WAIT is free
-        probe.bind((host, port))
-        port = probe.getsockname()[1]  # port 0: the one the kernel chose
-    finally:
-        probe.close()
+    probe = _bound(family, (host, port), reuse_port=False)
+    port = probe.getsockname()[1]  # port 0: the one the kernel chose
+    probe.close()
     if not REUSE_PORT:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    else:
-        sock = PortReservation(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
+        return _bound(family, (host, port), reuse_port=False)
+    return _bound(family, (host, port), reuse_port=True, kind=PortReservation)
 
 
 def run_workers(config: Any) -> None:
