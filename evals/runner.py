@@ -26,14 +26,13 @@ def unit_of(result: Hit, level: str) -> str:
 
 
 def collapse(results: list[Hit], level: str, depth: int) -> list[tuple[str, float]]:
-    """Max-passage: a unit scores as its best chunk. Ties go to the smaller unit id, so runs are deterministic."""
-    best: dict[str, float] = {}
+    """Max-passage: a unit ranks where its first passage in `results` ranks and scores as that
+    passage. `results` are in the order the engine gives them, which is not always by score:
+    negation moves passages below the rest without rescoring them (retrieval/negation.py)."""
+    first: dict[str, float] = {}
     for r in results:
-        unit = unit_of(r, level)
-        if unit not in best or r.score > best[unit]:
-            best[unit] = r.score
-    ordered = sorted(best.items(), key=lambda item: (-round(item[1], 6), item[0]))
-    return ordered[:depth]
+        first.setdefault(unit_of(r, level), r.score)
+    return list(first.items())[:depth]
 
 
 SearchFn = Callable[[str, list[str], int], tuple[list[Hit], str]]

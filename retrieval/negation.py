@@ -8,14 +8,22 @@ of its own) below the rest, keeping each group's order.
 
 "X without Y" is a topic, not a negation, when an article title or heading of the index says
 "without Y" itself ("Iron deficiency without anaemia"): the caller passes `is_topic` to check.
+
+The same words work the other way round: a passage whose article title or heading says it is
+"without Y" ("How should iron deficiency without anemia be managed?") is not an answer to a
+question that asks about Y ("65 year old man with new iron deficiency anaemia, next step?").
+`demote_excluding` moves such passages below the rest, unless the question says "without Y"
+itself.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 from indexer.lexical import tokenize
+from retrieval.regional_spelling import to_american
 
 # Triggers, longest first; "NOT" only in capitals (a lower-case "not" is usually part of the
 # question: "why is iron not absorbed").
@@ -32,7 +40,7 @@ _TRIGGERS = (
 _TRIGGER = re.compile(r"(?:(?<=\s)|^)(?P<trigger>NOT|(?i:" + "|".join(_TRIGGERS) + r"))\s+(?P<rest>.+)$")
 _MINUS = re.compile(r"(?:(?<=\s)|^)-(?P<word>[A-Za-z][\w'-]*)")
 # Where a negated phrase stops.
-_STOP = re.compile(r"[,;:?!.()]|\b(?:and|or|but|in|for|with|who|which|that|when|what|how|is|are|does|do|treatment|diagnosis|management|causes?)\b", re.I)
+_STOP = re.compile(r"[,;:?!.()]|\b(?:and|or|but|in|for|with|who|which|that|when|what|how|is|are|be|been|should|can|could|may|might|will|would|does|do|treatment|diagnosis|management|causes?)\b", re.I)
 _MAX_WORDS = 3
 _NEGATED_BEFORE = re.compile(r"\b(?:no|not|without|non|excluding|except|other than)\s+(?:\w+\s+){0,2}$", re.I)
 
@@ -104,3 +112,35 @@ def demote_negated(hits: list, negated: Sequence[str]) -> list:
     for hit in hits:
         tiers[max(about(hit.chunk, p) for p in negated)].append(hit)
     return tiers[0] + tiers[1] + tiers[2]
+
+
+# A negation and the one or two words it governs, taken out before asking what a question asks for.
+_NEGATED_SPAN = re.compile(r"\b(?:no|not|without|non|excluding|except|other\s+than|rather\s+than)\s+[\w'-]+(?:\s+[\w'-]+)?", re.I)
+
+
+@lru_cache(maxsize=65536)
+def excluded_in(heading: str) -> tuple[str, ...]:
+    """The phrases a title or heading says it is without ("Iron deficiency without anemia" -> ("anemia",))."""
+    return tuple(split_negation(heading)[1])
+
+
+def asks_for(question: str, phrase: str) -> bool:
+    """Whether `question` names `phrase` other than after a negation of its own, whatever the
+    regional spelling (a question's "anaemia" names a title's "anemia")."""
+    target = tokenize(to_american(phrase))
+    if not target:
+        return False
+    tokens = tokenize(to_american(_NEGATED_SPAN.sub(" ", question)))
+    return _phrase_in(tokens, target)
+
+
+def demote_excluding(hits: list, question: str) -> list:
+    """Hits whose article title or section heading excludes what `question` asks for moved below
+    the others, each group in its own order. A question that itself says "without anaemia"
+    does not ask for anaemia, so "Iron deficiency without anemia" stays where it was for it."""
+    kept, moved = [], []
+    for hit in hits:
+        chunk = hit.chunk
+        excluded = [p for h in (chunk.article_title, *chunk.section_path) for p in excluded_in(h)]
+        (moved if any(asks_for(question, p) for p in excluded) else kept).append(hit)
+    return kept + moved if moved else hits

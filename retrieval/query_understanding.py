@@ -8,7 +8,9 @@
 3. spelling: a word that neither the index, English, the drug names nor the abbreviations know
    is corrected against the index's own words (counted at index time and saved with the build:
    indexer.spelling) and the drug names (symspellpy); words under five
-   letters and known abbreviations are never touched; the result says "searched for X";
+   letters and known abbreviations are never touched; the result says "searched for X". A
+   British or American spelling that the index writes the other way (anaemia / anemia:
+   retrieval/regional_spelling.py) brings that spelling as an expansion;
 4. negation: NOT x, -x, without x, not caused by x are taken out of the words searched and
    demote passages about x (retrieval/negation.py);
 5. abbreviations: expanded to the sense that the query's other words support (cue words from
@@ -36,6 +38,7 @@ from indexer.spelling import count_words
 from retrieval.abbreviations import Abbreviations, Sense
 from retrieval.drugs import DrugNames, drug_names
 from retrieval.negation import split_negation
+from retrieval.regional_spelling import variants
 
 SHORTHAND_FILE = Path(__file__).parent / "data" / "shorthand.tsv"
 
@@ -151,8 +154,14 @@ class QueryUnderstanding:
                 text = positive
         question = text
         expansions: list[str] = []
+        if cfg.spelling:
+            respelled, regional = self.respell_regional(question)
+            if respelled != question or regional:
+                steps["spelling_variants"] = "; ".join([respelled] * (respelled != question) + regional)
+            question = respelled
+            expansions += regional
         if cfg.expand_abbreviations:
-            expansions += self.abbreviations.expansions(question, self._choose_sense)
+            expansions += [e for e in self.abbreviations.expansions(question, self._choose_sense) if e not in expansions]
         if cfg.drug_names:
             drugs = self.drug_synonyms(question)
             if drugs:
@@ -207,6 +216,34 @@ class QueryUnderstanding:
         w = word.lower()
         return (w in self.vocabulary() or w in english_words() or w in drug_names().canonical or self.abbreviations.is_known(word)
                 or w in self.shorthand)
+
+    def respell_regional(self, text: str) -> tuple[str, list[str]]:
+        """(`text` with each word that the index never uses written in the regional spelling it
+        does use, the other spellings to add for words that it uses less often than a variant).
+
+        "microcytic anaemia" over an index that says only "anemia" becomes "microcytic anemia"
+        (the words embedded are then the index's); where the index has both spellings, the more
+        frequent one is added instead ("haemoglobin (hemoglobin)"). Not shown to the reader as a
+        correction: a British spelling is not a mistake. Words under four letters are left alone.
+        """
+        counts = self.vocabulary()
+        added: list[str] = []
+
+        def respell(m: re.Match) -> str:
+            word = m.group(0)
+            lowered = word.lower()
+            if len(lowered) < 4:
+                return word
+            best = max(variants(lowered), key=lambda v: counts.get(v, 0), default=None)
+            if not best or counts.get(best, 0) <= counts.get(lowered, 0):
+                return word
+            if counts.get(lowered, 0) == 0:
+                return best.capitalize() if word[:1].isupper() and not word.isupper() else best
+            if best not in added:
+                added.append(best)
+            return word
+
+        return _WORD.sub(respell, text), added
 
     def correct(self, text: str) -> str:
         """`text` with each unknown word of five letters or more replaced by the closest word of

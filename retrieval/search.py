@@ -37,7 +37,7 @@ from indexer.vocabulary import Audience, EvidenceKind, ReviewStatus
 from retrieval.abbreviations import Abbreviations
 from retrieval.backends.base import SearchBackend, Selection
 from retrieval.batching import Arrival, QueryBatcher
-from retrieval.negation import demote_negated
+from retrieval.negation import demote_excluding, demote_negated
 from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Candidates, Evidence, NoMatchPolicy
 from retrieval.query_understanding import ParsedQuery, QueryUnderstanding
 from retrieval.ranker import FeatureExtractor, LearnedRanker, QueryTerms, default_ranker
@@ -408,6 +408,8 @@ class SearchService:
                 evidence = self._evidence(parsed, vector, min(depth, len(chunks)), admitted) if cfg.no_match else None
             if cfg.negation and parsed.negated:
                 hits = demote_negated(hits, parsed.negated)
+            if cfg.negation:
+                hits = demote_excluding(hits, parsed.question)
             if filters.retracted == "demote" and self._retracted.any():
                 # Stable: order within each group stays the fused order.
                 hits = [h for h in hits if not cites_retracted(h.chunk)] + [h for h in hits if cites_retracted(h.chunk)]

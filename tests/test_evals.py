@@ -31,11 +31,19 @@ def hit(chunk_id: str, article: str, section: str, score: float) -> Hit:
     return Hit(rank=0, score=score, chunk=chunk)
 
 
-def test_collapse_is_max_passage_with_deterministic_ties():
-    results = [hit("a#s~0", "a", "s", 0.9), hit("b#s~0", "b", "s", 0.7), hit("a#t~0", "a", "t", 0.8), hit("c#s~0", "c", "s", 0.7)]
-    assert collapse(results, "article", 10) == [("a", 0.9), ("b", 0.7), ("c", 0.7)]
-    assert [u for u, _ in collapse(results, "section", 10)] == ["a#s", "a#t", "b#s", "c#s"]
-    assert collapse(results, "article", 2) == [("a", 0.9), ("b", 0.7)]
+def test_collapse_ranks_each_unit_by_its_first_passage():
+    results = [hit("a#s~0", "a", "s", 0.9), hit("b#s~0", "b", "s", 0.8), hit("a#t~0", "a", "t", 0.7), hit("c#s~0", "c", "s", 0.7)]
+    assert collapse(results, "article", 10) == [("a", 0.9), ("b", 0.8), ("c", 0.7)]
+    assert [u for u, _ in collapse(results, "section", 10)] == ["a#s", "b#s", "a#t", "c#s"]
+    assert collapse(results, "article", 2) == [("a", 0.9), ("b", 0.8)]
+
+
+def test_collapse_keeps_a_demotion_that_did_not_rescore():
+    # Negation moves passages below the rest without changing their scores: the run must
+    # score what the reader sees, not what sorting by score would have shown.
+    results = [hit("b#s~0", "b", "s", 0.4), hit("a#s~0", "a", "s", 0.9)]
+    assert [u for u, _ in collapse(results, "article", 10)] == ["b", "a"]
+    assert evaluate({"q": {"a": 1}}, {"q": collapse(results, "article", 10)})["q"]["mrr@10"] == 0.5
 
 
 def test_metrics_score_the_ranking_as_given():

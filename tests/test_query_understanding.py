@@ -10,10 +10,11 @@ import pytest
 from indexer.build import build_index
 from indexer.index_store import load_index
 from retrieval.abbreviations import Abbreviations
-from retrieval.negation import split_negation
+from retrieval.negation import asks_for, excluded_in, split_negation
 from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Evidence, NoMatchPolicy, phrase_cover
 from retrieval.query_understanding import condense, content_words
 from retrieval.ranker import FEATURES, LearnedRanker
+from retrieval.regional_spelling import variants
 from retrieval.search import RetrievalSettings, SearchService
 
 from fakes import FakeEmbedder
@@ -86,7 +87,48 @@ def test_negation_forms():
 
 def test_without_that_names_a_topic_is_kept(service):
     parsed = service.read_query("iron deficiency without anaemia treatment fatigue")
-    assert parsed.negated == [] and "without anaemia" in parsed.question
+    assert parsed.negated == [] and "without anemia" in parsed.question, "kept, in the index's own spelling"
+
+
+def test_a_title_that_excludes_what_the_question_asks_for_ranks_below_the_rest(service):
+    # "How should iron deficiency without anemia be managed?" does not answer a question about
+    # iron deficiency anaemia; it still answers one about iron deficiency without anaemia.
+    def without_anaemia(hits):
+        return [i for i, h in enumerate(hits) if h.chunk.article_id == "iron-deficiency-without-anemia"]
+
+    asked = service.search("65 year old man with new iron deficiency anaemia, next step?", 300).hits
+    others = [i for i, h in enumerate(asked) if h.chunk.article_id != "iron-deficiency-without-anemia"]
+    assert without_anaemia(asked) and min(without_anaemia(asked)) > max(others)
+    kept = service.search("iron deficiency without anaemia treatment fatigue", 5).hits
+    assert without_anaemia(kept) and without_anaemia(kept)[0] == 0
+    off = service.search("65 year old man with new iron deficiency anaemia, next step?", 300, settings=RetrievalSettings(negation=False)).hits
+    assert min(without_anaemia(off)) < max(i for i, h in enumerate(off) if h.chunk.article_id != "iron-deficiency-without-anemia")
+
+
+def test_excluded_in_and_asks_for():
+    assert excluded_in("How should iron deficiency without anemia be managed?") == ("anemia",)
+    assert excluded_in("Anemia of chronic disease") == ()
+    assert asks_for("new iron deficiency anaemia", "anemia"), "British and American spellings name the same thing"
+    assert not asks_for("iron deficiency without anaemia", "anemia")
+    assert not asks_for("ferritin in heart failure", "anemia")
+
+
+def test_a_regional_spelling_the_index_never_uses_is_searched_as_the_index_spells_it(service):
+    parsed = service.read_query("microcytic anaemia differential diagnosis")
+    assert parsed.question == "microcytic anemia differential diagnosis" and parsed.searched_for is None, \
+        "a British spelling is not a mistake: nothing to tell the reader"
+    assert service.read_query("haemochromatosis screening").question == "hemochromatosis screening", "the ae -> e rule, checked against the index"
+    assert service.read_query("aerobic exercise").question == "aerobic exercise", "a digraph the index does not drop stays"
+    assert service.read_query("microcytic anemia").question == "microcytic anemia"
+    off = service.read_query("microcytic anaemia", RetrievalSettings(spelling=False))
+    assert off.question == "microcytic anaemia"
+
+
+def test_regional_variants():
+    assert variants("anaemia") == ("anemia",) and variants("anemia") == ("anaemia",)
+    assert variants("sulphate") == ("sulfate",)
+    assert "ischemia" in variants("ischaemia") and "celiac" in variants("coeliac"), "medical words breame lacks: the digraph rule"
+    assert variants("shoe") == () and variants("iron") == ()
 
 
 def test_spelling_corrects_unknown_words_only_and_says_so(service):
