@@ -60,8 +60,12 @@ def test_a_merge_adds_graded_judgments_and_refuses_bad_rows_whole(tmp_path):
 
 
 def test_the_committed_pool_judgments_are_all_in_the_gold_set():
+    # Each file of evals/gold_pools holds one pooling round's grades; its name is the round's tag.
     gold = [json.loads(line) for line in (REPO / "evals" / "gold" / "gold.jsonl").read_text().splitlines() if line.strip()]
-    pooled = {(q["id"], j["section"]): j["grade"] for q in gold for j in q["judgments"] if j.get("pool") == "pool-2026-12-02"}
-    rows = [json.loads(line) for line in (REPO / "evals" / "gold_pools" / "pool-2026-12-02.jsonl").read_text().splitlines() if line.strip()]
-    assert {(r["id"], r["section"]): r["grade"] for r in rows} == pooled
-    assert all(r["reason"].strip() for r in rows), "every pooled grade says why"
+    files = sorted((REPO / "evals" / "gold_pools").glob("*.jsonl"))
+    assert files
+    for path in files:
+        pooled = {(q["id"], j["section"]): j["grade"] for q in gold for j in q["judgments"] if j.get("pool") == path.stem}
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        assert {(r["id"], r["section"]): r["grade"] for r in rows} == pooled, path.name
+        assert all(r["reason"].strip() for r in rows), f"{path.name}: every pooled grade says why"
