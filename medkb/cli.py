@@ -690,7 +690,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     retrieval = RetrievalSettings(retriever=args.retriever, ranker=args.ranker, rrf_k=args.rrf_k, heading_weight=0.0 if args.no_headings else args.heading_weight,
                                   lexical_weight=args.lexical_weight, expand_abbreviations=steps and not args.no_abbreviations,
                                   spelling=steps and not args.no_spelling, drug_names=steps and not args.no_drug_names,
-                                  shorthand=steps and not args.no_shorthand, negation=steps and not args.no_negation,
+                                  shorthand=steps and not args.no_shorthand, lay_terms=steps and not args.no_lay_terms,
+                                  negation=steps and not args.no_negation,
                                   condense=steps and not args.no_condense, no_match=not args.no_nomatch, max_per_article=0)
     backend = None
     if (args.backend or settings.backend) == "postgres":
@@ -1007,6 +1008,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-spelling", action="store_true", help="do not correct misspelled query words")
     p.add_argument("--no-drug-names", action="store_true", help="do not add a drug's other (brand/generic) names")
     p.add_argument("--no-shorthand", action="store_true", help="do not write out clinician shorthand (scope, 60yo, thal, ...)")
+    p.add_argument("--no-lay-terms", action="store_true", help="do not add the clinical term for lay words (water pill -> diuretic)")
     p.add_argument("--no-negation", action="store_true", help="do not read NOT / -x / without / not caused by")
     p.add_argument("--no-condense", action="store_true", help="search long messages word for word")
     p.add_argument("--no-query-steps", action="store_true", help="all of the above: the query as typed")

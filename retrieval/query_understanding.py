@@ -16,7 +16,9 @@
 5. abbreviations: expanded to the sense that the query's other words support (cue words from
    data/abbreviations.tsv, then which sense's words the index finds beside them), or to all senses;
 6. drug names: a brand or generic name brings the drug's other names that the index uses
-   (tylenol -> acetaminophen, paracetamol).
+   (tylenol -> acetaminophen, paracetamol);
+7. lay terms: a lay phrase brings the clinical term that the index uses (water pill ->
+   diuretic, small red cells -> microcytosis: retrieval/lay_terms.py).
 
 Expansions are appended in brackets, as the abbreviations always were, so the words typed stay.
 """
@@ -37,6 +39,7 @@ from indexer.lexical import tokenize
 from indexer.spelling import count_words
 from retrieval.abbreviations import Abbreviations, Sense
 from retrieval.drugs import DrugNames, drug_names
+from retrieval.lay_terms import lay_terms
 from retrieval.negation import split_negation
 from retrieval.regional_spelling import variants
 
@@ -109,6 +112,7 @@ class QueryUnderstanding:
         self._speller = None
         self._vocabulary: Counter[str] | None = None
         self._heading_bigrams: set[tuple[str, str]] | None = None
+        self._headings_blob: str | None = None
         # The tables above are made from the whole index on first use (at MedQuAD scale the
         # vocabulary and speller take ~3.5 s of CPU and ~110 MB): once, by one thread, while
         # concurrent requests wait for it.
@@ -167,6 +171,11 @@ class QueryUnderstanding:
             if drugs:
                 steps["drug_names"] = "; ".join(drugs)
             expansions += [d for d in drugs if d not in expansions]
+        if cfg.lay_terms:
+            clinical = [t for t in self.lay_expansions(question) if t not in expansions]
+            if clinical:
+                steps["lay_terms"] = "; ".join(clinical)
+            expansions += clinical
         full = f"{question} ({'; '.join(expansions)})" if expansions else question
         content = content_words(full)
         known = any(self.index.lexical.knows(t) for t in tokenize(" ".join(content))) if content else False
@@ -324,6 +333,33 @@ class QueryUnderstanding:
                 if added >= 3:
                     break
         return out
+
+    def lay_expansions(self, text: str) -> list[str]:
+        """The clinical term for each lay phrase of `text` (data/lay_terms.tsv) when the index
+        knows every word of it, no title or heading of the index uses the lay phrase itself, and
+        the query does not say the term already ("water pill side effects" -> ["diuretic"]). A term
+        the index never uses would only move the query's vector; where titles say "Heart attack",
+        adding "myocardial infarction" only pulls in other articles (as with drug names)."""
+        lowered = text.lower()
+        out: list[str] = []
+        for phrase, term in lay_terms().find(text):
+            words = tokenize(term)
+            if term.lower() in lowered or not words or not all(self.index.lexical.knows(w) for w in words):
+                continue
+            if f" {' '.join(_normal_words(phrase))} " in self._headings_text():
+                continue
+            out.append(term)
+        return out
+
+    def _headings_text(self) -> str:
+        """Every title and section heading of the index, normalised (_normal_words), one a line,
+        each word between spaces: a phrase is in some heading when " phrase " is in this text."""
+        if self._headings_blob is None:
+            with self._making:
+                if self._headings_blob is None:
+                    lines = [r.title for r in self.index.articles.values()] + list(self.index.sections.texts)
+                    self._headings_blob = "\n".join(f" {' '.join(_normal_words(t))} " for t in lines)
+        return self._headings_blob
 
     def _names_topic(self, trigger: str, phrase: str) -> bool:
         """"without anaemia" is a topic where a title or heading of the index says it."""

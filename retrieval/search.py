@@ -78,6 +78,7 @@ class RetrievalSettings:
     spelling: bool = True  # correct words unknown to the index and to English
     drug_names: bool = True  # brand and generic names of a drug searched together
     shorthand: bool = True  # clinician shorthand (scope, 60yo, thal, lido, postop, def, ...)
+    lay_terms: bool = True  # lay words bring the clinical term (water pill -> diuretic, small red cells -> microcytosis)
     negation: bool = True  # NOT x, -x, without x, not caused by x: demote what is negated
     condense: bool = True  # long messages searched as their medical focus and question
     no_match: bool = True  # say so, with no passages, when nothing answers

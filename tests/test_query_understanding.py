@@ -10,6 +10,7 @@ import pytest
 from indexer.build import build_index
 from indexer.index_store import load_index
 from retrieval.abbreviations import Abbreviations
+from retrieval.lay_terms import LayTerms
 from retrieval.negation import asks_for, excluded_in, split_negation
 from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Evidence, NoMatchPolicy, phrase_cover
 from retrieval.query_understanding import condense, content_words
@@ -129,6 +130,34 @@ def test_regional_variants():
     assert variants("sulphate") == ("sulfate",)
     assert "ischemia" in variants("ischaemia") and "celiac" in variants("coeliac"), "medical words breame lacks: the digraph rule"
     assert variants("shoe") == () and variants("iron") == ()
+
+
+def test_lay_words_bring_the_clinical_term_the_index_uses(service):
+    parsed = service.read_query("patient on a blood thinner needs a tooth pulled")
+    assert parsed.question == "patient on a blood thinner needs a tooth pulled", "the words typed stay"
+    assert "(anticoagulant; dental extraction)" in parsed.text or ("anticoagulant" in parsed.text and "dental extraction" in parsed.text)
+    said = "anticoagulant before a blood thinner change"
+    assert service.read_query(said).text == said, "a term the query says already is not added"
+    assert not any("epistaxis" in c.text.lower() for c in service.understanding.index.chunks)
+    assert "epistaxis" not in service.read_query("nosebleed after iron infusion").text, \
+        "a term the index never uses (epistaxis) is not added"
+    off = service.read_query("patient on a blood thinner", RetrievalSettings(lay_terms=False))
+    assert off.text == "patient on a blood thinner"
+
+
+def test_lay_terms_file_is_read_strictly(tmp_path):
+    good = tmp_path / "lay.tsv"
+    good.write_text("# comment\nwater pill\tdiuretic\nclot in the lung\tpulmonary embolism\nclot\tthrombus\n")
+    terms = LayTerms.load(good)
+    assert terms.find("Water  Pill and a clot in the lung") == [("Water  Pill", "diuretic"), ("clot in the lung", "pulmonary embolism")], \
+        "whole words, any case or spacing, the longest phrase first"
+    assert terms.find("clotting factors") == [], "whole words only"
+    for text, message in (("water pill diuretic\n", "expected"), ("water pill\tdiuretic\nWater pill\tthiazide\n", "listed twice")):
+        bad = tmp_path / "bad.tsv"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            LayTerms.load(bad)
+    assert len(LayTerms.load().terms) > 100, "the shipped list loads"
 
 
 def test_spelling_corrects_unknown_words_only_and_says_so(service):
