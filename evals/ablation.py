@@ -22,9 +22,9 @@ from evals.runner import contextual_search
 from retrieval.search import RetrievalSettings, SearchService
 
 REPO = Path(__file__).resolve().parent.parent
-NO_STEPS = dict(expand_abbreviations=False, spelling=False, drug_names=False, shorthand=False, lay_terms=False, negation=False, condense=False)
-STEPS = ("expand_abbreviations", "spelling", "drug_names", "shorthand", "lay_terms", "negation", "condense")
-STEP_FLAGS = {"expand_abbreviations": "abbreviations", "spelling": "spelling", "drug_names": "drug-names", "shorthand": "shorthand", "lay_terms": "lay-terms",
+NO_STEPS = dict(expand_abbreviations=False, spelling=False, drug_names=False, shorthand=False, lay_terms=False, negation=False, condense=False, population=False)
+STEPS = ("expand_abbreviations", "spelling", "drug_names", "shorthand", "lay_terms", "negation", "condense", "population")
+STEP_FLAGS = {"expand_abbreviations": "abbreviations", "spelling": "spelling", "drug_names": "drug-names", "shorthand": "shorthand", "lay_terms": "lay-terms", "population": "population",
               "negation": "negation", "condense": "condense"}
 
 # name -> (settings, the medkb eval flags that give the same run)
@@ -33,7 +33,7 @@ CONFIGS: dict[str, tuple[RetrievalSettings, str]] = {
     "bm25": (RetrievalSettings(retriever="lexical", no_match=False, **NO_STEPS), "--retriever lexical --no-query-steps --no-nomatch"),
     "rrf": (RetrievalSettings(ranker="rrf", heading_weight=0.0, no_match=False, **NO_STEPS), "--ranker rrf --no-headings --no-query-steps --no-nomatch"),
     "old-default": (RetrievalSettings(ranker="rrf", no_match=False, **{**NO_STEPS, "expand_abbreviations": True}),
-                    "--ranker rrf --no-spelling --no-drug-names --no-shorthand --no-lay-terms --no-negation --no-condense --no-nomatch"),
+                    "--ranker rrf --no-spelling --no-drug-names --no-shorthand --no-lay-terms --no-negation --no-condense --no-population --no-nomatch"),
     "learned": (RetrievalSettings(no_match=False, **NO_STEPS), "--no-query-steps --no-nomatch"),
     **{f"learned+{STEP_FLAGS[s]}": (RetrievalSettings(no_match=False, **{**NO_STEPS, s: True}),
                                     "--no-nomatch " + " ".join(f"--no-{STEP_FLAGS[o]}" for o in STEPS if o != s)) for s in STEPS},

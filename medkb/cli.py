@@ -691,7 +691,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                   lexical_weight=args.lexical_weight, expand_abbreviations=steps and not args.no_abbreviations,
                                   spelling=steps and not args.no_spelling, drug_names=steps and not args.no_drug_names,
                                   shorthand=steps and not args.no_shorthand, lay_terms=steps and not args.no_lay_terms,
-                                  negation=steps and not args.no_negation,
+                                  negation=steps and not args.no_negation, population=steps and not args.no_population,
                                   condense=steps and not args.no_condense, no_match=not args.no_nomatch, max_per_article=0)
     backend = None
     if (args.backend or settings.backend) == "postgres":
@@ -1010,6 +1010,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-shorthand", action="store_true", help="do not write out clinician shorthand (scope, 60yo, thal, ...)")
     p.add_argument("--no-lay-terms", action="store_true", help="do not add the clinical term for lay words (water pill -> diuretic)")
     p.add_argument("--no-negation", action="store_true", help="do not read NOT / -x / without / not caused by")
+    p.add_argument("--no-population", action="store_true", help="do not move passages written for other patients (children, adults, women) than the question names below the rest")
     p.add_argument("--no-condense", action="store_true", help="search long messages word for word")
     p.add_argument("--no-query-steps", action="store_true", help="all of the above: the query as typed")
     p.add_argument("--no-nomatch", action="store_true", help="always return the best passages, even when nothing answers")

@@ -39,6 +39,7 @@ from retrieval.backends.base import SearchBackend, Selection
 from retrieval.batching import Arrival, QueryBatcher
 from retrieval.negation import demote_excluding, demote_negated
 from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Candidates, Evidence, NoMatchPolicy
+from retrieval.population import demote_mismatched
 from retrieval.query_understanding import ParsedQuery, QueryUnderstanding
 from retrieval.ranker import FeatureExtractor, LearnedRanker, QueryTerms, default_ranker
 from retrieval.ranker import holds as posting_holds
@@ -81,6 +82,7 @@ class RetrievalSettings:
     lay_terms: bool = True  # lay words bring the clinical term (water pill -> diuretic, small red cells -> microcytosis)
     negation: bool = True  # NOT x, -x, without x, not caused by x: demote what is negated
     condense: bool = True  # long messages searched as their medical focus and question
+    population: bool = True  # passages for other patients (children, adults, women) than the question's go below the rest
     no_match: bool = True  # say so, with no passages, when nothing answers
     max_per_article: int = 0  # diversification: at most this many passages per article (0: no cap)
 
@@ -411,6 +413,8 @@ class SearchService:
                 hits = demote_negated(hits, parsed.negated)
             if cfg.negation:
                 hits = demote_excluding(hits, parsed.question)
+            if cfg.population:
+                hits = demote_mismatched(hits, parsed.question)
             if filters.retracted == "demote" and self._retracted.any():
                 # Stable: order within each group stays the fused order.
                 hits = [h for h in hits if not cites_retracted(h.chunk)] + [h for h in hits if cites_retracted(h.chunk)]
