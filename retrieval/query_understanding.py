@@ -336,18 +336,21 @@ class QueryUnderstanding:
 
     def lay_expansions(self, text: str) -> list[str]:
         """The clinical term for each lay phrase of `text` (data/lay_terms.tsv) when the index
-        knows every word of it, no title or heading of the index uses the lay phrase itself, and
-        the query does not say the term already ("water pill side effects" -> ["diuretic"]). A term
-        the index never uses would only move the query's vector; where titles say "Heart attack",
-        adding "myocardial infarction" only pulls in other articles (as with drug names)."""
+        knows every word of it, its titles and headings do not say the lay phrase as often as the
+        term, and the query does not say the term already ("water pill side effects" ->
+        ["diuretic"]). A term the index never uses would only move the query's vector; where
+        titles say "Heart attack" more than "myocardial infarction", adding the clinical term
+        only pulls in other articles (as with drug names)."""
         lowered = text.lower()
         out: list[str] = []
         for phrase, term in lay_terms().find(text):
             words = tokenize(term)
             if term.lower() in lowered or not words or not all(self.index.lexical.knows(w) for w in words):
                 continue
-            if f" {' '.join(_normal_words(phrase))} " in self._headings_text():
-                continue
+            headings = self._headings_text()
+            lay_named = headings.count(f" {' '.join(_normal_words(phrase))} ")
+            if lay_named and lay_named >= headings.count(f" {' '.join(_normal_words(term))} "):
+                continue  # the index's own titles and headings prefer the lay name
             out.append(term)
         return out
 

@@ -16,9 +16,10 @@ from retrieval.nomatch import NO_CONTENT, NOTHING_KNOWN, WEAK_EVIDENCE, Evidence
 from retrieval.query_understanding import condense, content_words
 from retrieval.ranker import FEATURES, LearnedRanker
 from retrieval.regional_spelling import variants
-from retrieval.search import RetrievalSettings, SearchService
+from retrieval.search import Filters, RetrievalSettings, SearchService
 
 from fakes import FakeEmbedder
+from sample_articles import article
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 CASES = Path(__file__).resolve().parent.parent.parent / "shared" / "cases"
@@ -97,12 +98,16 @@ def test_a_title_that_excludes_what_the_question_asks_for_ranks_below_the_rest(s
     def without_anaemia(hits):
         return [i for i, h in enumerate(hits) if h.chunk.article_id == "iron-deficiency-without-anemia"]
 
-    asked = service.search("65 year old man with new iron deficiency anaemia, next step?", 300).hits
+    # Only this step: passages for other patients (children, pregnancy) and those citing a
+    # retracted paper would go below these in turn.
+    alone = RetrievalSettings(population=False)
+    asked = service.search("65 year old man with new iron deficiency anaemia, next step?", 300, Filters(retracted="exclude"), settings=alone).hits
     others = [i for i, h in enumerate(asked) if h.chunk.article_id != "iron-deficiency-without-anemia"]
     assert without_anaemia(asked) and min(without_anaemia(asked)) > max(others)
     kept = service.search("iron deficiency without anaemia treatment fatigue", 5).hits
     assert without_anaemia(kept) and without_anaemia(kept)[0] == 0
-    off = service.search("65 year old man with new iron deficiency anaemia, next step?", 300, settings=RetrievalSettings(negation=False)).hits
+    off = service.search("65 year old man with new iron deficiency anaemia, next step?", 300, Filters(retracted="exclude"),
+                         settings=RetrievalSettings(negation=False, population=False)).hits
     assert min(without_anaemia(off)) < max(i for i, h in enumerate(off) if h.chunk.article_id != "iron-deficiency-without-anemia")
 
 
@@ -143,6 +148,24 @@ def test_lay_words_bring_the_clinical_term_the_index_uses(service):
         "a term the index never uses (epistaxis) is not added"
     off = service.read_query("patient on a blood thinner", RetrievalSettings(lay_terms=False))
     assert off.text == "patient on a blood thinner"
+
+
+def test_a_lay_name_the_index_prefers_in_its_titles_brings_nothing(tmp_path):
+    # An index whose pages are titled "Heart attack" (MEDIQA's are): adding "myocardial
+    # infarction" would only pull in other pages. One that titles it clinically gets the term.
+    def service_over(titles: list[str]) -> SearchService:
+        corpus = tmp_path / f"corpus{len(list(tmp_path.iterdir()))}"
+        corpus.mkdir()
+        for n, title in enumerate(titles):
+            body = f"## From the Guidelines\n\n{title} and myocardial infarction care after a heart attack [1, 2].\n"
+            (corpus / f"a{n}.md").write_text(article(f"a{n}", title, body))
+        build_index([corpus], corpus.parent / f"{corpus.name}-index", FakeEmbedder())
+        return SearchService(load_index(corpus.parent / f"{corpus.name}-index"), FakeEmbedder(), ranker=None, no_match=None)
+
+    lay = service_over(["What causes a heart attack?", "Heart attack symptoms", "Myocardial infarction in women"])
+    assert lay.read_query("what causes a heart attack").text == "what causes a heart attack"
+    clinical = service_over(["Causes of myocardial infarction", "Treating myocardial infarction", "Heart attack symptoms"])
+    assert clinical.read_query("what causes a heart attack").text == "what causes a heart attack (myocardial infarction)"
 
 
 def test_lay_terms_file_is_read_strictly(tmp_path):
