@@ -84,8 +84,17 @@ class BuildBusy(Exception):
 REBUILD = "Rebuild it with `medkb index corpus` (or `make serve`, which rebuilds a stale or damaged index)."
 
 
-def _corrupt(reason: str) -> IndexCorrupt:
-    return IndexCorrupt(f"{reason}. {REBUILD}", reason)
+def rebuild_advice(root: Path | None) -> str:
+    """What to run to rebuild the index under `root` (an index root; None when not known, for
+    a build kept outside one): the command names the root, so that it rebuilds this index and
+    not the default one."""
+    if root is None:
+        return REBUILD
+    return f"Rebuild it with `medkb index corpus --index-dir {root}` (or `make serve`, which rebuilds a stale or damaged index)."
+
+
+def _corrupt(reason: str, build: Path | None = None) -> IndexCorrupt:
+    return IndexCorrupt(f"{reason}. {rebuild_advice(_root_of(build) if build else None)}", reason)
 
 
 # ---------------------------------------------------------------- the manifest
@@ -271,7 +280,7 @@ class IndexManifest:
             differences.append(f"metric {built.metric} != {expected.metric}")
         if differences:
             reason = "the index was built with a different embedding model than the one loading it (" + "; ".join(differences) + ")"
-            raise IndexMismatch(f"{reason}. {REBUILD}", reason)
+            raise IndexMismatch(f"{reason}. {rebuild_advice(index_dir)}", reason)
         if (built.encoder, built.precision, built.recipe) != (expected.encoder, expected.precision, expected.recipe):
             # Same weights, another runtime, precision or export recipe: close vectors, not the same ones.
             made, asked = built.setting, expected.setting
@@ -528,25 +537,25 @@ def kept_builds(root: Path) -> list[Path]:
 
 def _read_manifest_file(directory: Path) -> IndexManifest:
     if not directory.is_dir():
-        raise _corrupt(f"index build {directory} is missing")
+        raise _corrupt(f"index build {directory} is missing", directory)
     try:
         data = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise _corrupt(f"index build {directory}: manifest.json is missing") from None
+        raise _corrupt(f"index build {directory}: manifest.json is missing", directory) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _corrupt(f"index build {directory}: manifest.json cannot be read ({exc})") from None
+        raise _corrupt(f"index build {directory}: manifest.json cannot be read ({exc})", directory) from None
     if not isinstance(data, dict) or type(data.get("format_version")) is not int:
-        raise _corrupt(f"index build {directory}: manifest.json is malformed (no integer format_version)")
+        raise _corrupt(f"index build {directory}: manifest.json is malformed (no integer format_version)", directory)
     version = data["format_version"]
     # The format first: an older build lacks newer fields and files, and its format is the real reason.
     if version != FORMAT_VERSION:
         reason = f"index {directory} has format {version}, this medkb reads format {FORMAT_VERSION}"
-        raise IndexMismatch(f"{reason}. {REBUILD}", reason)
+        raise IndexMismatch(f"{reason}. {rebuild_advice(_root_of(directory))}", reason)
     try:
         return IndexManifest.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
         what = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
-        raise _corrupt(f"index build {directory}: manifest.json is malformed ({what})") from None
+        raise _corrupt(f"index build {directory}: manifest.json is malformed ({what})", directory) from None
 
 
 def read_manifest(root: Path) -> IndexManifest | None:
@@ -592,7 +601,7 @@ def check_build(directory: Path, model: ModelInfo | None = None) -> IndexManifes
         manifest.check_model(model, _root_of(directory))
     problems = damaged_files(directory, manifest)
     if problems:
-        raise _corrupt(f"index build {directory} is damaged: {'; '.join(problems)}")
+        raise _corrupt(f"index build {directory} is damaged: {'; '.join(problems)}", directory)
     return manifest
 
 
@@ -617,10 +626,10 @@ def _first_intact(root: Path, attempt: Callable[[Path], T]) -> tuple[T, Path, st
         except IndexProblem as exc:
             refused.append(f"{candidate.name}: {exc.reason.removeprefix(f'index build {candidate}').lstrip(': ')}")
             continue
-        why = f"serving build {candidate.name}, the newest intact one, not the published build: {damage.reason}. {REBUILD}"
+        why = f"serving build {candidate.name}, the newest intact one, not the published build: {damage.reason}. {rebuild_advice(root)}"
         return result, candidate, why
     others = f"and no other kept build is intact ({'; '.join(refused)})" if refused else "and no other build is kept to fall back on"
-    raise IndexCorrupt(f"{damage.reason}, {others}. {REBUILD}", f"{damage.reason}, {others}")
+    raise IndexCorrupt(f"{damage.reason}, {others}. {rebuild_advice(root)}", f"{damage.reason}, {others}")
 
 
 def choose_build(root: Path, model: ModelInfo | None = None) -> tuple[Path, IndexManifest, str | None]:
@@ -660,7 +669,7 @@ def _load_build(directory: Path, model: ModelInfo | None, reuse: LoadedIndex | N
         raise
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         # The checksums matched, so the build was written like this: a bug, not damage; still one clear line.
-        raise _corrupt(f"index build {directory} cannot be read ({type(exc).__name__}: {exc})") from None
+        raise _corrupt(f"index build {directory} cannot be read ({type(exc).__name__}: {exc})", directory) from None
 
 
 def _read_build(directory: Path, manifest: IndexManifest, reuse: LoadedIndex | None = None) -> LoadedIndex:
@@ -691,11 +700,11 @@ def _read_build(directory: Path, manifest: IndexManifest, reuse: LoadedIndex | N
     lexical = LexicalIndex.load(directory / LEXICAL, len(chunks))
     expected = manifest.counts.chunks
     if index.ntotal != len(chunks) or expected != len(chunks):
-        raise _corrupt(f"index build {directory} is inconsistent: {index.ntotal} vectors, {len(chunks)} chunks, manifest says {expected}")
+        raise _corrupt(f"index build {directory} is inconsistent: {index.ntotal} vectors, {len(chunks)} chunks, manifest says {expected}", directory)
     if index.d != manifest.model.dim:
-        raise _corrupt(f"index build {directory} holds {index.d}-dimensional vectors, its manifest says {manifest.model.dim}")
+        raise _corrupt(f"index build {directory} holds {index.d}-dimensional vectors, its manifest says {manifest.model.dim}", directory)
     if len(sections.ids) != sections.vectors.shape[0] or not {c.section_id for c in chunks} <= set(sections.ids):
-        raise _corrupt(f"index build {directory} has inconsistent section vectors")
+        raise _corrupt(f"index build {directory} has inconsistent section vectors", directory)
     words = read_words(directory / SPELLING_FILE) if any(f.path == SPELLING_FILE for f in manifest.files) else None
     return LoadedIndex(directory=directory, manifest=manifest, chunks=chunks, articles=articles, faiss_index=index, sections=sections, lexical=lexical,
                        chunk_keys=chunk_keys, words=words)

@@ -140,7 +140,8 @@ def test_when_every_kept_build_is_damaged_the_error_is_clear(two_builds):
         load_index(root)
     message = str(info.value)
     assert "vectors.faiss" in message and f"{older.name}: " in message and "chunks.jsonl" in message
-    assert "no other kept build is intact" in message and message.endswith(index_store.REBUILD)
+    assert "no other kept build is intact" in message
+    assert message.endswith(index_store.rebuild_advice(root)) and f"--index-dir {root}" in message, "the advice rebuilds this index, not the default one"
     assert "\n" not in message
 
 
