@@ -257,7 +257,7 @@ class QueryUnderstanding:
     def correct(self, text: str) -> str:
         """`text` with each unknown word of five letters or more replaced by the closest word of
         the index or the drug names (edit distance 1; 2 from eight letters; the same first
-        letter), when there is one."""
+        letter), when there is one. Words joined by a hyphen are left as typed."""
 
         def fix(m: re.Match) -> str:
             word = m.group(0)
@@ -276,7 +276,9 @@ class QueryUnderstanding:
             best = found[0]
             return best.capitalize() if word[:1].isupper() and not word.isupper() else best
 
-        return re.sub(r"[A-Za-z]+(?:'[a-z]+)?", fix, text)
+        # A part of a hyphenated name is not a word of its own: "Prader-Willi" is not a misspelled
+        # "Prader-Will", nor "Coffin-Siris" a "Coffin-Ssris".
+        return re.sub(r"(?<![\w-])[A-Za-z]+(?:'[a-z]+)?(?![\w-])", fix, text)
 
     # ------------------------------------------------------------------ senses, drugs, negation
 
