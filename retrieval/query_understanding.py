@@ -39,7 +39,7 @@ from indexer.lexical import tokenize
 from indexer.spelling import count_words
 from retrieval.abbreviations import Abbreviations, Sense
 from retrieval.drugs import DrugNames, drug_names
-from retrieval.lay_terms import lay_terms
+from retrieval.lay_terms import lay_terms as shipped_lay_terms
 from retrieval.negation import split_negation
 from retrieval.regional_spelling import variants
 
@@ -118,9 +118,10 @@ class QueryUnderstanding:
         # concurrent requests wait for it.
         self._making = threading.RLock()
 
-    def warm(self, spelling: bool = True, negation: bool = True) -> None:
+    def warm(self, spelling: bool = True, negation: bool = True, lay_terms: bool = True) -> None:
         """Make now the per-index tables that the first query would otherwise make: the
-        vocabulary, the speller (`spelling`) and the title/heading bigrams (`negation`). The
+        vocabulary, the speller (`spelling`), the title/heading bigrams (`negation`) and the
+        titles and headings text with the lay-term list (`lay_terms`). The
         server's reloader calls this before swapping a new build in, so no request pays for it."""
         self.vocabulary()
         if spelling:
@@ -128,6 +129,9 @@ class QueryUnderstanding:
             drug_speller()
         if negation:
             self._bigrams()
+        if lay_terms:
+            self._headings_text()
+            shipped_lay_terms()
 
     # ------------------------------------------------------------------ the steps
 
@@ -345,7 +349,7 @@ class QueryUnderstanding:
         only pulls in other articles (as with drug names)."""
         lowered = text.lower()
         out: list[str] = []
-        for phrase, term in lay_terms().find(text):
+        for phrase, term in shipped_lay_terms().find(text):
             words = tokenize(term)
             if term.lower() in lowered or not words or not all(self.index.lexical.knows(w) for w in words):
                 continue

@@ -274,7 +274,7 @@ class SearchService:
     def warm(self) -> None:
         """Make the per-build tables that queries use (vocabulary, speller, heading bigrams) now
         rather than in the first requests; what the settings switch off is not made."""
-        self.understanding.warm(spelling=self.settings.spelling, negation=self.settings.negation)
+        self.understanding.warm(spelling=self.settings.spelling, negation=self.settings.negation, lay_terms=self.settings.lay_terms)
 
     @property
     def manifest(self) -> IndexManifest:
