@@ -422,14 +422,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     from server.listening import url
 
-    print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (build {directory.name}) on {url(args.host, args.port)}",
+    sock = _take_port(args, settings)
+    if sock is None:
+        return 2
+    print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (build {directory.name}) on {url(args.host, sock.getsockname()[1])}",
           file=sys.stderr)
     # The app factory reads its settings from the environment, so the command line's win.
     os.environ["MEDKB_INDEX_DIR"] = str(settings.index_dir)
     if settings.model_dir:
         os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
     os.environ["MEDKB_ENCODER"] = settings.encoder
-    return _run_uvicorn(args, settings)
+    return _run_uvicorn(args, settings, sock)
 
 
 def _port(text: str) -> int:
@@ -465,26 +468,46 @@ _at_least_zero = _whole_number(0, "must be 0 (none) or more")  # 0 turns a measu
 WORKER_START_SECONDS = 120
 
 
-def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve the app factory with uvicorn: in this process, or in `--workers` (MEDKB_WORKERS)
-    processes on one port, each listening on its own socket (server/listening.py) and reading
-    its settings from the environment. 2 when the port cannot be bound."""
+def _workers(args: argparse.Namespace, settings: Settings) -> int:
+    return args.workers if args.workers is not None else settings.workers  # both checked to be >= 1 where they are read
+
+
+def _take_port(args: argparse.Namespace, settings: Settings):
+    """The listening socket for `medkb serve`, taken before the model and the index load
+    (server/listening.py); None, having said why on one line, when the port cannot be bound."""
+    from server.listening import listening_socket
+
+    try:
+        return listening_socket(args.host, args.port, _workers(args, settings))
+    except OSError as exc:
+        print(f"medkb serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+
+
+def _run_uvicorn(args: argparse.Namespace, settings: Settings, sock) -> int:
+    """Serve the app factory with uvicorn on `sock` (from `_take_port`): in this process, or in
+    `--workers` (MEDKB_WORKERS) processes on one port, each listening on its own socket
+    (server/listening.py) and reading its settings from the environment."""
     import os
 
     import uvicorn
 
     from medkb.memory import limit_malloc_arenas
 
-    workers = args.workers if args.workers is not None else settings.workers  # both checked to be >= 1 where they are read
+    workers = _workers(args, settings)
     if settings.malloc_arenas:
         # Worker processes start afresh: glibc reads the cap from the environment at their start.
         os.environ["MALLOC_ARENA_MAX"] = str(settings.malloc_arenas)
     # Before uvicorn starts its worker threads, so that every one of them shares the capped arenas.
     limit_malloc_arenas(settings.malloc_arenas)
+    from server.listening import run_single, run_workers
+
     if workers == 1:
-        uvicorn.run("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level)
+        try:
+            run_single(uvicorn.Config("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level), sock)
+        except KeyboardInterrupt:  # as uvicorn.run ends on Ctrl+C
+            pass
         return 0
-    from server.listening import run_workers
 
     print(f"  {workers} server processes: each loads the model and the index", file=sys.stderr)
     # uvicorn's supervisor gives a worker 5 s by default to answer its health check and, when SIGHUP
@@ -493,10 +516,7 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
     config = uvicorn.Config("server.app:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level, workers=workers,
                             timeout_worker_healthcheck=WORKER_START_SECONDS)
     try:
-        run_workers(config)
-    except OSError as exc:
-        print(f"medkb serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        run_workers(config, sock)
     except KeyboardInterrupt:  # as uvicorn.run ends on Ctrl+C
         pass
     return 0
@@ -524,11 +544,14 @@ def _serve_from_database(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     from server.listening import url
 
-    print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (PostgreSQL) on {url(args.host, args.port)}", file=sys.stderr)
+    sock = _take_port(args, settings)
+    if sock is None:
+        return 2
+    print(f"serving {manifest.counts.chunks} chunks from {manifest.counts.articles} articles (PostgreSQL) on {url(args.host, sock.getsockname()[1])}", file=sys.stderr)
     if settings.model_dir:
         os.environ["MEDKB_MODEL_DIR"] = str(settings.model_dir)
     os.environ["MEDKB_ENCODER"] = settings.encoder
-    return _run_uvicorn(args, settings)
+    return _run_uvicorn(args, settings, sock)
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -90,16 +90,46 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return _bound(family, (host, port), reuse_port=True, kind=PortReservation)
 
 
-def run_workers(config: Any) -> None:
+def listening_socket(host: str, port: int, workers: int) -> socket.socket:
+    """The socket `medkb serve` takes before it loads anything, so that a port in use is one line
+    and exit 2 instead of a model loaded for nothing: for one process, a plain socket bound to
+    `host`:`port` (uvicorn's server listens on it); for several, `reserve_port`'s. Raises OSError
+    when the address cannot be bound."""
+    if workers > 1:
+        return reserve_port(host, port)
+    return _bound(_family(host), (host, port), reuse_port=False)
+
+
+def run_single(config: Any, sock: socket.socket) -> None:
+    """Run one uvicorn server (config: a `uvicorn.Config`) in this process on `sock`, a socket
+    from `listening_socket`, until it is told to stop (SIGINT, SIGTERM)."""
+    import logging
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            if self.started:  # uvicorn says where it listens only for the sockets it binds itself
+                logging.getLogger("uvicorn.error").info("Uvicorn running on %s (Press CTRL+C to quit)", url(config.host, sock.getsockname()[1]))
+
+    try:
+        Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def run_workers(config: Any, sock: socket.socket | None = None) -> None:
     """Run `config.workers` uvicorn server processes (config: a `uvicorn.Config` whose app is an
     import string) under uvicorn's supervisor, each listening on its own SO_REUSEPORT socket,
-    until the supervisor is told to stop (SIGINT, SIGTERM). Raises OSError when the address
-    cannot be bound, before any worker starts."""
+    until the supervisor is told to stop (SIGINT, SIGTERM). `sock` is the parent's socket from
+    `listening_socket` (taken here when not given). Raises OSError when the address cannot be
+    bound, before any worker starts."""
     import logging
 
     from uvicorn.supervisors import Multiprocess
 
-    sock = reserve_port(config.host, config.port)
+    sock = sock if sock is not None else reserve_port(config.host, config.port)
     spread = "each on its own socket (SO_REUSEPORT)" if isinstance(sock, PortReservation) else "sharing one socket"
     logging.getLogger("uvicorn.error").info("Uvicorn running on %s with %d worker processes, %s (Press CTRL+C to quit)",
                                             url(config.host, sock.getsockname()[1]), config.workers, spread)

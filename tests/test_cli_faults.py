@@ -6,6 +6,7 @@ The commands run as real processes with the fake embedder (tests/fake_model_cli.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -253,6 +254,22 @@ def test_serve_refuses_a_port_that_does_not_exist(claimed_index, port):
     assert proc.returncode == 2
     err = one_clear_line(proc, "--port", "65535")
     assert "serving" not in err and "Uvicorn" not in err
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_port_in_use_says_so_before_it_loads_anything(claimed_index, workers):
+    # With one process uvicorn bound the port only after the app had loaded the model and the
+    # index, and "serving ... on <url>" had been printed for a server that never served.
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        proc = medkb("serve", "--index-dir", str(claimed_index), "--port", str(taken.getsockname()[1]), "--workers", workers, timeout=60)
+    finally:
+        taken.close()
+    assert proc.returncode == 2
+    err = one_clear_line(proc, "medkb serve: cannot listen on 127.0.0.1:", "in use")
+    assert "serving" not in err and "Started server process" not in err and "model" not in err.lower()
 
 
 @pytest.mark.parametrize("tokens", ["0", "-5", "63", "255", "5000"])
