@@ -44,7 +44,9 @@ class LayTerms:
             return cls(terms, None)
         alternatives = sorted(terms, key=len, reverse=True)
         body = "|".join(r"\s+".join(re.escape(w) for w in phrase.split()) for phrase in alternatives)
-        return cls(terms, re.compile(rf"(?<![\w-])(?:{body})(?![\w-])", re.I))
+        # ASCII case folding: under Unicode folding "ı", "İ" and "ſ" match i and s, and the match
+        # then names no phrase of the list. "low iron diet" is a diet, not a finding.
+        return cls(terms, re.compile(rf"(?<![\w-])(?:{body})(?![\w-])(?!\s+diets?\b)", re.I | re.ASCII))
 
     def find(self, text: str) -> list[tuple[str, str]]:
         """(lay phrase as found, clinical term) for each lay phrase in `text`, in order, each term once."""
@@ -52,8 +54,8 @@ class LayTerms:
             return []
         out: list[tuple[str, str]] = []
         for m in self.pattern.finditer(text):
-            term = self.terms[" ".join(m.group(0).lower().split())]
-            if all(term != t for _, t in out):
+            term = self.terms.get(" ".join(m.group(0).lower().split()))
+            if term is not None and all(term != t for _, t in out):
                 out.append((m.group(0), term))
         return out
 

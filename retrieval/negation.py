@@ -115,7 +115,8 @@ def demote_negated(hits: list, negated: Sequence[str]) -> list:
 
 
 # A negation and the one or two words it governs, taken out before asking what a question asks for.
-_NEGATED_SPAN = re.compile(r"\b(?:no|not|without|non|excluding|except|other\s+than|rather\s+than)\s+[\w'-]+(?:\s+[\w'-]+)?", re.I)
+_NEGATED_SPAN = re.compile(r"\b(?:no|not|without|non|excluding|except|other\s+than|rather\s+than|before)[\s-]+[\w'-]+(?:\s+[\w'-]+)?"
+                           r"|[\w'-]+\s+(?:absent|not\s+present)\b", re.I)
 
 
 @lru_cache(maxsize=65536)
@@ -134,13 +135,20 @@ def asks_for(question: str, phrase: str) -> bool:
     return _phrase_in(tokens, target)
 
 
+def speaks_without(question: str, phrase: str) -> bool:
+    """Whether `question` says `phrase` after a negation somewhere ("... without anaemia ...")."""
+    target = tokenize(to_american(phrase))
+    return any(_phrase_in(tokenize(to_american(m.group(0))), target) for m in _NEGATED_SPAN.finditer(question))
+
+
 def demote_excluding(hits: list, question: str) -> list:
     """Hits whose article title or section heading excludes what `question` asks for moved below
     the others, each group in its own order. A question that itself says "without anaemia"
-    does not ask for anaemia, so "Iron deficiency without anemia" stays where it was for it."""
+    anywhere ("iron deficiency without anaemia and iron deficiency anaemia: the difference") is
+    about that topic too, so "Iron deficiency without anemia" stays where it was for it."""
     kept, moved = [], []
     for hit in hits:
         chunk = hit.chunk
         excluded = [p for h in (chunk.article_title, *chunk.section_path) for p in excluded_in(h)]
-        (moved if any(asks_for(question, p) for p in excluded) else kept).append(hit)
+        (moved if any(asks_for(question, p) and not speaks_without(question, p) for p in excluded) else kept).append(hit)
     return kept + moved if moved else hits

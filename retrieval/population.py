@@ -12,8 +12,13 @@ article title or headings name a population the question rules out:
 - a man against one about pregnancy, menstruation or women (and not also about men).
 
 A teenager is neither adult nor child here (pediatric and adult guidance both apply to them), and
-a question that names no patient matches every passage. `demote_mismatched` moves the passages
-that do not fit below the rest, each group in its own order.
+a question that names no patient matches every passage. So does one that names an adult and a
+child without an age ("mother of a toddler", "grandmother asking for her grandson"), or speaks of
+pregnancy, birth or breastfeeding (mother and baby are both patients there): who the patient is
+is not clear, and demoting on a guess would hide the answer. Words that name the asker's
+relations or the doctor (wife, husband, he, his) say nothing about the patient. A word inside a
+hyphenated term is not that word: "Child-Pugh C", "child-bearing age". `demote_mismatched` moves
+the passages that do not fit below the rest, each group in its own order.
 """
 
 from __future__ import annotations
@@ -25,19 +30,25 @@ from functools import lru_cache
 ADULT_AGE = 18  # years; below it a patient is a minor
 CHILD_AGE = 13  # years; below it, a child (13-17: an adolescent, either guidance applies)
 
-_AGE = re.compile(r"\b(\d{1,3})\s*(?:-\s*)?(?:year|yr)s?(?:\s*-\s*|\s+)old\b|\b(\d{1,3})\s*(?:yo|y/o|y\.o\.)\b", re.I)
+# Whole words only: not inside a hyphenated term ("Child-Pugh", "child-bearing", "man-made").
+_W0, _W1 = r"(?<![\w-])", r"(?![\w-])"
+_AGE = re.compile(r"\b(\d{1,3})\s*(?:-\s*)?(?:year|yr)s?(?:\s*-\s*|\s+)old\b|\b(\d{1,3})\s*(?:yo|y/o|y\.o\.?)(?!\w)|\baged\s+(\d{1,3})\b", re.I)
 _MONTHS = re.compile(r"\b\d{1,2}\s*(?:-\s*)?months?(?:\s*-\s*|\s+)old\b", re.I)
-_ADULT_WORDS = re.compile(r"\b(?:adults?|elderly|older (?:adults?|people|patients?)|man|woman|men|women|grandmother|grandfather|"
-                          r"pensioner|postmenopausal|husband|wife)\b", re.I)
-_CHILD_WORDS = re.compile(r"\b(?:child|children|kids?|toddlers?|infants?|bab(?:y|ies)|newborns?|neonates?|preschool(?:er)?s?|"
-                          r"schoolchild(?:ren)?)\b", re.I)
-_MALE_WORDS = re.compile(r"\b(?:man|men|male|males|husband|father|boyfriend|he|his)\b", re.I)
+_ADULT_WORDS = re.compile(_W0 + r"(?:adults?|elderly|older (?:adults?|people|patients?)|man|woman|men|women|pensioners?|postmenopausal|"
+                          r"mother|father)" + _W1, re.I)
+_CHILD_WORDS = re.compile(_W0 + r"(?:child|children|childhood|kids?|toddlers?|infants?|bab(?:y|ies)|newborns?|neonates?|preschool(?:er)?s?|"
+                          r"schoolchild(?:ren)?|p(?:a)?ediatric|grand(?:son|daughter|child)s?)" + _W1, re.I)
+_MALE_WORDS = re.compile(_W0 + r"(?:man|men|male|males)" + _W1, re.I)
+_NOT_MALE = re.compile(_W0 + r"(?:woman|women|female|she|her|pregnan\w*|menstrua\w*|periods?|menopaus\w*)" + _W1, re.I)
+# Mother and baby are both patients: who is asked about is not clear.
+_PERINATAL = re.compile(_W0 + r"(?:pregnan\w*|deliver(?:y|ed|ing)|labou?r|postpartum|post-partum|breastfeed\w*|breast-feed\w*|birth|"
+                        r"antenatal|prenatal)" + _W1, re.I)
 
-_FOR_CHILDREN = re.compile(r"\b(?:child|children|childhood|infants?|infancy|toddlers?|neonat\w*|newborns?|p(?:a)?ediatric\w*)\b", re.I)
-_FOR_ADULTS = re.compile(r"\b(?:adults?|older people|elderly)\b", re.I)
-_FOR_WOMEN = re.compile(r"\b(?:pregnan\w*|antenatal|prenatal|postpartum|obstetric\w*|menstrua\w*|menorrhagia|women|woman|"
-                        r"premenopausal|postmenopausal|female)\b", re.I)
-_FOR_MEN = re.compile(r"\b(?:men|man|male|males)\b", re.I)
+_FOR_CHILDREN = re.compile(_W0 + r"(?:child|children|childhood|infants?|infancy|toddlers?|neonat\w*|newborns?|p(?:a)?ediatric\w*)" + _W1, re.I)
+_FOR_ADULTS = re.compile(_W0 + r"(?:adults?|older people|elderly)" + _W1, re.I)
+_FOR_WOMEN = re.compile(_W0 + r"(?:pregnan\w*|antenatal|prenatal|postpartum|obstetric\w*|menstrua\w*|menorrhagia|women|woman|"
+                        r"premenopausal|postmenopausal|female)" + _W1, re.I)
+_FOR_MEN = re.compile(_W0 + r"(?:men|man|male|males)" + _W1, re.I)
 
 
 @dataclass(frozen=True)
@@ -50,18 +61,21 @@ class Patient:
 
 
 def patient_of(question: str) -> Patient:
-    """The patient a question names ("65 year old man" -> adult, male). An age in years decides
-    over words; "N months old" is a child."""
+    """The patient a question names ("65 year old man" -> adult, male). One age in years decides
+    when the words do not contradict it; "N months old" is a child; adult and child words together,
+    several ages, or pregnancy and birth leave the age group unsaid (None)."""
+    male = bool(_MALE_WORDS.search(question)) and not _NOT_MALE.search(question)
+    if _PERINATAL.search(question):
+        return Patient(None, male)
     group: str | None = None
-    ages = [int(a or b) for a, b in _AGE.findall(question)]
-    if ages:
+    ages = [int(next(a for a in found if a)) for found in _AGE.findall(question)]
+    child = bool(_MONTHS.search(question) or _CHILD_WORDS.search(question))
+    adult = bool(_ADULT_WORDS.search(question))
+    if len(ages) == 1 and not (child and ages[0] >= ADULT_AGE) and not (adult and ages[0] < ADULT_AGE):
         age = ages[0]
         group = "adult" if age >= ADULT_AGE else "child" if age < CHILD_AGE else None
-    elif _MONTHS.search(question) or _CHILD_WORDS.search(question):
-        group = "child"
-    elif _ADULT_WORDS.search(question):
-        group = "adult"
-    male = bool(_MALE_WORDS.search(question)) and not re.search(r"\b(?:woman|women|female|she|her|wife|mother|girlfriend)\b", question, re.I)
+    elif not ages and child != adult:
+        group = "child" if child else "adult"
     return Patient(group, male)
 
 

@@ -52,6 +52,10 @@ i me my we our you your he she his her him it its they them their am is are was 
 please tell know want need help get got thank thanks hi hello dear doctor sir madam question ask asking anyone
 any some much many more most about also just like ok okay yes well really very so too there here
 """.split())
+# Characters pasted from web pages that split or hide a word: soft hyphens and zero-width marks
+# go, and the ligatures of British spelling ("anæmia", "fœtal") are written out.
+_TYPOGRAPHY = str.maketrans({"\u00ad": None, "\u200b": None, "\u200c": None, "\u200d": None, "\u2060": None, "\ufeff": None,
+                             "æ": "ae", "Æ": "Ae", "œ": "oe", "Œ": "Oe"})
 _YEARS_OLD = re.compile(r"\b(\d{1,3})\s*-?\s*(?:yo|y/o|y\.o\.|yrs?\s*old|years?[\s-]*old|-year-old)\b", re.I)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
 
@@ -137,7 +141,7 @@ class QueryUnderstanding:
 
     def read(self, query: str, cfg) -> ParsedQuery:
         steps: dict[str, str] = {}
-        text = " ".join(query.split())
+        text = " ".join(query.translate(_TYPOGRAPHY).split())
         shown = False  # whether the reader should see what was searched
         if cfg.condense:
             condensed = condense(text, self._focus_terms)
@@ -278,6 +282,8 @@ class QueryUnderstanding:
             if not found:
                 return word
             best = found[0]
+            if best in variants(word.lower()) or word.lower() in variants(best):
+                return word  # another regional spelling, not a mistake: respell_regional's to handle, unannounced
             return best.capitalize() if word[:1].isupper() and not word.isupper() else best
 
         # A part of a hyphenated name is not a word of its own: "Prader-Willi" is not a misspelled

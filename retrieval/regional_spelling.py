@@ -5,10 +5,11 @@ A clinician in the UK writes "microcytic anaemia"; a corpus written in American 
 gives a word's other regional spellings: first from breame's lists (1,730 British and 1,706
 American words, https://github.com/cdpierse/breame), then, for the medical words those lists
 lack (haemochromatosis, ischaemia, oedema, coeliac), the British digraphs written as American
-English writes them: "ae" and "oe" become "e" ("haem-" -> "hem-", "oedema" -> "edema"). The
-digraph rule is only ever a candidate: the query reader keeps a variant only when the index
-uses it more often than the word typed (QueryUnderstanding.spelling_variants), so "aerobic" or
-"shoe" never turn into words nobody wrote.
+English writes them: "ae" and "oe" become "e" ("haem-" -> "hem-", "oedema" -> "edema"), and for
+a word with neither, each "e" written as either digraph ("celiac" -> "coeliac"). The digraph
+rule only ever gives candidates: the query reader keeps a variant only when the index uses it
+more often than the word typed (QueryUnderstanding.respell_regional), so "aerobic" or "ferritin"
+never turn into words nobody wrote.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ def _lists() -> tuple[dict[str, str], dict[str, str]]:
 def variants(word: str) -> tuple[str, ...]:
     """The other regional spellings of `word` (lower case; empty when it has none), most likely first.
 
-    `word` is one word; its case is ignored. From breame's lists in either direction, then the
-    "ae"/"oe" -> "e" candidates of a British-looking word: every digraph dropped, then each
-    alone. Candidates are not checked against any vocabulary here; the caller does that.
+    `word` is one word; its case is ignored. From breame's lists in either direction (which
+    have slips: "edema" -> "edoema"), then the "ae"/"oe" -> "e" candidates of a British-looking word (every digraph dropped, then each
+    alone), or for a word with neither digraph each "e" written "ae" and "oe". Candidates are
+    not checked against any vocabulary here; the caller keeps only those its index uses more.
     """
     lowered = word.lower()
     british_to_american, american_to_british = _lists()
@@ -44,10 +46,15 @@ def variants(word: str) -> tuple[str, ...]:
         if other and other != lowered and other not in out:
             out.append(other)
     spots = [m.start() for m in _DIGRAPH.finditer(lowered)]
+    candidates: list[str] = []
     if spots and len(lowered) >= 5:
         # "ae" -> "e" and "oe" -> "e": the digraph's first letter goes.
         candidates = ["".join(c for i, c in enumerate(lowered) if i not in spots)]
         candidates += [lowered[:spot] + lowered[spot + 1:] for spot in spots]
+    elif len(lowered) >= 5:
+        # The other way ("celiac" -> "coeliac", "edema" -> "oedema"): one "e" written as a digraph.
+        candidates = [lowered[:i] + digraph + lowered[i + 1:] for i, c in enumerate(lowered) if c == "e" for digraph in ("ae", "oe")]
+    if candidates:
         for candidate in candidates:
             if candidate != lowered and candidate not in out:
                 out.append(candidate)

@@ -25,6 +25,17 @@ PARTNERS = "Can a male partner get a urinary tract infection from a female partn
     ("tired teenager with heavy periods what blood tests", Patient(None, False)),
     ("16 year old with low ferritin", Patient(None, False)),
     ("causes of chronic microcytosis", Patient(None, False)),
+    ("6 y.o. boy, pale", Patient("child", False)),
+    ("iron dose for our daughter, aged 3", Patient("child", False)),
+    # Found by trying to break it: a word inside a hyphenated term, the asker's relations, the
+    # doctor's "he", and mother-and-baby questions named the wrong patient and hid the answer.
+    ("IV lidocaine infusion dose in Child-Pugh C cirrhosis", Patient(None, False)),
+    ("transfusion threshold in a woman of child-bearing age", Patient("adult", False)),
+    ("I am the mother of a 2 year old and my hemoglobin is 7, do I need a transfusion?", Patient(None, False)),
+    ("Hb 7 after delivering my baby, do I need a blood transfusion?", Patient(None, False)),
+    ("I am a grandmother, my grandson is anaemic, how much iron should he take?", Patient("child", False)),
+    ("The doctor said he thinks my heavy periods caused my iron deficiency", Patient(None, False)),
+    ("my partner is pregnant and has thalassaemia trait, should he be tested?", Patient(None, False)),
 ])
 def test_the_patient_a_question_names(question, patient):
     assert patient_of(question) == patient

@@ -131,10 +131,12 @@ def test_a_regional_spelling_the_index_never_uses_is_searched_as_the_index_spell
 
 
 def test_regional_variants():
-    assert variants("anaemia") == ("anemia",) and variants("anemia") == ("anaemia",)
-    assert variants("sulphate") == ("sulfate",)
+    assert variants("anaemia") == ("anemia",) and variants("anemia")[0] == "anaemia", "breame's pair first"
+    assert "coeliac" in variants("celiac") and "oedema" in variants("edema"), "an American word's British candidates"
+    assert variants("sulphate")[0] == "sulfate"
     assert "ischemia" in variants("ischaemia") and "celiac" in variants("coeliac"), "medical words breame lacks: the digraph rule"
-    assert variants("shoe") == () and variants("iron") == ()
+    assert variants("shoe") == () and variants("iron") == () and variants("ferritin") == ("faerritin", "foerritin"), \
+        "only candidates: the reader keeps one only where the index uses it"
 
 
 def test_lay_words_bring_the_clinical_term_the_index_uses(service):
@@ -166,6 +168,25 @@ def test_a_lay_name_the_index_prefers_in_its_titles_brings_nothing(tmp_path):
     assert lay.read_query("what causes a heart attack").text == "what causes a heart attack"
     clinical = service_over(["Causes of myocardial infarction", "Treating myocardial infarction", "Heart attack symptoms"])
     assert clinical.read_query("what causes a heart attack").text == "what causes a heart attack (myocardial infarction)"
+
+
+def test_what_trying_to_break_the_new_steps_found(service):
+    # A dotless i or a long s matched a lay phrase under Unicode case folding and then named none:
+    # a KeyError and a stack trace from /api/search.
+    for query in ("blood th\u0131nner before surgery", "heavy per\u0131ods and iron", "\u017ftitches after surgery"):
+        assert service.search(query, 3) is not None
+    assert "iron deficiency" not in service.read_query("low iron diet for hemochromatosis").text, "a diet, not a finding"
+    # A question that says "without anaemia" anywhere is about that topic too.
+    both = service.search("difference between iron deficiency without anaemia and iron deficiency anaemia", 5).hits
+    assert any(h.chunk.article_id == "iron-deficiency-without-anemia" for h in both)
+    early = service.search("should iron deficiency be treated before anaemia develops?", 5).hits
+    assert any(h.chunk.article_id == "iron-deficiency-without-anemia" for h in early), "'before anaemia' does not ask for anaemia"
+    # Pasted text: a soft hyphen split the word, a ligature hid it.
+    assert service.read_query("an\u00adaemia in pregnancy").question == "anemia in pregnancy"
+    assert service.read_query("an\u00e6mia in pregnancy").question == "anemia in pregnancy"
+    # Another regional spelling is not announced as a correction.
+    for query in ("celiac disease and iron deficiency", "anesthesia and transfusion thresholds"):
+        assert service.read_query(query).searched_for is None, query
 
 
 def test_lay_terms_file_is_read_strictly(tmp_path):
