@@ -83,11 +83,14 @@ class Abbreviations:
         """True when `token`, in any case, is an abbreviation in the file (spelling leaves it alone)."""
         return token in self.exact or token.lower() in self.folded or any(k.lower() == token.lower() for k in self.exact)
 
-    def expansions(self, query: str, choose: Chooser | None = None) -> list[str]:
-        """Expansions for the abbreviations found in `query`, in order, without repeats."""
+    def expansions(self, query: str, choose: Chooser | None = None, keep: Callable[[str, str], bool] | None = None) -> list[str]:
+        """Expansions for the abbreviations found in `query`, in order, without repeats; with
+        `keep(abbreviation, expansion)`, only those it keeps."""
         found: list[str] = []
         for token in _TOKEN.findall(query):
             senses = self.senses(token)
+            if keep is not None:
+                senses = [s for s in senses if keep(token, s.expansion)]
             if not senses:
                 continue
             if choose is not None and len(senses) > 1:

@@ -173,7 +173,7 @@ class QueryUnderstanding:
             question = respelled
             expansions += regional
         if cfg.expand_abbreviations:
-            expansions += [e for e in self.abbreviations.expansions(question, self._choose_sense) if e not in expansions]
+            expansions += [e for e in self.abbreviations.expansions(question, self._choose_sense, self._index_lacks_name) if e not in expansions]
         if cfg.drug_names:
             drugs = self.drug_synonyms(question)
             if drugs:
@@ -365,6 +365,14 @@ class QueryUnderstanding:
                 continue  # the index's own titles and headings prefer the lay name
             out.append(term)
         return out
+
+    def _index_lacks_name(self, name: str, term: str) -> bool:
+        """Whether appending `term` for `name` can help: False where the index's titles and
+        headings say `name` itself at least as often as `term` (pages titled "COPD" need no
+        "chronic obstructive pulmonary disease"; as with lay names and drug names)."""
+        headings = self._headings_text()
+        named = headings.count(f" {' '.join(_normal_words(name))} ")
+        return not named or named < headings.count(f" {' '.join(_normal_words(term))} ")
 
     def _headings_text(self) -> str:
         """Every title and section heading of the index, normalised (_normal_words), one a line,
