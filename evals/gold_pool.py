@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from evals.datasets import EvalSetError, load_gold
+from evals.datasets import EvalSetError, _read_jsonl, load_gold
 from indexer.articles import load_corpus
 from indexer.chunking import section_ids
 
@@ -64,10 +64,7 @@ def pool(run_dirs: list[Path], depth: int, corpus_dirs: list[Path]) -> list[dict
     wanted: dict[str, set[str]] = {q: set() for q in gold.queries}
     for run in run_dirs:
         path = Path(run) / "per_query.jsonl"
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
+        for number, row in _read_jsonl(path):
             if row["id"] not in wanted:
                 raise EvalSetError(f"{path}:{number}: question {row['id']!r} is not in the gold set")
             wanted[row["id"]].update(u for u in (row.get("top") or [])[:depth] if u not in gold.qrels[row["id"]])
@@ -90,11 +87,8 @@ def merge(judged_path: Path, pool_name: str, corpus_dirs: list[Path], gold_path:
     by_id = {q["id"]: q for q in questions}
     additions: dict[str, list[dict]] = {}
     seen: set[tuple[str, str]] = set()
-    for number, line in enumerate(Path(judged_path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, row in _read_jsonl(Path(judged_path)):
         where = f"{judged_path}:{number}"
-        row = json.loads(line)
         qid, section, grade = row.get("id"), row.get("section"), row.get("grade")
         if qid not in by_id:
             raise EvalSetError(f"{where}: no gold question {qid!r}")

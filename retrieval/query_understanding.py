@@ -359,11 +359,8 @@ class QueryUnderstanding:
             words = tokenize(term)
             if term.lower() in lowered or not words or not all(self.index.lexical.knows(w) for w in words):
                 continue
-            headings = self._headings_text()
-            lay_named = headings.count(f" {' '.join(_normal_words(phrase))} ")
-            if lay_named and lay_named >= headings.count(f" {' '.join(_normal_words(term))} "):
-                continue  # the index's own titles and headings prefer the lay name
-            out.append(term)
+            if self._index_lacks_name(phrase, term):
+                out.append(term)
         return out
 
     def _index_lacks_name(self, name: str, term: str) -> bool:
@@ -397,11 +394,8 @@ class QueryUnderstanding:
             with self._making:
                 if self._heading_bigrams is None:
                     bigrams: set[tuple[str, str]] = set()
-                    for record in self.index.articles.values():
-                        words = _normal_words(record.title)
-                        bigrams.update(zip(words, words[1:]))
-                    for text in self.index.sections.texts:
-                        words = _normal_words(text)
+                    for line in self._headings_text().splitlines():  # the titles and headings, normalised once
+                        words = line.split()
                         bigrams.update(zip(words, words[1:]))
                     self._heading_bigrams = bigrams
         return self._heading_bigrams
